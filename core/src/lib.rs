@@ -1,0 +1,77 @@
+//! # multiproc-core
+//!
+//! The part of [multiproc](https://docs.rs/multiproc) that lives *inside*
+//! shared memory: `#![no_std]`, no allocator, no files, no processes. Each
+//! structure is built in a [`Region`](region::Region) (a pointer and a length,
+//! typically a shared mapping that several processes map at different
+//! addresses) and found again there by another process, which validates the
+//! [`RegionHeader`](region::RegionHeader) before trusting a byte of it.
+//!
+//! | module | what | Python counterpart |
+//! |---|---|---|
+//! | [`region`] | header, validation, [`ShmSafe`](region::ShmSafe) | — |
+//! | [`spsc`] | bounded single-producer single-consumer ring of `T: Pod` | `Pipe` (one way) |
+//! | [`mpmc`] | bounded multi-producer multi-consumer ring of `T: Pod` | `Queue` |
+//! | [`bytering`] | ring of length-prefixed byte frames | `Connection.send_bytes` |
+//! | [`wait`] | eventcount over a shared futex, adaptive spin | — |
+//! | [`mutex`] | robust process-shared mutex, poisoned when its holder dies | `Lock` |
+//! | [`condvar`], [`semaphore`], [`event`], [`barrier`] | the other synchronisation primitives | `Condition`, `Semaphore`, `Event`, `Barrier` |
+//! | [`value`] | `Value<T>`, `AtomicValue<T>`, `Array<T>` | `Value`, `Array` |
+//!
+//! Every blocking call has a `*_timeout` (or deadline) variant. Every atomic
+//! goes through one facade (`sync`), so the algorithms are model-checked
+//! with loom under `--cfg multiproc_loom`.
+//!
+//! # Example
+//!
+//! A ring between two threads; between processes, the region would be a
+//! shared mapping and the consumer would `attach` to it.
+//!
+//! ```
+//! use multiproc_core::region::Region;
+//! use multiproc_core::spsc::SpscRing;
+//!
+//! #[repr(C, align(128))]
+//! struct Mem([u8; 4096]);
+//! let mut mem = Box::new(Mem([0; 4096]));
+//! let region = Region::from_mut_slice(&mut mem.0);
+//!
+//! let ring = SpscRing::<u64>::create(region, 16).unwrap();
+//! let (mut tx, mut rx) = ring.split().unwrap();
+//! std::thread::scope(|s| {
+//!     s.spawn(move || for i in 0..100u64 { tx.push_blocking(i, None).unwrap(); });
+//!     for i in 0..100u64 { assert_eq!(rx.pop_blocking(None).unwrap(), i); }
+//! });
+//! ```
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+// Under loom, platform code and time-based paths are unused by design.
+#![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
+
+#[cfg(any(test, multiproc_loom))]
+extern crate std;
+
+pub(crate) mod sync;
+mod sys;
+
+pub mod barrier;
+pub mod bytering;
+pub mod condvar;
+pub mod event;
+pub mod mpmc;
+pub mod mutex;
+pub mod region;
+pub mod semaphore;
+pub mod spsc;
+pub mod time;
+pub mod value;
+pub mod wait;
+
+pub use sync::WaitOutcome;

@@ -1,0 +1,337 @@
+//! The one place that names atomics, cells, spin hints and futex calls.
+//!
+//! Every algorithm in this crate reaches shared memory through the types in
+//! this module. A normal build maps them onto `core::sync::atomic` and the
+//! platform futex in [`crate::sys`]; a build with `--cfg multiproc_loom` maps
+//! them onto [loom](https://docs.rs/loom) so the same code is model-checked,
+//! with threads standing in for processes.
+//!
+//! The wrappers are `#[repr(transparent)]` over the real atomics, so a shared
+//! layout has the same size and alignment as if it named the atomics itself.
+//! `clippy.toml` forbids the raw types everywhere else.
+//!
+//! # The futex model under loom
+//!
+//! [`Futex::wait`] is modelled with a loom `Mutex` and `Condvar` held inside
+//! the [`Futex`]: the value check and going to sleep happen under the mutex,
+//! and [`Futex::wake_one`]/[`Futex::wake_all`] take the same mutex before
+//! notifying. That is exactly the atomicity the kernel gives (its hash-bucket
+//! lock), so a lost wake-up shows up as a loom deadlock. The clock is frozen
+//! under loom: a timed wait never times out unless its deadline is already
+//! past, so models must not rely on time-outs to make progress.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+pub(crate) use core::sync::atomic::Ordering;
+
+#[cfg(not(multiproc_loom))]
+use core::sync::atomic as imp;
+#[cfg(multiproc_loom)]
+use loom::sync::atomic as imp;
+
+use crate::time::Deadline;
+
+macro_rules! atomic_wrapper {
+    ($(#[$m:meta])* $name:ident, $int:ty) => {
+        $(#[$m])*
+        #[repr(transparent)]
+        #[derive(Debug)]
+        pub(crate) struct $name(imp::$name);
+
+        #[allow(dead_code)]
+        impl $name {
+            /// A new atomic holding `v`.
+            #[inline]
+            pub(crate) fn new(v: $int) -> Self {
+                Self(imp::$name::new(v))
+            }
+            /// Loads the value.
+            #[inline]
+            pub(crate) fn load(&self, order: Ordering) -> $int {
+                self.0.load(order)
+            }
+            /// Stores `v`.
+            #[inline]
+            pub(crate) fn store(&self, v: $int, order: Ordering) {
+                self.0.store(v, order)
+            }
+            /// Swaps in `v`, returning the old value.
+            #[inline]
+            pub(crate) fn swap(&self, v: $int, order: Ordering) -> $int {
+                self.0.swap(v, order)
+            }
+            /// Strong compare-and-exchange.
+            #[inline]
+            pub(crate) fn compare_exchange(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                self.0.compare_exchange(current, new, success, failure)
+            }
+            /// Weak compare-and-exchange (may fail spuriously).
+            #[inline]
+            pub(crate) fn compare_exchange_weak(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                self.0.compare_exchange_weak(current, new, success, failure)
+            }
+            /// Wrapping add, returning the old value.
+            #[inline]
+            pub(crate) fn fetch_add(&self, v: $int, order: Ordering) -> $int {
+                self.0.fetch_add(v, order)
+            }
+            /// Wrapping subtract, returning the old value.
+            #[inline]
+            pub(crate) fn fetch_sub(&self, v: $int, order: Ordering) -> $int {
+                self.0.fetch_sub(v, order)
+            }
+            /// Bitwise or, returning the old value.
+            #[inline]
+            pub(crate) fn fetch_or(&self, v: $int, order: Ordering) -> $int {
+                self.0.fetch_or(v, order)
+            }
+            /// Bitwise and, returning the old value.
+            #[inline]
+            pub(crate) fn fetch_and(&self, v: $int, order: Ordering) -> $int {
+                self.0.fetch_and(v, order)
+            }
+        }
+    };
+}
+
+atomic_wrapper!(
+    /// A 32-bit atomic that may live in shared memory.
+    AtomicU32,
+    u32
+);
+atomic_wrapper!(
+    /// A 64-bit atomic that may live in shared memory. Indices and sizes in
+    /// shared layouts are always 64-bit, so 32- and 64-bit processes agree.
+    AtomicU64,
+    u64
+);
+
+/// A memory fence.
+#[inline]
+pub(crate) fn fence(order: Ordering) {
+    imp::fence(order)
+}
+
+/// A hint that the caller is spinning. Under loom it yields, so the model
+/// checker can run the thread it waits for.
+#[inline]
+pub(crate) fn spin_loop() {
+    #[cfg(not(multiproc_loom))]
+    core::hint::spin_loop();
+    #[cfg(multiproc_loom)]
+    loom::thread::yield_now();
+}
+
+/// Gives up the CPU to other threads (`sched_yield`). Under loom it yields to
+/// the model checker.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(multiproc_loom))]
+    crate::sys::yield_now();
+    #[cfg(multiproc_loom)]
+    loom::thread::yield_now();
+}
+
+/// An `UnsafeCell` with loom's `with`/`with_mut` shape in both builds, so
+/// loom can check every access to slot memory for data races.
+#[cfg(not(multiproc_loom))]
+#[repr(transparent)]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(multiproc_loom))]
+#[allow(dead_code)]
+impl<T> UnsafeCell<T> {
+    /// A cell holding `v`.
+    #[inline]
+    pub(crate) const fn new(v: T) -> Self {
+        Self(core::cell::UnsafeCell::new(v))
+    }
+    /// Runs `f` with a const pointer to the contents.
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+    /// Runs `f` with a mut pointer to the contents.
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+    /// The raw pointer to the contents, for guards that hand out `&T`/`&mut T`
+    /// for longer than one closure. Loom cannot track such accesses.
+    #[inline]
+    pub(crate) fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+#[cfg(multiproc_loom)]
+pub(crate) use loom_cell::UnsafeCell;
+
+#[cfg(multiproc_loom)]
+mod loom_cell {
+    /// loom's cell, plus `get` for long-lived guards (not race-tracked).
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(loom::cell::UnsafeCell<T>);
+
+    #[allow(dead_code)]
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(v: T) -> Self {
+            Self(loom::cell::UnsafeCell::new(v))
+        }
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            self.0.with(f)
+        }
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            self.0.with_mut(f)
+        }
+        pub(crate) fn get(&self) -> *mut T {
+            // SAFETY: the pointer escapes loom's tracking; callers document
+            // why their access cannot race (they hold the slot's ownership).
+            self.0.with_mut(|p| p)
+        }
+    }
+}
+
+/// What a futex wait ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Woken, interrupted, or the value had already changed: re-check.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// A 32-bit futex word that may live in shared memory.
+///
+/// Waits and wakes are process-shared (never `FUTEX_PRIVATE_FLAG`), so a
+/// process can sleep on a word that another process changes and wakes.
+#[cfg(not(multiproc_loom))]
+#[repr(transparent)]
+#[derive(Debug)]
+pub(crate) struct Futex(AtomicU32);
+
+#[cfg(multiproc_loom)]
+#[derive(Debug)]
+pub(crate) struct Futex(AtomicU32, loom::sync::Mutex<()>, loom::sync::Condvar);
+
+impl core::ops::Deref for Futex {
+    type Target = AtomicU32;
+    #[inline]
+    fn deref(&self) -> &AtomicU32 {
+        &self.0
+    }
+}
+
+#[allow(dead_code)]
+impl Futex {
+    /// A futex word holding `v`.
+    pub(crate) fn new(v: u32) -> Self {
+        #[cfg(not(multiproc_loom))]
+        return Self(AtomicU32::new(v));
+        #[cfg(multiproc_loom)]
+        return Self(
+            AtomicU32::new(v),
+            loom::sync::Mutex::new(()),
+            loom::sync::Condvar::new(),
+        );
+    }
+
+    /// Sleeps while the word equals `expected`, until woken or `deadline`.
+    ///
+    /// Returns at once when the word differs. Spurious returns are allowed:
+    /// callers loop and re-check their condition.
+    #[inline]
+    pub(crate) fn wait(&self, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
+        #[cfg(not(multiproc_loom))]
+        {
+            crate::sys::futex_wait(self.0 .0.as_ptr(), expected, deadline)
+        }
+        #[cfg(multiproc_loom)]
+        {
+            if deadline.is_some_and(|d| d.has_passed()) {
+                return WaitOutcome::TimedOut;
+            }
+            let guard = self.1.lock().unwrap();
+            if self.0.load(Ordering::SeqCst) != expected {
+                return WaitOutcome::Woken;
+            }
+            drop(self.2.wait(guard).unwrap());
+            WaitOutcome::Woken
+        }
+    }
+
+    /// Wakes at most one process sleeping on this word.
+    #[inline]
+    pub(crate) fn wake_one(&self) {
+        #[cfg(not(multiproc_loom))]
+        crate::sys::futex_wake(self.0 .0.as_ptr(), 1);
+        #[cfg(multiproc_loom)]
+        {
+            let _guard = self.1.lock().unwrap();
+            self.2.notify_one();
+        }
+    }
+
+    /// Wakes every process sleeping on this word.
+    #[inline]
+    pub(crate) fn wake_all(&self) {
+        #[cfg(not(multiproc_loom))]
+        crate::sys::futex_wake(self.0 .0.as_ptr(), i32::MAX as u32);
+        #[cfg(multiproc_loom)]
+        {
+            let _guard = self.1.lock().unwrap();
+            self.2.notify_all();
+        }
+    }
+}
+
+#[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_size!(AtomicU64, u64);
+#[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_align!(AtomicU64, u64);
+#[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_size!(Futex, u32);
+#[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_size!(UnsafeCell<u64>, u64);
+
+/// The identity this process (or, under loom, this thread) puts in lock words.
+#[inline]
+pub(crate) fn current_pid() -> u32 {
+    #[cfg(not(multiproc_loom))]
+    return crate::sys::current_pid();
+    #[cfg(multiproc_loom)]
+    {
+        loom::thread_local! {
+            static ID: u32 = {
+                static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            };
+        }
+        ID.with(|id| *id)
+    }
+}
+
+/// Whether process `pid` still runs (a zombie counts as dead). Under loom every
+/// thread is alive: deaths are tested with real processes and `kill -9`.
+#[inline]
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    #[cfg(not(multiproc_loom))]
+    return crate::sys::pid_alive(pid);
+    #[cfg(multiproc_loom)]
+    {
+        let _ = pid;
+        true
+    }
+}
