@@ -68,6 +68,7 @@ pub mod event;
 pub mod mpmc;
 pub mod mutex;
 pub mod region;
+pub mod role;
 pub mod semaphore;
 pub mod spsc;
 pub mod time;

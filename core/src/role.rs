@@ -1,0 +1,188 @@
+//! Role words: which process holds a one-of-a-kind role (the producer or
+//! consumer of a single-producer ring), whether it is still alive, and
+//! whether it left cleanly.
+//!
+//! The borrow checker cannot see other processes, so a role that must be
+//! unique is handed out through a word in shared memory:
+//!
+//! | word | meaning |
+//! |---|---|
+//! | `0` | never claimed |
+//! | `pid` | held by process `pid` |
+//! | `CLOSED_BIT \| pid` | released by `pid` (its handle was dropped) |
+//!
+//! A role whose holder died without releasing it (killed with `SIGKILL`) can
+//! be claimed again: [`RoleWord::claim`] checks the holder's liveness. Peers
+//! waiting on the role holder use [`RoleWord::peer`] to tell "slow" from
+//! "gone".
+
+use core::fmt;
+
+use crate::sync::{current_pid, pid_alive, AtomicU32, Ordering};
+
+/// Set in a role word once its holder released it.
+pub const CLOSED_BIT: u32 = 1 << 31;
+const PID_MASK: u32 = !CLOSED_BIT;
+
+/// A role word, living in shared memory.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RoleWord(AtomicU32);
+
+#[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_size!(RoleWord, u32);
+
+// SAFETY: repr(C) over one 32-bit atomic: valid for every bit pattern, no
+// pointers.
+unsafe impl crate::region::ShmSafe for RoleWord {}
+
+/// How a role was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// The role was free or released cleanly.
+    Fresh,
+    /// The previous holder (this pid) died without releasing it; whatever it
+    /// was doing is abandoned (for example, an uncommitted slot).
+    FromDead(u32),
+}
+
+/// The state of the peer holding a role, as seen from the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// Nobody has claimed the role yet.
+    NeverClaimed,
+    /// Held by a live process.
+    Alive(u32),
+    /// Released by its holder.
+    Closed(u32),
+    /// Held by a process that no longer runs.
+    Dead(u32),
+}
+
+impl Peer {
+    /// Whether the peer is gone for good (released or dead).
+    pub fn is_gone(self) -> bool {
+        matches!(self, Peer::Closed(_) | Peer::Dead(_))
+    }
+}
+
+/// The role is held by another live process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleTaken {
+    /// The holder's process id.
+    pub pid: u32,
+}
+
+impl fmt::Display for RoleTaken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "role already held by live process {}", self.pid)
+    }
+}
+
+impl core::error::Error for RoleTaken {}
+
+impl Default for RoleWord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RoleWord {
+    /// An unclaimed role.
+    pub fn new() -> Self {
+        Self(AtomicU32::new(0))
+    }
+
+    /// Claims the role for this process.
+    ///
+    /// # Errors
+    ///
+    /// [`RoleTaken`] if a live process holds it (this one included: a role
+    /// is held at most once per process too).
+    pub fn claim(&self) -> Result<Claimed, RoleTaken> {
+        let me = current_pid() & PID_MASK;
+        let mut w = self.0.load(Ordering::Acquire);
+        loop {
+            let claimed = if w == 0 || w & CLOSED_BIT != 0 {
+                Claimed::Fresh
+            } else {
+                let pid = w & PID_MASK;
+                if pid == me || pid_alive(pid) {
+                    return Err(RoleTaken { pid });
+                }
+                Claimed::FromDead(pid)
+            };
+            // Acquire: pairs with the Release in `release`, so the new holder
+            // sees everything the old one did with the role.
+            match self
+                .0
+                .compare_exchange(w, me, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(claimed),
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Releases the role (its handle is dropped). Only the holder calls it.
+    pub fn release(&self) {
+        let me = current_pid() & PID_MASK;
+        // Release: pairs with the Acquire in `claim` and `peer`.
+        self.0.store(CLOSED_BIT | me, Ordering::Release);
+    }
+
+    /// The holder's state. Checks liveness (a few system calls) when the
+    /// role is held: call it on slow paths only.
+    pub fn peer(&self) -> Peer {
+        let w = self.0.load(Ordering::Acquire);
+        if w == 0 {
+            Peer::NeverClaimed
+        } else if w & CLOSED_BIT != 0 {
+            Peer::Closed(w & PID_MASK)
+        } else if pid_alive(w & PID_MASK) {
+            Peer::Alive(w)
+        } else {
+            Peer::Dead(w)
+        }
+    }
+
+    /// Whether the holder released the role (no liveness check: one load).
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.0.load(Ordering::Acquire) & CLOSED_BIT != 0
+    }
+
+    /// The raw word (for diagnostics).
+    pub fn raw(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_release_reclaim() {
+        let r = RoleWord::new();
+        assert_eq!(r.peer(), Peer::NeverClaimed);
+        assert_eq!(r.claim(), Ok(Claimed::Fresh));
+        let me = current_pid();
+        assert_eq!(r.claim(), Err(RoleTaken { pid: me }));
+        assert_eq!(r.peer(), Peer::Alive(me));
+        r.release();
+        assert!(r.is_closed());
+        assert_eq!(r.peer(), Peer::Closed(me));
+        assert!(r.peer().is_gone());
+        assert_eq!(r.claim(), Ok(Claimed::Fresh));
+    }
+
+    #[test]
+    fn dead_holder_is_reclaimed() {
+        let r = RoleWord::new();
+        // pid_max is at most 2^22: this pid cannot exist.
+        r.0.store((1 << 22) + 5, Ordering::Relaxed);
+        assert_eq!(r.peer(), Peer::Dead((1 << 22) + 5));
+        assert_eq!(r.claim(), Ok(Claimed::FromDead((1 << 22) + 5)));
+    }
+}
