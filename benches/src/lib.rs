@@ -1,1 +1,40 @@
-//! Benchmark support for multiproc.
+//! Support code for multiproc's benches: aligned memory for core regions.
+#![warn(missing_docs)]
+
+use multiproc_core::region::Region;
+
+#[repr(C, align(128))]
+#[derive(Clone, Copy)]
+struct Line([u8; 128]);
+
+/// A zeroed, 128-byte-aligned heap buffer in which core structures are built
+/// for in-process (thread-to-thread) benches.
+pub struct AlignedBuf {
+    lines: Box<[Line]>,
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.lines.len() * 128)
+    }
+}
+
+impl AlignedBuf {
+    /// At least `len` zeroed bytes.
+    pub fn new(len: usize) -> Self {
+        let n = len.div_ceil(128).max(1);
+        Self {
+            lines: vec![Line([0; 128]); n].into_boxed_slice(),
+        }
+    }
+
+    /// The buffer as a region.
+    pub fn region(&mut self) -> Region<'_> {
+        let len = self.lines.len() * 128;
+        // SAFETY: `Line` is 128 plain bytes without padding, so the boxed
+        // slice is `len` initialised, exclusively borrowed bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<u8>(), len) };
+        Region::from_mut_slice(bytes)
+    }
+}

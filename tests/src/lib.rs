@@ -1,2 +1,206 @@
-//! Helpers for multi-process tests: anonymous shared mappings, fork with a
-//! watchdog, and child exit status.
+//! Helpers for multi-process tests: anonymous shared mappings, forked
+//! children with a watchdog, and child exit status.
+//!
+//! Tests run under `cargo nextest` (one process per test), so forking from a
+//! test is safe; the child only touches shared memory and leaves with
+//! `_exit`, never returning into the test harness.
+#![allow(clippy::missing_panics_doc)]
+
+use std::io;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use multiproc_core::region::Region;
+
+/// An anonymous `MAP_SHARED` mapping: inherited by forked children, who see
+/// the same physical pages (at the same address, since fork copies the map).
+#[derive(Debug)]
+pub struct SharedMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory; all access goes through core's
+// structures (atomics and slot protocols) or explicit raw reads.
+unsafe impl Send for SharedMap {}
+// SAFETY: as for Send.
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    /// Maps `len` zeroed bytes (rounded up to a page).
+    pub fn new(len: usize) -> Self {
+        let len = len.max(1).next_multiple_of(4096);
+        // SAFETY: an anonymous shared mapping with no address hint; the result
+        // is checked for MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mmap: {}", io::Error::last_os_error());
+        Self {
+            ptr: NonNull::new(p.cast()).expect("mmap returned null"),
+            len,
+        }
+    }
+
+    /// The mapping as a core region (page-aligned, so 128-aligned).
+    pub fn region(&self) -> Region<'_> {
+        // SAFETY: the mapping is valid for `len` bytes while `self` lives, and
+        // this process only touches it through core structures.
+        unsafe { Region::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: at least one page).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// `_exit(code)`.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// A forked child. Dropping it kills and reaps it, so a failing test never
+/// leaves a child behind.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    reaped: Option<Exit>,
+}
+
+/// Forks a child that runs `f` and exits with its return value (101 if it
+/// panics). The child never returns into the caller.
+pub fn fork(f: impl FnOnce() -> i32) -> Child {
+    // SAFETY: fork has no preconditions; the child branch below only runs `f`
+    // and leaves with `_exit`, so it never unwinds into the parent's frames.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+        // SAFETY: _exit skips atexit handlers and destructors that belong to
+        // the parent's state.
+        unsafe { libc::_exit(code) };
+    }
+    Child { pid, reaped: None }
+}
+
+impl Child {
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Sends `sig`.
+    pub fn signal(&self, sig: i32) {
+        if self.reaped.is_none() {
+            // SAFETY: kill on our own unreaped child.
+            unsafe { libc::kill(self.pid, sig) };
+        }
+    }
+
+    /// `kill -9` the child and reap it.
+    pub fn kill9(&mut self) -> Exit {
+        self.signal(libc::SIGKILL);
+        self.wait_timeout(Duration::from_secs(10))
+            .expect("SIGKILLed child did not exit")
+    }
+
+    fn try_wait(&mut self) -> Option<Exit> {
+        if let Some(e) = self.reaped {
+            return Some(e);
+        }
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid out-pointer.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if r == self.pid {
+            let e = if libc::WIFSIGNALED(status) {
+                Exit::Signal(libc::WTERMSIG(status))
+            } else {
+                Exit::Code(libc::WEXITSTATUS(status))
+            };
+            self.reaped = Some(e);
+            return Some(e);
+        }
+        None
+    }
+
+    /// Waits up to `timeout` for the child to exit.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Exit> {
+        let end = Instant::now() + timeout;
+        let mut nap = Duration::from_micros(50);
+        loop {
+            if let Some(e) = self.try_wait() {
+                return Some(e);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the child with a watchdog: if it has not exited within
+    /// `timeout`, it is killed and the test fails.
+    pub fn join(mut self, timeout: Duration) -> Exit {
+        match self.wait_timeout(timeout) {
+            Some(e) => e,
+            None => {
+                self.kill9();
+                panic!(
+                    "child {} did not finish within {timeout:?} (deadlock?)",
+                    self.pid
+                );
+            }
+        }
+    }
+
+    /// Like [`join`](Self::join) and asserts a zero exit code.
+    pub fn join_ok(self, timeout: Duration) {
+        let pid = self.pid;
+        let e = self.join(timeout);
+        assert_eq!(e, Exit::Code(0), "child {pid} failed");
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            self.signal(libc::SIGKILL);
+            let _ = self.wait_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A simple checksum of a message sequence (order-sensitive).
+pub fn checksum(acc: u64, v: u64) -> u64 {
+    (acc ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(5)
+}

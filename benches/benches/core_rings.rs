@@ -1,0 +1,253 @@
+//! Thread-to-thread ring throughput: multiproc-core's SPSC and MPMC rings
+//! against rtrb, crossbeam's ArrayQueue and crossbeam-channel, in one run.
+//!
+//! `cargo bench -p multiproc-benches --bench core_rings`
+//!
+//! Each sample moves `iters` messages from a producer thread to a consumer
+//! thread through a 1024-slot queue; criterion reports time per message
+//! (its throughput line gives messages/s).
+
+use std::hint::black_box;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytemuck::{Pod, Zeroable};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use multiproc_benches::AlignedBuf;
+use multiproc_core::mpmc::MpmcRing;
+use multiproc_core::spsc::SpscRing;
+
+const CAP: usize = 1024;
+
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct Msg64([u64; 8]);
+
+trait MakeMsg: Pod + Send {
+    fn make(i: u64) -> Self;
+    fn key(&self) -> u64;
+}
+impl MakeMsg for u64 {
+    fn make(i: u64) -> Self {
+        i
+    }
+    fn key(&self) -> u64 {
+        *self
+    }
+}
+impl MakeMsg for Msg64 {
+    fn make(i: u64) -> Self {
+        Msg64([i; 8])
+    }
+    fn key(&self) -> u64 {
+        self.0[7]
+    }
+}
+
+/// Runs producer and consumer closures on two threads; returns the elapsed
+/// time of the transfer.
+fn pair(
+    produce: impl FnOnce() + Send,
+    consume: impl FnOnce() -> u64 + Send,
+    iters: u64,
+) -> Duration {
+    thread::scope(|s| {
+        let start = Instant::now();
+        let c = s.spawn(consume);
+        produce();
+        let sum = c.join().unwrap();
+        let el = start.elapsed();
+        assert_eq!(sum, iters.wrapping_mul(iters.wrapping_sub(1)) / 2);
+        el
+    })
+}
+
+fn ours_spsc<T: MakeMsg>(iters: u64) -> Duration {
+    let mut buf = AlignedBuf::new(SpscRing::<T>::memory_size(CAP as u64).unwrap());
+    let ring = SpscRing::<T>::create(buf.region(), CAP as u64).unwrap();
+    let (mut tx, mut rx) = ring.split().unwrap();
+    pair(
+        move || {
+            for i in 0..iters {
+                let mut v = T::make(i);
+                loop {
+                    match tx.try_push(v) {
+                        Ok(()) => break,
+                        Err(e) => v = e.into_inner(),
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let mut sum = 0u64;
+            let mut n = 0;
+            while n < iters {
+                if let Ok(v) = rx.try_pop() {
+                    sum = sum.wrapping_add(black_box(v).key());
+                    n += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            sum
+        },
+        iters,
+    )
+}
+
+fn rtrb_spsc<T: MakeMsg>(iters: u64) -> Duration {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<T>::new(CAP);
+    pair(
+        move || {
+            for i in 0..iters {
+                let mut v = T::make(i);
+                loop {
+                    match tx.push(v) {
+                        Ok(()) => break,
+                        Err(rtrb::PushError::Full(x)) => v = x,
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        move || {
+            let mut sum = 0u64;
+            let mut n = 0;
+            while n < iters {
+                if let Ok(v) = rx.pop() {
+                    sum = sum.wrapping_add(black_box(v).key());
+                    n += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            sum
+        },
+        iters,
+    )
+}
+
+fn ours_mpmc<T: MakeMsg>(iters: u64) -> Duration {
+    let mut buf = AlignedBuf::new(MpmcRing::<T>::memory_size(CAP as u64).unwrap());
+    let ring = MpmcRing::<T>::create(buf.region(), CAP as u64).unwrap();
+    pair(
+        || {
+            for i in 0..iters {
+                let mut v = T::make(i);
+                loop {
+                    match ring.try_push(v) {
+                        Ok(()) => break,
+                        Err(e) => v = e.into_inner(),
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        || {
+            let mut sum = 0u64;
+            let mut n = 0;
+            while n < iters {
+                if let Ok(v) = ring.try_pop() {
+                    sum = sum.wrapping_add(black_box(v).key());
+                    n += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            sum
+        },
+        iters,
+    )
+}
+
+fn array_queue<T: MakeMsg>(iters: u64) -> Duration {
+    let q = crossbeam_queue::ArrayQueue::<T>::new(CAP);
+    pair(
+        || {
+            for i in 0..iters {
+                let mut v = T::make(i);
+                while let Err(x) = q.push(v) {
+                    v = x;
+                    std::hint::spin_loop();
+                }
+            }
+        },
+        || {
+            let mut sum = 0u64;
+            let mut n = 0;
+            while n < iters {
+                if let Some(v) = q.pop() {
+                    sum = sum.wrapping_add(black_box(v).key());
+                    n += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            sum
+        },
+        iters,
+    )
+}
+
+fn channel<T: MakeMsg>(iters: u64) -> Duration {
+    let (tx, rx) = crossbeam_channel::bounded::<T>(CAP);
+    pair(
+        move || {
+            for i in 0..iters {
+                tx.send(T::make(i)).unwrap();
+            }
+        },
+        move || {
+            let mut sum = 0u64;
+            for _ in 0..iters {
+                sum = sum.wrapping_add(black_box(rx.recv().unwrap()).key());
+            }
+            sum
+        },
+        iters,
+    )
+}
+
+fn bench_size<T: MakeMsg>(c: &mut Criterion, label: &str) {
+    let mut g = c.benchmark_group(format!("spsc_{label}"));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::from_parameter("multiproc"), |b| {
+        b.iter_custom(ours_spsc::<T>)
+    });
+    g.bench_function(BenchmarkId::from_parameter("rtrb"), |b| {
+        b.iter_custom(rtrb_spsc::<T>)
+    });
+    g.bench_function(BenchmarkId::from_parameter("ArrayQueue"), |b| {
+        b.iter_custom(array_queue::<T>)
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group(format!("mpmc_{label}"));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::from_parameter("multiproc"), |b| {
+        b.iter_custom(ours_mpmc::<T>)
+    });
+    g.bench_function(BenchmarkId::from_parameter("ArrayQueue"), |b| {
+        b.iter_custom(array_queue::<T>)
+    });
+    g.bench_function(BenchmarkId::from_parameter("crossbeam-channel"), |b| {
+        b.iter_custom(channel::<T>)
+    });
+    g.finish();
+}
+
+fn rings(c: &mut Criterion) {
+    bench_size::<u64>(c, "8B");
+    bench_size::<Msg64>(c, "64B");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    targets = rings
+}
+criterion_main!(benches);
