@@ -1,0 +1,1104 @@
+//! Shared memory segments: anonymous (inherited across `fork`) and named
+//! (`shm_open`), the memory every shared structure lives in.
+//!
+//! ```text
+//!  SharedMemory::create("/jobs", n)          SharedMemory::open("/jobs")
+//!  (creator: unlinks the name on drop)       (opener: never unlinks)
+//!        |                                          |
+//!        v                                          v
+//!  shm_open(O_CREAT|O_EXCL, 0600)           shm_open(O_RDWR), fstat
+//!  ftruncate(n), mmap(MAP_SHARED)           mmap(MAP_SHARED, st_size)
+//!        \______________ same pages _______________/
+//! ```
+//!
+//! | who | on drop | name |
+//! |---|---|---|
+//! | creator (`create`, `create_unique`, the creating side of `open_or_create`) | unmaps; unlinks the name unless [`SharedMemory::set_persist`] or it was already unlinked; only in the creating process (a forked copy never unlinks) | kept |
+//! | opener (`open`, `open_raw`) | unmaps | kept |
+//! | anonymous | unmaps | none |
+//!
+//! # Names
+//!
+//! A name is a POSIX shm name: `/` then up to 255 bytes (31 on macOS) with
+//! no further `/`, no NUL, not `.` or `..`. The leading `/` may be left out,
+//! as Python's `multiprocessing.shared_memory` does: `"psm_1a2b"` and
+//! `"/psm_1a2b"` name the same segment, and [`SharedMemory::name`] always
+//! gives the `/` form, [`SharedMemory::python_name`] the form without it.
+//! Names this crate generates ([`SharedMemory::create_unique`]) look like
+//! `/mp-<creator pid>-<counter>-<random>`, so [`cleanup_leaked`] can find
+//! the segments of processes that died before unlinking them.
+//!
+//! # Access
+//!
+//! Another process may write the memory at any time, so handing out `&[u8]`
+//! would be unsound. Bytes are copied in and out with
+//! [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at)
+//! (volatile copies: a concurrent writer elsewhere makes the bytes read a
+//! mix of old and new, never undefined behaviour in this process), and
+//! structures are built in [`region`](SharedMemory::region) with
+//! `multiproc_core`, whose every shared field is an atomic.
+//!
+//! # Examples
+//!
+//! ```
+//! use multiproc::shm::SharedMemory;
+//!
+//! let mut a = SharedMemory::create_unique(4096)?;
+//! let mut b = SharedMemory::open(a.name().unwrap())?;
+//! a.write_at(0, b"hello")?;
+//! let mut buf = [0u8; 5];
+//! b.read_at(0, &mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! drop(b);
+//! drop(a); // the creator unlinks the name
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc_core::region::{AttachError, InitError, Kind, Region, RegionHeader};
+
+use crate::sys;
+
+/// Prefix of the names [`SharedMemory::create_unique`] generates.
+pub const GENERATED_PREFIX: &str = "/mp-";
+
+/// Default permission bits of created segments: owner read/write only.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// Why a name is not a valid shm name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameError {
+    /// Nothing after the optional leading `/`.
+    Empty,
+    /// Longer than the system allows (leading `/` included).
+    TooLong {
+        /// Length of the name with its leading `/`.
+        len: usize,
+        /// The longest allowed.
+        max: usize,
+    },
+    /// A `/` after the leading one.
+    InnerSlash,
+    /// A NUL byte.
+    Nul,
+    /// `.` or `..`, which name directories.
+    Dot,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => f.write_str("name is empty"),
+            NameError::TooLong { len, max } => {
+                write!(f, "name is {len} bytes long, at most {max} allowed")
+            }
+            NameError::InnerSlash => f.write_str("name contains '/' after the leading one"),
+            NameError::Nul => f.write_str("name contains a NUL byte"),
+            NameError::Dot => f.write_str("name is '.' or '..'"),
+        }
+    }
+}
+
+/// Errors of [`SharedMemory`] operations.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// The name is not a valid shm name.
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: NameError,
+    },
+    /// `create`: a segment of this name exists.
+    AlreadyExists {
+        /// The name (with its leading `/`).
+        name: String,
+    },
+    /// `open`: no segment of this name exists.
+    NotFound {
+        /// The name (with its leading `/`).
+        name: String,
+    },
+    /// A size of zero was asked for, or the segment opened has size zero
+    /// (its creator may not have sized it yet).
+    ZeroSize,
+    /// The size does not fit this platform's address space or file offsets.
+    TooLarge {
+        /// The size asked for.
+        size: u64,
+    },
+    /// `open` with a minimum size: the segment is smaller.
+    SizeMismatch {
+        /// The name (with its leading `/`).
+        name: String,
+        /// The size asked for.
+        expected: u64,
+        /// The segment's size.
+        actual: u64,
+    },
+    /// The operation needs a named segment (this one is anonymous).
+    Anonymous,
+    /// `read_at`/`write_at` outside the mapping.
+    OutOfBounds {
+        /// Offset asked for.
+        offset: usize,
+        /// Bytes asked for.
+        len: usize,
+        /// Size of the mapping.
+        size: usize,
+    },
+    /// Another system error.
+    Io {
+        /// The failing operation (`"shm_open"`, `"mmap"`, ...).
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ShmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShmError::InvalidName { name, reason } => {
+                write!(f, "invalid shared memory name {name:?}: {reason}")
+            }
+            ShmError::AlreadyExists { name } => {
+                write!(f, "shared memory segment {name:?} already exists")
+            }
+            ShmError::NotFound { name } => write!(f, "no shared memory segment {name:?}"),
+            ShmError::ZeroSize => f.write_str("shared memory segment of size zero"),
+            ShmError::TooLarge { size } => write!(f, "shared memory size {size} is too large"),
+            ShmError::SizeMismatch {
+                name,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "shared memory segment {name:?} has {actual} bytes, {expected} expected"
+            ),
+            ShmError::Anonymous => f.write_str("anonymous shared memory has no name"),
+            ShmError::OutOfBounds { offset, len, size } => write!(
+                f,
+                "range {offset}..{offset}+{len} outside shared memory of {size} bytes"
+            ),
+            ShmError::Io { op, source } => write!(f, "{op}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ShmError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ShmError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> ShmError {
+    move |source| ShmError::Io { op, source }
+}
+
+/// A validated shm name: the `/` form as text and as a C string.
+#[derive(Clone)]
+struct ShmName {
+    text: String,
+    c: CString,
+}
+
+impl ShmName {
+    fn parse(name: &str) -> Result<Self, ShmError> {
+        let bad = |reason| ShmError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        };
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if bare.is_empty() {
+            return Err(bad(NameError::Empty));
+        }
+        if bare.contains('\0') {
+            return Err(bad(NameError::Nul));
+        }
+        if bare.contains('/') {
+            return Err(bad(NameError::InnerSlash));
+        }
+        if bare == "." || bare == ".." {
+            return Err(bad(NameError::Dot));
+        }
+        let len = bare.len() + 1;
+        if len > sys::SHM_NAME_MAX {
+            return Err(bad(NameError::TooLong {
+                len,
+                max: sys::SHM_NAME_MAX,
+            }));
+        }
+        let text = format!("/{bare}");
+        let c = CString::new(text.clone()).map_err(|_| bad(NameError::Nul))?;
+        Ok(Self { text, c })
+    }
+}
+
+/// Options for creating or opening a named segment.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::shm::ShmOptions;
+///
+/// let seg = ShmOptions::new().size(1 << 16).mode(0o640).create_unique()?;
+/// assert_eq!(seg.len(), 1 << 16);
+/// # Ok::<(), multiproc::shm::ShmError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShmOptions {
+    size: usize,
+    mode: u32,
+    persist: bool,
+}
+
+impl Default for ShmOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShmOptions {
+    /// Size 0 (must be set to create), mode 0600, unlinked by the creator
+    /// on drop.
+    pub fn new() -> Self {
+        Self {
+            size: 0,
+            mode: DEFAULT_MODE,
+            persist: false,
+        }
+    }
+
+    /// The size to create with; for `open`, the minimum size expected.
+    #[must_use]
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Permission bits of a created segment (set exactly, whatever the
+    /// umask). Default [`DEFAULT_MODE`].
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Whether the creator leaves the name in place on drop.
+    #[must_use]
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.persist = persist;
+        self
+    }
+
+    /// Creates a new segment of [`size`](Self::size) bytes, zero-filled.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::InvalidName`], [`ShmError::ZeroSize`],
+    /// [`ShmError::AlreadyExists`], or [`ShmError::Io`].
+    pub fn create(&self, name: &str) -> Result<SharedMemory, ShmError> {
+        let name = ShmName::parse(name)?;
+        self.create_named(name)
+    }
+
+    /// Creates a segment under a fresh generated name
+    /// (`/mp-<pid>-<counter>-<random>`).
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::ZeroSize`] or [`ShmError::Io`].
+    pub fn create_unique(&self) -> Result<SharedMemory, ShmError> {
+        for _ in 0..16 {
+            let name = ShmName::parse(&generate_name())?;
+            match self.create_named(name) {
+                Err(ShmError::AlreadyExists { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(ShmError::Io {
+            op: "shm_open",
+            source: io::Error::from(io::ErrorKind::AlreadyExists),
+        })
+    }
+
+    /// Opens an existing segment and maps all of it.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::InvalidName`], [`ShmError::NotFound`],
+    /// [`ShmError::ZeroSize`] if it has size zero,
+    /// [`ShmError::SizeMismatch`] if it is smaller than
+    /// [`size`](Self::size), or [`ShmError::Io`].
+    pub fn open(&self, name: &str) -> Result<SharedMemory, ShmError> {
+        let name = ShmName::parse(name)?;
+        self.open_named(name)
+    }
+
+    /// Opens the segment if it exists, else creates it; see
+    /// [`SharedMemory::is_owner`] for which happened. When another process
+    /// is creating it at the same moment, waits up to 100 ms for it to reach
+    /// its size.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create) and [`open`](Self::open).
+    pub fn open_or_create(&self, name: &str) -> Result<SharedMemory, ShmError> {
+        let name = ShmName::parse(name)?;
+        if self.size == 0 {
+            return Err(ShmError::ZeroSize);
+        }
+        let until = Instant::now() + Duration::from_millis(100);
+        loop {
+            match self.create_named(name.clone()) {
+                Err(ShmError::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            match self.open_named(name.clone()) {
+                // Unlinked in between, or not sized yet by its creator.
+                Err(ShmError::NotFound { .. })
+                | Err(ShmError::ZeroSize)
+                | Err(ShmError::SizeMismatch { .. })
+                    if Instant::now() < until =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn create_named(&self, name: ShmName) -> Result<SharedMemory, ShmError> {
+        if self.size == 0 {
+            return Err(ShmError::ZeroSize);
+        }
+        let size = self.size;
+        if size > isize::MAX as usize || i64::try_from(size).is_err() {
+            return Err(ShmError::TooLarge { size: size as u64 });
+        }
+        let fd = sys::shm_open(
+            &name.c,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            self.mode,
+        )
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => ShmError::AlreadyExists {
+                name: name.text.clone(),
+            },
+            _ => ShmError::Io {
+                op: "shm_open",
+                source: e,
+            },
+        })?;
+        // From here on the name exists: remove it again on any failure.
+        let unlink_on_err = |e: ShmError| {
+            let _ = sys::shm_unlink(&name.c);
+            e
+        };
+        let file = File::from(fd);
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(self.mode))
+            .map_err(io_err("fchmod"))
+            .map_err(unlink_on_err)?;
+        file.set_len(size as u64)
+            .map_err(io_err("ftruncate"))
+            .map_err(unlink_on_err)?;
+        let ptr = sys::mmap_shared(Some(file.as_fd()), size)
+            .map_err(io_err("mmap"))
+            .map_err(unlink_on_err)?;
+        Ok(SharedMemory {
+            ptr,
+            len: size,
+            name: Some(name),
+            creator_pid: Some(sys::getpid()),
+            persist: self.persist,
+            unlinked: AtomicBool::new(false),
+        })
+    }
+
+    fn open_named(&self, name: ShmName) -> Result<SharedMemory, ShmError> {
+        let fd: OwnedFd =
+            sys::shm_open(&name.c, libc::O_RDWR, 0).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => ShmError::NotFound {
+                    name: name.text.clone(),
+                },
+                _ => ShmError::Io {
+                    op: "shm_open",
+                    source: e,
+                },
+            })?;
+        let file = File::from(fd);
+        let actual = file.metadata().map_err(io_err("fstat"))?.len();
+        if actual == 0 {
+            return Err(ShmError::ZeroSize);
+        }
+        if actual < self.size as u64 {
+            return Err(ShmError::SizeMismatch {
+                name: name.text,
+                expected: self.size as u64,
+                actual,
+            });
+        }
+        let len = usize::try_from(actual)
+            .ok()
+            .filter(|&l| l <= isize::MAX as usize)
+            .ok_or(ShmError::TooLarge { size: actual })?;
+        let ptr = sys::mmap_shared(Some(file.as_fd()), len).map_err(io_err("mmap"))?;
+        Ok(SharedMemory {
+            ptr,
+            len,
+            name: Some(name),
+            creator_pid: None,
+            persist: true,
+            unlinked: AtomicBool::new(false),
+        })
+    }
+}
+
+fn generate_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // Relaxed: only uniqueness within this process matters.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // RandomState is seeded from the OS's random source once per process
+    // and varied per instance: enough to make names unguessable-ish and
+    // unique across pid reuse.
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(n);
+    format!("{GENERATED_PREFIX}{}-{n}-{:016x}", sys::getpid(), h.finish())
+}
+
+/// A mapped shared memory segment.
+///
+/// Not `Clone`: a second handle to the same segment is another
+/// [`open`](Self::open) (or, in a forked child, the inherited copy of this
+/// one, which never unlinks the name).
+pub struct SharedMemory {
+    ptr: NonNull<u8>,
+    len: usize,
+    name: Option<ShmName>,
+    /// Set for the handle that created the name: the pid it was created in.
+    creator_pid: Option<u32>,
+    persist: bool,
+    unlinked: AtomicBool,
+}
+
+// SAFETY: the handle owns a mapping (a pointer and a length); the memory is
+// reached only through `&mut self` copies, raw pointers the caller must
+// justify, and `Region`s whose structures use atomics. Nothing in it is
+// tied to a thread.
+unsafe impl Send for SharedMemory {}
+// SAFETY: `&self` methods only read the handle's own fields, hand out raw
+// pointers or `Region`s (see Send), or touch `unlinked` atomically.
+unsafe impl Sync for SharedMemory {}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("name", &self.name())
+            .field("len", &self.len)
+            .field("owner", &self.is_owner())
+            .field("persist", &self.persist)
+            .finish()
+    }
+}
+
+impl SharedMemory {
+    /// Anonymous shared memory (`mmap(MAP_SHARED | MAP_ANONYMOUS)`) of
+    /// `size` zeroed bytes, shared with children forked after this call.
+    /// It has no name: processes started with `spawn` or `forkserver`
+    /// cannot reach it.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::ZeroSize`], [`ShmError::TooLarge`] or [`ShmError::Io`].
+    pub fn anonymous(size: usize) -> Result<Self, ShmError> {
+        if size == 0 {
+            return Err(ShmError::ZeroSize);
+        }
+        if size > isize::MAX as usize {
+            return Err(ShmError::TooLarge { size: size as u64 });
+        }
+        let ptr = sys::mmap_shared(None, size).map_err(io_err("mmap"))?;
+        Ok(Self {
+            ptr,
+            len: size,
+            name: None,
+            creator_pid: None,
+            persist: true,
+            unlinked: AtomicBool::new(false),
+        })
+    }
+
+    /// Creates the named segment `name` of `size` bytes, mode 0600; this
+    /// handle unlinks the name on drop. See [`ShmOptions`] for more control.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::InvalidName`], [`ShmError::ZeroSize`],
+    /// [`ShmError::AlreadyExists`] or [`ShmError::Io`].
+    pub fn create(name: &str, size: usize) -> Result<Self, ShmError> {
+        ShmOptions::new().size(size).create(name)
+    }
+
+    /// Creates a segment under a fresh generated name; see
+    /// [`ShmOptions::create_unique`].
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::ZeroSize`] or [`ShmError::Io`].
+    pub fn create_unique(size: usize) -> Result<Self, ShmError> {
+        ShmOptions::new().size(size).create_unique()
+    }
+
+    /// Opens the existing segment `name` and maps all of it.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::InvalidName`], [`ShmError::NotFound`],
+    /// [`ShmError::ZeroSize`] or [`ShmError::Io`].
+    pub fn open(name: &str) -> Result<Self, ShmError> {
+        ShmOptions::new().open(name)
+    }
+
+    /// Opens a segment this crate did not make, such as one created by
+    /// Python's `multiprocessing.shared_memory.SharedMemory(create=True)`,
+    /// by its Python name (`"psm_..."`, no leading `/`; the `/` form works
+    /// too). Same as [`open`](Self::open): segments are plain `shm_open`
+    /// objects on both sides; the name documents the intent.
+    ///
+    /// Python maps the segment's whole size, which on Linux is the size
+    /// it was created with; so does this.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_raw(name: &str) -> Result<Self, ShmError> {
+        Self::open(name)
+    }
+
+    /// Opens `name` if it exists, else creates it with `size` bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmOptions::open_or_create`].
+    pub fn open_or_create(name: &str, size: usize) -> Result<Self, ShmError> {
+        ShmOptions::new().size(size).open_or_create(name)
+    }
+
+    /// Removes the name `name` (mappings stay valid until unmapped).
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::InvalidName`], [`ShmError::NotFound`] or [`ShmError::Io`].
+    pub fn unlink_name(name: &str) -> Result<(), ShmError> {
+        let name = ShmName::parse(name)?;
+        sys::shm_unlink(&name.c).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ShmError::NotFound { name: name.text },
+            _ => ShmError::Io {
+                op: "shm_unlink",
+                source: e,
+            },
+        })
+    }
+
+    /// The name, with its leading `/` (`None` when anonymous).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(|n| n.text.as_str())
+    }
+
+    /// The name as Python's `SharedMemory(name=...)` takes it: without the
+    /// leading `/`.
+    pub fn python_name(&self) -> Option<&str> {
+        self.name.as_ref().map(|n| &n.text[1..])
+    }
+
+    /// Size of the mapping in bytes (never zero).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Start of the mapping: page-aligned, valid for [`len`](Self::len)
+    /// bytes while `self` lives. Other processes may write it at any time.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Whether this handle created the name and will unlink it on drop
+    /// (in this process, unless persisted).
+    pub fn is_owner(&self) -> bool {
+        self.creator_pid.is_some()
+    }
+
+    /// Keeps the name after this (creating) handle is dropped.
+    pub fn persist(&mut self) {
+        self.persist = true;
+    }
+
+    /// Chooses whether the creating handle unlinks the name on drop.
+    pub fn set_persist(&mut self, persist: bool) {
+        self.persist = persist;
+    }
+
+    /// Removes the name now; mappings (this one included) stay valid.
+    /// Later `open`s fail, and drop does not unlink again.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::Anonymous`], [`ShmError::NotFound`] (already unlinked,
+    /// by anyone) or [`ShmError::Io`].
+    pub fn unlink(&self) -> Result<(), ShmError> {
+        let name = self.name.as_ref().ok_or(ShmError::Anonymous)?;
+        // Relaxed: the flag only stops our own Drop from unlinking twice.
+        self.unlinked.store(true, Ordering::Relaxed);
+        sys::shm_unlink(&name.c).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ShmError::NotFound {
+                name: name.text.clone(),
+            },
+            _ => ShmError::Io {
+                op: "shm_unlink",
+                source: e,
+            },
+        })
+    }
+
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), ShmError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(ShmError::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the segment.
+    ///
+    /// Takes `&mut self` so that no structure of this process lives in the
+    /// segment meanwhile (those borrow it through [`region`](Self::region));
+    /// other processes may still write: the copy is volatile and the bytes
+    /// are then a mix of old and new.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::OutOfBounds`] if the range leaves the mapping.
+    pub fn read_at(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
+        self.check_range(offset, buf.len())?;
+        // SAFETY: the range is inside the mapping (checked), which is live
+        // while `self` is; `&mut self` excludes other accesses from this
+        // process; `buf` is a distinct, exclusively borrowed buffer.
+        unsafe { volatile_copy(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::OutOfBounds`] if the range leaves the mapping.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
+        self.check_range(offset, data.len())?;
+        // SAFETY: as in `read_at`, with the roles of the buffers swapped.
+        unsafe {
+            volatile_copy(
+                data.as_ptr(),
+                self.ptr.as_ptr().add(offset),
+                data.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// The whole mapping as a byte slice.
+    ///
+    /// # Safety
+    ///
+    /// For as long as the slice lives, no process (this one or another)
+    /// writes the segment.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is live and `len` bytes long while `self` is;
+        // the caller guarantees nobody writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The whole mapping as a mutable byte slice.
+    ///
+    /// # Safety
+    ///
+    /// For as long as the slice lives, no other process reads or writes the
+    /// segment.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` excludes this process's
+        // other accesses, the caller excludes other processes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The mapping as a region in which a `multiproc_core` structure is
+    /// built (`Foo::create(shm.region(), ..)`) or found
+    /// (`Foo::attach(shm.region())`). The mapping is page-aligned, hence
+    /// 128-aligned as regions need.
+    pub fn region(&self) -> Region<'_> {
+        // SAFETY: the mapping is valid for `len` bytes for as long as `self`
+        // is borrowed; in this process the memory is otherwise reached only
+        // through `&mut self` methods (excluded while the region borrows
+        // `self`) and raw pointers whose users take that responsibility.
+        unsafe { Region::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The region header at the start of the segment. Reading it is sound
+    /// whatever the segment holds (its fields are atomics).
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::TooSmall`] for a segment smaller than a header.
+    pub fn header(&self) -> Result<&RegionHeader, AttachError> {
+        self.region().header()
+    }
+
+    /// Builds a structure in the segment: `create` receives the region and
+    /// is typically `|r| Foo::create(r, capacity)`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `create` returns, such as [`InitError::TooSmall`] or
+    /// [`InitError::AlreadyInitialized`].
+    pub fn create_in<'a, T>(
+        &'a self,
+        create: impl FnOnce(Region<'a>) -> Result<T, InitError>,
+    ) -> Result<T, InitError> {
+        create(self.region())
+    }
+
+    /// Finds the structure of kind `kind` in the segment: checks that the
+    /// header is published, names `kind`, and describes a structure that
+    /// fits the mapping, then calls `attach` (typically `Foo::attach`),
+    /// which validates the rest (magic, version, element type, capacity).
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::NotReady`] if the creator has not published the
+    /// header, [`AttachError::KindMismatch`], [`AttachError::TooSmall`], or
+    /// what `attach` returns.
+    pub fn attach_in<'a, T>(
+        &'a self,
+        kind: Kind,
+        attach: impl FnOnce(Region<'a>) -> Result<T, AttachError>,
+    ) -> Result<T, AttachError> {
+        self.attach_in_timeout(kind, Duration::ZERO, attach)
+    }
+
+    /// Like [`attach_in`](Self::attach_in), waiting up to `timeout` for the
+    /// creator (maybe another process) to publish the header.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_in`](Self::attach_in).
+    pub fn attach_in_timeout<'a, T>(
+        &'a self,
+        kind: Kind,
+        timeout: Duration,
+        attach: impl FnOnce(Region<'a>) -> Result<T, AttachError>,
+    ) -> Result<T, AttachError> {
+        let region = self.region();
+        let header = region.header()?;
+        let until = Instant::now() + timeout;
+        let mut nap = Duration::from_micros(20);
+        while !header.is_ready() {
+            let now = Instant::now();
+            if now >= until {
+                return Err(AttachError::NotReady);
+            }
+            std::thread::sleep(nap.min(until - now));
+            nap = (nap * 2).min(Duration::from_millis(5));
+        }
+        if let Some(found) = header.kind() {
+            if found != kind {
+                return Err(AttachError::KindMismatch {
+                    found: found as u32,
+                    expected: kind,
+                });
+            }
+        }
+        let total = header.total_size();
+        if total > self.len as u64 {
+            return Err(AttachError::TooSmall {
+                needed: total,
+                available: self.len as u64,
+            });
+        }
+        attach(region)
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in the constructor; `&mut self`
+        // means no Region or slice borrowed from it is alive.
+        unsafe { sys::munmap(self.ptr, self.len) };
+        if let (Some(name), Some(pid)) = (&self.name, self.creator_pid) {
+            // Only the creating process unlinks: a forked child's copy of
+            // the handle must not pull the name from under its parent.
+            if !self.persist && !self.unlinked.load(Ordering::Relaxed) && pid == sys::getpid() {
+                let _ = sys::shm_unlink(&name.c);
+            }
+        }
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst`, one of which is shared memory,
+/// with volatile accesses (word-sized where both sides allow): the compiler
+/// may neither elide them nor assume the shared bytes stay put.
+///
+/// # Safety
+///
+/// `src` is valid for reads and `dst` for writes of `len` bytes, and the two
+/// ranges do not overlap.
+unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
+    const W: usize = std::mem::size_of::<usize>();
+    let mut i = 0;
+    // Bytes until the shared side (whichever) is word-aligned is not
+    // knowable here, so align on `dst` and read `src` unaligned: both
+    // directions then use aligned volatile stores or loads on one side.
+    if (src as usize) % W == (dst as usize) % W {
+        while i < len && (dst as usize + i) % W != 0 {
+            // SAFETY: i < len, in bounds of both ranges.
+            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+            i += 1;
+        }
+        while i + W <= len {
+            // SAFETY: in bounds; both pointers are word-aligned here since
+            // they share their alignment offset.
+            unsafe {
+                dst.add(i)
+                    .cast::<usize>()
+                    .write_volatile(src.add(i).cast::<usize>().read_volatile())
+            };
+            i += W;
+        }
+    }
+    while i < len {
+        // SAFETY: i < len, in bounds of both ranges.
+        unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        i += 1;
+    }
+}
+
+/// Removes the segments this crate generated ([`SharedMemory::create_unique`])
+/// whose creating process is dead, returning their names.
+///
+/// Only names of the form `/mp-<pid>-...` that belong to this user are
+/// considered; a segment whose creator pid is alive (or reused by another
+/// process) is left alone. Segments with names chosen by the user carry no
+/// pid and are never touched.
+///
+/// # Errors
+///
+/// [`ShmError::Io`] if the segments cannot be listed (on systems other
+/// than Linux, where `/dev/shm` does not exist: `Unsupported`).
+pub fn cleanup_leaked() -> Result<Vec<String>, ShmError> {
+    let names = sys::list_shm_names().map_err(io_err("list /dev/shm"))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mut removed = Vec::new();
+    for name in names {
+        let Some(pid) = generated_creator(&name) else {
+            continue;
+        };
+        if sys::pid_alive(pid) {
+            continue;
+        }
+        let owned_by_me = std::fs::metadata(format!("/dev/shm{name}")).is_ok_and(|m| m.uid() == me);
+        if !owned_by_me {
+            continue;
+        }
+        if SharedMemory::unlink_name(&name).is_ok() {
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+/// The creator pid encoded in a generated name.
+fn generated_creator(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(GENERATED_PREFIX)?;
+    let mut parts = rest.split('-');
+    let pid = parts.next()?.parse::<u32>().ok()?;
+    let _counter = parts.next()?.parse::<u64>().ok()?;
+    let rand = parts.next()?;
+    (rand.len() == 16 && rand.bytes().all(|b| b.is_ascii_hexdigit()) && parts.next().is_none())
+        .then_some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        let bad = |n: &str| match ShmName::parse(n) {
+            Err(ShmError::InvalidName { reason, .. }) => reason,
+            other => panic!("{n:?} accepted: {:?}", other.map(|n| n.text)),
+        };
+        assert_eq!(bad(""), NameError::Empty);
+        assert_eq!(bad("/"), NameError::Empty);
+        assert_eq!(bad("/a/b"), NameError::InnerSlash);
+        assert_eq!(bad("//a"), NameError::InnerSlash);
+        assert_eq!(bad("a\0b"), NameError::Nul);
+        assert_eq!(bad(".."), NameError::Dot);
+        assert!(matches!(
+            bad(&"x".repeat(sys::SHM_NAME_MAX)),
+            NameError::TooLong { .. }
+        ));
+        assert_eq!(ShmName::parse("psm_1").unwrap().text, "/psm_1");
+        assert_eq!(ShmName::parse("/psm_1").unwrap().text, "/psm_1");
+        assert!(ShmName::parse(&"x".repeat(sys::SHM_NAME_MAX - 1)).is_ok());
+    }
+
+    #[test]
+    fn generated_names_parse_back() {
+        let n = generate_name();
+        assert_eq!(generated_creator(&n), Some(sys::getpid()));
+        assert!(ShmName::parse(&n).is_ok());
+        assert_eq!(generated_creator("/mp-12-3-nothex"), None);
+        assert_eq!(generated_creator("/mine"), None);
+        assert_eq!(generated_creator("/mp-12-3-0123456789abcdef-x"), None);
+    }
+
+    #[test]
+    fn create_open_unlink_and_errors() {
+        let mut a = SharedMemory::create_unique(10_000).unwrap();
+        let name = a.name().unwrap().to_owned();
+        assert!(a.is_owner());
+        assert_eq!(a.python_name().unwrap(), &name[1..]);
+        assert_eq!(a.as_ptr() as usize % 4096, 0);
+        assert!(matches!(
+            SharedMemory::create(&name, 10),
+            Err(ShmError::AlreadyExists { .. })
+        ));
+        let mut b = SharedMemory::open(&name[1..]).unwrap();
+        assert!(!b.is_owner());
+        assert_eq!(b.len(), 10_000);
+        a.write_at(9_990, b"0123456789").unwrap();
+        let mut buf = [0u8; 10];
+        b.read_at(9_990, &mut buf).unwrap();
+        assert_eq!(&buf, b"0123456789");
+        assert!(matches!(
+            b.read_at(9_991, &mut buf),
+            Err(ShmError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            b.write_at(usize::MAX, b"x"),
+            Err(ShmError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            ShmOptions::new().size(20_000).open(&name),
+            Err(ShmError::SizeMismatch {
+                expected: 20_000,
+                actual: 10_000,
+                ..
+            })
+        ));
+        drop(b);
+        drop(a);
+        assert!(matches!(
+            SharedMemory::open(&name),
+            Err(ShmError::NotFound { .. })
+        ));
+        assert!(matches!(
+            SharedMemory::create("/x", 0),
+            Err(ShmError::ZeroSize)
+        ));
+        assert!(matches!(SharedMemory::anonymous(0), Err(ShmError::ZeroSize)));
+    }
+
+    #[test]
+    fn persist_and_explicit_unlink() {
+        let mut a = SharedMemory::create_unique(64).unwrap();
+        let name = a.name().unwrap().to_owned();
+        a.persist();
+        drop(a);
+        let b = SharedMemory::open(&name).unwrap();
+        b.unlink().unwrap();
+        assert!(matches!(b.unlink(), Err(ShmError::NotFound { .. })));
+        assert!(matches!(
+            SharedMemory::unlink_name(&name),
+            Err(ShmError::NotFound { .. })
+        ));
+        let anon = SharedMemory::anonymous(10).unwrap();
+        assert!(matches!(anon.unlink(), Err(ShmError::Anonymous)));
+        assert_eq!(anon.name(), None);
+    }
+
+    #[test]
+    fn mode_is_exact() {
+        let a = ShmOptions::new().size(64).mode(0o640).create_unique().unwrap();
+        let m = std::fs::metadata(format!("/dev/shm{}", a.name().unwrap())).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o640);
+        let b = SharedMemory::create_unique(64).unwrap();
+        let m = std::fs::metadata(format!("/dev/shm{}", b.name().unwrap())).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn open_or_create_reports_ownership() {
+        let name = format!("/mp-test-ooc-{}", sys::getpid());
+        let a = SharedMemory::open_or_create(&name, 128).unwrap();
+        assert!(a.is_owner());
+        let b = SharedMemory::open_or_create(&name, 128).unwrap();
+        assert!(!b.is_owner());
+        assert!(matches!(
+            SharedMemory::open_or_create(&name, 4096),
+            Err(ShmError::SizeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn volatile_copy_handles_every_alignment() {
+        let src: Vec<u8> = (0..64u8).collect();
+        for s in 0..9 {
+            for d in 0..9 {
+                for len in [0, 1, 7, 8, 9, 30] {
+                    let mut dst = vec![0xffu8; 64];
+                    // SAFETY: both ranges are in bounds of distinct buffers.
+                    unsafe { volatile_copy(src.as_ptr().add(s), dst.as_mut_ptr().add(d), len) };
+                    assert_eq!(&dst[d..d + len], &src[s..s + len]);
+                    assert!(dst[..d].iter().all(|&b| b == 0xff));
+                    assert!(dst[d + len..].iter().all(|&b| b == 0xff));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attach_in_checks_the_header() {
+        let shm = SharedMemory::anonymous(4096).unwrap();
+        // Zeroed memory: never published.
+        assert_eq!(
+            shm.attach_in(Kind::Mpmc, |_| Ok(())).unwrap_err(),
+            AttachError::NotReady
+        );
+        assert_eq!(
+            shm.attach_in_timeout(Kind::Mpmc, Duration::from_millis(5), |_| Ok(()))
+                .unwrap_err(),
+            AttachError::NotReady
+        );
+        assert!(!shm.header().unwrap().is_ready());
+    }
+}

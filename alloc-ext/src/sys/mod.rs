@@ -1,0 +1,548 @@
+//! Platform code of the std layer: shared mappings, `shm_open`, fork, exec,
+//! waiting for children, signals and file-descriptor passing.
+//!
+//! The POSIX calls every Unix has live in this file; what only some systems
+//! have (pidfds, the parent-death signal, the CPU affinity mask, listing
+//! `/dev/shm`) lives in one file per OS, chosen once below:
+//!
+//! | function | Linux (`linux.rs`) | other Unix (`unix.rs`) |
+//! |---|---|---|
+//! | [`pidfd_open`] | `pidfd_open(2)` | `Ok(None)`: callers fall back to polling `waitpid` |
+//! | [`pidfd_send_signal`] | `pidfd_send_signal(2)` | unreachable (no pidfds) |
+//! | [`set_parent_death_signal`] | `prctl(PR_SET_PDEATHSIG)` | `Unsupported` |
+//! | [`cpu_count`] | `sched_getaffinity` | `available_parallelism` |
+//! | [`list_shm_names`] | reads `/dev/shm` | `Unsupported` |
+//! | [`pipe_cloexec`] | `pipe2(O_CLOEXEC)` | `pipe` + `fcntl` |
+//!
+//! Every function returns `io::Result` and takes owned or borrowed file
+//! descriptors, so the callers hold no raw fd longer than a call.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+#[cfg_attr(target_os = "linux", path = "linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "unix.rs")]
+mod imp;
+
+pub(crate) use imp::{
+    cpu_count, list_shm_names, pidfd_open, pidfd_send_signal, pipe_cloexec,
+    set_parent_death_signal, RECV_CLOEXEC, SHM_NAME_MAX,
+};
+
+/// Turns a `-1` return into the thread's `errno`.
+pub(crate) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Like [`cvt`], retrying on `EINTR`.
+pub(crate) fn cvt_retry(mut f: impl FnMut() -> libc::c_int) -> io::Result<libc::c_int> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// The parent's process id.
+pub(crate) fn getppid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// Whether a process with this id exists (it may be a zombie, or belong to
+/// another user).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// `shm_open(name, flags, mode)`; the descriptor is close-on-exec.
+pub(crate) fn shm_open(name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+    let fd = cvt_retry(|| {
+        // SAFETY: `name` is a valid NUL-terminated string for the call.
+        unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::mode_t) }
+    })?;
+    // SAFETY: shm_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `shm_unlink(name)`.
+pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// Maps `len` bytes read-write and shared: the object behind `fd`, or
+/// anonymous memory (inherited across `fork`) when `fd` is `None`.
+pub(crate) fn mmap_shared(fd: Option<BorrowedFd<'_>>, len: usize) -> io::Result<NonNull<u8>> {
+    let (flags, raw) = match fd {
+        Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
+        None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+    };
+    // SAFETY: no address hint, a fresh mapping; the kernel validates `len`
+    // and `raw`; the result is checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            raw,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+/// Unmaps a mapping made by [`mmap_shared`].
+///
+/// # Safety
+///
+/// `ptr` and `len` are exactly a live mapping returned by [`mmap_shared`],
+/// and nothing uses the memory afterwards.
+pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: the caller passes a live mapping (function contract).
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+}
+
+/// The outcome of [`fork`].
+pub(crate) enum Forked {
+    /// In the child.
+    Child,
+    /// In the parent, with the child's pid.
+    Parent(u32),
+}
+
+/// `fork()`.
+///
+/// # Safety
+///
+/// In the child, only the calling thread exists: the caller must run only
+/// code that cannot block on a lock another thread of the parent held at
+/// the time of the fork, and must leave the child with [`exit_immediately`]
+/// (or `exec`) rather than returning into frames that belong to the parent.
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the
+    // caller upholds the child-side rules above.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid as u32)
+    })
+}
+
+/// `_exit(code)`: leaves at once, without atexit handlers or destructors.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// A raw wait status decoded: exit code or terminating signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitStatus {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl WaitStatus {
+    fn from_raw(status: libc::c_int) -> Option<Self> {
+        if libc::WIFEXITED(status) {
+            Some(WaitStatus::Exited(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(WaitStatus::Signaled(libc::WTERMSIG(status)))
+        } else {
+            None
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG)`: `Some` once the child has ended and is reaped.
+pub(crate) fn try_wait(pid: u32) -> io::Result<Option<WaitStatus>> {
+    let mut status = 0;
+    // SAFETY: a valid out-pointer; `pid` is a child of this process.
+    let r = cvt_retry(|| unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) })?;
+    Ok(if r == 0 {
+        None
+    } else {
+        // Stopped or continued children are not reported without WUNTRACED,
+        // so any other status is an exit.
+        WaitStatus::from_raw(status)
+    })
+}
+
+/// `waitpid(pid, 0)`: blocks until the child ends, and reaps it.
+pub(crate) fn wait_blocking(pid: u32) -> io::Result<WaitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: a valid out-pointer; `pid` is a child of this process.
+        cvt_retry(|| unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) })?;
+        if let Some(s) = WaitStatus::from_raw(status) {
+            return Ok(s);
+        }
+    }
+}
+
+/// `kill(pid, sig)`.
+pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill has no memory-safety preconditions.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Waits until `fd` is readable (or hung up), at most `timeout` (`None`:
+/// forever). Returns whether it is.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let ms = match timeout {
+        None => -1,
+        // Round up, so a short positive wait does not spin with 0.
+        Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
+    };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = cvt(unsafe { libc::poll(&mut p, 1, ms) });
+    match n {
+        Ok(n) => Ok(n > 0),
+        // A signal cut the wait short: the caller re-checks and waits again.
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `poll` over several descriptors for readability; returns which are
+/// readable (or hung up). `None`: forever.
+pub(crate) fn poll_many(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = match timeout {
+        None => -1,
+        Some(t) => i32::try_from(t.as_millis()).unwrap_or(i32::MAX),
+    };
+    // SAFETY: `p` is a valid array of `p.len()` pollfds.
+    let r = cvt(unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) });
+    match r {
+        Ok(_) => Ok(p.iter().map(|p| p.revents != 0).collect()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(vec![false; fds.len()]),
+        Err(e) => Err(e),
+    }
+}
+
+/// `close(fd)` on a descriptor this process may not own any more in Rust
+/// terms (used in a freshly forked child to drop inherited descriptors).
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: closing a descriptor has no memory-safety effect; the callers
+    // make sure no live Rust object in this process uses `fd` afterwards.
+    unsafe { libc::close(fd) };
+}
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fcntl on a valid descriptor.
+    let flags = cvt(unsafe { libc::fcntl(raw, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
+}
+
+/// `read` once, retrying on `EINTR`; `Ok(None)` when it would block.
+pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            return Ok(Some(r as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Writes all of `buf` to a socket without raising `SIGPIPE` if the peer is
+/// gone (`EPIPE` is returned instead).
+pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let r = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[r as usize..];
+    }
+    Ok(())
+}
+
+/// Writes all of `buf` to a pipe or socket with plain `write`.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let r = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[r as usize..];
+    }
+    Ok(())
+}
+
+/// A Unix socket pair of `kind` (`SOCK_STREAM` or `SOCK_SEQPACKET`), both
+/// ends close-on-exec.
+pub(crate) fn socketpair(kind: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    imp::socketpair_cloexec(kind, &mut fds)?;
+    // SAFETY: socketpair returned two new descriptors nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends `data` as one message on a socket, with `fd` attached as
+/// `SCM_RIGHTS` when given. Never raises `SIGPIPE`.
+pub(crate) fn send_with_fd(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // Room for one descriptor, aligned for cmsghdr.
+    let mut cbuf = [0u64; 8];
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        debug_assert!(space <= std::mem::size_of_val(&cbuf));
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points to `space` zeroed, aligned bytes, so the
+        // first header fits; we fill it in and copy the descriptor into its
+        // data, which CMSG_LEN sizes for exactly one RawFd.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd.as_raw_fd());
+        }
+    }
+    loop {
+        // SAFETY: `msg` points to live buffers described above.
+        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one message (or part of a stream) into `buf`, with at most one
+/// attached descriptor, close-on-exec. `Ok(None)` when it would block
+/// (with `nonblocking`); `Ok(Some((0, None)))` at end of stream.
+pub(crate) fn recv_with_fd(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    nonblocking: bool,
+) -> io::Result<Option<(usize, Option<OwnedFd>)>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let flags = RECV_CLOEXEC | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    let n = loop {
+        // SAFETY: `msg` describes live buffers of the stated sizes.
+        let r = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    };
+    let mut got = None;
+    // SAFETY: the kernel filled `msg_controllen` bytes of `cbuf` with
+    // well-formed control messages; the CMSG_* macros walk them in bounds.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c);
+                let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
+                let count = bytes / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    // Each received descriptor is new and ours; keep the
+                    // first, close any extra a confused peer sent.
+                    let owned = OwnedFd::from_raw_fd(fd);
+                    if got.is_none() {
+                        got = Some(owned);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Some((n, got)))
+}
+
+/// `posix_spawn` of `path` with `argv` and `envp`, the child getting
+/// `keep.0` as descriptor number `keep.1` (every other descriptor of this
+/// process is close-on-exec), with an empty signal mask and `SIGPIPE` back
+/// to its default action. Safe in a multi-threaded parent: nothing runs
+/// between the clone and the exec but the C library's own code.
+pub(crate) fn spawn_exe(
+    path: &CStr,
+    argv: &[CString],
+    envp: &[CString],
+    keep: (BorrowedFd<'_>, RawFd),
+) -> io::Result<u32> {
+    let mut argv_p: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv_p.push(std::ptr::null_mut());
+    let mut envp_p: Vec<*mut libc::c_char> = envp.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    envp_p.push(std::ptr::null_mut());
+
+    struct Actions(libc::posix_spawn_file_actions_t);
+    impl Drop for Actions {
+        fn drop(&mut self) {
+            // SAFETY: initialised in `spawn_exe` before this guard exists.
+            unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+        }
+    }
+    struct Attr(libc::posix_spawnattr_t);
+    impl Drop for Attr {
+        fn drop(&mut self) {
+            // SAFETY: initialised in `spawn_exe` before this guard exists.
+            unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+        }
+    }
+    fn check(r: libc::c_int) -> io::Result<()> {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(r))
+        }
+    }
+
+    // SAFETY: the structs are plain C data, initialised by the _init calls
+    // below before any other use, and destroyed by the guards.
+    let mut actions = Actions(unsafe { std::mem::zeroed() });
+    // SAFETY: as above.
+    check(unsafe { libc::posix_spawn_file_actions_init(&mut actions.0) })?;
+    // SAFETY: as above.
+    let mut attr = Attr(unsafe { std::mem::zeroed() });
+    // SAFETY: as above.
+    check(unsafe { libc::posix_spawnattr_init(&mut attr.0) })?;
+
+    let (src, dst) = (keep.0.as_raw_fd(), keep.1);
+    if src == dst {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: the actions object is initialised; dup2 of a live descriptor
+    // onto another number clears close-on-exec on the copy.
+    check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut actions.0, src, dst) })?;
+
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `empty` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut empty) };
+    // SAFETY: as above.
+    let mut pipe_set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `pipe_set` is a valid sigset_t.
+    unsafe {
+        libc::sigemptyset(&mut pipe_set);
+        libc::sigaddset(&mut pipe_set, libc::SIGPIPE);
+    }
+    // SAFETY: `attr` is initialised; the sets are valid.
+    unsafe {
+        check(libc::posix_spawnattr_setsigmask(&mut attr.0, &empty))?;
+        check(libc::posix_spawnattr_setsigdefault(&mut attr.0, &pipe_set))?;
+        check(libc::posix_spawnattr_setflags(
+            &mut attr.0,
+            (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as _,
+        ))?;
+    }
+
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: every pointer is valid for the call: `path` and the strings
+    // behind `argv_p`/`envp_p` are NUL-terminated and outlive it, and both
+    // arrays end with a null pointer.
+    check(unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            &actions.0,
+            &attr.0,
+            argv_p.as_ptr(),
+            envp_p.as_ptr(),
+        )
+    })?;
+    Ok(pid as u32)
+}
