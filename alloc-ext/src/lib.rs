@@ -16,3 +16,21 @@ pub use multiproc_core as core;
 
 pub mod shm;
 mod sys;
+pub mod process;
+
+pub use process::{
+    active_children, cpu_count, current_process, get_start_method, parent_process,
+    register_entry, set_start_method, spawn, ExitStatus, JoinError, Process, ProcessError,
+    StartMethod,
+};
+
+/// The init hook: call it first thing in `main`, after registering entry
+/// points with [`register_entry`].
+///
+/// In a process started with [`StartMethod::Spawn`] it runs the requested
+/// entry point and exits; in the fork server it serves requests and exits
+/// with its client; in any other process it returns at once (it reads
+/// `argv[1]`, nothing more).
+pub fn init() {
+    process::init();
+}

@@ -204,3 +204,8 @@ impl Drop for Child {
 pub fn checksum(acc: u64, v: u64) -> u64 {
     (acc ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(5)
 }
+
+// ---------------------------------------------------------------------------
+// Support for the `multiproc` std layer's tests (process starts, zombies,
+// a libtest-compatible harness for test binaries that need `main`).
+pub mod process_support;

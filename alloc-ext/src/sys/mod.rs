@@ -162,7 +162,7 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
 }
 
 /// A raw wait status decoded: exit code or terminating signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum WaitStatus {
     /// Exited with this code.
     Exited(i32),
@@ -268,15 +268,6 @@ pub(crate) fn close_raw(fd: RawFd) {
     // SAFETY: closing a descriptor has no memory-safety effect; the callers
     // make sure no live Rust object in this process uses `fd` afterwards.
     unsafe { libc::close(fd) };
-}
-
-/// Sets `O_NONBLOCK` on `fd`.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: fcntl on a valid descriptor.
-    let flags = cvt(unsafe { libc::fcntl(raw, libc::F_GETFL) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
 }
 
 /// `read` once, retrying on `EINTR`; `Ok(None)` when it would block.
@@ -545,4 +536,33 @@ pub(crate) fn spawn_exe(
         )
     })?;
     Ok(pid as u32)
+}
+
+/// Reads what is available from a socket or a non-blocking pipe without
+/// blocking: `Ok(None)` when nothing is, `Ok(Some(0))` at end of stream.
+pub(crate) fn recv_or_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+        let r = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r >= 0 {
+            return Ok(Some(r as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EAGAIN) => return Ok(None),
+            #[allow(unreachable_patterns)]
+            Some(libc::EWOULDBLOCK) => return Ok(None),
+            // A pipe: it was made non-blocking.
+            Some(libc::ENOTSOCK) => return read_some(fd, buf),
+            _ => return Err(e),
+        }
+    }
 }

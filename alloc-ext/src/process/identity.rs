@@ -1,0 +1,142 @@
+//! Who this process is: its name, daemon flag, start method and parent, as
+//! Python's `current_process()` and `parent_process()` report them.
+
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use super::StartMethod;
+use crate::sys;
+
+/// The identity a child is started with (computed in the parent).
+#[derive(Debug, Clone)]
+pub(crate) struct ChildIdent {
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pub(crate) method: StartMethod,
+    /// Python's `_identity`: `[3]` for `Process-3`, `[3, 1]` for its first
+    /// child.
+    pub(crate) path: Vec<u32>,
+    /// The process that starts it.
+    pub(crate) parent_pid: u32,
+}
+
+#[derive(Debug)]
+struct Identity {
+    name: String,
+    daemon: bool,
+    method: Option<StartMethod>,
+    path: Vec<u32>,
+    parent_pid: Option<u32>,
+    /// The process this identity was set in (a forked child inherits the
+    /// pointer, and must not believe it is its parent).
+    pid: u32,
+}
+
+/// Null: the main process. Otherwise a leaked `Identity`, set once per
+/// process (a forked child replaces the pointer it inherited).
+static IDENTITY: AtomicPtr<Identity> = AtomicPtr::new(std::ptr::null_mut());
+/// Children started so far, for default names.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn current() -> Option<&'static Identity> {
+    // Acquire: pairs with the Release in `set_child`, so the Identity's
+    // fields are visible.
+    let p = IDENTITY.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer was made by Box::into_raw in `set_child`
+    // and is never freed.
+    let id = unsafe { p.as_ref() }?;
+    (id.pid == sys::getpid()).then_some(id)
+}
+
+/// Records this process's identity as a child (in a forked child, right
+/// after the fork; in a re-executed one, in `init`).
+pub(crate) fn set_child(ident: &ChildIdent) {
+    let id = Box::new(Identity {
+        name: ident.name.clone(),
+        daemon: ident.daemon,
+        method: Some(ident.method),
+        path: ident.path.clone(),
+        parent_pid: Some(ident.parent_pid),
+        pid: sys::getpid(),
+    });
+    // Relaxed: no other thread exists yet in a fresh child.
+    COUNTER.store(0, Ordering::Relaxed);
+    // Release: pairs with the Acquire in `current`. The old value (the
+    // parent's identity, inherited by fork) is leaked on purpose: another
+    // thread of the parent might have been reading it.
+    IDENTITY.store(Box::into_raw(id), Ordering::Release);
+}
+
+/// The identity of the next child this process starts.
+pub(crate) fn next_child(name: Option<String>, daemon: bool, method: StartMethod) -> ChildIdent {
+    // Relaxed: only uniqueness of the counter matters.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut path = current().map_or_else(Vec::new, |id| id.path.clone());
+    path.push(n);
+    let name = name.unwrap_or_else(|| {
+        let parts: Vec<String> = path.iter().map(u32::to_string).collect();
+        format!("Process-{}", parts.join(":"))
+    });
+    ChildIdent {
+        name,
+        daemon,
+        method,
+        path,
+        parent_pid: sys::getpid(),
+    }
+}
+
+/// This process, as [`current_process`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProcess {
+    /// Its pid.
+    pub pid: u32,
+    /// `"MainProcess"`, or the name it was started with.
+    pub name: String,
+    /// Whether it was started as a daemon.
+    pub daemon: bool,
+    /// How it was started (`None` for the main process).
+    pub start_method: Option<StartMethod>,
+}
+
+/// This process: its pid, name (`"MainProcess"` unless it was started by
+/// this crate), daemon flag and start method.
+pub fn current_process() -> CurrentProcess {
+    match current() {
+        Some(id) => CurrentProcess {
+            pid: sys::getpid(),
+            name: id.name.clone(),
+            daemon: id.daemon,
+            start_method: id.method,
+        },
+        None => CurrentProcess {
+            pid: sys::getpid(),
+            name: "MainProcess".to_owned(),
+            daemon: false,
+            start_method: None,
+        },
+    }
+}
+
+/// The process that started this one; see [`parent_process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentProcess {
+    /// Its pid.
+    pub pid: u32,
+}
+
+impl ParentProcess {
+    /// Whether it still runs (a zombie counts as running; a pid reused
+    /// after its death would too).
+    pub fn is_alive(&self) -> bool {
+        sys::pid_alive(self.pid)
+    }
+}
+
+/// The process that started this one with this crate, or `None` in the
+/// main process (as Python). For a `Forkserver` child it is the process
+/// that asked for it, not the server.
+pub fn parent_process() -> Option<ParentProcess> {
+    current()
+        .and_then(|id| id.parent_pid)
+        .map(|pid| ParentProcess { pid })
+}
