@@ -14,14 +14,13 @@
 
 pub use multiproc_core as core;
 
+pub mod process;
 pub mod shm;
 mod sys;
-pub mod process;
 
 pub use process::{
-    active_children, cpu_count, current_process, get_start_method, parent_process,
-    register_entry, set_start_method, spawn, ExitStatus, JoinError, Process, ProcessError,
-    StartMethod,
+    active_children, cpu_count, current_process, get_start_method, parent_process, register_entry,
+    set_start_method, spawn, ExitStatus, JoinError, Process, ProcessError, StartMethod,
 };
 
 /// The init hook: call it first thing in `main`, after registering entry

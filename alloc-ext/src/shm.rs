@@ -433,16 +433,15 @@ impl ShmOptions {
     }
 
     fn open_named(&self, name: ShmName) -> Result<SharedMemory, ShmError> {
-        let fd: OwnedFd =
-            sys::shm_open(&name.c, libc::O_RDWR, 0).map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => ShmError::NotFound {
-                    name: name.text.clone(),
-                },
-                _ => ShmError::Io {
-                    op: "shm_open",
-                    source: e,
-                },
-            })?;
+        let fd: OwnedFd = sys::shm_open(&name.c, libc::O_RDWR, 0).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ShmError::NotFound {
+                name: name.text.clone(),
+            },
+            _ => ShmError::Io {
+                op: "shm_open",
+                source: e,
+            },
+        })?;
         let file = File::from(fd);
         let actual = file.metadata().map_err(io_err("fstat"))?.len();
         if actual == 0 {
@@ -480,7 +479,11 @@ fn generate_name() -> String {
     // unique across pid reuse.
     let mut h = RandomState::new().build_hasher();
     h.write_u64(n);
-    format!("{GENERATED_PREFIX}{}-{n}-{:016x}", sys::getpid(), h.finish())
+    format!(
+        "{GENERATED_PREFIX}{}-{n}-{:016x}",
+        sys::getpid(),
+        h.finish()
+    )
 }
 
 /// A mapped shared memory segment.
@@ -716,13 +719,7 @@ impl SharedMemory {
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
         self.check_range(offset, data.len())?;
         // SAFETY: as in `read_at`, with the roles of the buffers swapped.
-        unsafe {
-            volatile_copy(
-                data.as_ptr(),
-                self.ptr.as_ptr().add(offset),
-                data.len(),
-            )
-        };
+        unsafe { volatile_copy(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) };
         Ok(())
     }
 
@@ -1025,7 +1022,10 @@ mod tests {
             SharedMemory::create("/x", 0),
             Err(ShmError::ZeroSize)
         ));
-        assert!(matches!(SharedMemory::anonymous(0), Err(ShmError::ZeroSize)));
+        assert!(matches!(
+            SharedMemory::anonymous(0),
+            Err(ShmError::ZeroSize)
+        ));
     }
 
     #[test]
@@ -1048,7 +1048,11 @@ mod tests {
 
     #[test]
     fn mode_is_exact() {
-        let a = ShmOptions::new().size(64).mode(0o640).create_unique().unwrap();
+        let a = ShmOptions::new()
+            .size(64)
+            .mode(0o640)
+            .create_unique()
+            .unwrap();
         let m = std::fs::metadata(format!("/dev/shm{}", a.name().unwrap())).unwrap();
         assert_eq!(m.mode() & 0o777, 0o640);
         let b = SharedMemory::create_unique(64).unwrap();

@@ -64,7 +64,10 @@ pub fn run_tests(tests: &[Test], timeout: Duration) -> ! {
                 skip_value = false;
                 return false;
             }
-            if matches!(a.as_str(), "--test-threads" | "--format" | "--logfile" | "--skip") {
+            if matches!(
+                a.as_str(),
+                "--test-threads" | "--format" | "--logfile" | "--skip"
+            ) {
                 skip_value = true;
                 return false;
             }
@@ -75,9 +78,13 @@ pub fn run_tests(tests: &[Test], timeout: Duration) -> ! {
         .iter()
         .filter(|t| {
             filters.is_empty()
-                || filters
-                    .iter()
-                    .any(|f| if exact { t.name == f.as_str() } else { t.name.contains(f.as_str()) })
+                || filters.iter().any(|f| {
+                    if exact {
+                        t.name == f.as_str()
+                    } else {
+                        t.name.contains(f.as_str())
+                    }
+                })
         })
         .collect();
     println!("\nrunning {} tests", selected.len());

@@ -16,7 +16,11 @@ use multiproc_tests::process_support::{
 };
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-const METHODS: [StartMethod; 3] = [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver];
+const METHODS: [StartMethod; 3] = [
+    StartMethod::Fork,
+    StartMethod::Spawn,
+    StartMethod::Forkserver,
+];
 
 // ---------------------------------------------------------------------------
 // Entry points (run in children).
@@ -181,7 +185,9 @@ fn panics_carry_their_message() {
             StartMethod::Fork => Process::new(|| -> () { panic!("entry panicked: fork {}", 42) })
                 .start()
                 .unwrap(),
-            _ => entry(method, "panic", method.as_str().as_bytes()).start().unwrap(),
+            _ => entry(method, "panic", method.as_str().as_bytes())
+                .start()
+                .unwrap(),
         };
         match p.join() {
             Err(JoinError::Panicked { message, status }) => {
@@ -189,7 +195,11 @@ fn panics_carry_their_message() {
                     message.starts_with("entry panicked: "),
                     "{method}: message {message:?}"
                 );
-                assert!(message.contains(if method == StartMethod::Fork { "fork 42" } else { method.as_str() }));
+                assert!(message.contains(if method == StartMethod::Fork {
+                    "fork 42"
+                } else {
+                    method.as_str()
+                }));
                 assert_eq!(status.code(), Some(101), "{method}");
             }
             other => panic!("{method}: expected a panic, got {other:?}"),
@@ -259,7 +269,11 @@ fn join_timeout_gives_up_then_succeeds() {
             StartMethod::Fork => Process::new(|| entry_sleep(&[])).start().unwrap(),
             _ => entry(method, "sleep", b"").start().unwrap(),
         };
-        assert_eq!(p.join_timeout(Duration::from_millis(20)).unwrap(), None, "{method}");
+        assert_eq!(
+            p.join_timeout(Duration::from_millis(20)).unwrap(),
+            None,
+            "{method}"
+        );
         assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None, "{method}");
         assert!(p.is_alive());
         p.kill().unwrap();
@@ -321,7 +335,10 @@ fn bad_inputs_are_clear_errors() {
     multiproc::set_start_method(StartMethod::Spawn);
     let r = multiproc::spawn(|| ());
     multiproc::set_start_method(StartMethod::Fork);
-    assert!(matches!(r, Err(ProcessError::ClosureNeedsFork { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(ProcessError::ClosureNeedsFork { .. })),
+        "{r:?}"
+    );
 
     // Unknown in the parent.
     for method in METHODS {
@@ -427,12 +444,17 @@ fn daemon_is_killed_on_drop_and_detached_child_is_reaped() {
         assert!(p.daemon());
         assert!(multiproc::active_children().iter().any(|c| c.pid == pid));
         drop(p);
-        assert!(wait_dead(pid, Duration::from_secs(20)), "{method}: daemon {pid} survived its drop");
+        assert!(
+            wait_dead(pid, Duration::from_secs(20)),
+            "{method}: daemon {pid} survived its drop"
+        );
         assert!(!multiproc::active_children().iter().any(|c| c.pid == pid));
     }
     // A non-daemon child outlives its handle, stays listed while running,
     // and is reaped once it has ended.
-    let p = Process::new(|| std::thread::sleep(Duration::from_millis(200))).start().unwrap();
+    let p = Process::new(|| std::thread::sleep(Duration::from_millis(200)))
+        .start()
+        .unwrap();
     let pid = p.pid();
     drop(p);
     assert!(multiproc::active_children().iter().any(|c| c.pid == pid));
@@ -441,7 +463,11 @@ fn daemon_is_killed_on_drop_and_detached_child_is_reaped() {
         assert!(Instant::now() < end, "detached child never reaped");
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(stat(pid).is_none(), "detached child left as {:?}", stat(pid));
+    assert!(
+        stat(pid).is_none(),
+        "detached child left as {:?}",
+        stat(pid)
+    );
 }
 
 /// A parent (itself started with each method) starts a daemon child with
@@ -471,7 +497,10 @@ fn daemon_dies_when_parent_is_killed() {
             if !gone {
                 kill9(daemon);
             }
-            assert!(gone, "{outer} parent, {inner} daemon {daemon} outlived its parent");
+            assert!(
+                gone,
+                "{outer} parent, {inner} daemon {daemon} outlived its parent"
+            );
         }
     }
 }
@@ -502,7 +531,11 @@ fn no_zombies_after_every_kind_of_end() {
         }
     }
     assert!(zombie_children().is_empty(), "{:?}", zombie_children());
-    assert!(multiproc::active_children().is_empty(), "{:?}", multiproc::active_children());
+    assert!(
+        multiproc::active_children().is_empty(),
+        "{:?}",
+        multiproc::active_children()
+    );
 }
 
 fn cpu_count_honours_affinity() {

@@ -95,7 +95,10 @@ fn python_creates_rust_reads_and_answers() {
     let mut py = python(&["create", &SIZE.to_string()]);
     let rx = lines(&mut py);
     let name = next_line(&rx, &mut py);
-    assert!(!name.starts_with('/'), "Python names have no leading slash: {name}");
+    assert!(
+        !name.starts_with('/'),
+        "Python names have no leading slash: {name}"
+    );
 
     let mut shm = SharedMemory::open_raw(&name).unwrap();
     assert!(!shm.is_owner());

@@ -52,7 +52,8 @@ fn named_segment_is_shared_with_a_process_that_opens_it() {
         if &b != b"ping" {
             return Err(format!("read {b:?}"));
         }
-        s.write_at((1 << 20) - 4, b"pong").map_err(|e| e.to_string())
+        s.write_at((1 << 20) - 4, b"pong")
+            .map_err(|e| e.to_string())
     })
     .unwrap();
     join_ok(&child);
@@ -204,7 +205,11 @@ fn typed_region_published_by_another_process_is_attached() {
         std::thread::sleep(Duration::from_millis(50));
         let w = |s: &mut SharedMemory, off: usize, v: &[u8]| s.write_at(off, v).unwrap();
         w(&mut s, 0, &multiproc_core::region::MAGIC.to_le_bytes());
-        w(&mut s, 8, &multiproc_core::region::LAYOUT_VERSION.to_le_bytes());
+        w(
+            &mut s,
+            8,
+            &multiproc_core::region::LAYOUT_VERSION.to_le_bytes(),
+        );
         w(&mut s, 12, &(Kind::Mpmc as u32).to_le_bytes());
         w(&mut s, 16, &8u64.to_le_bytes()); // element size
         w(&mut s, 24, &8u64.to_le_bytes()); // element align
@@ -232,7 +237,8 @@ fn typed_region_published_by_another_process_is_attached() {
 #[test]
 fn typed_region_larger_than_the_segment_is_refused() {
     let mut shm = SharedMemory::create_unique(4096).unwrap();
-    shm.write_at(12, &(Kind::Array as u32).to_le_bytes()).unwrap();
+    shm.write_at(12, &(Kind::Array as u32).to_le_bytes())
+        .unwrap();
     shm.write_at(48, &(1u64 << 20).to_le_bytes()).unwrap();
     shm.write_at(56, &2u32.to_le_bytes()).unwrap();
     assert_eq!(

@@ -20,9 +20,9 @@ use crate::sys::{self, WaitStatus};
 /// How the parent learns about the child.
 #[derive(Debug)]
 pub(crate) enum Channel {
-    /// Our own child; `reports` is the read end of its report pipe/socket
-    /// (non-blocking reads).
-    Local { reports: OwnedFd },
+    /// Our own child; `reports` is the read end of its report pipe (fork,
+    /// opened non-blocking) or its socket (spawn).
+    Local { reports: OwnedFd, is_socket: bool },
     /// A fork-server worker; the server sends its reports and status here.
     Server { sock: OwnedFd },
 }
@@ -101,10 +101,10 @@ impl ChildInner {
             });
         }
         match &self.channel {
-            Channel::Local { reports } => match sys::try_wait(self.pid) {
+            Channel::Local { reports, is_socket } => match sys::try_wait(self.pid) {
                 Ok(Some(s)) => {
                     st.status = Some(s);
-                    drain(reports, st);
+                    drain(reports, *is_socket, st);
                     Ok(Some(s))
                 }
                 Ok(None) => Ok(None),
@@ -119,7 +119,7 @@ impl ChildInner {
                 }),
             },
             Channel::Server { sock } => {
-                let eof = drain(sock, st);
+                let eof = drain(sock, true, st);
                 if let Some(s) = st.status {
                     return Ok(Some(s));
                 }
@@ -164,10 +164,8 @@ impl ChildInner {
             };
             match fd {
                 Some(fd) => {
-                    sys::poll_readable(fd, remaining).map_err(|source| JoinError::Io {
-                        op: "poll",
-                        source,
-                    })?;
+                    sys::poll_readable(fd, remaining)
+                        .map_err(|source| JoinError::Io { op: "poll", source })?;
                 }
                 None => {
                     // No pidfd (old kernel, other Unix): back off from 50 us
@@ -237,11 +235,16 @@ impl ChildInner {
 
 /// Reads whatever the child (or server) has sent, without blocking, into
 /// `st`. Returns whether the other end is closed.
-fn drain(fd: &OwnedFd, st: &mut State) -> bool {
+fn drain(fd: &OwnedFd, is_socket: bool, st: &mut State) -> bool {
     let mut buf = [0u8; 8192];
     let mut eof = false;
     loop {
-        match sys::recv_or_read(fd.as_fd(), &mut buf) {
+        let r = if is_socket {
+            sys::recv_nonblocking(fd.as_fd(), &mut buf)
+        } else {
+            sys::read_some(fd.as_fd(), &mut buf)
+        };
+        match r {
             Ok(Some(0)) => {
                 eof = true;
                 break;

@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use super::child::{self, Channel, ChildInner};
 use super::identity::{self, ChildIdent};
-use super::{flush_std_streams, forkserver, run_guarded, start_err, BoxedJob, EntryFn, ProcessError};
+use super::{
+    flush_std_streams, forkserver, run_guarded, start_err, BoxedJob, EntryFn, ProcessError,
+};
 use crate::sys::{self, Forked};
 
 /// What a forked child runs.
@@ -85,7 +87,10 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
                 pid,
                 &ident,
                 pidfd,
-                Channel::Local { reports },
+                Channel::Local {
+                    reports,
+                    is_socket: false,
+                },
             ));
             registry.push(Arc::clone(&inner));
             Ok(inner)

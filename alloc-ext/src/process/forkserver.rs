@@ -37,7 +37,9 @@ use super::child::{self, Channel, ChildInner};
 use super::identity::{self, ChildIdent};
 use super::spawn::{child_fd, envp, exe, reap_failed, recv_frame};
 use super::wire::{self, FrameBuf, Request};
-use super::{entry, flush_std_streams, lock, run_guarded, start_err, EntryFn, ProcessError, StartMethod};
+use super::{
+    entry, flush_std_streams, lock, run_guarded, start_err, EntryFn, ProcessError, StartMethod,
+};
 use crate::sys::{self, Forked};
 
 /// `argv[1]` of the fork server.
@@ -195,7 +197,12 @@ pub(crate) fn start(
         }
         Err(false) => return Err(gone(&server, "malformed answer")),
     };
-    let inner = Arc::new(ChildInner::new(pid, &ident, pidfd, Channel::Server { sock: mine }));
+    let inner = Arc::new(ChildInner::new(
+        pid,
+        &ident,
+        pidfd,
+        Channel::Server { sock: mine },
+    ));
     child::register(&inner);
     Ok(inner)
 }
@@ -252,7 +259,11 @@ fn read_request(ctl: &OwnedFd) -> Option<(Vec<u8>, OwnedFd)> {
 /// The server, called from [`crate::init`]; `args` is the rest of argv
 /// after [`MARKER`].
 pub(crate) fn server_main(mut args: std::env::ArgsOs) -> ! {
-    let mut next = || args.next().and_then(|a| a.into_string().ok()).unwrap_or_default();
+    let mut next = || {
+        args.next()
+            .and_then(|a| a.into_string().ok())
+            .unwrap_or_default()
+    };
     if next() != VERSION {
         eprintln!("multiproc fork server: protocol version mismatch");
         std::process::exit(2);
@@ -285,7 +296,11 @@ pub(crate) fn server_main(mut args: std::env::ArgsOs) -> ! {
             fds.push(c.as_raw_fd());
         }
         let base = fds.len();
-        fds.extend(workers.iter().filter_map(|w| w.pidfd.as_ref().map(|p| p.as_raw_fd())));
+        fds.extend(
+            workers
+                .iter()
+                .filter_map(|w| w.pidfd.as_ref().map(|p| p.as_raw_fd())),
+        );
         // Workers without a pidfd (old kernels) are polled every 20 ms.
         let timeout = workers
             .iter()
@@ -323,7 +338,14 @@ pub(crate) fn server_main(mut args: std::env::ArgsOs) -> ! {
             let Some((payload, sock)) = read_request(&ctl) else {
                 break;
             };
-            handle(&payload, sock, &ctl, client_pidfd.as_ref(), &mut workers, server_pid);
+            handle(
+                &payload,
+                sock,
+                &ctl,
+                client_pidfd.as_ref(),
+                &mut workers,
+                server_pid,
+            );
         }
     }
     // The client is gone. Daemon workers die of their parent-death signal

@@ -519,7 +519,9 @@ impl Builder {
         child::sweep();
         let ident = identity::next_child(self.name, self.daemon, method);
         let inner = match (self.target, method) {
-            (Target::Closure(job), StartMethod::Fork) => fork::start(fork::Job::Closure(job), ident)?,
+            (Target::Closure(job), StartMethod::Fork) => {
+                fork::start(fork::Job::Closure(job), ident)?
+            }
             (Target::Closure(_), method) => return Err(ProcessError::ClosureNeedsFork { method }),
             (Target::Entry { name, args }, StartMethod::Fork) => {
                 let f = entry::lookup(&name).ok_or(ProcessError::UnknownEntry { name })?;

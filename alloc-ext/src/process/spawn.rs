@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use super::child::{self, Channel, ChildInner};
 use super::identity::{self, ChildIdent};
 use super::wire::{self, FrameBuf};
-use super::{entry, flush_std_streams, run_guarded, start_err, ExitStatus, ProcessError, StartMethod};
+use super::{
+    entry, flush_std_streams, run_guarded, start_err, ExitStatus, ProcessError, StartMethod,
+};
 use crate::sys;
 
 /// `argv[1]` of a spawned child.
@@ -39,7 +41,9 @@ const VERSION: &str = "1";
 
 /// The executable to run again, and `argv[0]` to give it.
 pub(crate) fn exe() -> Result<(CString, CString), ProcessError> {
-    let argv0 = std::env::args_os().next().unwrap_or_else(|| OsString::from("multiproc-child"));
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from("multiproc-child"));
     let argv0 = CString::new(argv0.as_bytes()).unwrap_or_else(|_| c"multiproc-child".to_owned());
     #[cfg(target_os = "linux")]
     let path = c"/proc/self/exe".to_owned();
@@ -199,7 +203,15 @@ pub(crate) fn start(
             source: e,
         });
     }
-    let inner = Arc::new(ChildInner::new(pid, &ident, pidfd, Channel::Local { reports: mine }));
+    let inner = Arc::new(ChildInner::new(
+        pid,
+        &ident,
+        pidfd,
+        Channel::Local {
+            reports: mine,
+            is_socket: true,
+        },
+    ));
     child::register(&inner);
     Ok(inner)
 }
@@ -255,7 +267,10 @@ pub(crate) fn child_main(mut args: std::env::ArgsOs) -> ! {
     });
 
     let Some(f) = entry::lookup(&entry_name) else {
-        let _ = sys::send_all(sock.as_fd(), &wire::frame(wire::UNKNOWN_ENTRY, entry_name.as_bytes()));
+        let _ = sys::send_all(
+            sock.as_fd(),
+            &wire::frame(wire::UNKNOWN_ENTRY, entry_name.as_bytes()),
+        );
         std::process::exit(2);
     };
     if sys::send_all(sock.as_fd(), &wire::frame(wire::READY, b"")).is_err() {

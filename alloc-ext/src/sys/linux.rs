@@ -9,6 +9,9 @@ use super::cvt;
 /// (`NAME_MAX` = 255) plus the slash.
 pub(crate) const SHM_NAME_MAX: usize = 256;
 
+/// `send` flag: report `EPIPE` instead of raising `SIGPIPE`.
+pub(crate) const SEND_NOSIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
+
 /// `recvmsg` flag that makes received descriptors close-on-exec.
 pub(crate) const RECV_CLOEXEC: libc::c_int = libc::MSG_CMSG_CLOEXEC;
 
@@ -101,6 +104,13 @@ pub(crate) fn pipe_cloexec(extra: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)>
 /// `socketpair(AF_UNIX, kind | SOCK_CLOEXEC)`.
 pub(crate) fn socketpair_cloexec(kind: libc::c_int, fds: &mut [RawFd; 2]) -> io::Result<()> {
     // SAFETY: a valid out-array of two descriptors.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })
-        .map(drop)
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            kind | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })
+    .map(drop)
 }

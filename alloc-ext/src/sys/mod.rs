@@ -29,7 +29,7 @@ mod imp;
 
 pub(crate) use imp::{
     cpu_count, list_shm_names, pidfd_open, pidfd_send_signal, pipe_cloexec,
-    set_parent_death_signal, RECV_CLOEXEC, SHM_NAME_MAX,
+    set_parent_death_signal, RECV_CLOEXEC, SEND_NOSIGNAL, SHM_NAME_MAX,
 };
 
 /// Turns a `-1` return into the thread's `errno`.
@@ -80,7 +80,7 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 pub(crate) fn shm_open(name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     let fd = cvt_retry(|| {
         // SAFETY: `name` is a valid NUL-terminated string for the call.
-        unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::mode_t) }
+        unsafe { libc::shm_open(name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) }
     })?;
     // SAFETY: shm_open returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -210,7 +210,8 @@ pub(crate) fn wait_blocking(pid: u32) -> io::Result<WaitStatus> {
 
 /// `kill(pid, sig)`.
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: kill has no memory-safety preconditions.
     cvt(unsafe { libc::kill(pid, sig) }).map(drop)
 }
@@ -297,7 +298,7 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
                 fd.as_raw_fd(),
                 buf.as_ptr().cast(),
                 buf.len(),
-                libc::MSG_NOSIGNAL,
+                SEND_NOSIGNAL,
             )
         };
         if r < 0 {
@@ -374,7 +375,7 @@ pub(crate) fn send_with_fd(
     }
     loop {
         // SAFETY: `msg` points to live buffers described above.
-        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, SEND_NOSIGNAL) };
         if r >= 0 {
             return Ok(r as usize);
         }
@@ -538,9 +539,9 @@ pub(crate) fn spawn_exe(
     Ok(pid as u32)
 }
 
-/// Reads what is available from a socket or a non-blocking pipe without
-/// blocking: `Ok(None)` when nothing is, `Ok(Some(0))` at end of stream.
-pub(crate) fn recv_or_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+/// Reads what is available from a socket without blocking: `Ok(None)`
+/// when nothing is, `Ok(Some(0))` at end of stream.
+pub(crate) fn recv_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
         // SAFETY: `buf` is valid for `buf.len()` writable bytes.
         let r = unsafe {
@@ -557,11 +558,7 @@ pub(crate) fn recv_or_read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Opt
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => {}
-            Some(libc::EAGAIN) => return Ok(None),
-            #[allow(unreachable_patterns)]
-            Some(libc::EWOULDBLOCK) => return Ok(None),
-            // A pipe: it was made non-blocking.
-            Some(libc::ENOTSOCK) => return read_some(fd, buf),
+            _ if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             _ => return Err(e),
         }
     }

@@ -10,6 +10,10 @@ use super::cvt;
 /// Longest portable shm name, leading `/` included (macOS allows 31).
 pub(crate) const SHM_NAME_MAX: usize = 31;
 
+/// No portable `MSG_NOSIGNAL` (macOS lacks it): a write to a closed peer
+/// raises `SIGPIPE`, which the Rust runtime ignores by default in binaries.
+pub(crate) const SEND_NOSIGNAL: libc::c_int = 0;
+
 /// No `MSG_CMSG_CLOEXEC` here: received descriptors are marked afterwards.
 pub(crate) const RECV_CLOEXEC: libc::c_int = 0;
 
