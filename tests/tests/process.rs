@@ -165,7 +165,7 @@ fn fork_closure_exit_codes() {
 fn fork_closure_sees_parent_memory() {
     let shm = SharedMemory::anonymous(4096).unwrap();
     let cell = shm.as_ptr() as usize;
-    let data = vec![1u64, 2, 3];
+    let data = [1u64, 2, 3];
     let p = multiproc::spawn(move || {
         // SAFETY: the anonymous mapping is inherited at the same address,
         // 8-aligned, and only this child writes the cell meanwhile.
@@ -538,14 +538,75 @@ fn no_zombies_after_every_kind_of_end() {
     );
 }
 
+/// Pids of this process's children whose command line has `arg`.
+fn children_with_arg(arg: &str) -> Vec<u32> {
+    let me = std::process::id();
+    multiproc_tests::process_support::all_processes()
+        .into_iter()
+        .filter(|&(pid, ppid, _)| {
+            ppid == me
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == arg.as_bytes()))
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// The fork server is killed with SIGKILL: the next start notices, starts
+/// a new server and succeeds; the dead one is reaped, not left a zombie.
+fn killed_forkserver_is_replaced() {
+    let p = entry(StartMethod::Forkserver, "exit-with", &[1])
+        .start()
+        .unwrap();
+    assert_eq!(p.join().unwrap().code(), Some(1));
+    let servers = children_with_arg("--multiproc-forkserver");
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    kill9(servers[0]);
+    assert!(wait_dead(servers[0], Duration::from_secs(20)));
+    let p = entry(StartMethod::Forkserver, "exit-with", &[2])
+        .start()
+        .unwrap();
+    assert_eq!(p.join().unwrap().code(), Some(2));
+    let now = children_with_arg("--multiproc-forkserver");
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0], servers[0]);
+    multiproc::active_children();
+    assert!(zombie_children().is_empty(), "{:?}", zombie_children());
+}
+
+/// The fork server exits when its client does.
+fn forkserver_exits_with_its_client() {
+    let shm = SharedMemory::create_unique(4096).unwrap();
+    let name = shm.name().unwrap().to_owned();
+    let mut shm = shm;
+    // The client is a spawned child that starts a forkserver daemon (and
+    // so the server), reports the daemon's pid, then sleeps.
+    let mut args = vec![2u8];
+    args.extend_from_slice(name.as_bytes());
+    let client = entry(StartMethod::Spawn, "start-daemon", &args)
+        .start()
+        .unwrap();
+    let daemon = wait_u64(&mut shm, 0) as u32;
+    let server = stat(daemon).map(|(ppid, _)| ppid).unwrap();
+    assert_eq!(stat(server).map(|(ppid, _)| ppid), Some(client.pid()));
+    client.kill().unwrap();
+    client.join().unwrap();
+    let gone = wait_dead(server, Duration::from_secs(20));
+    if !gone {
+        kill9(server);
+    }
+    assert!(gone, "the fork server outlived its client");
+}
+
 fn cpu_count_honours_affinity() {
     let n = multiproc::cpu_count();
     assert!(n >= 1);
     assert_eq!(n, std::thread::available_parallelism().unwrap().get());
     // Restricting the mask to one CPU (in a child, to leave ours alone).
     let p = multiproc::spawn(|| {
-        // SAFETY: cpu_set_t is plain data; CPU_SET on CPU 0 of a zeroed set.
+        // SAFETY: cpu_set_t is plain data; all-zero is an empty set.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: CPU 0 is within the set's capacity.
         unsafe { libc::CPU_SET(0, &mut set) };
         // SAFETY: a valid set of the size passed.
         let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
@@ -593,6 +654,8 @@ fn main() {
             daemon_is_killed_on_drop_and_detached_child_is_reaped,
             daemon_dies_when_parent_is_killed,
             no_zombies_after_every_kind_of_end,
+            killed_forkserver_is_replaced,
+            forkserver_exits_with_its_client,
             cpu_count_honours_affinity,
         ],
         WATCHDOG,

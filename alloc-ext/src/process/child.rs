@@ -287,7 +287,9 @@ pub(crate) fn register(c: &Arc<ChildInner>) {
     registry().push(Arc::clone(c));
 }
 
-/// Reaps the children that have ended and forgets them.
+/// Reaps the children that have ended and forgets them (and reaps a fork
+/// server that died).
 pub(crate) fn sweep() {
     registry().retain(|c| matches!(c.poll(), Ok(None)));
+    super::forkserver::reap_if_dead();
 }

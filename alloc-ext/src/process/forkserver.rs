@@ -57,7 +57,10 @@ pub(crate) struct Server {
     pid: u32,
     ctl: Mutex<OwnedFd>,
     ctl_raw: RawFd,
+    /// Requests to it failed, or it exited: start a new one.
     dead: AtomicBool,
+    /// Its exit was collected (its pid may belong to another process now).
+    reaped: AtomicBool,
 }
 
 static SLOT: Mutex<Option<Arc<Server>>> = Mutex::new(None);
@@ -90,7 +93,8 @@ fn connect(timeout: Duration) -> Result<Arc<Server>, ProcessError> {
         }
     }
     if let Some(old) = slot.take() {
-        if old.owner_pid == sys::getpid() {
+        // Relaxed: `reaped` is only written under the slot lock, held here.
+        if old.owner_pid == sys::getpid() && !old.reaped.load(Ordering::Relaxed) {
             reap_failed(old.pid, true);
         }
     }
@@ -126,6 +130,7 @@ fn connect(timeout: Duration) -> Result<Arc<Server>, ProcessError> {
         ctl_raw: mine.as_raw_fd(),
         ctl: Mutex::new(mine),
         dead: AtomicBool::new(false),
+        reaped: AtomicBool::new(false),
     });
     *slot = Some(Arc::clone(&server));
     Ok(server)
@@ -150,7 +155,6 @@ pub(crate) fn start(
             name: entry_name.to_owned(),
         });
     }
-    let server = connect(timeout)?;
     let (mine, theirs) = sys::socketpair(libc::SOCK_SEQPACKET).map_err(start_err("socketpair"))?;
     let req = Request {
         daemon: ident.daemon,
@@ -161,18 +165,23 @@ pub(crate) fn start(
         args,
     }
     .encode();
-    {
-        let ctl = lock(&server.ctl);
-        let h = wire::header(wire::REQUEST, req.len());
-        match sys::send_with_fd(ctl.as_fd(), &h, Some(theirs.as_fd())) {
-            Ok(n) if n == h.len() => {}
-            Ok(_) => return Err(gone(&server, "short write")),
-            Err(e) => return Err(gone(&server, &e.to_string())),
+    // A server that died (killed, say) is noticed when the request cannot
+    // be written: it then never saw the request, so one retry with a new
+    // server cannot run the entry point twice.
+    let mut retried = false;
+    let server = loop {
+        let server = connect(timeout)?;
+        match send_request(&server, &req, theirs.as_fd()) {
+            Ok(()) => break server,
+            Err(what) => {
+                let err = gone(&server, &what);
+                if retried {
+                    return Err(err);
+                }
+                retried = true;
+            }
         }
-        if let Err(e) = sys::send_all(ctl.as_fd(), &req) {
-            return Err(gone(&server, &e.to_string()));
-        }
-    }
+    };
     drop(theirs);
     let mut frames = FrameBuf::default();
     let (pid, pidfd) = match recv_frame(mine.as_fd(), &mut frames, Instant::now() + timeout) {
@@ -205,6 +214,35 @@ pub(crate) fn start(
     ));
     child::register(&inner);
     Ok(inner)
+}
+
+/// Writes one request, with the worker's socket attached.
+fn send_request(server: &Server, req: &[u8], sock: BorrowedFd<'_>) -> Result<(), String> {
+    let ctl = lock(&server.ctl);
+    let h = wire::header(wire::REQUEST, req.len());
+    match sys::send_with_fd(ctl.as_fd(), &h, Some(sock)) {
+        Ok(n) if n == h.len() => {}
+        Ok(_) => return Err("short write".to_owned()),
+        Err(e) => return Err(e.to_string()),
+    }
+    sys::send_all(ctl.as_fd(), req).map_err(|e| e.to_string())
+}
+
+/// Reaps the server if it has died, so it is not left a zombie; the next
+/// `Forkserver` start then runs a new one.
+pub(crate) fn reap_if_dead() {
+    let slot = lock_slot();
+    if let Some(s) = slot.as_ref() {
+        // Relaxed: `reaped` is only accessed under the slot lock.
+        if s.owner_pid == sys::getpid()
+            && !s.reaped.load(Ordering::Relaxed)
+            && !matches!(sys::try_wait(s.pid), Ok(None))
+        {
+            s.reaped.store(true, Ordering::Relaxed);
+            // Relaxed: see `connect`.
+            s.dead.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -100,13 +100,17 @@ fn parse_path(s: &str) -> Option<Vec<u32>> {
     s.split(':').map(|p| p.parse().ok()).collect()
 }
 
+/// A frame received with [`recv_frame`]: tag, payload, and the descriptor
+/// that came with it, if any.
+pub(crate) type Received = (u8, Vec<u8>, Option<OwnedFd>);
+
 /// Waits for one frame on `sock` until `deadline`: `Ok(None)` at end of
 /// stream, `Err(true)` at the deadline, `Err(false)` on garbage or error.
 pub(crate) fn recv_frame(
     sock: BorrowedFd<'_>,
     frames: &mut FrameBuf,
     deadline: Instant,
-) -> Result<Option<(u8, Vec<u8>, Option<OwnedFd>)>, bool> {
+) -> Result<Option<Received>, bool> {
     let mut got_fd = None;
     loop {
         match frames.next_frame() {
