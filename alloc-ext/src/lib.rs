@@ -3,6 +3,34 @@
 //! Python's `multiprocessing` for Rust. This crate is the std layer: it owns
 //! shared mappings and processes, and wraps the structures of
 //! [`multiproc_core`] in owning handles.
+//!
+//! | module | what | Python counterpart |
+//! |---|---|---|
+//! | [`shm`] | anonymous and named shared memory, typed regions, leaked-segment cleanup | `multiprocessing.shared_memory.SharedMemory` |
+//! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
+//!
+//! # Example
+//!
+//! A child process writes into a named segment its parent created:
+//!
+//! ```
+//! use multiproc::shm::SharedMemory;
+//!
+//! let mut shm = SharedMemory::create_unique(4096)?;
+//! let name = shm.name().unwrap().to_owned();
+//! let child = multiproc::spawn(move || -> Result<(), multiproc::shm::ShmError> {
+//!     SharedMemory::open(&name)?.write_at(0, b"hello from the child")
+//! })?;
+//! child.join()?;
+//! let mut buf = [0u8; 20];
+//! shm.read_at(0, &mut buf)?;
+//! assert_eq!(&buf, b"hello from the child");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Programs that use the `spawn` or `forkserver` start methods call
+//! [`init`] first thing in `main`, after registering their entry points;
+//! see [`process`].
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,

@@ -588,6 +588,13 @@ impl SharedMemory {
     /// Python maps the segment's whole size, which on Linux is the size
     /// it was created with; so does this.
     ///
+    /// In the other direction, a Python process that attaches to a segment
+    /// made here with `SharedMemory(name=...)` registers it with its
+    /// resource tracker (Python 3.11 and 3.12), which unlinks it when that
+    /// Python process exits. Have the Python side call
+    /// `multiprocessing.resource_tracker.unregister(shm._name, "shared_memory")`
+    /// after attaching (or pass `track=False` from Python 3.13 on).
+    ///
     /// # Errors
     ///
     /// As [`open`](Self::open).

@@ -224,7 +224,10 @@ impl ChildInner {
         match self.poll() {
             Ok(None) if self.daemon => {
                 let _ = self.signal(libc::SIGKILL);
-                let _ = self.wait(None);
+                // SIGKILL is not refused to our own child, but one stuck in
+                // the kernel may take a while to go: wait a bounded time,
+                // then leave it to a later sweep rather than hang.
+                let _ = self.wait(Some(Instant::now().checked_add(Duration::from_secs(5))));
             }
             // Still running, not a daemon: detached; stays in the registry
             // to be reaped by a later sweep.

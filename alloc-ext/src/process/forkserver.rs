@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::child::{self, Channel, ChildInner};
 use super::identity::{self, ChildIdent};
-use super::spawn::{child_fd, envp, exe, reap_failed, recv_frame};
+use super::spawn::{child_fd, cstr, envp, exe, reap_failed, recv_frame};
 use super::wire::{self, FrameBuf, Request};
 use super::{
     entry, flush_std_streams, lock, run_guarded, start_err, EntryFn, ProcessError, StartMethod,
@@ -101,13 +101,12 @@ fn connect(timeout: Duration) -> Result<Arc<Server>, ProcessError> {
     let (mine, theirs) = sys::socketpair(libc::SOCK_STREAM).map_err(start_err("socketpair"))?;
     let fd_no = child_fd(theirs.as_fd());
     let (path, argv0) = exe()?;
-    let text = |s: String| std::ffi::CString::new(s).expect("digits contain no NUL");
     let argv = vec![
         argv0,
-        text(MARKER.to_owned()),
-        text(VERSION.to_owned()),
-        text(fd_no.to_string()),
-        text(sys::getpid().to_string()),
+        cstr(MARKER)?,
+        cstr(VERSION)?,
+        cstr(fd_no.to_string())?,
+        cstr(sys::getpid().to_string())?,
     ];
     let pid = sys::spawn_exe(&path, &argv, &envp(), (theirs.as_fd(), fd_no))
         .map_err(start_err("posix_spawn"))?;
@@ -347,7 +346,8 @@ pub(crate) fn server_main(mut args: std::env::ArgsOs) -> ! {
         let Ok(ready) = sys::poll_many(&fds, timeout) else {
             break;
         };
-        if client_pidfd.is_some() && ready[1] {
+        let is_ready = |i: usize| ready.get(i).copied().unwrap_or(false);
+        if client_pidfd.is_some() && is_ready(1) {
             break;
         }
         let mut k = base;
@@ -355,7 +355,7 @@ pub(crate) fn server_main(mut args: std::env::ArgsOs) -> ! {
             let check = match &w.pidfd {
                 Some(_) => {
                     k += 1;
-                    ready[k - 1]
+                    is_ready(k - 1)
                 }
                 None => true,
             };
@@ -372,7 +372,7 @@ pub(crate) fn server_main(mut args: std::env::ArgsOs) -> ! {
                 Err(_) => false,
             }
         });
-        if ready[0] {
+        if is_ready(0) {
             let Some((payload, sock)) = read_request(&ctl) else {
                 break;
             };

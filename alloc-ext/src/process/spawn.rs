@@ -81,7 +81,7 @@ pub(crate) fn child_fd(src: BorrowedFd<'_>) -> RawFd {
     }
 }
 
-fn cstr(s: impl Into<Vec<u8>>) -> Result<CString, ProcessError> {
+pub(crate) fn cstr(s: impl Into<Vec<u8>>) -> Result<CString, ProcessError> {
     CString::new(s).map_err(|_| ProcessError::Io {
         op: "argv",
         source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
