@@ -538,6 +538,43 @@ fn no_zombies_after_every_kind_of_end() {
     );
 }
 
+/// A forked child does not see its parent's children as its own, and
+/// starts (and joins) children of its own with every method.
+fn forked_child_has_its_own_children() {
+    let sibling = Process::new(|| entry_sleep(&[]))
+        .daemon(true)
+        .start()
+        .unwrap();
+    let sibling_pid = sibling.pid();
+    let p = multiproc::spawn(move || -> Result<(), String> {
+        let inherited = multiproc::active_children();
+        if !inherited.is_empty() {
+            return Err(format!("inherited children {inherited:?}"));
+        }
+        for method in METHODS {
+            let c = match method {
+                StartMethod::Fork => Process::new(|| 9).start(),
+                _ => entry(method, "exit-with", &[9]).start(),
+            }
+            .map_err(|e| format!("{method}: {e}"))?;
+            match c.join() {
+                Ok(s) if s.code() == Some(9) => {}
+                other => return Err(format!("{method}: {other:?}")),
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    let r = p.join_timeout(Duration::from_secs(30)).unwrap();
+    assert!(r.is_some_and(|s| s.success()), "{r:?}");
+    assert!(sibling.is_alive());
+    assert!(multiproc::active_children()
+        .iter()
+        .any(|c| c.pid == sibling_pid));
+    drop(sibling);
+    assert!(wait_dead(sibling_pid, Duration::from_secs(20)));
+}
+
 /// Pids of this process's children whose command line has `arg`.
 fn children_with_arg(arg: &str) -> Vec<u32> {
     let me = std::process::id();
@@ -655,6 +692,7 @@ fn main() {
             daemon_dies_when_parent_is_killed,
             no_zombies_after_every_kind_of_end,
             killed_forkserver_is_replaced,
+            forked_child_has_its_own_children,
             forkserver_exits_with_its_client,
             cpu_count_honours_affinity,
         ],

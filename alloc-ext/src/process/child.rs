@@ -84,8 +84,21 @@ impl ChildInner {
 
     /// Checks once, without blocking, whether the child has ended.
     pub(crate) fn poll(&self) -> Result<Option<WaitStatus>, JoinError> {
+        // Before locking: in a forked child, another (vanished) thread of
+        // the parent may have held the lock at the fork.
+        self.check_owner()?;
         let mut st = self.state();
         self.poll_locked(&mut st)
+    }
+
+    fn check_owner(&self) -> Result<(), JoinError> {
+        if self.owner_pid == sys::getpid() {
+            Ok(())
+        } else {
+            Err(JoinError::StatusUnavailable {
+                reason: "the child belongs to another process (this one was forked)",
+            })
+        }
     }
 
     fn poll_locked(&self, st: &mut State) -> Result<Option<WaitStatus>, JoinError> {
@@ -94,11 +107,6 @@ impl ChildInner {
         }
         if let Some(reason) = st.lost {
             return Err(JoinError::StatusUnavailable { reason });
-        }
-        if self.owner_pid != sys::getpid() {
-            return Err(JoinError::StatusUnavailable {
-                reason: "the child belongs to another process (this one was forked)",
-            });
         }
         match &self.channel {
             Channel::Local { reports, is_socket } => match sys::try_wait(self.pid) {
@@ -179,6 +187,7 @@ impl ChildInner {
 
     /// The result of `join` once the child has ended with `s`.
     pub(crate) fn outcome(&self, s: WaitStatus) -> Result<ExitStatus, JoinError> {
+        self.check_owner()?;
         let status = ExitStatus(s);
         match &self.state().report {
             None => Ok(status),
@@ -195,10 +204,10 @@ impl ChildInner {
 
     /// Sends `sig` unless the child is known to have ended.
     pub(crate) fn signal(&self, sig: i32) -> std::io::Result<()> {
-        let mut st = self.state();
         if self.owner_pid != sys::getpid() {
             return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
         }
+        let mut st = self.state();
         if !matches!(self.poll_locked(&mut st), Ok(None)) {
             return Ok(());
         }
@@ -290,9 +299,10 @@ pub(crate) fn register(c: &Arc<ChildInner>) {
     registry().push(Arc::clone(c));
 }
 
-/// Reaps the children that have ended and forgets them (and reaps a fork
-/// server that died).
+/// Reaps the children that have ended and forgets them, and those of the
+/// parent this process was forked from (and reaps a fork server that died).
 pub(crate) fn sweep() {
+    // `poll` refuses the parent's children before touching their locks.
     registry().retain(|c| matches!(c.poll(), Ok(None)));
     super::forkserver::reap_if_dead();
 }

@@ -7,8 +7,8 @@
 //!        stdout, stderr
 //!  fork() -----------------------------------> (copy of the locked state)
 //!  unlock; pidfd_open; register              unlock (we hold them: sound)
-//!                                            forget parent's children,
-//!                                            fork-server connection
+//!                                            forget the fork-server
+//!                                            connection; take identity
 //!                                            [daemon] PDEATHSIG, getppid
 //!                                            run job under catch_unwind
 //!                                            report -> pipe (one write)
@@ -45,6 +45,7 @@ impl Job {
 pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, ProcessError> {
     let (reports, report_w) = sys::pipe_cloexec(libc::O_NONBLOCK).map_err(start_err("pipe2"))?;
     let parent = sys::getpid();
+    let prepared = identity::prepare(&ident);
 
     // Take every lock the child may need, so that none is held by another
     // thread at the fork (the child inherits them held by *this* thread,
@@ -67,19 +68,23 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
         Ok(Forked::Child) => {
             drop(err);
             drop(out);
-            // The parent's children are not ours; their handles in this
-            // copy of memory are never used (and never dropped: we _exit).
-            registry.clear();
+            // The parent's children stay in this copy of the registry, but
+            // their owner pid is the parent's: they are ignored here, and
+            // dropped by this child's first sweep. (Clearing them now would
+            // write to heap pages shared with the parent: a copy-on-write
+            // fault on both sides per page.)
             drop(registry);
             forkserver::forget_in_child(server);
             drop(reports);
-            child_main(job, report_w, &ident, parent)
+            identity::install(prepared);
+            child_main(job, report_w, ident.daemon, parent)
         }
         Ok(Forked::Parent(pid)) => {
             drop(err);
             drop(out);
             drop(server);
             drop(report_w);
+            drop(prepared);
             // The child cannot be reaped before this (we reap it), so the
             // pid is still the child's.
             let pidfd = sys::pidfd_open(pid).ok().flatten();
@@ -98,9 +103,8 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
     }
 }
 
-fn child_main(job: Job, report_w: OwnedFd, ident: &ChildIdent, parent: u32) -> ! {
-    identity::set_child(ident);
-    if ident.daemon {
+fn child_main(job: Job, report_w: OwnedFd, daemon: bool, parent: u32) -> ! {
+    if daemon {
         // Dies with the parent; if the parent died before this line, the
         // signal will never come: leave now.
         let _ = sys::set_parent_death_signal(libc::SIGKILL);

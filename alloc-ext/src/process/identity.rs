@@ -26,44 +26,61 @@ struct Identity {
     method: Option<StartMethod>,
     path: Vec<u32>,
     parent_pid: Option<u32>,
-    /// The process this identity was set in (a forked child inherits the
-    /// pointer, and must not believe it is its parent).
-    pid: u32,
 }
 
 /// Null: the main process. Otherwise a leaked `Identity`, set once per
 /// process (a forked child replaces the pointer it inherited).
 static IDENTITY: AtomicPtr<Identity> = AtomicPtr::new(std::ptr::null_mut());
+/// The process `IDENTITY` was set in: a forked child inherits the pointer
+/// and must not take its parent's identity for its own.
+static IDENTITY_PID: AtomicU32 = AtomicU32::new(0);
 /// Children started so far, for default names.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn current() -> Option<&'static Identity> {
-    // Acquire: pairs with the Release in `set_child`, so the Identity's
-    // fields are visible.
-    let p = IDENTITY.load(Ordering::Acquire);
-    // SAFETY: a non-null pointer was made by Box::into_raw in `set_child`
+    // Acquire: pairs with the Release store of IDENTITY_PID in `install`,
+    // so the pointer stored before it, and the Identity, are visible.
+    if IDENTITY_PID.load(Ordering::Acquire) != sys::getpid() {
+        return None;
+    }
+    let p = IDENTITY.load(Ordering::Relaxed);
+    // SAFETY: a non-null pointer was made by Box::into_raw in `install`
     // and is never freed.
-    let id = unsafe { p.as_ref() }?;
-    (id.pid == sys::getpid()).then_some(id)
+    unsafe { p.as_ref() }
 }
 
-/// Records this process's identity as a child (in a forked child, right
-/// after the fork; in a re-executed one, in `init`).
-pub(crate) fn set_child(ident: &ChildIdent) {
-    let id = Box::new(Identity {
+/// A child's identity, allocated in the parent before `fork` so that the
+/// child only stores a pointer (it writes no heap page, each of which would
+/// cost it and the parent a copy-on-write fault).
+#[derive(Debug)]
+pub(crate) struct Prepared(Box<Identity>);
+
+/// Builds the identity record of a child about to start.
+pub(crate) fn prepare(ident: &ChildIdent) -> Prepared {
+    Prepared(Box::new(Identity {
         name: ident.name.clone(),
         daemon: ident.daemon,
         method: Some(ident.method),
         path: ident.path.clone(),
         parent_pid: Some(ident.parent_pid),
-        pid: sys::getpid(),
-    });
+    }))
+}
+
+/// Records this process's identity as a child (in a forked child, right
+/// after the fork; in a re-executed one, in `init`).
+pub(crate) fn install(id: Prepared) {
     // Relaxed: no other thread exists yet in a fresh child.
     COUNTER.store(0, Ordering::Relaxed);
-    // Release: pairs with the Acquire in `current`. The old value (the
-    // parent's identity, inherited by fork) is leaked on purpose: another
-    // thread of the parent might have been reading it.
-    IDENTITY.store(Box::into_raw(id), Ordering::Release);
+    // The old pointer (the parent's identity, inherited by fork) is leaked
+    // on purpose: another thread of the parent might have been reading it.
+    IDENTITY.store(Box::into_raw(id.0), Ordering::Relaxed);
+    // Release: pairs with the Acquire in `current`.
+    IDENTITY_PID.store(sys::getpid(), Ordering::Release);
+}
+
+/// [`prepare`] then [`install`].
+pub(crate) fn set_child(ident: &ChildIdent) {
+    install(prepare(ident));
 }
 
 /// The identity of the next child this process starts.
