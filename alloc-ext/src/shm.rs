@@ -800,6 +800,25 @@ impl SharedMemory {
     /// [`AttachError::NotReady`] if the creator has not published the
     /// header, [`AttachError::KindMismatch`], [`AttachError::TooSmall`], or
     /// what `attach` returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::core::region::Kind;
+    /// use multiproc::core::value::AtomicValue;
+    /// use multiproc::shm::SharedMemory;
+    ///
+    /// let size = AtomicValue::<u64>::memory_size().unwrap();
+    /// let a = SharedMemory::create_unique(size)?;
+    /// let mine = a.create_in(|r| AtomicValue::<u64>::create(r, 7))?;
+    ///
+    /// // Typically in another process:
+    /// let b = SharedMemory::open(a.name().unwrap())?;
+    /// let theirs = b.attach_in(Kind::AtomicValue, AtomicValue::<u64>::attach)?;
+    /// theirs.fetch_add(1);
+    /// assert_eq!(mine.load(), 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn attach_in<'a, T>(
         &'a self,
         kind: Kind,

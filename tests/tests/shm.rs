@@ -234,6 +234,66 @@ fn typed_region_published_by_another_process_is_attached() {
     );
 }
 
+/// Real core structures built in named segments by one process and
+/// attached (header validated) by others: an `AtomicValue` counter that
+/// four processes increment, and a lock-protected `Value`.
+#[test]
+fn core_structures_in_named_segments_across_processes() {
+    use multiproc_core::value::{AtomicValue, Value};
+
+    let counter_shm =
+        SharedMemory::create_unique(AtomicValue::<u64>::memory_size().unwrap()).unwrap();
+    let value_shm = SharedMemory::create_unique(Value::<[u64; 2]>::memory_size().unwrap()).unwrap();
+    let counter = counter_shm
+        .create_in(|r| AtomicValue::<u64>::create(r, 0))
+        .unwrap();
+    let value = value_shm
+        .create_in(|r| Value::create(r, [0u64; 2]))
+        .unwrap();
+    // Creating twice in the same segment is refused by core.
+    assert!(counter_shm
+        .create_in(|r| AtomicValue::<u64>::create(r, 0))
+        .is_err());
+    // Attaching with the wrong structure kind is refused by the helper.
+    assert!(matches!(
+        counter_shm.attach_in(Kind::Value, |r| Value::<[u64; 2]>::attach(r)),
+        Err(AttachError::KindMismatch { .. })
+    ));
+
+    let names = (
+        counter_shm.name().unwrap().to_owned(),
+        value_shm.name().unwrap().to_owned(),
+    );
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, v) = names.clone();
+            multiproc::spawn(move || -> Result<(), String> {
+                let cs = SharedMemory::open(&c).map_err(|e| e.to_string())?;
+                let vs = SharedMemory::open(&v).map_err(|e| e.to_string())?;
+                let counter = cs
+                    .attach_in(Kind::AtomicValue, |r| AtomicValue::<u64>::attach(r))
+                    .map_err(|e| e.to_string())?;
+                let value = vs
+                    .attach_in(Kind::Value, |r| Value::<[u64; 2]>::attach(r))
+                    .map_err(|e| e.to_string())?;
+                for _ in 0..1000 {
+                    counter.fetch_add(1);
+                    let mut g = value.lock().map_err(|_| "poisoned".to_owned())?;
+                    g[0] += 1;
+                    g[1] += 2;
+                }
+                Ok(())
+            })
+            .unwrap()
+        })
+        .collect();
+    for c in &children {
+        join_ok(c);
+    }
+    assert_eq!(counter.load(), 4000);
+    assert_eq!(value.get().unwrap(), [4000, 8000]);
+}
+
 #[test]
 fn typed_region_larger_than_the_segment_is_refused() {
     let mut shm = SharedMemory::create_unique(4096).unwrap();
