@@ -256,7 +256,7 @@ fn core_structures_in_named_segments_across_processes() {
         .is_err());
     // Attaching with the wrong structure kind is refused by the helper.
     assert!(matches!(
-        counter_shm.attach_in(Kind::Value, |r| Value::<[u64; 2]>::attach(r)),
+        counter_shm.attach_in(Kind::Value, Value::<[u64; 2]>::attach),
         Err(AttachError::KindMismatch { .. })
     ));
 
@@ -271,10 +271,10 @@ fn core_structures_in_named_segments_across_processes() {
                 let cs = SharedMemory::open(&c).map_err(|e| e.to_string())?;
                 let vs = SharedMemory::open(&v).map_err(|e| e.to_string())?;
                 let counter = cs
-                    .attach_in(Kind::AtomicValue, |r| AtomicValue::<u64>::attach(r))
+                    .attach_in(Kind::AtomicValue, AtomicValue::<u64>::attach)
                     .map_err(|e| e.to_string())?;
                 let value = vs
-                    .attach_in(Kind::Value, |r| Value::<[u64; 2]>::attach(r))
+                    .attach_in(Kind::Value, Value::<[u64; 2]>::attach)
                     .map_err(|e| e.to_string())?;
                 for _ in 0..1000 {
                     counter.fetch_add(1);
