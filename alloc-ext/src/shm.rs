@@ -419,6 +419,10 @@ impl ShmOptions {
         file.set_len(size as u64)
             .map_err(io_err("ftruncate"))
             .map_err(unlink_on_err)?;
+        let meta = file
+            .metadata()
+            .map_err(io_err("fstat"))
+            .map_err(unlink_on_err)?;
         let ptr = sys::mmap_shared(Some(file.as_fd()), size)
             .map_err(io_err("mmap"))
             .map_err(unlink_on_err)?;
@@ -426,7 +430,10 @@ impl ShmOptions {
             ptr,
             len: size,
             name: Some(name),
-            creator_pid: Some(sys::getpid()),
+            creator: Some(Creator {
+                pid: sys::getpid(),
+                object: (meta.dev(), meta.ino()),
+            }),
             persist: self.persist,
             unlinked: AtomicBool::new(false),
         })
@@ -463,10 +470,34 @@ impl ShmOptions {
             ptr,
             len,
             name: Some(name),
-            creator_pid: None,
+            creator: None,
             persist: true,
             unlinked: AtomicBool::new(false),
         })
+    }
+}
+
+/// What the creating handle remembers to unlink safely.
+#[derive(Debug, Clone, Copy)]
+struct Creator {
+    /// The process that created the segment (a forked copy of the handle
+    /// must not unlink the name from under it).
+    pid: u32,
+    /// `(st_dev, st_ino)` of the object created: the name is unlinked on
+    /// drop only while it still names this object, not one that somebody
+    /// made under the same name after an unlink.
+    object: (u64, u64),
+}
+
+/// Whether `name` still names the object `(dev, ino)`. When that cannot
+/// be checked (a mode that forbids even the owner to read), assumes it
+/// does, as it almost always will.
+fn names_object(name: &ShmName, object: (u64, u64)) -> bool {
+    match sys::shm_open(&name.c, libc::O_RDONLY, 0) {
+        Ok(fd) => File::from(fd)
+            .metadata()
+            .map_or(true, |m| (m.dev(), m.ino()) == object),
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
     }
 }
 
@@ -495,8 +526,8 @@ pub struct SharedMemory {
     ptr: NonNull<u8>,
     len: usize,
     name: Option<ShmName>,
-    /// Set for the handle that created the name: the pid it was created in.
-    creator_pid: Option<u32>,
+    /// Set for the handle that created the name.
+    creator: Option<Creator>,
     persist: bool,
     unlinked: AtomicBool,
 }
@@ -542,7 +573,7 @@ impl SharedMemory {
             ptr,
             len: size,
             name: None,
-            creator_pid: None,
+            creator: None,
             persist: true,
             unlinked: AtomicBool::new(false),
         })
@@ -653,7 +684,7 @@ impl SharedMemory {
     /// Whether this handle created the name and will unlink it on drop
     /// (in this process, unless persisted).
     pub fn is_owner(&self) -> bool {
-        self.creator_pid.is_some()
+        self.creator.is_some()
     }
 
     /// Keeps the name after this (creating) handle is dropped.
@@ -875,10 +906,15 @@ impl Drop for SharedMemory {
         // SAFETY: exactly the mapping made in the constructor; `&mut self`
         // means no Region or slice borrowed from it is alive.
         unsafe { sys::munmap(self.ptr, self.len) };
-        if let (Some(name), Some(pid)) = (&self.name, self.creator_pid) {
-            // Only the creating process unlinks: a forked child's copy of
-            // the handle must not pull the name from under its parent.
-            if !self.persist && !self.unlinked.load(Ordering::Relaxed) && pid == sys::getpid() {
+        if let (Some(name), Some(c)) = (&self.name, self.creator) {
+            // Only the creating process unlinks (a forked child's copy of
+            // the handle must not pull the name from under its parent), and
+            // only the object it created.
+            if !self.persist
+                && !self.unlinked.load(Ordering::Relaxed)
+                && c.pid == sys::getpid()
+                && names_object(name, c.object)
+            {
                 let _ = sys::shm_unlink(&name.c);
             }
         }
@@ -1070,6 +1106,20 @@ mod tests {
         let anon = SharedMemory::anonymous(10).unwrap();
         assert!(matches!(anon.unlink(), Err(ShmError::Anonymous)));
         assert_eq!(anon.name(), None);
+    }
+
+    #[test]
+    fn creator_does_not_unlink_a_recreated_name() {
+        let a = SharedMemory::create_unique(64).unwrap();
+        let name = a.name().unwrap().to_owned();
+        SharedMemory::unlink_name(&name).unwrap();
+        let b = SharedMemory::create(&name, 128).unwrap();
+        drop(a);
+        let c = SharedMemory::open(&name).unwrap();
+        assert_eq!(c.len(), 128);
+        drop(c);
+        drop(b);
+        assert!(SharedMemory::open(&name).is_err());
     }
 
     #[test]
