@@ -62,7 +62,10 @@
 //! The server is the real parent of the workers: it reaps them and relays
 //! each exit status (and any panic message) to the client, which holds a
 //! pidfd of the worker to signal it without pid-reuse races. The server
-//! exits when its client does; daemon workers die with it.
+//! exits when its client does; daemon workers die with it. The first
+//! `Forkserver` start pays for that `exec` (about as much as one `Spawn`);
+//! workers see the environment and working directory the client had then,
+//! as Python's forkserver children do.
 //!
 //! # Hazards of `Fork` in a multi-threaded parent
 //!
