@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::wire::{self, FrameBuf};
-use super::{lock, ExitStatus, JoinError, StartMethod};
+use super::{lock, ExitStatus, JoinError, StartMethod, FAILURE_EXIT_CODE, PANIC_EXIT_CODE};
 use crate::sys::{self, WaitStatus};
 
 /// How the parent learns about the child.
@@ -112,7 +112,13 @@ impl ChildInner {
             Channel::Local { reports, is_socket } => match sys::try_wait(self.pid) {
                 Ok(Some(s)) => {
                     st.status = Some(s);
-                    drain(reports, *is_socket, st);
+                    // A child sends a report only before exiting with one of
+                    // these codes: spare the read otherwise.
+                    if s == WaitStatus::Exited(PANIC_EXIT_CODE)
+                        || s == WaitStatus::Exited(FAILURE_EXIT_CODE)
+                    {
+                        drain(reports, *is_socket, st);
+                    }
                     Ok(Some(s))
                 }
                 Ok(None) => Ok(None),

@@ -215,7 +215,7 @@ impl<E: fmt::Display> ChildResult for Result<(), E> {
     fn into_exit(self) -> (i32, Option<String>) {
         match self {
             Ok(()) => (0, None),
-            Err(e) => (1, Some(e.to_string())),
+            Err(e) => (FAILURE_EXIT_CODE, Some(e.to_string())),
         }
     }
 }
@@ -757,6 +757,12 @@ pub(crate) fn init() {
     }
 }
 
+/// Exit code of a child that panicked (as a Rust program's).
+pub const PANIC_EXIT_CODE: i32 = 101;
+
+/// Exit code of a child whose closure returned `Err`.
+pub const FAILURE_EXIT_CODE: i32 = 1;
+
 /// The panic message of a payload from `catch_unwind`.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
@@ -779,7 +785,7 @@ fn run_guarded(job: impl FnOnce() -> (i32, Option<String>)) -> (i32, Option<Vec<
             // Dropping the payload could run arbitrary code (and panic
             // again); the process is about to exit anyway.
             std::mem::forget(payload);
-            (101, Some(wire::report(wire::PANICKED, &msg)))
+            (PANIC_EXIT_CODE, Some(wire::report(wire::PANICKED, &msg)))
         }
     }
 }
