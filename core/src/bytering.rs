@@ -266,6 +266,7 @@ unsafe impl Sync for ByteRing<'_> {}
 impl fmt::Debug for ByteRing<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.body();
+        // Relaxed: a diagnostic snapshot, ordered with nothing.
         f.debug_struct("ByteRing")
             .field("capacity", &self.capacity)
             .field("max_frame", &self.max_frame)
