@@ -158,6 +158,8 @@ assert_eq_size!(RegionHeader, [u8; REGION_ALIGN]);
 static_assertions::const_assert_eq!(align_of::<RegionHeader>(), REGION_ALIGN);
 
 impl RegionHeader {
+    /// Under loom the header's atomics are objects that `create` constructs.
+    #[cfg(multiproc_loom)]
     fn new_uninit() -> Self {
         Self {
             magic: AtomicU64::new(0),
