@@ -164,12 +164,15 @@ pub(crate) fn run(req: &Request<'_>, progress: &mut Progress) -> Outcome {
             Ok(r) => Outcome::Ok(r),
             Err(e) => Outcome::Failed(format!("unreadable output ({e}): {:.200}", stdout.trim())),
         },
-        Some(s) => Outcome::Failed(format!(
-            "{} {} ended with {s}:\n{}",
-            req.interpreter,
-            script.display(),
-            tail()
-        )),
+        Some(s) => {
+            let mut msg = format!("{} {} ended with {s}", req.interpreter, script.display());
+            let tail = tail();
+            if !tail.is_empty() {
+                msg.push_str(":\n");
+                msg.push_str(&tail);
+            }
+            Outcome::Failed(msg)
+        }
         None => Outcome::Failed("could not wait for the interpreter".into()),
     }
 }

@@ -223,8 +223,10 @@ impl Report {
         let mut o = String::new();
         let py = match (&self.python.version, &self.python.error) {
             (Some(v), _) => format!("Python {v} multiprocessing (benches/python/pep371.py)"),
-            (None, Some(e)) => format!("no Python figures: python {}: {e}", self.python.status),
-            (None, None) => "no Python figures".into(),
+            (None, Some(e)) if self.python.status == "missing" => {
+                format!("no Python figures ({e})")
+            }
+            (None, _) => "no Python figures (the Python side failed: see the end)".into(),
         };
         let _ = writeln!(
             o,
@@ -307,8 +309,8 @@ impl Report {
                 let _ = writeln!(o, "  {e}");
             }
         }
-        if let (Some(e), Some(_)) = (&self.python.error, &self.python.version) {
-            let _ = writeln!(o, "\npython: {e}");
+        if let (Some(e), "failed") = (&self.python.error, self.python.status) {
+            let _ = writeln!(o, "\nthe Python side failed: {e}");
         }
         o
     }
