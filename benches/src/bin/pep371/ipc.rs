@@ -120,98 +120,21 @@ impl Unit {
 }
 
 /// Every IPC figure, in the order they are measured and printed.
+#[rustfmt::skip]
 pub(crate) const FIGURES: [FigureSpec; 13] = [
-    fig(
-        "queue_8B_msgs_per_s",
-        "queue_8B_msgs_per_s",
-        "queue 8 B",
-        "MpmcRing<[u8; 8]>, 1024 slots",
-        Unit::MsgsPerS,
-    ),
-    fig(
-        "queue_64B_msgs_per_s",
-        "queue_64B_msgs_per_s",
-        "queue 64 B",
-        "MpmcRing<[u8; 64]>, 1024 slots",
-        Unit::MsgsPerS,
-    ),
-    fig(
-        "queue_4KiB_msgs_per_s",
-        "queue_4KiB_msgs_per_s",
-        "queue 4 KiB",
-        "ByteRing 4 MiB, copy in/out",
-        Unit::MsgsPerS,
-    ),
-    fig(
-        "queue_1MiB_msgs_per_s",
-        "queue_1MiB_msgs_per_s",
-        "queue 1 MiB",
-        "ByteRing 4 MiB, copy in/out",
-        Unit::MsgsPerS,
-    ),
-    fig(
-        "queue_1MiB_zero_copy_msgs_per_s",
-        "queue_1MiB_msgs_per_s",
-        "queue 1 MiB zero-copy",
-        "ByteRing 4 MiB, reserve/read in place",
-        Unit::MsgsPerS,
-    ),
-    fig(
-        "pipe_8B_msgs_per_s",
-        "pipe_8B_msgs_per_s",
-        "pipe 8 B",
-        "SpscRing<[u8; 8]>, 64 KiB",
-        Unit::MsgsPerS,
-    ),
-    fig(
-        "pipe_4KiB_msgs_per_s",
-        "pipe_4KiB_msgs_per_s",
-        "pipe 4 KiB",
-        "ByteRing 64 KiB, copy in/out",
-        Unit::MsgsPerS,
-    ),
-    fig(
-        "round_trip_p50_us",
-        "round_trip_p50_us",
-        "round trip p50",
-        "two SpscRing<u64>",
-        Unit::Us,
-    ),
-    fig(
-        "round_trip_p99_us",
-        "round_trip_p99_us",
-        "round trip p99",
-        "two SpscRing<u64>",
-        Unit::Us,
-    ),
-    fig(
-        "start_join_fork_us",
-        "start_join_fork_us",
-        "start+join fork",
-        "Process::new(closure), median",
-        Unit::Us,
-    ),
-    fig(
-        "start_join_forkserver_us",
-        "start_join_forkserver_us",
-        "start+join forkserver",
-        "Process::entry, median",
-        Unit::Us,
-    ),
-    fig(
-        "start_join_spawn_us",
-        "start_join_spawn_us",
-        "start+join spawn",
-        "Process::entry, median",
-        Unit::Us,
-    ),
-    fig(
-        "locked_counter_incr_per_s",
-        "locked_counter_incr_per_s",
-        "locked counter, 2 procs",
-        "mutex::Mutex<u64>",
-        Unit::IncrPerS,
-    ),
+    fig("queue_8B_msgs_per_s", "queue_8B_msgs_per_s", "queue 8 B", "MpmcRing<[u8; 8]>, 1024 slots", Unit::MsgsPerS),
+    fig("queue_64B_msgs_per_s", "queue_64B_msgs_per_s", "queue 64 B", "MpmcRing<[u8; 64]>, 1024 slots", Unit::MsgsPerS),
+    fig("queue_4KiB_msgs_per_s", "queue_4KiB_msgs_per_s", "queue 4 KiB", "ByteRing 4 MiB, copy in/out", Unit::MsgsPerS),
+    fig("queue_1MiB_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB", "ByteRing 4 MiB, copy in/out", Unit::MsgsPerS),
+    fig("queue_1MiB_zero_copy_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB zero-copy", "ByteRing 4 MiB, reserve/read in place", Unit::MsgsPerS),
+    fig("pipe_8B_msgs_per_s", "pipe_8B_msgs_per_s", "pipe 8 B", "SpscRing<[u8; 8]>, 64 KiB", Unit::MsgsPerS),
+    fig("pipe_4KiB_msgs_per_s", "pipe_4KiB_msgs_per_s", "pipe 4 KiB", "ByteRing 64 KiB, copy in/out", Unit::MsgsPerS),
+    fig("round_trip_p50_us", "round_trip_p50_us", "round trip p50", "two SpscRing<u64>", Unit::Us),
+    fig("round_trip_p99_us", "round_trip_p99_us", "round trip p99", "two SpscRing<u64>", Unit::Us),
+    fig("start_join_fork_us", "start_join_fork_us", "start+join fork", "Process::new(closure), median", Unit::Us),
+    fig("start_join_forkserver_us", "start_join_forkserver_us", "start+join forkserver", "Process::entry, median", Unit::Us),
+    fig("start_join_spawn_us", "start_join_spawn_us", "start+join spawn", "Process::entry, median", Unit::Us),
+    fig("locked_counter_incr_per_s", "locked_counter_incr_per_s", "locked counter, 2 procs", "mutex::Mutex<u64>", Unit::IncrPerS),
 ];
 
 const fn fig(
