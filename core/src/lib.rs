@@ -39,8 +39,8 @@
 //! let ring = SpscRing::<u64>::create(region, 16).unwrap();
 //! let (mut tx, mut rx) = ring.split().unwrap();
 //! std::thread::scope(|s| {
-//!     s.spawn(move || for i in 0..100u64 { tx.push_blocking(i, None).unwrap(); });
-//!     for i in 0..100u64 { assert_eq!(rx.pop_blocking(None).unwrap(), i); }
+//!     s.spawn(move || for i in 0..100u64 { tx.push(i).unwrap(); });
+//!     for i in 0..100u64 { assert_eq!(rx.pop().unwrap(), i); }
 //! });
 //! ```
 #![no_std]
