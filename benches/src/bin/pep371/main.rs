@@ -83,8 +83,6 @@ fn parse_args() -> Result<Args, String> {
             "--no-python" => python = None,
             "--python" => python = Some(value("--python")?),
             "-h" | "--help" => return Err(String::new()),
-            // `cargo bench` passes this to every target.
-            "--bench" => {}
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
