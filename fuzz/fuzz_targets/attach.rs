@@ -87,9 +87,95 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // TODO(lead): attach the other structures to the same region here once
-    // they exist, each as a plain call whose result is ignored, e.g.
-    //   let _ = multiproc_core::spsc::SpscRing::<u64>::attach(region);
-    //   let _ = multiproc_core::mpmc::MpmcRing::<u64>::attach(region);
-    //   let _ = multiproc_core::mutex::Mutex::<u64>::attach(region);
+    attach_every_other_kind(region);
 });
+
+/// Every other structure's `attach` on the same bytes: a typed error or a
+/// structure whose non-blocking operations stay in bounds and never panic.
+fn attach_every_other_kind(region: Region<'_>) {
+    use multiproc_core::barrier::Barrier;
+    use multiproc_core::condvar::Condvar;
+    use multiproc_core::event::Event;
+    use multiproc_core::mpmc::MpmcRing;
+    use multiproc_core::mutex::Mutex;
+    use multiproc_core::semaphore::Semaphore;
+    use multiproc_core::spsc::SpscRing;
+    use multiproc_core::value::{Array, AtomicValue, Value};
+
+    if let Ok(ring) = SpscRing::<u64>::attach(region) {
+        let cap = ring.capacity();
+        assert!(SpscRing::<u64>::memory_size(cap).unwrap() <= region.len());
+        let _ = (ring.len(), ring.is_empty(), ring.is_full());
+        if let Ok(mut rx) = ring.consumer() {
+            let mut n = 0u64;
+            while rx.try_pop().is_ok() {
+                n += 1;
+                assert!(n <= cap, "popped more than the capacity");
+            }
+            let mut out = [0u64; 4];
+            let _ = rx.pop_slice(&mut out);
+        }
+        if let Ok(mut tx) = ring.producer() {
+            let _ = tx.try_push(7);
+            let _ = tx.push_slice(&[1, 2, 3]);
+        }
+    }
+    if let Ok(ring) = MpmcRing::<u64>::attach(region) {
+        let cap = ring.capacity();
+        assert!(MpmcRing::<u64>::memory_size(cap).unwrap() <= region.len());
+        let _ = (
+            ring.len(),
+            ring.is_empty(),
+            ring.is_full(),
+            ring.is_closed(),
+        );
+        let mut n = 0u64;
+        while ring.try_pop().is_ok() {
+            n += 1;
+            assert!(n <= cap, "popped more than the capacity");
+        }
+        let _ = ring.try_push(9);
+        let _ = ring.try_pop_with(|v| *v);
+    }
+    if let Ok(m) = Mutex::<u64>::attach(region) {
+        let _ = m.is_poisoned();
+        if let Ok(mut g) = m.try_lock() {
+            *g = g.wrapping_add(1);
+        }
+    }
+    if let Ok(c) = Condvar::attach(region) {
+        c.notify_all();
+    }
+    if let Ok(s) = Semaphore::attach(region) {
+        if s.try_acquire() {
+            let _ = s.release();
+        }
+        let _ = s.value();
+    }
+    if let Ok(e) = Event::attach(region) {
+        let _ = e.is_set();
+        e.set();
+        e.clear();
+    }
+    if let Ok(b) = Barrier::attach(region) {
+        let _ = (b.parties(), b.n_waiting(), b.is_broken());
+    }
+    if let Ok(v) = Value::<u64>::attach(region) {
+        if let Ok(mut g) = v.try_lock() {
+            *g = g.wrapping_add(1);
+        }
+    }
+    if let Ok(v) = AtomicValue::<u32>::attach(region) {
+        let _ = v.fetch_add(1);
+    }
+    // Only non-blocking calls: a garbage lock word may name a live pid.
+    if let Ok(a) = Array::<u16>::attach(region) {
+        let len = a.len();
+        if let Ok(mut g) = a.try_lock() {
+            assert_eq!(g.len() as u64, len as u64);
+            if let Some(x) = g.last_mut() {
+                *x = x.wrapping_add(1);
+            }
+        }
+    }
+}
