@@ -7,6 +7,7 @@
 //! | module | what | Python counterpart |
 //! |---|---|---|
 //! | [`shm`] | anonymous and named shared memory, typed regions, leaked-segment cleanup | `multiprocessing.shared_memory.SharedMemory` |
+//! | [`queue`], [`spsc`] | MPMC `Queue` (`Sender`/`Receiver`), `SimpleQueue`, `JoinableQueue`, SPSC channel, surviving killed peers | `Queue`, `SimpleQueue`, `JoinableQueue` |
 //! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
 //!
 //! # Example
@@ -43,8 +44,12 @@
 pub use multiproc_core as core;
 
 pub mod process;
+pub mod queue;
 pub mod shm;
 mod sys;
+
+pub use queue::spsc;
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 
 pub use process::{
     active_children, cpu_count, current_process, get_start_method, parent_process, register_entry,

@@ -16,6 +16,7 @@
 //! | [`wait`] | eventcount over a shared futex, adaptive spin | — |
 //! | [`mutex`] | robust process-shared mutex, poisoned when its holder dies | `Lock` |
 //! | [`condvar`], [`semaphore`], [`event`], [`barrier`] | the other synchronisation primitives | `Condition`, `Semaphore`, `Event`, `Barrier` |
+//! | [`peers`] | per-process handle counts of a queue, with liveness | — |
 //! | [`value`] | `Value<T>`, `AtomicValue<T>`, `Array<T>` | `Value`, `Array` |
 //!
 //! Every blocking call has a `*_timeout` (or deadline) variant. Every atomic
@@ -67,6 +68,7 @@ pub mod condvar;
 pub mod event;
 pub mod mpmc;
 pub mod mutex;
+pub mod peers;
 pub mod region;
 pub mod role;
 pub mod semaphore;

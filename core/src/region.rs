@@ -78,6 +78,8 @@ pub enum Kind {
     Array = 10,
     /// [`crate::value::AtomicValue`].
     AtomicValue = 11,
+    /// [`crate::peers::Peers`]: the peer table of a std-layer queue.
+    Peers = 12,
     /// A structure defined outside this crate (the std layer's queues).
     External = 0x1000,
 }
@@ -97,6 +99,7 @@ impl Kind {
             9 => Kind::Value,
             10 => Kind::Array,
             11 => Kind::AtomicValue,
+            12 => Kind::Peers,
             0x1000 => Kind::External,
             _ => return None,
         })

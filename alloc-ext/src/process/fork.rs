@@ -77,6 +77,7 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
             forkserver::forget_in_child(server);
             drop(reports);
             identity::install(prepared);
+            crate::queue::after_fork_in_child(parent);
             child_main(job, report_w, ident.daemon, parent)
         }
         Ok(Forked::Parent(pid)) => {
@@ -98,6 +99,10 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
                 },
             ));
             registry.push(Arc::clone(&inner));
+            drop(registry);
+            // The parent's copy of what moved into the child: queue handles
+            // hand their counts to the child as they drop.
+            crate::queue::hand_over_to(pid, job);
             Ok(inner)
         }
     }

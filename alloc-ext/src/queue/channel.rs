@@ -1,0 +1,758 @@
+//! `Queue<T>`: the MPMC channel's builder and its `Sender`/`Receiver`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use multiproc_core::mpmc::{MpmcRing, PopError, PushError};
+use multiproc_core::peers::{current_pid, Side};
+use multiproc_core::time::Deadline;
+use multiproc_core::wait::Spin;
+
+use super::error::{
+    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use super::segment::{type_tag, Local, Name, Segment, Token};
+
+/// How long a blocked call sleeps before it checks whether the other side's
+/// processes still live (a dead process wakes nobody).
+pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(25);
+
+/// The token kind of an MPMC queue.
+const KIND_MPMC: u8 = 1;
+
+/// A multi-producer multi-consumer queue of `T: Pod` in shared memory:
+/// the builder of its [`Sender`]/[`Receiver`] pair.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::queue::Queue;
+///
+/// let (tx, rx) = Queue::<u64>::new(16).channel()?;
+/// tx.send(7).unwrap();
+/// assert_eq!(rx.recv(), Ok(7));
+/// # Ok::<(), multiproc::queue::QueueError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Queue<T> {
+    capacity: u64,
+    name: NameOwned,
+    spin: Spin,
+    _t: PhantomData<fn() -> T>,
+}
+
+#[derive(Debug, Clone)]
+enum NameOwned {
+    Anonymous,
+    Unique,
+    Given(String),
+}
+
+impl<T: Pod> Queue<T> {
+    /// A queue of `capacity` slots, in an anonymous segment (reachable by
+    /// forked children only) unless [`named`](Self::named).
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            name: NameOwned::Anonymous,
+            spin: Spin::DEFAULT,
+            _t: PhantomData,
+        }
+    }
+
+    /// Puts the queue in a named segment (`shm_open`), so that
+    /// [`Sender::to_token`]/[`Receiver::to_token`] can hand it to spawned
+    /// processes. The creating process unlinks the name when its last
+    /// handle is dropped.
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = NameOwned::Given(name.to_owned());
+        self
+    }
+
+    /// As [`named`](Self::named), with a generated unique name.
+    #[must_use]
+    pub fn unique_name(mut self) -> Self {
+        self.name = NameOwned::Unique;
+        self
+    }
+
+    /// How long blocking calls spin before sleeping ([`Spin::DEFAULT`]).
+    #[must_use]
+    pub fn spin(mut self, spin: Spin) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Makes the queue and returns its two first handles.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidCapacity`] for a zero capacity; segment errors.
+    pub fn channel(self) -> Result<(Sender<T>, Receiver<T>), QueueError> {
+        let inner = Arc::new(Inner::<T>::create(
+            self.capacity,
+            match &self.name {
+                NameOwned::Anonymous => Name::Anonymous,
+                NameOwned::Unique => Name::Unique,
+                NameOwned::Given(n) => Name::Given(n),
+            },
+            self.spin,
+        )?);
+        let me = current_pid();
+        inner.seg.peers.add(me, Side::Sender, 1)?;
+        inner.seg.peers.add(me, Side::Receiver, 1)?;
+        Ok((
+            Sender {
+                inner: Arc::clone(&inner),
+                local: Local::new(Side::Sender),
+            },
+            Receiver {
+                inner,
+                local: Local::new(Side::Receiver),
+            },
+        ))
+    }
+}
+
+/// A bounded MPMC queue of `capacity` slots in an anonymous shared segment:
+/// `Queue::new(capacity).channel()`.
+///
+/// # Errors
+///
+/// [`QueueError::InvalidCapacity`] for a zero capacity; segment errors.
+pub fn channel<T: Pod>(capacity: u64) -> Result<(Sender<T>, Receiver<T>), QueueError> {
+    Queue::new(capacity).channel()
+}
+
+/// What every handle of one queue shares in one process.
+pub(crate) struct Inner<T: Pod> {
+    /// Built on `seg`'s memory; declared first, dropped first (it is `Copy`
+    /// and has no drop, but never outlives `seg`).
+    pub(crate) ring: MpmcRing<'static, T>,
+    pub(crate) seg: Segment,
+}
+
+impl<T: Pod> fmt::Debug for Inner<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("segment", &self.seg)
+            .field("capacity", &self.ring.capacity())
+            .finish()
+    }
+}
+
+impl<T: Pod> Inner<T> {
+    fn create(capacity: u64, name: Name<'_>, spin: Spin) -> Result<Self, QueueError> {
+        let size =
+            MpmcRing::<T>::memory_size(capacity).ok_or(QueueError::InvalidCapacity { capacity })?;
+        let seg = Segment::create(size, name)?;
+        // SAFETY: the ring view is stored next to the segment and dropped
+        // with it (field order in Inner).
+        let region = unsafe { seg.ring_region() };
+        let ring = MpmcRing::<T>::create_tagged(region, capacity, type_tag::<T>())
+            .map_err(|e| match e {
+                multiproc_core::region::InitError::InvalidCapacity { capacity } => {
+                    QueueError::InvalidCapacity { capacity }
+                }
+                e => QueueError::Init(e),
+            })?
+            .with_spin(spin);
+        Ok(Self { ring, seg })
+    }
+
+    fn open(name: &str) -> Result<Self, QueueError> {
+        let seg = Segment::open(name)?;
+        // SAFETY: as in `create`.
+        let region = unsafe { seg.ring_region() };
+        let ring = MpmcRing::<T>::attach_tagged(region, type_tag::<T>())?;
+        Ok(Self { ring, seg })
+    }
+
+    fn token(&self, side: Side) -> Result<Vec<u8>, QueueError> {
+        let name = self.seg.name().ok_or(QueueError::Anonymous)?;
+        let me = current_pid();
+        // The pending transfer counts as a live handle of this process
+        // until the receiving process claims it.
+        self.seg.peers.add(me, side, 1)?;
+        Ok(Token {
+            kind: KIND_MPMC,
+            side,
+            from_pid: me,
+            size: std::mem::size_of::<T>() as u64,
+            align: std::mem::align_of::<T>() as u64,
+            tag: type_tag::<T>(),
+            name: name.to_owned(),
+        }
+        .encode())
+    }
+
+    fn claim(token: &[u8], side: Side) -> Result<(Arc<Self>, Local), QueueError> {
+        let t = Token::decode(token)?;
+        t.check::<T>(KIND_MPMC, side)?;
+        let inner = Self::open(&t.name)?;
+        inner.seg.peers.add(current_pid(), side, 1)?;
+        // Count here first, then withdraw the pending count: never zero.
+        inner.seg.peers.remove(t.from_pid, side, 1);
+        Ok((Arc::new(inner), Local::new(side)))
+    }
+
+    /// Whether no live process holds a handle of `side` (system calls).
+    fn side_gone(&self, side: Side) -> bool {
+        self.seg.peers.live(side) == 0
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sender
+// ---------------------------------------------------------------------------
+
+/// The sending side of a [`Queue`]: `Clone`, `Send`, `Sync`; moves into
+/// forked children (see the [module docs](super) for how handles are
+/// counted across processes).
+pub struct Sender<T: Pod> {
+    inner: Arc<Inner<T>>,
+    local: Local,
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("queue", &self.inner)
+            .finish()
+    }
+}
+
+impl<T: Pod> Clone for Sender<T> {
+    /// Another sender, counted in this process.
+    ///
+    /// # Panics
+    ///
+    /// If the peer table cannot count it (65535 senders in one process, or
+    /// a full table).
+    fn clone(&self) -> Self {
+        Self {
+            local: self.local.clone_in(&self.inner.seg.peers),
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Pod> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.local.release(&self.inner.seg.peers) {
+            // The last sender anywhere: receivers drain and disconnect.
+            self.inner.ring.close();
+        }
+    }
+}
+
+impl<T: Pod> Sender<T> {
+    #[inline]
+    fn ring(&self) -> &MpmcRing<'static, T> {
+        self.local.ensure(&self.inner.seg.peers);
+        &self.inner.ring
+    }
+
+    /// Sends `v` if there is room, without blocking.
+    ///
+    /// It reports `Disconnected` once the queue is closed: when the last
+    /// receiver was dropped, or once any blocking call noticed that every
+    /// receiver died. A receiver killed without dropping is not looked for
+    /// here (that costs system calls); [`send`](Self::send) and
+    /// [`is_disconnected`](Self::is_disconnected) look.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] or [`TrySendError::Disconnected`], with `v`.
+    #[inline]
+    pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
+        match self.ring().try_push(v) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(v)) => Err(TrySendError::Full(v)),
+            Err(PushError::Disconnected(v) | PushError::Corrupt(v)) => {
+                Err(TrySendError::Disconnected(v))
+            }
+        }
+    }
+
+    /// Sends `v`, blocking while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] with `v` when every receiver is gone (dropped, or
+    /// died: noticed within about 25 ms of waiting).
+    pub fn send(&self, v: T) -> Result<(), SendError<T>> {
+        self.send_deadline(v, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Sends `v`, blocking at most `timeout` while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`].
+    pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(v, Some(Deadline::after(timeout)))
+    }
+
+    fn send_deadline(&self, v: T, deadline: Option<Deadline>) -> Result<(), SendTimeoutError<T>> {
+        match self.try_send(v) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(v)) => Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Full(v)) => self.send_slow(v, deadline),
+        }
+    }
+
+    #[cold]
+    fn send_slow(&self, v: T, deadline: Option<Deadline>) -> Result<(), SendTimeoutError<T>> {
+        let mut ring = self.inner.ring;
+        loop {
+            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
+            match ring.push_deadline(v, Some(slice)) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full(_)) => {}
+                Err(PushError::Disconnected(v) | PushError::Corrupt(v)) => {
+                    return Err(SendTimeoutError::Disconnected(v))
+                }
+            }
+            ring = ring.with_spin(Spin::NONE);
+            if self.inner.side_gone(Side::Receiver) {
+                self.inner.ring.close();
+                return Err(SendTimeoutError::Disconnected(v));
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Err(SendTimeoutError::Timeout(v));
+            }
+        }
+    }
+
+    /// Writes a value in place in the next free slot (zero-copy send),
+    /// blocking while the queue is full.
+    ///
+    /// The slot holds stale data when `f` gets it: write every field you
+    /// need. Keep `f` short: receivers that reach this slot wait for it. If
+    /// this process dies inside `f`, the slot is never published and
+    /// receivers stall at it (see the module docs).
+    ///
+    /// While the queue is full this waits by polling (spinning, then naps
+    /// of up to 1 ms), since `f` must not run before a slot is free.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] (holding nothing) when every receiver is gone; `f` is
+    /// not called then.
+    pub fn send_with(&self, f: impl FnOnce(&mut T)) -> Result<(), SendError<()>> {
+        let mut f = Some(f);
+        let ring = self.ring();
+        let mut waiter = Poller::new(None);
+        loop {
+            let r = ring.try_push_with(|slot| {
+                if let Some(f) = f.take() {
+                    f(slot)
+                }
+            });
+            match r {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full(())) => {}
+                Err(_) => return Err(SendError(())),
+            }
+            match waiter.pause(&self.inner, Side::Receiver) {
+                Pause::Again => {}
+                Pause::Gone | Pause::Timeout => return Err(SendError(())),
+            }
+        }
+    }
+
+    /// Sends every value of `vs`, in order, blocking while the queue is
+    /// full; runs of free slots are claimed with one CAS each.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] holding how many values were sent when every receiver
+    /// is gone.
+    pub fn send_slice(&self, vs: &[T]) -> Result<(), SendError<usize>> {
+        let ring = self.ring();
+        let mut sent = 0;
+        while sent < vs.len() {
+            let n = ring.push_slice(&vs[sent..]);
+            if n == 0 {
+                // Full (or closed): one blocking send sorts it out.
+                self.send(vs[sent]).map_err(|_| SendError(sent))?;
+                sent += 1;
+            }
+            sent += n;
+        }
+        Ok(())
+    }
+
+    /// Hands this sender to another process: a token to pass (as bytes) to
+    /// a spawned process, which calls [`Sender::from_token`]. The queue
+    /// must be named ([`Queue::named`]/[`Queue::unique_name`]).
+    ///
+    /// Until claimed, the transfer counts as a live sender of this process:
+    /// receivers do not see `Disconnected` while this process lives, even if
+    /// the token is never used. Claim each token once.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Anonymous`] for an anonymous queue;
+    /// [`QueueError::Peers`] if the transfer cannot be counted.
+    pub fn to_token(&self) -> Result<Vec<u8>, QueueError> {
+        self.local.ensure(&self.inner.seg.peers);
+        self.inner.token(Side::Sender)
+    }
+
+    /// Claims a token made by [`Sender::to_token`] (typically in another
+    /// process), validating the queue and its element type.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::BadToken`] if the token is garbage or names another
+    /// element type or side; segment and attach errors.
+    pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
+        let (inner, local) = Inner::claim(token, Side::Sender)?;
+        Ok(Self { inner, local })
+    }
+
+    pub(crate) fn peers(&self) -> &multiproc_core::peers::Peers<'static> {
+        &self.inner.seg.peers
+    }
+
+    /// Closes the queue for everyone: sends fail from now on, receivers get
+    /// what is queued and then `Disconnected`.
+    pub fn close(&self) {
+        self.inner.ring.close();
+    }
+
+    /// Whether every receiver is gone (dropped or dead: checks liveness,
+    /// a few system calls) or the queue is closed.
+    pub fn is_disconnected(&self) -> bool {
+        self.inner.ring.is_closed() || self.inner.side_gone(Side::Receiver)
+    }
+
+    /// The number of queued values, approximately (Python's `qsize`).
+    pub fn len(&self) -> u64 {
+        self.inner.ring.len()
+    }
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.inner.ring.is_empty()
+    }
+    /// Whether [`len`](Self::len) is the capacity.
+    pub fn is_full(&self) -> bool {
+        self.inner.ring.is_full()
+    }
+    /// The number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.inner.ring.capacity()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Receiver
+// ---------------------------------------------------------------------------
+
+/// The receiving side of a [`Queue`]: `Clone`, `Send`, `Sync`.
+pub struct Receiver<T: Pod> {
+    inner: Arc<Inner<T>>,
+    local: Local,
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("queue", &self.inner)
+            .finish()
+    }
+}
+
+impl<T: Pod> Clone for Receiver<T> {
+    /// Another receiver, counted in this process.
+    ///
+    /// # Panics
+    ///
+    /// As [`Sender::clone`].
+    fn clone(&self) -> Self {
+        Self {
+            local: self.local.clone_in(&self.inner.seg.peers),
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Pod> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        if self.local.release(&self.inner.seg.peers) {
+            // The last receiver anywhere: senders fail from now on.
+            self.inner.ring.close();
+        }
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    #[inline]
+    fn ring(&self) -> &MpmcRing<'static, T> {
+        self.local.ensure(&self.inner.seg.peers);
+        &self.inner.ring
+    }
+
+    /// Receives the oldest value, without blocking.
+    ///
+    /// Cheap: no system call. It reports `Disconnected` once the queue is
+    /// closed and drained: after the last sender was dropped, or once a
+    /// blocking call (or [`is_disconnected`](Self::is_disconnected))
+    /// noticed that every sender died. A sender killed without dropping is
+    /// not looked for here.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] or [`TryRecvError::Disconnected`].
+    #[inline]
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        match self.ring().try_pop() {
+            Ok(v) => Ok(v),
+            Err(PopError::Empty) => Err(TryRecvError::Empty),
+            Err(PopError::Disconnected | PopError::Corrupt) => Err(TryRecvError::Disconnected),
+        }
+    }
+
+    /// Receives the oldest value, blocking while the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the queue is empty and every sender is gone
+    /// (dropped, or died: noticed within about 25 ms of waiting).
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// Receives the oldest value, blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Some(Deadline::after(timeout)))
+    }
+
+    fn recv_deadline(&self, deadline: Option<Deadline>) -> Result<T, RecvTimeoutError> {
+        match self.try_recv() {
+            Ok(v) => Ok(v),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => self.recv_slow(deadline),
+        }
+    }
+
+    #[cold]
+    fn recv_slow(&self, deadline: Option<Deadline>) -> Result<T, RecvTimeoutError> {
+        let mut ring = self.inner.ring;
+        loop {
+            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
+            match ring.pop_deadline(Some(slice)) {
+                Ok(v) => return Ok(v),
+                Err(PopError::Empty) => {}
+                Err(_) => return Err(RecvTimeoutError::Disconnected),
+            }
+            ring = ring.with_spin(Spin::NONE);
+            if self.inner.side_gone(Side::Sender) {
+                self.inner.ring.close();
+                // What the dead senders completed is still there.
+                return self
+                    .inner
+                    .ring
+                    .try_pop()
+                    .map_err(|_| RecvTimeoutError::Disconnected);
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+        }
+    }
+
+    /// Reads the oldest value in place (zero-copy receive) and returns what
+    /// `f` returns, blocking while the queue is empty. The slot is freed
+    /// when `f` returns (or panics).
+    ///
+    /// If this process dies inside `f`, that value is lost and its slot is
+    /// never freed: senders stall at it one lap later while other
+    /// receivers live, and get `Disconnected` if no receiver is left (see
+    /// the module docs). While the queue is empty this waits by polling
+    /// (spinning, then naps of up to 1 ms).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the queue is empty and every sender is gone.
+    pub fn recv_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, RecvError> {
+        self.recv_with_deadline(f, None).map_err(|_| RecvError)
+    }
+
+    /// As [`recv_with`](Self::recv_with), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    pub fn recv_with_timeout<R>(
+        &self,
+        f: impl FnOnce(&T) -> R,
+        timeout: Duration,
+    ) -> Result<R, RecvTimeoutError> {
+        self.recv_with_deadline(f, Some(Deadline::after(timeout)))
+    }
+
+    fn recv_with_deadline<R>(
+        &self,
+        f: impl FnOnce(&T) -> R,
+        deadline: Option<Deadline>,
+    ) -> Result<R, RecvTimeoutError> {
+        let mut f = Some(f);
+        let ring = self.ring();
+        let mut waiter = Poller::new(deadline);
+        loop {
+            match ring.try_pop_with(|v| f.take().map(|f| f(v))) {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => unreachable!("the closure runs once"),
+                Err(PopError::Empty) => {}
+                Err(_) => return Err(RecvTimeoutError::Disconnected),
+            }
+            match waiter.pause(&self.inner, Side::Sender) {
+                Pause::Again => {}
+                Pause::Gone => {
+                    // Drained and gone, unless a last value is there.
+                    if let Ok(Some(r)) = ring.try_pop_with(|v| f.take().map(|f| f(v))) {
+                        return Ok(r);
+                    }
+                    return Err(RecvTimeoutError::Disconnected);
+                }
+                Pause::Timeout => return Err(RecvTimeoutError::Timeout),
+            }
+        }
+    }
+
+    /// Receives up to `out.len()` values into the front of `out`, blocking
+    /// until at least one is there; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the queue is empty and every sender is gone.
+    pub fn recv_slice(&self, out: &mut [T]) -> Result<usize, RecvError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let n = self.ring().pop_slice(out);
+        if n > 0 {
+            return Ok(n);
+        }
+        out[0] = self.recv()?;
+        Ok(1 + self.inner.ring.pop_slice(&mut out[1..]))
+    }
+
+    /// Hands this receiver to another process; see [`Sender::to_token`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::to_token`].
+    pub fn to_token(&self) -> Result<Vec<u8>, QueueError> {
+        self.local.ensure(&self.inner.seg.peers);
+        self.inner.token(Side::Receiver)
+    }
+
+    /// Claims a token made by [`Receiver::to_token`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::from_token`].
+    pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
+        let (inner, local) = Inner::claim(token, Side::Receiver)?;
+        Ok(Self { inner, local })
+    }
+
+    /// Closes the queue for everyone; see [`Sender::close`].
+    pub fn close(&self) {
+        self.inner.ring.close();
+    }
+
+    /// Whether every sender is gone (dropped or dead: checks liveness, a
+    /// few system calls) or the queue is closed. Values may still be
+    /// queued.
+    pub fn is_disconnected(&self) -> bool {
+        self.inner.ring.is_closed() || self.inner.side_gone(Side::Sender)
+    }
+
+    /// The number of queued values, approximately (Python's `qsize`).
+    pub fn len(&self) -> u64 {
+        self.inner.ring.len()
+    }
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.inner.ring.is_empty()
+    }
+    /// Whether [`len`](Self::len) is the capacity.
+    pub fn is_full(&self) -> bool {
+        self.inner.ring.is_full()
+    }
+    /// The number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.inner.ring.capacity()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Polling wait (for the in-place calls)
+// ---------------------------------------------------------------------------
+
+pub(crate) enum Pause {
+    Again,
+    Gone,
+    Timeout,
+}
+
+/// Waits between retries of an in-place call: spins, then naps growing to
+/// 1 ms; checks the other side's liveness every [`LIVENESS_SLICE`].
+pub(crate) struct Poller {
+    deadline: Option<Deadline>,
+    backoff: multiproc_core::wait::Backoff,
+    nap: Duration,
+    check_at: Deadline,
+}
+
+impl Poller {
+    pub(crate) fn new(deadline: Option<Deadline>) -> Self {
+        Self {
+            deadline,
+            backoff: Spin::DEFAULT.start(),
+            nap: Duration::from_micros(20),
+            check_at: Deadline::after(LIVENESS_SLICE),
+        }
+    }
+
+    pub(crate) fn pause<T: Pod>(&mut self, inner: &Inner<T>, other: Side) -> Pause {
+        if inner.ring.is_closed() {
+            return Pause::Gone;
+        }
+        if self.deadline.is_some_and(Deadline::has_passed) {
+            return Pause::Timeout;
+        }
+        if self.backoff.spin() {
+            return Pause::Again;
+        }
+        if self.check_at.has_passed() {
+            if inner.seg.peers.live(other) == 0 {
+                inner.ring.close();
+                return Pause::Gone;
+            }
+            self.check_at = Deadline::after(LIVENESS_SLICE);
+        }
+        let nap = match self.deadline {
+            Some(d) => self.nap.min(d.remaining()),
+            None => self.nap,
+        };
+        std::thread::sleep(nap);
+        self.nap = (self.nap * 2).min(Duration::from_millis(1));
+        Pause::Again
+    }
+}

@@ -1,0 +1,275 @@
+//! The error values of the queue handles, in the shape of
+//! crossbeam-channel's: the value that could not be sent comes back.
+
+use std::fmt;
+
+use multiproc_core::peers::{PeersError, TooManyTaskDone};
+use multiproc_core::region::{AttachError, InitError};
+
+use crate::shm::ShmError;
+
+/// `send` failed: every receiver is gone (or the queue was closed). The
+/// value is handed back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SendError<T>(pub T);
+
+/// `try_send` failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The queue is full.
+    Full(T),
+    /// Every receiver is gone (or the queue was closed).
+    Disconnected(T),
+}
+
+/// `send_timeout` failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SendTimeoutError<T> {
+    /// The queue stayed full until the timeout.
+    Timeout(T),
+    /// Every receiver is gone (or the queue was closed).
+    Disconnected(T),
+}
+
+/// `recv` failed: the queue is empty and every sender is gone (or the queue
+/// was closed and drained).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvError;
+
+/// `try_recv` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// Nothing to receive now.
+    Empty,
+    /// Nothing to receive ever again.
+    Disconnected,
+}
+
+/// `recv_timeout` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// Nothing arrived before the timeout.
+    Timeout,
+    /// Nothing to receive ever again.
+    Disconnected,
+}
+
+macro_rules! value_debug {
+    ($name:ident { $($var:ident),* }) => {
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($name::$var(_) => f.write_str(concat!(stringify!($var), "(..)")),)*
+                }
+            }
+        }
+        impl<T> $name<T> {
+            /// The value that was not sent.
+            pub fn into_inner(self) -> T {
+                match self {
+                    $($name::$var(v) => v,)*
+                }
+            }
+            /// Whether the receivers are gone.
+            pub fn is_disconnected(&self) -> bool {
+                matches!(self, $name::Disconnected(_))
+            }
+        }
+        impl<T> std::error::Error for $name<T> {}
+    };
+}
+
+value_debug!(TrySendError { Full, Disconnected });
+value_debug!(SendTimeoutError {
+    Timeout,
+    Disconnected
+});
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<T> SendError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sending on a disconnected queue")
+    }
+}
+
+impl<T> fmt::Display for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySendError::Full(_) => "sending on a full queue",
+            TrySendError::Disconnected(_) => "sending on a disconnected queue",
+        })
+    }
+}
+
+impl<T> fmt::Display for SendTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendTimeoutError::Timeout(_) => "timed out waiting on send",
+            SendTimeoutError::Disconnected(_) => "sending on a disconnected queue",
+        })
+    }
+}
+
+impl<T> From<SendError<T>> for TrySendError<T> {
+    fn from(e: SendError<T>) -> Self {
+        TrySendError::Disconnected(e.0)
+    }
+}
+
+impl<T> From<SendError<T>> for SendTimeoutError<T> {
+    fn from(e: SendError<T>) -> Self {
+        SendTimeoutError::Disconnected(e.0)
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("receiving on an empty and disconnected queue")
+    }
+}
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryRecvError::Empty => "receiving on an empty queue",
+            TryRecvError::Disconnected => "receiving on an empty and disconnected queue",
+        })
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecvTimeoutError::Timeout => "timed out waiting on receive",
+            RecvTimeoutError::Disconnected => "receiving on an empty and disconnected queue",
+        })
+    }
+}
+
+impl std::error::Error for RecvError {}
+impl std::error::Error for TryRecvError {}
+impl std::error::Error for RecvTimeoutError {}
+
+impl From<RecvError> for TryRecvError {
+    fn from(_: RecvError) -> Self {
+        TryRecvError::Disconnected
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(_: RecvError) -> Self {
+        RecvTimeoutError::Disconnected
+    }
+}
+
+/// Why a queue could not be made, attached or handed over.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// A capacity of zero was asked for (or one above the ring's maximum).
+    InvalidCapacity {
+        /// The capacity asked for.
+        capacity: u64,
+    },
+    /// The shared memory segment could not be made or opened.
+    Shm(ShmError),
+    /// The structures could not be built in the segment.
+    Init(InitError),
+    /// The segment does not hold a queue of this kind and element type.
+    Attach(AttachError),
+    /// The peer table has no room for this process (or this process holds
+    /// too many handles).
+    Peers(PeersError),
+    /// `to_token` on a queue made without a name (`Queue::named` or
+    /// `Queue::unique_name` are needed to reach it from a spawned process).
+    Anonymous,
+    /// The token is not a queue token of this crate, or names another
+    /// element type, side or kind of queue.
+    BadToken {
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::InvalidCapacity { capacity } => {
+                write!(f, "invalid queue capacity {capacity}")
+            }
+            QueueError::Shm(e) => write!(f, "queue segment: {e}"),
+            QueueError::Init(e) => write!(f, "queue init: {e}"),
+            QueueError::Attach(e) => write!(f, "queue attach: {e}"),
+            QueueError::Peers(e) => write!(f, "queue peers: {e}"),
+            QueueError::Anonymous => {
+                f.write_str("queue has no name: create it with .named() or .unique_name()")
+            }
+            QueueError::BadToken { reason } => write!(f, "bad queue token: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            QueueError::Shm(e) => Some(e),
+            QueueError::Init(e) => Some(e),
+            QueueError::Attach(e) => Some(e),
+            QueueError::Peers(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ShmError> for QueueError {
+    fn from(e: ShmError) -> Self {
+        QueueError::Shm(e)
+    }
+}
+impl From<InitError> for QueueError {
+    fn from(e: InitError) -> Self {
+        QueueError::Init(e)
+    }
+}
+impl From<AttachError> for QueueError {
+    fn from(e: AttachError) -> Self {
+        QueueError::Attach(e)
+    }
+}
+impl From<PeersError> for QueueError {
+    fn from(e: PeersError) -> Self {
+        QueueError::Peers(e)
+    }
+}
+
+/// `task_done` was called more times than items were put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskDoneError;
+
+impl fmt::Display for TaskDoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task_done called more times than items were put")
+    }
+}
+
+impl std::error::Error for TaskDoneError {}
+
+impl From<TooManyTaskDone> for TaskDoneError {
+    fn from(_: TooManyTaskDone) -> Self {
+        TaskDoneError
+    }
+}

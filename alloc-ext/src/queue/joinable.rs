@@ -1,0 +1,263 @@
+//! Python's `SimpleQueue` and `JoinableQueue`: one clonable object with
+//! both ends, over the MPMC [`Queue`](super::Queue).
+
+use std::time::Duration;
+
+use bytemuck::Pod;
+use multiproc_core::time::Deadline;
+
+use super::channel::{Queue, Receiver, Sender};
+use super::error::{
+    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
+    TryRecvError, TrySendError,
+};
+
+/// The capacity of [`SimpleQueue::new`] and [`JoinableQueue::new`].
+///
+/// Python's `SimpleQueue` and `JoinableQueue` are unbounded (a pipe plus
+/// a feeder thread buffering in memory); these live in a fixed shared
+/// segment, so they are bounded: `put` blocks while the queue is full.
+pub const DEFAULT_CAPACITY: u64 = 1024;
+
+/// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `empty`, `close`,
+/// as one clonable handle holding both ends. Bounded (see
+/// [`DEFAULT_CAPACITY`]), unlike Python's.
+///
+/// Since every clone holds a sender and a receiver, `get` reports
+/// disconnection only when every process holding a clone is gone (or
+/// after [`close`](Self::close)).
+///
+/// # Examples
+///
+/// ```
+/// let q = multiproc::queue::SimpleQueue::<u32>::new()?;
+/// q.put(3).unwrap();
+/// assert!(!q.empty());
+/// assert_eq!(q.get(), Ok(3));
+/// # Ok::<(), multiproc::queue::QueueError>(())
+/// ```
+#[derive(Debug)]
+pub struct SimpleQueue<T: Pod> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+}
+
+impl<T: Pod> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            rx: self.rx.clone(),
+        }
+    }
+}
+
+impl<T: Pod> SimpleQueue<T> {
+    /// A queue of [`DEFAULT_CAPACITY`] slots in an anonymous segment.
+    ///
+    /// # Errors
+    ///
+    /// Segment errors.
+    pub fn new() -> Result<Self, QueueError> {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A queue of `capacity` slots.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidCapacity`] for zero; segment errors.
+    pub fn with_capacity(capacity: u64) -> Result<Self, QueueError> {
+        let (tx, rx) = Queue::new(capacity).channel()?;
+        Ok(Self { tx, rx })
+    }
+
+    /// Puts `v`, blocking while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] once the queue is closed.
+    pub fn put(&self, v: T) -> Result<(), SendError<T>> {
+        self.tx.send(v)
+    }
+
+    /// Takes the oldest value, blocking while the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the queue is closed and drained.
+    pub fn get(&self) -> Result<T, RecvError> {
+        self.rx.recv()
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Closes the queue for every process.
+    pub fn close(&self) {
+        self.tx.close();
+    }
+}
+
+/// Python's `multiprocessing.JoinableQueue`: a queue whose consumers mark
+/// each item done with [`task_done`](Self::task_done), so that a producer
+/// can [`join`](Self::join) until every item put was processed.
+///
+/// A worker killed between `get` and `task_done` leaves its task
+/// unfinished for good: `join` would wait forever, so use
+/// [`join_timeout`](Self::join_timeout) when workers may die.
+///
+/// # Examples
+///
+/// ```
+/// let q = multiproc::queue::JoinableQueue::<u32>::new()?;
+/// q.put(1).unwrap();
+/// let worker = q.clone();
+/// let v = worker.get().unwrap();
+/// worker.task_done().unwrap();
+/// q.join();
+/// assert_eq!(v, 1);
+/// assert!(q.task_done().is_err()); // more than items put
+/// # Ok::<(), multiproc::queue::QueueError>(())
+/// ```
+#[derive(Debug)]
+pub struct JoinableQueue<T: Pod> {
+    tx: Sender<T>,
+    rx: Receiver<T>,
+}
+
+impl<T: Pod> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            rx: self.rx.clone(),
+        }
+    }
+}
+
+impl<T: Pod> JoinableQueue<T> {
+    /// A queue of [`DEFAULT_CAPACITY`] slots in an anonymous segment.
+    ///
+    /// # Errors
+    ///
+    /// Segment errors.
+    pub fn new() -> Result<Self, QueueError> {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A queue of `capacity` slots.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidCapacity`] for zero; segment errors.
+    pub fn with_capacity(capacity: u64) -> Result<Self, QueueError> {
+        let (tx, rx) = Queue::new(capacity).channel()?;
+        Ok(Self { tx, rx })
+    }
+
+    fn peers(&self) -> &multiproc_core::peers::Peers<'static> {
+        self.tx.peers()
+    }
+
+    /// Puts `v` (one more unfinished task), blocking while full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] once the queue is closed (the task is not counted).
+    pub fn put(&self, v: T) -> Result<(), SendError<T>> {
+        self.peers().task_add();
+        self.tx.send(v).inspect_err(|_| self.peers().task_cancel())
+    }
+
+    /// Puts `v` without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::try_send`] (the task is not counted then).
+    pub fn try_put(&self, v: T) -> Result<(), TrySendError<T>> {
+        self.peers().task_add();
+        self.tx
+            .try_send(v)
+            .inspect_err(|_| self.peers().task_cancel())
+    }
+
+    /// Puts `v`, blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send_timeout`] (the task is not counted then).
+    pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.peers().task_add();
+        self.tx
+            .send_timeout(v, timeout)
+            .inspect_err(|_| self.peers().task_cancel())
+    }
+
+    /// Takes the oldest value, blocking while empty.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the queue is closed and drained.
+    pub fn get(&self) -> Result<T, RecvError> {
+        self.rx.recv()
+    }
+
+    /// Takes the oldest value without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::try_recv`].
+    pub fn try_get(&self) -> Result<T, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Takes the oldest value, blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout)
+    }
+
+    /// Marks one task taken with `get` as done.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskDoneError`] if called more times than items were put.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        Ok(self.peers().task_done()?)
+    }
+
+    /// The number of tasks put and not yet marked done.
+    pub fn unfinished(&self) -> u64 {
+        self.peers().unfinished()
+    }
+
+    /// Blocks until every item put has been marked done.
+    pub fn join(&self) {
+        self.peers().wait_tasks(None);
+    }
+
+    /// As [`join`](Self::join), giving up after `timeout`; returns whether
+    /// every task is done.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.peers().wait_tasks(Some(Deadline::after(timeout)))
+    }
+
+    /// Whether the queue is empty (a snapshot).
+    pub fn empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// The number of queued values, approximately.
+    pub fn qsize(&self) -> u64 {
+        self.rx.len()
+    }
+
+    /// Closes the queue for every process.
+    pub fn close(&self) {
+        self.tx.close();
+    }
+}

@@ -1,0 +1,109 @@
+//! Queues of `T: Pod` in shared memory, across processes: the MPMC
+//! [`Queue`] with [`Sender`]/[`Receiver`] handles, [`SimpleQueue`],
+//! [`JoinableQueue`], and the single-producer [`spsc`] channel.
+//!
+//! A message is copied into a slot of a ring in a shared segment (or
+//! written in place with [`Sender::send_with`] and read in place with
+//! [`Receiver::recv_with`]): no encoding, no system call while the other
+//! side is awake.
+//!
+//! # Example: across a fork
+//!
+//! ```
+//! use multiproc::queue;
+//!
+//! let (tx, rx) = queue::channel::<u64>(64)?;
+//! let child = multiproc::Process::new(move || {
+//!     for i in 0..1000u64 {
+//!         tx.send(i).unwrap();
+//!     }
+//!     // `tx` is dropped here: the parent's `recv` then reports the end.
+//! })
+//! .start()?;
+//! let mut sum = 0;
+//! while let Ok(v) = rx.recv() {
+//!     sum += v;
+//! }
+//! assert_eq!(sum, 999 * 1000 / 2);
+//! child.join()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Disconnection
+//!
+//! When every sender is gone, receivers get every value already sent and
+//! then `Disconnected`; when every receiver is gone, senders get
+//! `Disconnected` (with their value back). "Gone" means dropped, or held by
+//! a process that died, even by `SIGKILL`:
+//!
+//! - Each queue has a peer table (see [`multiproc_core::peers`]) counting,
+//!   per process, the live handles of each side. A clone adds one, a drop
+//!   removes one.
+//! - The last handle of a side dropped anywhere closes the ring: the other
+//!   side wakes at once.
+//! - A blocked `recv`/`send` (and the `_timeout` ones) sleeps in slices of
+//!   25 ms, and after each slice counts the other side's handles held by
+//!   live processes (a few system calls). A side whose processes all died
+//!   is therefore noticed within about 25 ms; the ring is then closed.
+//! - `try_recv`/`try_send` never make a system call: they see a drop at
+//!   once, but a death only once some blocking call (or
+//!   [`Receiver::is_disconnected`]/[`Sender::is_disconnected`]) noticed it.
+//! - [`close`](Sender::close) closes the queue for everyone.
+//!
+//! ## Handing handles to children
+//!
+//! - **Fork ([`Process`](crate::Process)).** Move handles into the
+//!   closure. The parent drops its copy of the closure right after the
+//!   fork; those drops move each handle's count to the child instead of
+//!   removing it, so a count never drops to zero in between. Handles left
+//!   in the parent are not counted in the child (it cannot reach them).
+//! - **Plain `libc::fork`.** A handle used in a process other than the one
+//!   it is counted in counts itself there on first use. Until then it is
+//!   not counted: if the parent drops its copy first, the other side may
+//!   see `Disconnected` too early. Prefer `Process`, or use the handle in
+//!   the child before the parent drops it.
+//! - **Spawn and forkserver.** Handles cannot be inherited: make the
+//!   queue [`named`](Queue::named) (or [`unique_name`](Queue::unique_name)),
+//!   pass the bytes of [`Sender::to_token`]/[`Receiver::to_token`] as the
+//!   entry point's arguments, and claim them with
+//!   [`Sender::from_token`]/[`Receiver::from_token`], which check the
+//!   element type (size, alignment and a tag of its name). An unclaimed
+//!   token counts as a live handle of the process that made it, for as long
+//!   as that process lives.
+//!
+//! A process that holds handles counts as one of the other side's peers
+//! until it drops them or exits, whether or not it still uses them.
+//!
+//! ## Deaths in the middle of an operation
+//!
+//! The ring is Vyukov's bounded MPMC queue ([`multiproc_core::mpmc`]):
+//! each slot is claimed, then written (or read), then published (or
+//! freed). A process killed between claim and publish (a window of a few
+//! instructions for `send`, the whole closure for `send_with`) leaves that
+//! slot unpublished: receivers stop at it (what was sent before it is
+//! received), and report `Disconnected` once every sender is gone. A
+//! receiver killed inside `recv_with` loses that value; its slot is never
+//! freed, so senders stall at it one lap later: they get `Disconnected` if
+//! no receiver is left, and otherwise wait (use the `_timeout` calls where
+//! consumers may be killed mid-read).
+//!
+//! Pids are the identity of peers: a dead peer whose pid was reused by
+//! another process before anyone looked counts as alive until that process
+//! exits (a late disconnection, never an early one). The peer table has 64
+//! slots: at most 64 processes hold handles of one queue at once
+//! ([`QueueError::Peers`] beyond).
+
+mod channel;
+mod error;
+mod joinable;
+mod segment;
+pub mod spsc;
+
+pub use channel::{channel, Queue, Receiver, Sender};
+pub use error::{
+    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
+    TryRecvError, TrySendError,
+};
+pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
+
+pub(crate) use segment::{after_fork_in_child, hand_over_to};

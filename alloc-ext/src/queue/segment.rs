@@ -1,0 +1,344 @@
+//! The shared segment of a queue (peer table, then ring) and the
+//! per-handle bookkeeping of which process counts a handle.
+//!
+//! ```text
+//!  0                    P = Peers::memory_size(slots), rounded to 128
+//!  +--------------------+------------------------------------------+
+//!  | Peers region       | ring region (MpmcRing<T> or SpscRing<T>) |
+//!  | pid|senders|recvs  | header (elem size, align, type tag, cap)  |
+//!  +--------------------+------------------------------------------+
+//! ```
+
+use std::cell::Cell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use multiproc_core::peers::{current_pid, Peers, Side};
+use multiproc_core::region::Region;
+
+use super::error::QueueError;
+use crate::shm::SharedMemory;
+
+/// Peer slots of a queue: processes that may hold its handles at once.
+pub(crate) const DEFAULT_SLOTS: u64 = 64;
+
+/// Where the ring starts, for a peer table of `peers_size` bytes.
+pub(crate) fn ring_offset(peers_size: usize) -> usize {
+    peers_size.next_multiple_of(128)
+}
+
+/// A mapped queue segment and the peer table at its start.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    shm: SharedMemory,
+    /// Valid while `shm` is mapped, i.e. for the life of `self`: the
+    /// `'static` is a lie confined to this module's users, who keep the
+    /// view inside the struct that owns the segment.
+    pub(crate) peers: Peers<'static>,
+    ring_off: usize,
+}
+
+impl Segment {
+    /// Maps a segment for a ring of `ring_size` bytes: anonymous, or named.
+    pub(crate) fn create(ring_size: usize, name: Name<'_>) -> Result<Self, QueueError> {
+        let psize = Peers::memory_size(DEFAULT_SLOTS).expect("valid slot count");
+        let off = ring_offset(psize);
+        let total = off + ring_size;
+        let shm = match name {
+            Name::Anonymous => SharedMemory::anonymous(total)?,
+            Name::Unique => SharedMemory::create_unique(total)?,
+            Name::Given(n) => SharedMemory::create(n, total)?,
+        };
+        // SAFETY: the region covers the mapping, which lives as long as the
+        // Segment that holds both (see `region_at`).
+        let peers = Peers::create(unsafe { region_at(&shm, 0) }, DEFAULT_SLOTS)?;
+        Ok(Self {
+            shm,
+            peers,
+            ring_off: off,
+        })
+    }
+
+    /// Opens the named segment of an existing queue.
+    pub(crate) fn open(name: &str) -> Result<Self, QueueError> {
+        let shm = SharedMemory::open(name)?;
+        // SAFETY: as in `create`.
+        let peers = Peers::attach(unsafe { region_at(&shm, 0) })?;
+        let off = ring_offset(peers.total_size() as usize);
+        if off >= shm.len() {
+            return Err(QueueError::BadToken {
+                reason: "segment too small for a queue",
+            });
+        }
+        Ok(Self {
+            shm,
+            peers,
+            ring_off: off,
+        })
+    }
+
+    /// The ring's region.
+    ///
+    /// # Safety
+    ///
+    /// The region (and every view built on it) must not outlive `self`.
+    pub(crate) unsafe fn ring_region(&self) -> Region<'static> {
+        // SAFETY: forwarded to the caller.
+        unsafe { region_at(&self.shm, self.ring_off) }
+    }
+
+    /// The segment's name, if it has one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.shm.name()
+    }
+}
+
+/// How a queue's segment is named.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Name<'a> {
+    Anonymous,
+    Unique,
+    Given(&'a str),
+}
+
+/// The part of `shm` from `off` on, as a `'static` region.
+///
+/// # Safety
+///
+/// The caller keeps `shm` mapped for as long as the region or any view
+/// built on it is used.
+unsafe fn region_at(shm: &SharedMemory, off: usize) -> Region<'static> {
+    assert!(off < shm.len());
+    // SAFETY: off < len, so the pointer is inside the mapping and non-null;
+    // the caller guarantees the lifetime; this process reaches the memory
+    // only through core structures (SharedMemory::region's contract).
+    unsafe {
+        Region::from_raw_parts(
+            NonNull::new_unchecked(shm.as_ptr().add(off)),
+            shm.len() - off,
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fork hand-over
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    /// While the parent drops the job it moved into a forked child: the
+    /// child's pid. Handles dropped then move their count to the child.
+    static HANDOVER_TO: Cell<u32> = const { Cell::new(0) };
+}
+
+/// In a child started by `Process` (fork): `parent pid << 32 | own pid`.
+static HANDED: AtomicU64 = AtomicU64::new(0);
+
+/// Called in the parent right after `fork`: drops the job (the parent's
+/// copy of everything moved into the child's closure) while moving each
+/// queue handle's count to the child, so there is no instant when a handle
+/// the child holds is counted nowhere.
+pub(crate) fn hand_over_to<J>(child: u32, job: J) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HANDOVER_TO.with(|h| h.set(0));
+        }
+    }
+    HANDOVER_TO.with(|h| h.set(child));
+    let _reset = Reset;
+    drop(job);
+}
+
+/// Called in a child started by `Process` (fork), before its job runs.
+pub(crate) fn after_fork_in_child(parent: u32) {
+    let me = current_pid();
+    // Relaxed: read by this process's own threads, which start later.
+    HANDED.store((u64::from(parent) << 32) | u64::from(me), Ordering::Relaxed);
+}
+
+/// The pid whose counts were handed to this process, if this process is a
+/// `Process` fork child.
+fn handed_from(me: u32) -> Option<u32> {
+    let h = HANDED.load(Ordering::Relaxed);
+    (h != 0 && h as u32 == me).then_some((h >> 32) as u32)
+}
+
+/// Which process counts a handle: the pid it was last counted under.
+#[derive(Debug)]
+pub(crate) struct Local {
+    pid: AtomicU32,
+    side: Side,
+}
+
+impl Local {
+    /// A handle counted (already) under this process.
+    pub(crate) fn new(side: Side) -> Self {
+        Self {
+            pid: AtomicU32::new(current_pid()),
+            side,
+        }
+    }
+
+    /// Makes sure this process counts the handle; call before each use.
+    #[inline]
+    pub(crate) fn ensure(&self, peers: &Peers<'_>) {
+        let me = current_pid();
+        // Relaxed: only this process's threads touch this handle's field,
+        // and the CAS below decides among them.
+        let pid = self.pid.load(Ordering::Relaxed);
+        if pid != me {
+            self.adopt(peers, pid, me);
+        }
+    }
+
+    #[cold]
+    fn adopt(&self, peers: &Peers<'_>, pid: u32, me: u32) {
+        if self
+            .pid
+            .compare_exchange(pid, me, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another thread adopted it
+        }
+        let handed = handed_from(me) == Some(pid) && peers.count(me, self.side) > 0;
+        if !handed {
+            // A copy made by a plain fork (or reached otherwise): count it
+            // here now. If the table is full it stays uncounted (a later
+            // disconnection may then be reported early: documented).
+            let _ = peers.add(me, self.side, 1);
+        }
+    }
+
+    /// The drop of a handle: uncounts it, or moves its count to a child
+    /// being handed the handle. Returns whether it was the last of its side
+    /// counted anywhere (the caller then wakes the other side).
+    pub(crate) fn release(&self, peers: &Peers<'_>) -> bool {
+        let me = current_pid();
+        let pid = self.pid.load(Ordering::Relaxed);
+        let counted_here = pid == me || handed_from(me) == Some(pid);
+        if !counted_here {
+            // A copy never used in this process: never counted here.
+            return false;
+        }
+        let child = HANDOVER_TO.with(Cell::get);
+        if child != 0 {
+            if peers.add(child, self.side, 1).is_ok() {
+                peers.remove(me, self.side, 1);
+            }
+            // Else the count stays with this process (until it exits).
+            return false;
+        }
+        peers.remove(me, self.side, 1);
+        !peers.any(self.side)
+    }
+
+    /// Counts one more handle of this side in this process (a clone).
+    pub(crate) fn clone_in(&self, peers: &Peers<'_>) -> Self {
+        self.ensure(peers);
+        if let Err(e) = peers.add(current_pid(), self.side, 1) {
+            panic!("cannot clone a queue handle: {e}");
+        }
+        Self::new(self.side)
+    }
+}
+
+/// FNV-1a of `T`'s type name: the tag that tells apart two element types of
+/// the same size (stable within one build of a program).
+pub(crate) fn type_tag<T>() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::any::type_name::<T>().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h | 1
+}
+
+// ---------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------
+
+const TOKEN_MAGIC: &[u8; 4] = b"MPQT";
+const TOKEN_VERSION: u8 = 1;
+
+/// What a token carries.
+#[derive(Debug)]
+pub(crate) struct Token {
+    pub(crate) kind: u8,
+    pub(crate) side: Side,
+    pub(crate) from_pid: u32,
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+    pub(crate) tag: u64,
+    pub(crate) name: String,
+}
+
+impl Token {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(40 + self.name.len());
+        v.extend_from_slice(TOKEN_MAGIC);
+        v.push(TOKEN_VERSION);
+        v.push(self.kind);
+        v.push(match self.side {
+            Side::Sender => 0,
+            Side::Receiver => 1,
+        });
+        v.push(0);
+        v.extend_from_slice(&self.from_pid.to_le_bytes());
+        v.extend_from_slice(&self.size.to_le_bytes());
+        v.extend_from_slice(&self.align.to_le_bytes());
+        v.extend_from_slice(&self.tag.to_le_bytes());
+        v.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
+        v.extend_from_slice(self.name.as_bytes());
+        v
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self, QueueError> {
+        let bad = |reason| QueueError::BadToken { reason };
+        if b.len() < 40 || &b[..4] != TOKEN_MAGIC {
+            return Err(bad("not a queue token"));
+        }
+        if b[4] != TOKEN_VERSION {
+            return Err(bad("token of another version"));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let side = match b[6] {
+            0 => Side::Sender,
+            1 => Side::Receiver,
+            _ => return Err(bad("unknown side")),
+        };
+        let len = u32_at(36) as usize;
+        if b.len() != 40 + len {
+            return Err(bad("truncated token"));
+        }
+        let name = std::str::from_utf8(&b[40..])
+            .map_err(|_| bad("name is not UTF-8"))?
+            .to_owned();
+        Ok(Token {
+            kind: b[5],
+            side,
+            from_pid: u32_at(8),
+            size: u64_at(12),
+            align: u64_at(20),
+            tag: u64_at(28),
+            name,
+        })
+    }
+
+    /// Checks the token names a `T` queue of `kind`, `side`.
+    pub(crate) fn check<T>(&self, kind: u8, side: Side) -> Result<(), QueueError> {
+        let bad = |reason| Err(QueueError::BadToken { reason });
+        if self.kind != kind {
+            return bad("token of another kind of queue");
+        }
+        if self.side != side {
+            return bad("token of the other side");
+        }
+        if self.size != std::mem::size_of::<T>() as u64
+            || self.align != std::mem::align_of::<T>() as u64
+            || self.tag != type_tag::<T>()
+        {
+            return bad("token of another element type");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,463 @@
+//! The fastest path: a single-producer single-consumer channel over
+//! [`multiproc_core::spsc::SpscRing`], with the MPMC queue's method names
+//! and error types. The handles are not `Clone`; they move into forked
+//! children like the queue's (see [`crate::queue`] for the counting rules).
+//!
+//! ```
+//! let (mut tx, mut rx) = multiproc::spsc::channel::<u64>(64)?;
+//! tx.send(1).unwrap();
+//! assert_eq!(rx.recv(), Ok(1));
+//! drop(tx);
+//! assert!(rx.recv().is_err()); // disconnected
+//! # Ok::<(), multiproc::queue::QueueError>(())
+//! ```
+//!
+//! The core ring's roles are claimed once, by the creating process, and
+//! released only when the last handle of a side is dropped (so a consumer
+//! blocked in the ring wakes at once). Whether the other side still lives
+//! is decided by the queue's peer table, as for [`crate::queue::Queue`].
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use multiproc_core::peers::{current_pid, Side};
+use multiproc_core::spsc::SpscRing;
+use multiproc_core::spsc::{
+    Consumer as CoreConsumer, PopError, Producer as CoreProducer, PushError,
+};
+use multiproc_core::time::Deadline;
+use multiproc_core::wait::Spin;
+
+use super::channel::LIVENESS_SLICE;
+pub use super::error::{
+    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use super::segment::{type_tag, Local, Name, Segment};
+
+struct Inner {
+    seg: Segment,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spsc").field("segment", &self.seg).finish()
+    }
+}
+
+/// A bounded single-producer single-consumer channel of `capacity` slots in
+/// an anonymous shared segment.
+///
+/// # Errors
+///
+/// [`QueueError::InvalidCapacity`] for a zero capacity; segment errors.
+pub fn channel<T: Pod>(capacity: u64) -> Result<(Producer<T>, Consumer<T>), QueueError> {
+    let size =
+        SpscRing::<T>::memory_size(capacity).ok_or(QueueError::InvalidCapacity { capacity })?;
+    let seg = Segment::create(size, Name::Anonymous)?;
+    let me = current_pid();
+    seg.peers.add(me, Side::Sender, 1)?;
+    seg.peers.add(me, Side::Receiver, 1)?;
+    let inner = Arc::new(Inner { seg });
+    // SAFETY: the ring and its role handles are kept next to the Arc that
+    // owns the segment, in the handles below, and never outlive it.
+    let region = unsafe { inner.seg.ring_region() };
+    let ring =
+        SpscRing::<T>::create_tagged(region, capacity, type_tag::<T>()).map_err(|e| match e {
+            multiproc_core::region::InitError::InvalidCapacity { capacity } => {
+                QueueError::InvalidCapacity { capacity }
+            }
+            e => QueueError::Init(e),
+        })?;
+    let (p, c) = ring.split().map_err(|_| QueueError::BadToken {
+        reason: "fresh ring with taken roles",
+    })?;
+    Ok((
+        Producer {
+            core: ManuallyDrop::new(p),
+            local: Local::new(Side::Sender),
+            inner: Arc::clone(&inner),
+        },
+        Consumer {
+            core: ManuallyDrop::new(c),
+            local: Local::new(Side::Receiver),
+            inner,
+        },
+    ))
+}
+
+/// The sending end of [`channel`]: `Send`, not `Clone`.
+pub struct Producer<T: Pod> {
+    /// Borrows `inner`'s segment; never dropped after it (see `Drop`).
+    core: ManuallyDrop<CoreProducer<'static, T>>,
+    local: Local,
+    inner: Arc<Inner>,
+}
+
+impl<T: Pod> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("queue", &self.inner)
+            .finish()
+    }
+}
+
+impl<T: Pod> Drop for Producer<T> {
+    fn drop(&mut self) {
+        if self.local.release(&self.inner.seg.peers) {
+            // The last producer: release the role (wakes the consumer,
+            // which drains and then sees Disconnected).
+            // SAFETY: dropped once, here; the segment is still mapped
+            // (`inner` is dropped after this body).
+            unsafe { ManuallyDrop::drop(&mut self.core) };
+        }
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    #[inline]
+    fn core(&mut self) -> &mut CoreProducer<'static, T> {
+        self.local.ensure(&self.inner.seg.peers);
+        &mut self.core
+    }
+
+    /// Sends `v` if there is room, without blocking (no system call).
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`]; [`TrySendError::Disconnected`] when the ring
+    /// is full and the consumer was dropped (while there is room, a value
+    /// sent after the consumer's drop is accepted and never read).
+    #[inline]
+    pub fn try_send(&mut self, v: T) -> Result<(), TrySendError<T>> {
+        match self.core().try_push(v) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(v)) => Err(TrySendError::Full(v)),
+            Err(PushError::Disconnected(v) | PushError::Corrupt(v)) => {
+                Err(TrySendError::Disconnected(v))
+            }
+        }
+    }
+
+    /// Sends `v`, blocking while the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] once the consumer is gone (dropped, or died: noticed
+    /// within about 25 ms of waiting).
+    pub fn send(&mut self, v: T) -> Result<(), SendError<T>> {
+        self.send_deadline(v, None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Sends `v`, blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`].
+    pub fn send_timeout(&mut self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline(v, Some(Deadline::after(timeout)))
+    }
+
+    fn send_deadline(
+        &mut self,
+        mut v: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        match self.try_send(v) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Full(back)) => v = back,
+        }
+        loop {
+            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
+            // The core's own "consumer gone" verdict looks at the role,
+            // held by the creating process: only the peer table decides.
+            match self.core.push_deadline(v, Some(slice)) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full(back) | PushError::Disconnected(back)) => v = back,
+                Err(PushError::Corrupt(back)) => return Err(SendTimeoutError::Disconnected(back)),
+            }
+            self.core.set_spin(Spin::NONE);
+            if self.inner.seg.peers.live(Side::Receiver) == 0 {
+                self.core.set_spin(Spin::DEFAULT);
+                return Err(SendTimeoutError::Disconnected(v));
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                self.core.set_spin(Spin::DEFAULT);
+                return Err(SendTimeoutError::Timeout(v));
+            }
+        }
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    /// Writes the next value in place (zero-copy send), blocking while the
+    /// ring is full (by polling: spinning, then naps of up to 1 ms).
+    ///
+    /// The slot holds stale data: write every field you need. If this
+    /// process dies inside `f`, nothing is published.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] (holding nothing) once the consumer is gone; `f` is not
+    /// called then.
+    pub fn send_with(&mut self, f: impl FnOnce(&mut T)) -> Result<(), SendError<()>> {
+        let mut poll = SidePoller::new(None);
+        loop {
+            if let Some(mut slot) = self.core().write_slot() {
+                f(&mut slot);
+                slot.commit();
+                return Ok(());
+            }
+            if !poll.pause(&self.inner, Side::Receiver) {
+                return Err(SendError(()));
+            }
+        }
+    }
+
+    /// Sends every value of `vs`, in order, blocking while the ring is full;
+    /// each run is published with one store.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] holding how many values were sent, once the consumer
+    /// is gone.
+    pub fn send_slice(&mut self, vs: &[T]) -> Result<(), SendError<usize>> {
+        let mut sent = 0;
+        while sent < vs.len() {
+            let n = self.core().push_slice(&vs[sent..]);
+            if n == 0 {
+                self.send(vs[sent]).map_err(|_| SendError(sent))?;
+                sent += 1;
+            }
+            sent += n;
+        }
+        Ok(())
+    }
+
+    /// Whether the consumer is gone (dropped or dead: a few system calls).
+    pub fn is_disconnected(&self) -> bool {
+        self.inner.seg.peers.live(Side::Receiver) == 0
+    }
+
+    /// The number of queued values, approximately.
+    pub fn len(&self) -> u64 {
+        self.core.ring().len()
+    }
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.core.ring().is_empty()
+    }
+    /// Whether the ring is full (if not, it stays so until this handle
+    /// sends).
+    pub fn is_full(&mut self) -> bool {
+        self.core.is_full()
+    }
+    /// The number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.core.ring().capacity()
+    }
+}
+
+/// The receiving end of [`channel`]: `Send`, not `Clone`.
+pub struct Consumer<T: Pod> {
+    /// Borrows `inner`'s segment; never dropped after it (see `Drop`).
+    core: ManuallyDrop<CoreConsumer<'static, T>>,
+    local: Local,
+    inner: Arc<Inner>,
+}
+
+impl<T: Pod> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("queue", &self.inner)
+            .finish()
+    }
+}
+
+impl<T: Pod> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        if self.local.release(&self.inner.seg.peers) {
+            // SAFETY: dropped once, here; the segment is still mapped.
+            unsafe { ManuallyDrop::drop(&mut self.core) };
+        }
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    #[inline]
+    fn core(&mut self) -> &mut CoreConsumer<'static, T> {
+        self.local.ensure(&self.inner.seg.peers);
+        &mut self.core
+    }
+
+    /// Receives the oldest value, without blocking (no system call).
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`]; [`TryRecvError::Disconnected`] once the ring
+    /// is drained and the producer was dropped (a producer that died is
+    /// noticed by the blocking calls and [`is_disconnected`](Self::is_disconnected)).
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        match self.core().try_pop() {
+            Ok(v) => Ok(v),
+            Err(PopError::Empty) => Err(TryRecvError::Empty),
+            Err(_) => Err(TryRecvError::Disconnected),
+        }
+    }
+
+    /// Receives the oldest value, blocking while the ring is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the ring is drained and the producer is gone
+    /// (dropped, or died: noticed within about 25 ms of waiting).
+    pub fn recv(&mut self) -> Result<T, RecvError> {
+        self.recv_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// Receives the oldest value, blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline(Some(Deadline::after(timeout)))
+    }
+
+    fn recv_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, RecvTimeoutError> {
+        match self.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
+        loop {
+            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
+            // As in `Producer::send`: the core's verdict on the role is a
+            // hint; the peer table decides.
+            match self.core.pop_deadline(Some(slice)) {
+                Ok(v) => {
+                    self.core.set_spin(Spin::DEFAULT);
+                    return Ok(v);
+                }
+                Err(PopError::Empty | PopError::Disconnected) => {}
+                Err(PopError::Corrupt) => return Err(RecvTimeoutError::Disconnected),
+            }
+            self.core.set_spin(Spin::NONE);
+            if self.inner.seg.peers.live(Side::Sender) == 0 {
+                self.core.set_spin(Spin::DEFAULT);
+                return self
+                    .core
+                    .try_pop()
+                    .map_err(|_| RecvTimeoutError::Disconnected);
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                self.core.set_spin(Spin::DEFAULT);
+                return Err(RecvTimeoutError::Timeout);
+            }
+        }
+    }
+
+    /// Reads the oldest value in place (zero-copy receive), blocking while
+    /// the ring is empty (by polling). The slot is freed when `f` returns.
+    /// If this process dies inside `f`, the slot is not freed: a consumer
+    /// that takes over would read the value again (at-least-once).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the ring is drained and the producer is gone.
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&T) -> R) -> Result<R, RecvError> {
+        let mut poll = SidePoller::new(None);
+        loop {
+            if let Some(slot) = self.core().read_slot() {
+                return Ok(f(&slot));
+            }
+            if !poll.pause(&self.inner, Side::Sender) {
+                // Gone: one last look at what it published.
+                return match self.core().read_slot() {
+                    Some(slot) => Ok(f(&slot)),
+                    None => Err(RecvError),
+                };
+            }
+        }
+    }
+
+    /// Receives up to `out.len()` values, blocking until at least one is
+    /// there; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the ring is drained and the producer is gone.
+    pub fn recv_slice(&mut self, out: &mut [T]) -> Result<usize, RecvError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let n = self.core().pop_slice(out);
+        if n > 0 {
+            return Ok(n);
+        }
+        out[0] = self.recv()?;
+        Ok(1 + self.core.pop_slice(&mut out[1..]))
+    }
+
+    /// Whether the producer is gone (dropped or dead: a few system calls).
+    /// Values may still be queued.
+    pub fn is_disconnected(&self) -> bool {
+        self.inner.seg.peers.live(Side::Sender) == 0
+    }
+
+    /// The number of values ready to receive.
+    pub fn len(&mut self) -> u64 {
+        self.core.len()
+    }
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&mut self) -> bool {
+        self.core.is_empty()
+    }
+    /// Whether the ring is full.
+    pub fn is_full(&self) -> bool {
+        self.core.ring().is_full()
+    }
+    /// The number of slots.
+    pub fn capacity(&self) -> u64 {
+        self.core.ring().capacity()
+    }
+}
+
+/// Polling wait for the in-place calls: spin, naps up to 1 ms, liveness
+/// check each slice. `pause` returns `false` once the other side is gone.
+struct SidePoller {
+    backoff: multiproc_core::wait::Backoff,
+    nap: Duration,
+    check_at: Deadline,
+}
+
+impl SidePoller {
+    fn new(_deadline: Option<Deadline>) -> Self {
+        Self {
+            backoff: Spin::DEFAULT.start(),
+            nap: Duration::from_micros(20),
+            check_at: Deadline::after(LIVENESS_SLICE),
+        }
+    }
+
+    fn pause(&mut self, inner: &Inner, other: Side) -> bool {
+        if self.backoff.spin() {
+            return true;
+        }
+        if self.check_at.has_passed() {
+            if inner.seg.peers.live(other) == 0 {
+                return false;
+            }
+            self.check_at = Deadline::after(LIVENESS_SLICE);
+        }
+        std::thread::sleep(self.nap);
+        self.nap = (self.nap * 2).min(Duration::from_millis(1));
+        true
+    }
+}

@@ -1,0 +1,649 @@
+//! `multiproc::queue` and `multiproc::spsc` between real processes: every
+//! operation, disconnection (clean and by `kill -9`), hand-over by fork and
+//! by token to a spawned process, and a stress test with checksums.
+//!
+//! A custom harness (`harness = false`): the spawn test re-runs this
+//! binary, whose `main` registers the entry points and calls
+//! `multiproc::init()` first. Every test runs under a watchdog.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc::queue::{
+    self, JoinableQueue, Queue, QueueError, RecvError, RecvTimeoutError, SendError,
+    SendTimeoutError, SimpleQueue, TryRecvError, TrySendError,
+};
+use multiproc::{spsc, Process, StartMethod};
+use multiproc_tests::process_support::{run_tests, Test};
+use multiproc_tests::{checksum, SharedMap};
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+/// Generous bound for "noticed a death": the design says ~25 ms.
+const DEATH_BOUND: Duration = Duration::from_secs(5);
+
+/// u64 cells in a shared mapping, for children to report to the parent.
+struct Cells(SharedMap);
+
+impl Cells {
+    fn new() -> Self {
+        Cells(SharedMap::new(4096))
+    }
+    fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < 512);
+        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
+        // inside; AtomicU64 is valid for every bit pattern.
+        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
+    }
+    fn wait_for(&self, i: usize, v: u64) {
+        let end = Instant::now() + WATCHDOG;
+        while self.get(i).load(Ordering::Acquire) < v {
+            assert!(Instant::now() < end, "handshake {i} timed out");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+fn join_ok(p: &Process) {
+    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
+    assert!(st.success(), "child failed: {st:?}");
+}
+
+// ---------------------------------------------------------------------------
+// In one process: every operation and error.
+
+fn operations_and_errors() {
+    assert!(matches!(
+        queue::channel::<u64>(0),
+        Err(QueueError::InvalidCapacity { capacity: 0 })
+    ));
+    assert!(spsc::channel::<u64>(0).is_err());
+    assert!(SimpleQueue::<u8>::with_capacity(0).is_err());
+
+    let (tx, rx) = queue::channel::<u64>(2).unwrap();
+    assert_eq!(tx.capacity(), 2);
+    assert!(rx.is_empty() && !tx.is_full());
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(30)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    tx.send(1).unwrap();
+    tx.try_send(2).unwrap();
+    assert!(tx.is_full() && rx.len() == 2);
+    assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+    assert!(matches!(
+        tx.send_timeout(3, Duration::from_millis(30)),
+        Err(SendTimeoutError::Timeout(3))
+    ));
+    assert_eq!(rx.recv(), Ok(1));
+    assert_eq!(rx.recv_with(|v| *v * 10), Ok(20));
+    tx.send_with(|slot| *slot = 5).unwrap();
+    assert_eq!(rx.try_recv(), Ok(5));
+    // Batches.
+    let (tx, rx) = queue::channel::<u64>(4).unwrap();
+    tx.send_slice(&[7, 8, 9]).unwrap();
+    let mut out = [0u64; 8];
+    assert_eq!(rx.recv_slice(&mut out), Ok(3));
+    assert_eq!(&out[..3], &[7, 8, 9]);
+    // Dropping the last sender: drain, then Disconnected.
+    tx.send(1).unwrap();
+    let tx2 = tx.clone();
+    drop(tx);
+    tx2.send(2).unwrap();
+    drop(tx2);
+    assert_eq!(rx.recv(), Ok(1));
+    assert_eq!(rx.try_recv(), Ok(2));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(rx.recv(), Err(RecvError));
+    assert_eq!(rx.recv_with(|v| *v), Err(RecvError));
+    assert!(rx.is_disconnected());
+    // Dropping the last receiver: senders fail at once.
+    let (tx, rx) = queue::channel::<u64>(4).unwrap();
+    let rx2 = rx.clone();
+    drop(rx);
+    tx.send(1).unwrap();
+    drop(rx2);
+    assert!(matches!(tx.try_send(2), Err(TrySendError::Disconnected(2))));
+    assert_eq!(tx.send(3), Err(SendError(3)));
+    assert_eq!(tx.send_with(|v| *v = 1), Err(SendError(())));
+    assert_eq!(tx.send_slice(&[1, 2]), Err(SendError(0)));
+    // close() disconnects both sides.
+    let (tx, rx) = queue::channel::<u64>(4).unwrap();
+    tx.send(4).unwrap();
+    rx.close();
+    assert!(tx.is_disconnected());
+    assert!(tx.send(5).is_err());
+    assert_eq!(rx.recv(), Ok(4));
+    assert_eq!(rx.recv(), Err(RecvError));
+    // Tokens need a name; a wrong type is refused.
+    let (tx, _rx) = queue::channel::<u64>(4).unwrap();
+    assert!(matches!(tx.to_token(), Err(QueueError::Anonymous)));
+    let (tx, rx) = Queue::<u64>::new(4).unique_name().channel().unwrap();
+    let tok = tx.to_token().unwrap();
+    assert!(matches!(
+        queue::Sender::<u32>::from_token(&tok),
+        Err(QueueError::BadToken { .. })
+    ));
+    assert!(matches!(
+        queue::Sender::<i64>::from_token(&tok),
+        Err(QueueError::BadToken { .. })
+    ));
+    assert!(matches!(
+        queue::Receiver::<u64>::from_token(&tok),
+        Err(QueueError::BadToken { .. })
+    ));
+    assert!(queue::Sender::<u64>::from_token(b"garbage").is_err());
+    let tx3 = queue::Sender::<u64>::from_token(&tok).unwrap();
+    drop(tx);
+    tx3.send(9).unwrap();
+    drop(tx3);
+    assert_eq!(rx.recv(), Ok(9));
+    assert_eq!(rx.recv(), Err(RecvError));
+    // SPSC: the same surface.
+    let (mut p, mut c) = spsc::channel::<u32>(2).unwrap();
+    assert_eq!(c.try_recv(), Err(TryRecvError::Empty));
+    p.send(1).unwrap();
+    p.send_with(|v| *v = 2).unwrap();
+    assert!(matches!(p.try_send(3), Err(TrySendError::Full(3))));
+    assert!(matches!(
+        p.send_timeout(3, Duration::from_millis(30)),
+        Err(SendTimeoutError::Timeout(3))
+    ));
+    assert_eq!(c.recv(), Ok(1));
+    assert_eq!(c.recv_with(|v| *v), Ok(2));
+    assert_eq!(
+        c.recv_timeout(Duration::from_millis(30)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    p.send_slice(&[5, 6]).unwrap();
+    let mut out = [0u32; 4];
+    assert_eq!(c.recv_slice(&mut out), Ok(2));
+    p.send(7).unwrap();
+    drop(p);
+    assert_eq!(c.recv(), Ok(7));
+    assert_eq!(c.recv(), Err(RecvError));
+    let (mut p, c) = spsc::channel::<u32>(1).unwrap();
+    drop(c);
+    p.try_send(1).unwrap();
+    assert_eq!(p.send(2), Err(SendError(2)));
+    // SimpleQueue / JoinableQueue.
+    let q = SimpleQueue::<u16>::new().unwrap();
+    assert!(q.empty());
+    q.put(3).unwrap();
+    assert_eq!(q.get(), Ok(3));
+    q.close();
+    assert_eq!(q.get(), Err(RecvError));
+    let j = JoinableQueue::<u16>::with_capacity(4).unwrap();
+    assert!(j.task_done().is_err());
+    j.put(1).unwrap();
+    j.put(2).unwrap();
+    assert_eq!(j.unfinished(), 2);
+    assert!(!j.join_timeout(Duration::from_millis(20)));
+    assert_eq!(j.get(), Ok(1));
+    j.task_done().unwrap();
+    assert_eq!(j.get(), Ok(2));
+    j.task_done().unwrap();
+    assert!(j.task_done().is_err());
+    assert!(j.join_timeout(Duration::ZERO));
+    j.join();
+}
+
+fn errors_format_without_debug_bound() {
+    #[derive(Clone, Copy)]
+    struct NoDebug;
+    assert_eq!(format!("{:?}", TrySendError::Full(NoDebug)), "Full(..)");
+    assert_eq!(format!("{:?}", SendError(NoDebug)), "SendError(..)");
+    assert_eq!(
+        format!("{:?}", SendTimeoutError::Disconnected(NoDebug)),
+        "Disconnected(..)"
+    );
+    for s in [
+        TrySendError::Full(NoDebug).to_string(),
+        SendError(NoDebug).to_string(),
+        RecvError.to_string(),
+        TryRecvError::Empty.to_string(),
+        RecvTimeoutError::Timeout.to_string(),
+        QueueError::Anonymous.to_string(),
+    ] {
+        assert!(
+            s.chars().next().unwrap().is_lowercase() && !s.ends_with('.'),
+            "{s}"
+        );
+    }
+    let e: Box<dyn std::error::Error> = Box::new(TrySendError::Disconnected(1u8));
+    assert!(e.to_string().contains("disconnected"));
+}
+
+// ---------------------------------------------------------------------------
+// Across processes.
+
+/// A forked producer sends N values and drops its sender; the parent gets
+/// them all (in order, checksummed), then Disconnected.
+fn fork_sender_then_disconnected() {
+    const N: u64 = 100_000;
+    let (tx, rx) = queue::channel::<u64>(64).unwrap();
+    let child = Process::new(move || {
+        for i in 0..N {
+            match i % 3 {
+                0 => tx.send(i).unwrap(),
+                1 => tx.send_with(|s| *s = i).unwrap(),
+                _ => tx.send_slice(&[i]).unwrap(),
+            }
+        }
+    })
+    .start()
+    .unwrap();
+    let (mut sum, mut next) = (0, 0u64);
+    let mut buf = [0u64; 16];
+    loop {
+        let got: Vec<u64> = match next % 3 {
+            0 => match rx.recv() {
+                Ok(v) => vec![v],
+                Err(RecvError) => break,
+            },
+            1 => match rx.recv_with(|v| *v) {
+                Ok(v) => vec![v],
+                Err(RecvError) => break,
+            },
+            _ => match rx.recv_slice(&mut buf) {
+                Ok(n) => buf[..n].to_vec(),
+                Err(RecvError) => break,
+            },
+        };
+        for v in got {
+            assert_eq!(v, next, "lost, duplicated or reordered");
+            sum = checksum(sum, v);
+            next += 1;
+        }
+    }
+    assert_eq!(next, N);
+    assert_eq!(sum, (0..N).fold(0, checksum));
+    join_ok(&child);
+}
+
+/// The consumer child drops its receiver and exits: the parent's blocked
+/// send gets Disconnected, and the values it sent before were received.
+fn fork_receiver_gone_sender_disconnected() {
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (tx, rx) = queue::channel::<u64>(4).unwrap();
+    let cells_ref = cells;
+    let child = Process::new(move || {
+        for _ in 0..3 {
+            let v = rx.recv().unwrap();
+            cells_ref.get(0).fetch_add(v, Ordering::Release);
+        }
+    })
+    .start()
+    .unwrap();
+    let mut n = 0;
+    loop {
+        match tx.send_timeout(1, WATCHDOG) {
+            Ok(()) => n += 1,
+            Err(SendTimeoutError::Disconnected(1)) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    join_ok(&child);
+    assert_eq!(cells.get(0).load(Ordering::Acquire), 3);
+    assert!((3..=3 + 4).contains(&n), "{n}");
+}
+
+/// A producer killed with SIGKILL mid-stream: the consumer receives every
+/// completed send, then Disconnected, soon after the death.
+fn producer_killed_mid_stream() {
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (tx, rx) = queue::channel::<u64>(256).unwrap();
+    let cells_ref = cells;
+    let child = Process::new::<_, ()>(move || {
+        let mut i = 0u64;
+        loop {
+            tx.send(i).unwrap();
+            i += 1;
+            cells_ref.get(0).store(i, Ordering::Release);
+        }
+    })
+    .start()
+    .unwrap();
+    let (mut next, mut sum) = (0u64, 0u64);
+    while next < 200_000 {
+        let v = rx.recv_timeout(WATCHDOG).unwrap();
+        assert_eq!(v, next);
+        sum = checksum(sum, v);
+        next += 1;
+    }
+    child.kill().unwrap();
+    child.join_timeout(WATCHDOG).unwrap();
+    let died = Instant::now();
+    let completed = cells.get(0).load(Ordering::Acquire);
+    loop {
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(v) => {
+                assert_eq!(v, next, "lost or duplicated message");
+                sum = checksum(sum, v);
+                next += 1;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(died.elapsed() < DEATH_BOUND, "death noticed late");
+    // Every completed send arrived (one more may have been published just
+    // before the counter moved).
+    assert!(
+        next == completed || next == completed + 1,
+        "{next} vs {completed}"
+    );
+    assert_eq!(sum, (0..next).fold(0, checksum));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+}
+
+/// The only consumer is killed while inside `recv_with`: that value is
+/// lost, and a producer blocked on the full queue gets Disconnected instead
+/// of waiting forever.
+fn consumer_killed_inside_recv_with() {
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (tx, rx) = queue::channel::<u64>(4).unwrap();
+    let cells_ref = cells;
+    let child = Process::new(move || {
+        let _ = rx.recv_with(|v| {
+            cells_ref.get(0).store(v + 1, Ordering::Release);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    })
+    .start()
+    .unwrap();
+    tx.send(41).unwrap();
+    cells.wait_for(0, 42);
+    child.kill().unwrap();
+    let mut sent = 0;
+    let t = Instant::now();
+    let r = loop {
+        match tx.send(7) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(r, SendError(7));
+    assert!(t.elapsed() < DEATH_BOUND);
+    assert!(sent <= 4);
+    assert!(tx.is_disconnected());
+}
+
+/// A JoinableQueue worker killed before `task_done`: `join_timeout` gives
+/// up instead of hanging; the other items were done.
+fn joinable_worker_killed_join_times_out() {
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let q = JoinableQueue::<u64>::with_capacity(16).unwrap();
+    for i in 0..4 {
+        q.put(i).unwrap();
+    }
+    let worker = q.clone();
+    let cells_ref = cells;
+    let child = Process::new::<_, ()>(move || {
+        for _ in 0..3 {
+            worker.get().unwrap();
+            worker.task_done().unwrap();
+        }
+        worker.get().unwrap();
+        cells_ref.get(0).store(1, Ordering::Release);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .start()
+    .unwrap();
+    cells.wait_for(0, 1);
+    child.kill().unwrap();
+    child.join_timeout(WATCHDOG).unwrap();
+    assert_eq!(q.unfinished(), 1);
+    assert!(!q.join_timeout(Duration::from_millis(100)));
+    q.task_done().unwrap(); // the parent takes over the lost task
+    assert!(q.join_timeout(WATCHDOG));
+}
+
+/// JoinableQueue across processes: two workers, the parent joins.
+fn joinable_join_across_processes() {
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let q = JoinableQueue::<u64>::with_capacity(8).unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let q = q.clone();
+            Process::new(move || {
+                while let Ok(v) = q.get_timeout(Duration::from_millis(300)) {
+                    cells.get(w).fetch_add(v, Ordering::Relaxed);
+                    q.task_done().unwrap();
+                }
+            })
+            .start()
+            .unwrap()
+        })
+        .collect();
+    for i in 1..=1000 {
+        q.put(i).unwrap();
+    }
+    q.join();
+    assert_eq!(
+        cells.get(0).load(Ordering::Relaxed) + cells.get(1).load(Ordering::Relaxed),
+        1000 * 1001 / 2
+    );
+    for w in &workers {
+        join_ok(w);
+    }
+}
+
+/// 2 producer and 2 consumer processes exchange 2 million messages; every
+/// one arrives once (count and sum per consumer, per-producer order).
+fn stress_two_producers_two_consumers() {
+    const PER: u64 = 1_000_000;
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (tx, rx) = queue::channel::<[u64; 1]>(1024).unwrap();
+    let mut kids = Vec::new();
+    for p in 0..2u64 {
+        let tx = tx.clone();
+        kids.push(
+            Process::new(move || {
+                let mut batch = [[0u64; 1]; 32];
+                let mut i = 0;
+                while i < PER {
+                    if i % 64 == 0 {
+                        for (k, b) in batch.iter_mut().enumerate() {
+                            *b = [(p << 32) | (i + k as u64)];
+                        }
+                        tx.send_slice(&batch).unwrap();
+                        i += 32;
+                    } else {
+                        tx.send([(p << 32) | i]).unwrap();
+                        i += 1;
+                    }
+                }
+            })
+            .start()
+            .unwrap(),
+        );
+    }
+    drop(tx);
+    for c in 0..2usize {
+        let rx = rx.clone();
+        kids.push(
+            Process::new(move || {
+                let (mut n, mut sum) = (0u64, 0u64);
+                let mut last = [None::<u64>; 2];
+                let mut buf = [[0u64; 1]; 32];
+                while let Ok(k) = rx.recv_slice(&mut buf) {
+                    for &[v] in &buf[..k] {
+                        let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                        assert!(last[p].is_none_or(|l| l < i), "out of order");
+                        last[p] = Some(i);
+                        n += 1;
+                        sum = sum.wrapping_add(v);
+                    }
+                }
+                cells.get(2 * c).store(n, Ordering::Relaxed);
+                cells.get(2 * c + 1).store(sum, Ordering::Release);
+            })
+            .start()
+            .unwrap(),
+        );
+    }
+    drop(rx);
+    for k in &kids {
+        join_ok(k);
+    }
+    let n = cells.get(0).load(Ordering::Acquire) + cells.get(2).load(Ordering::Acquire);
+    let sum = cells
+        .get(1)
+        .load(Ordering::Acquire)
+        .wrapping_add(cells.get(3).load(Ordering::Acquire));
+    let want = (0..2u64)
+        .flat_map(|p| (0..PER).map(move |i| (p << 32) | i))
+        .fold(0u64, u64::wrapping_add);
+    assert_eq!(n, 2 * PER);
+    assert_eq!(sum, want);
+}
+
+/// SPSC across a fork, then a killed producer.
+fn spsc_across_fork_and_killed_producer() {
+    const N: u64 = 200_000;
+    let (mut tx, mut rx) = spsc::channel::<u64>(128).unwrap();
+    let child = Process::new::<_, ()>(move || {
+        for i in 0..N {
+            tx.send(i).unwrap();
+        }
+    })
+    .start()
+    .unwrap();
+    for i in 0..N {
+        assert_eq!(rx.recv(), Ok(i));
+    }
+    assert_eq!(rx.recv(), Err(RecvError));
+    join_ok(&child);
+
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (mut tx, mut rx) = spsc::channel::<u64>(64).unwrap();
+    let cells_ref = cells;
+    let child = Process::new::<_, ()>(move || {
+        let mut i = 0;
+        loop {
+            tx.send(i).unwrap();
+            i += 1;
+            cells_ref.get(0).store(i, Ordering::Release);
+        }
+    })
+    .start()
+    .unwrap();
+    let mut next = 0;
+    while next < 50_000 {
+        assert_eq!(rx.recv(), Ok(next));
+        next += 1;
+    }
+    child.kill().unwrap();
+    child.join_timeout(WATCHDOG).unwrap();
+    let completed = cells.get(0).load(Ordering::Acquire);
+    let t = Instant::now();
+    loop {
+        match rx.recv_timeout(WATCHDOG) {
+            Ok(v) => {
+                assert_eq!(v, next);
+                next += 1;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(t.elapsed() < DEATH_BOUND);
+    assert!(next == completed || next == completed + 1);
+}
+
+/// A child made by a plain `fork` (not `Process`) counts its copy on first
+/// use.
+fn plain_fork_child_counts_itself() {
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (tx, rx) = queue::channel::<u64>(8).unwrap();
+    let child = multiproc_tests::fork(|| {
+        tx.send(5).unwrap(); // first use: counted here
+        cells.get(0).store(1, Ordering::Release);
+        while cells.get(1).load(Ordering::Acquire) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tx.send(6).unwrap();
+        0
+    });
+    cells.wait_for(0, 1);
+    drop(tx);
+    assert_eq!(rx.recv(), Ok(5));
+    // The child's sender still counts: no Disconnected.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(100)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    cells.get(1).store(1, Ordering::Release);
+    assert_eq!(rx.recv(), Ok(6));
+    assert_eq!(child.join(WATCHDOG), multiproc_tests::Exit::Code(0));
+    assert_eq!(rx.recv(), Err(RecvError));
+}
+
+/// A spawned process (re-executed binary) claims a sender from a token and
+/// sends; the parent drops its own sender at once: the pending transfer
+/// keeps the queue connected until the child has sent and gone.
+fn spawn_hand_over_by_token() {
+    let (tx, rx) = Queue::<u64>::new(16).unique_name().channel().unwrap();
+    let token = tx.to_token().unwrap();
+    drop(tx);
+    let child = Process::entry("token_sender", token)
+        .start_method(StartMethod::Spawn)
+        .start()
+        .unwrap();
+    let mut sum = 0;
+    let mut n = 0;
+    while let Ok(v) = rx
+        .recv_timeout(WATCHDOG)
+        .map_err(|e| assert_eq!(e, RecvTimeoutError::Disconnected))
+    {
+        sum += v;
+        n += 1;
+    }
+    assert_eq!((n, sum), (100, 99 * 100 / 2));
+    join_ok(&child);
+}
+
+fn entry_token_sender(args: &[u8]) -> i32 {
+    let Ok(tx) = queue::Sender::<u64>::from_token(args) else {
+        return 10;
+    };
+    if queue::Sender::<u32>::from_token(args).is_ok() {
+        return 11;
+    }
+    for i in 0..100 {
+        if tx.send(i).is_err() {
+            return 12;
+        }
+    }
+    0
+}
+
+fn main() {
+    multiproc::register_entry("token_sender", entry_token_sender).unwrap();
+    multiproc::init();
+    macro_rules! tests {
+        ($($t:ident),* $(,)?) => { &[$(Test { name: stringify!($t), run: $t }),*] };
+    }
+    run_tests(
+        tests![
+            operations_and_errors,
+            errors_format_without_debug_bound,
+            fork_sender_then_disconnected,
+            fork_receiver_gone_sender_disconnected,
+            producer_killed_mid_stream,
+            consumer_killed_inside_recv_with,
+            joinable_worker_killed_join_times_out,
+            joinable_join_across_processes,
+            stress_two_producers_two_consumers,
+            spsc_across_fork_and_killed_producer,
+            plain_fork_child_counts_itself,
+            spawn_hand_over_by_token,
+        ],
+        WATCHDOG,
+    );
+}
