@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`shm`] | anonymous and named shared memory, typed regions, leaked-segment cleanup | `multiprocessing.shared_memory.SharedMemory` |
 //! | [`queue`], [`spsc`] | MPMC `Queue` (`Sender`/`Receiver`), `SimpleQueue`, `JoinableQueue`, SPSC channel, surviving killed peers | `Queue`, `SimpleQueue`, `JoinableQueue` |
+//! | [`sync`] | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `AtomicValue`, `Array`, robust against killed holders | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `Array` |
 //! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
 //!
 //! # Example
@@ -46,10 +47,15 @@ pub use multiproc_core as core;
 pub mod process;
 pub mod queue;
 pub mod shm;
+pub mod sync;
 mod sys;
 
 pub use queue::spsc;
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use sync::{
+    Array, AtomicValue, Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, RLock, Semaphore,
+    Value,
+};
 
 pub use process::{
     active_children, cpu_count, current_process, get_start_method, parent_process, register_entry,

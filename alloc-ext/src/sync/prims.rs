@@ -1,0 +1,497 @@
+//! `Semaphore`, `BoundedSemaphore`, `Event` and `Barrier`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use multiproc_core::barrier::{self, BarrierError, BarrierWaitResult};
+use multiproc_core::event;
+use multiproc_core::semaphore::{self, SemaphoreError};
+
+use super::lock::segment_accessors;
+use super::{map, Owned, SyncError, OPEN_WAIT};
+use crate::shm::SharedMemory;
+
+/// Generates `open` and `attach` for a handle over one core structure
+/// attached with `$attach`, checked with `$check`.
+macro_rules! open_attach {
+    ($what:literal, $attach:path, $check:expr) => {
+        #[doc = concat!("Opens the ", $what, " in the named segment `name`, waiting up to")]
+        /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
+        ///
+        /// # Errors
+        ///
+        /// [`SyncError::Shm`] if there is no such segment,
+        /// [`SyncError::Attach`] or [`SyncError::Variant`] if it holds
+        /// something else.
+        pub fn open(name: &str) -> Result<Self, SyncError> {
+            Self::attach(SharedMemory::open(name)?)
+        }
+
+        #[doc = concat!("Finds the ", $what, " in `shm`.")]
+        ///
+        /// # Errors
+        ///
+        /// [`SyncError::Attach`] or [`SyncError::Variant`] if it holds
+        /// something else.
+        pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
+            let owned = Owned::attach(shm, |r| $attach(r, OPEN_WAIT))?;
+            #[allow(clippy::redundant_closure_call)]
+            ($check)(owned.view())?;
+            Ok(Self(Arc::new(owned)))
+        }
+
+        segment_accessors!();
+    };
+}
+
+// ---------------------------------------------------------------------------
+// Semaphore, BoundedSemaphore
+// ---------------------------------------------------------------------------
+
+/// Generates the methods both semaphores share.
+macro_rules! semaphore_methods {
+    () => {
+        /// Takes a unit, blocking until one is available.
+        pub fn acquire(&self) {
+            self.0.view().acquire();
+        }
+
+        /// Takes a unit if one is available now.
+        pub fn try_acquire(&self) -> bool {
+            self.0.view().try_acquire()
+        }
+
+        /// Takes a unit, giving up after `timeout`; `true` if taken.
+        pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+            self.0.view().acquire_timeout(timeout)
+        }
+
+        /// The units available now (a diagnostic: other processes may change
+        /// it at any moment). Python's `get_value()`.
+        pub fn value(&self) -> u32 {
+            self.0.view().value()
+        }
+    };
+}
+
+/// A counting semaphore shared between processes: Python's
+/// `multiprocessing.Semaphore`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::Semaphore;
+///
+/// let s = Semaphore::new(1)?;
+/// s.acquire();
+/// assert!(!s.try_acquire());
+/// s.release()?;
+/// assert_eq!(s.value(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Semaphore(Arc<Owned<semaphore::Semaphore<'static>>>);
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("name", &self.name())
+            .field("value", &self.value())
+            .finish()
+    }
+}
+
+fn check_unbounded(s: &semaphore::Semaphore<'_>) -> Result<(), SyncError> {
+    if s.is_bounded() {
+        return Err(SyncError::Variant {
+            expected: "semaphore",
+        });
+    }
+    Ok(())
+}
+
+fn check_bounded(s: &semaphore::Semaphore<'_>) -> Result<(), SyncError> {
+    if !s.is_bounded() {
+        return Err(SyncError::Variant {
+            expected: "bounded semaphore",
+        });
+    }
+    Ok(())
+}
+
+impl Semaphore {
+    /// Bytes of the segment.
+    pub fn memory_size() -> usize {
+        semaphore::Semaphore::memory_size()
+    }
+
+    /// A semaphore holding `initial` units, in an anonymous segment.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`] if `initial` exceeds
+    /// [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
+    /// [`SyncError::Shm`] if the mapping fails.
+    pub fn new(initial: u32) -> Result<Self, SyncError> {
+        Self::create_in(map(None, Some(Self::memory_size()))?, initial)
+    }
+
+    /// A semaphore in a new segment named `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
+    pub fn named(name: &str, initial: u32) -> Result<Self, SyncError> {
+        Self::create_in(map(Some(name), Some(Self::memory_size()))?, initial)
+    }
+
+    /// Builds the semaphore in `shm`.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`].
+    pub fn create_in(shm: SharedMemory, initial: u32) -> Result<Self, SyncError> {
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            semaphore::Semaphore::create(r, initial)
+        })?)))
+    }
+
+    open_attach!(
+        "semaphore",
+        semaphore::Semaphore::attach_timeout,
+        check_unbounded
+    );
+    semaphore_methods!();
+
+    /// Gives a unit back, waking an acquirer if one sleeps.
+    ///
+    /// # Errors
+    ///
+    /// [`SemaphoreError::Overflow`] past
+    /// [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE).
+    pub fn release(&self) -> Result<(), SemaphoreError> {
+        self.0.view().release()
+    }
+
+    /// Gives `n` units back at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`release`](Self::release); nothing is released then.
+    pub fn release_n(&self, n: u32) -> Result<(), SemaphoreError> {
+        self.0.view().release_n(n)
+    }
+}
+
+/// A semaphore that may never hold more than its initial value: Python's
+/// `multiprocessing.BoundedSemaphore`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::{BoundedSemaphore, SemaphoreError};
+///
+/// let s = BoundedSemaphore::new(1)?;
+/// assert_eq!(s.release(), Err(SemaphoreError::Overflow));
+/// s.acquire();
+/// s.release()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct BoundedSemaphore(Arc<Owned<semaphore::Semaphore<'static>>>);
+
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphore")
+            .field("name", &self.name())
+            .field("value", &self.value())
+            .field("max", &self.max_value())
+            .finish()
+    }
+}
+
+impl BoundedSemaphore {
+    /// Bytes of the segment.
+    pub fn memory_size() -> usize {
+        semaphore::Semaphore::memory_size()
+    }
+
+    /// A bounded semaphore holding (at most) `initial` units, in an
+    /// anonymous segment.
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::new`].
+    pub fn new(initial: u32) -> Result<Self, SyncError> {
+        Self::create_in(map(None, Some(Self::memory_size()))?, initial)
+    }
+
+    /// A bounded semaphore in a new segment named `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::named`].
+    pub fn named(name: &str, initial: u32) -> Result<Self, SyncError> {
+        Self::create_in(map(Some(name), Some(Self::memory_size()))?, initial)
+    }
+
+    /// Builds the bounded semaphore in `shm`.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`].
+    pub fn create_in(shm: SharedMemory, initial: u32) -> Result<Self, SyncError> {
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            semaphore::Semaphore::create_bounded(r, initial)
+        })?)))
+    }
+
+    open_attach!(
+        "bounded semaphore",
+        semaphore::Semaphore::attach_timeout,
+        check_bounded
+    );
+    semaphore_methods!();
+
+    /// Gives a unit back.
+    ///
+    /// # Errors
+    ///
+    /// [`SemaphoreError::Overflow`] if that would pass the initial value
+    /// (Python's `ValueError`).
+    pub fn release(&self) -> Result<(), SemaphoreError> {
+        self.0.view().release()
+    }
+
+    /// Gives `n` units back at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`release`](Self::release); nothing is released then.
+    pub fn release_n(&self, n: u32) -> Result<(), SemaphoreError> {
+        self.0.view().release_n(n)
+    }
+
+    /// The bound (the initial value).
+    pub fn max_value(&self) -> u32 {
+        self.0.view().max_value().unwrap_or(0)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Event
+// ---------------------------------------------------------------------------
+
+/// A flag processes wait on: Python's `multiprocessing.Event`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::sync::Event;
+///
+/// let e = Event::new()?;
+/// assert!(!e.wait_timeout(Duration::from_millis(1)));
+/// e.set();
+/// assert!(e.is_set() && e.wait_timeout(Duration::ZERO));
+/// # Ok::<(), multiproc::sync::SyncError>(())
+/// ```
+#[derive(Clone)]
+pub struct Event(Arc<Owned<event::Event<'static>>>);
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name())
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
+
+impl Event {
+    /// Bytes of the segment.
+    pub fn memory_size() -> usize {
+        event::Event::memory_size()
+    }
+
+    /// A clear event in an anonymous segment.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Shm`] if the mapping fails.
+    pub fn new() -> Result<Self, SyncError> {
+        Self::create_in(map(None, Some(Self::memory_size()))?)
+    }
+
+    /// A clear event in a new segment named `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Shm`] (invalid name, already exists, ...).
+    pub fn named(name: &str) -> Result<Self, SyncError> {
+        Self::create_in(map(Some(name), Some(Self::memory_size()))?)
+    }
+
+    /// Builds the event in `shm`.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`].
+    pub fn create_in(shm: SharedMemory) -> Result<Self, SyncError> {
+        Ok(Self(Arc::new(Owned::create(shm, event::Event::create)?)))
+    }
+
+    open_attach!(
+        "event",
+        event::Event::attach_timeout,
+        |_| Ok::<(), SyncError>(())
+    );
+
+    /// Sets the flag, waking every waiter.
+    pub fn set(&self) {
+        self.0.view().set();
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.0.view().clear();
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.0.view().is_set()
+    }
+
+    /// Blocks until the flag is set.
+    pub fn wait(&self) {
+        self.0.view().wait();
+    }
+
+    /// Blocks until the flag is set or `timeout` passes; `true` if set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.0.view().wait_timeout(timeout)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Barrier
+// ---------------------------------------------------------------------------
+
+/// A barrier for a fixed number of parties, reusable generation after
+/// generation: Python's `multiprocessing.Barrier`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::Barrier;
+///
+/// let b = Barrier::new(1)?;
+/// assert!(b.wait()?.is_leader());
+/// assert_eq!((b.parties(), b.n_waiting(), b.broken()), (1, 0, false));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier(Arc<Owned<barrier::Barrier<'static>>>);
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("name", &self.name())
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.broken())
+            .finish()
+    }
+}
+
+impl Barrier {
+    /// Bytes of the segment.
+    pub fn memory_size() -> usize {
+        barrier::Barrier::memory_size()
+    }
+
+    /// A barrier for `parties` parties in an anonymous segment.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`] if `parties` is 0 or above
+    /// [`MAX_PARTIES`](multiproc_core::barrier::MAX_PARTIES);
+    /// [`SyncError::Shm`] if the mapping fails.
+    pub fn new(parties: u32) -> Result<Self, SyncError> {
+        Self::create_in(map(None, Some(Self::memory_size()))?, parties)
+    }
+
+    /// A barrier in a new segment named `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
+    pub fn named(name: &str, parties: u32) -> Result<Self, SyncError> {
+        Self::create_in(map(Some(name), Some(Self::memory_size()))?, parties)
+    }
+
+    /// Builds the barrier in `shm`.
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`].
+    pub fn create_in(shm: SharedMemory, parties: u32) -> Result<Self, SyncError> {
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            barrier::Barrier::create(r, parties)
+        })?)))
+    }
+
+    open_attach!("barrier", barrier::Barrier::attach_timeout, |_| Ok::<
+        (),
+        SyncError,
+    >(()));
+
+    /// Waits until `parties` callers wait, then releases them all.
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierError::Broken`] if the barrier is or becomes broken (aborted,
+    /// reset, a waiter timed out).
+    pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
+        self.0.view().wait()
+    }
+
+    /// [`wait`](Self::wait), giving up after `timeout`, which breaks the
+    /// barrier (as in Python).
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierError::TimedOut`] for this caller, [`BarrierError::Broken`]
+    /// as for `wait`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
+        self.0.view().wait_timeout(timeout)
+    }
+
+    /// Breaks the barrier: current and later waiters get
+    /// [`BarrierError::Broken`] until [`reset`](Self::reset).
+    pub fn abort(&self) {
+        self.0.view().abort();
+    }
+
+    /// Returns the barrier to its empty, unbroken state; current waiters
+    /// get [`BarrierError::Broken`].
+    pub fn reset(&self) {
+        self.0.view().reset();
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.0.view().parties()
+    }
+
+    /// How many wait in the current generation.
+    pub fn n_waiting(&self) -> u32 {
+        self.0.view().n_waiting()
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.0.view().is_broken()
+    }
+}
