@@ -573,21 +573,9 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::thread;
-    use std::vec;
     use std::vec::Vec;
 
-    #[repr(C, align(128))]
-    #[derive(Clone, Copy)]
-    struct Line([u8; 128]);
-
-    fn buf(lines: usize) -> Vec<Line> {
-        vec![Line([0; 128]); lines]
-    }
-
-    fn bytes(b: &mut [Line]) -> &mut [u8] {
-        // SAFETY: Line is 128 plain bytes with no padding.
-        unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), b.len() * 128) }
-    }
+    use crate::test_util::{buf, bytes};
 
     /// Waits until `n` parties are counted as arrived (they are about to
     /// block), without asserting any time.

@@ -73,6 +73,8 @@ pub mod region;
 pub mod role;
 pub mod semaphore;
 pub mod spsc;
+#[cfg(test)]
+mod test_util;
 pub mod time;
 pub mod value;
 pub mod wait;
