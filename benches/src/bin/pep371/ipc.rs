@@ -5,7 +5,7 @@
 //!
 //! | key | what moves | multiproc structure | Python peer |
 //! |---|---|---|---|
-//! | `queue_8B`, `queue_64B` | `[u8; N]` messages, parent to child | `MpmcRing<[u8; N]>`, 1 024 slots | `Queue(maxsize=1024)` of `bytes` |
+//! | `queue_8B`, `queue_64B` | `[u8; N]` messages, parent to child | `multiproc::Queue<[u8; N]>` (an `MpmcRing`), 1 024 slots | `Queue(maxsize=1024)` of `bytes` |
 //! | `queue_4KiB`, `queue_1MiB` | byte messages, copied in and out | `ByteRing`, 4 MiB | same |
 //! | `queue_1MiB_zero_copy` | 1 MiB frames written in place (`reserve`) and read in place (`read`): each side touches every byte once, nothing is copied | `ByteRing`, 4 MiB | `Queue`, 1 MiB (copies) |
 //! | `pipe_8B` | `[u8; 8]` | `SpscRing<[u8; 8]>`, 8 192 slots (64 KiB, a Linux pipe's buffer) | `Pipe(duplex=False)`, `send_bytes` |
@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multiproc::core::bytering::{ByteRing, RecvError};
-use multiproc::core::mpmc::MpmcRing;
 use multiproc::core::mutex::Mutex;
 use multiproc::core::spsc::{PopError, SpscRing};
 use multiproc::core::value::AtomicValue;
+use multiproc::queue::RecvTimeoutError;
 use multiproc::shm::SharedMemory;
 use multiproc::{Process, StartMethod};
 
@@ -122,8 +122,8 @@ impl Unit {
 /// Every IPC figure, in the order they are measured and printed.
 #[rustfmt::skip]
 pub(crate) const FIGURES: [FigureSpec; 13] = [
-    fig("queue_8B_msgs_per_s", "queue_8B_msgs_per_s", "queue 8 B", "MpmcRing<[u8; 8]>, 1024 slots", Unit::MsgsPerS),
-    fig("queue_64B_msgs_per_s", "queue_64B_msgs_per_s", "queue 64 B", "MpmcRing<[u8; 64]>, 1024 slots", Unit::MsgsPerS),
+    fig("queue_8B_msgs_per_s", "queue_8B_msgs_per_s", "queue 8 B", "multiproc::Queue<[u8; 8]>, 1024 slots", Unit::MsgsPerS),
+    fig("queue_64B_msgs_per_s", "queue_64B_msgs_per_s", "queue 64 B", "multiproc::Queue<[u8; 64]>, 1024 slots", Unit::MsgsPerS),
     fig("queue_4KiB_msgs_per_s", "queue_4KiB_msgs_per_s", "queue 4 KiB", "ByteRing 4 MiB, copy in/out", Unit::MsgsPerS),
     fig("queue_1MiB_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB", "ByteRing 4 MiB, copy in/out", Unit::MsgsPerS),
     fig("queue_1MiB_zero_copy_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB zero-copy", "ByteRing 4 MiB, reserve/read in place", Unit::MsgsPerS),
@@ -361,35 +361,36 @@ where
     Ok(n as f64 / el)
 }
 
-/// Queue figure: `[u8; N]` messages through an `MpmcRing` of 1024 slots.
+/// Queue figure: `[u8; N]` messages through `multiproc::Queue` (an
+/// `MpmcRing` of 1024 slots in its own segment, with peer tracking), the
+/// receiver moved into the forked child.
 fn queue_pod<const N: usize>(dur: Duration) -> Result<f64, String> {
     type Msg<const N: usize> = [u8; N];
-    let seg = segment(MpmcRing::<Msg<N>>::memory_size(QUEUE_SLOTS).ok_or("ring size")?)?;
-    MpmcRing::<Msg<N>>::create(seg.region(), QUEUE_SLOTS).map_err(|e| format!("ring: {e}"))?;
+    let (tx, rx) =
+        multiproc::queue::channel::<Msg<N>>(QUEUE_SLOTS).map_err(|e| format!("queue: {e}"))?;
+    // The stream's own segment is unused here: the queue owns its memory.
     stream(
-        seg,
+        segment(4096)?,
         dur,
-        |seg, ready| {
-            let ring = MpmcRing::<Msg<N>>::attach(seg.region()).map_err(|e| e.to_string())?;
+        move |_, ready| {
             ready();
             let mut t = Tally::default();
             loop {
-                match ring.pop_timeout(STALL) {
+                match rx.recv_timeout(STALL) {
                     Ok(m) => t.add(seq_of(&m)),
-                    Err(PopError::Disconnected) => return Ok(t),
-                    Err(e) => return Err(format!("pop: {e}")),
+                    Err(RecvTimeoutError::Disconnected) => return Ok(t),
+                    Err(e) => return Err(format!("recv: {e}")),
                 }
             }
         },
-        |seg, deadline, announce| {
-            let ring = MpmcRing::<Msg<N>>::attach(seg.region()).map_err(|e| e.to_string())?;
+        move |_, deadline, announce| {
             let mut i = 0u64;
             loop {
                 for _ in 0..256 {
                     let mut m = [0u8; N];
                     m[..8].copy_from_slice(&i.to_le_bytes());
-                    ring.push_timeout(m, STALL)
-                        .map_err(|e| format!("push: {e}"))?;
+                    tx.send_timeout(m, STALL)
+                        .map_err(|e| format!("send: {e}"))?;
                     i += 1;
                 }
                 if Instant::now() >= deadline {
@@ -397,7 +398,8 @@ fn queue_pod<const N: usize>(dur: Duration) -> Result<f64, String> {
                 }
             }
             announce(i);
-            ring.close();
+            // The last sender leaves: the child drains, then sees Disconnected.
+            drop(tx);
             Ok(i)
         },
     )
