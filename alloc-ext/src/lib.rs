@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`shm`] | anonymous and named shared memory, typed regions, leaked-segment cleanup | `multiprocessing.shared_memory.SharedMemory` |
 //! | [`queue`], [`spsc`] | MPMC `Queue` (`Sender`/`Receiver`), `SimpleQueue`, `JoinableQueue`, SPSC channel, surviving killed peers | `Queue`, `SimpleQueue`, `JoinableQueue` |
-//! | [`pipe`] | duplex and one-way [`Pipe`] of byte messages and `Pod` values; SPSC byte-message queue ([`queue::bytes_channel`]) | `Pipe`, `Connection` |
+//! | [`pipe`](mod@pipe) | duplex and one-way [`Pipe`] of byte messages and `Pod` values; SPSC byte-message queue ([`queue::bytes_channel`]) | `Pipe`, `Connection` |
 //! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
 //!
 //! # Example

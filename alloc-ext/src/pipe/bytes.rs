@@ -11,7 +11,7 @@ use super::{Connection, Pipe, PipeError};
 ///
 /// Single-producer single-consumer: the handles are not `Clone` (each is
 /// one end of a one-way pipe, with its disconnection rules, see
-/// [`crate::pipe`]). For several producers, give each its own channel.
+/// [`crate::pipe`](mod@crate::pipe)). For several producers, give each its own channel.
 ///
 /// # Errors
 ///
