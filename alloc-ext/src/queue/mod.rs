@@ -96,7 +96,7 @@
 mod channel;
 mod error;
 mod joinable;
-mod segment;
+pub(crate) mod segment;
 pub mod spsc;
 
 pub use channel::{channel, Queue, Receiver, Sender};
@@ -105,5 +105,7 @@ pub use error::{
     TryRecvError, TrySendError,
 };
 pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
+
+pub use crate::pipe::{bytes_channel, ByteReceiver, ByteSender};
 
 pub(crate) use segment::{after_fork_in_child, hand_over_to};
