@@ -100,7 +100,8 @@
 //! index we CAS'd, either we see the count or it sees our claim (the proof is
 //! at `sleepers` in the source). So a sleeper that finds the ring idle (no
 //! claim in flight) can sleep until notified. One that finds a claim not yet
-//! published (or freed) naps instead (50 µs, doubling up to 20 ms), because
+//! published (or freed) polls for about a microsecond (the publish is
+//! usually that close), then naps (50 µs, doubling up to 20 ms), because
 //! that claimer may have checked before the sleeper counted itself: it sees
 //! the value at the end of the nap at the latest. Under loom, where `SeqCst`
 //! loads are modelled as acquire loads, the check gets a fence placed after
@@ -153,8 +154,8 @@ pub use crate::spsc::{PopError, PushError};
 use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
-use crate::spsc::{nap, valid_capacity, IndexLine, FIRST_NAP, LIVENESS_SLICE};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::spsc::{nap, valid_capacity, IndexLine, FIRST_NAP, GRACE_POLLS, LIVENESS_SLICE};
+use crate::sync::{spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::time::Deadline;
 use crate::wait::{EventCount, Spin};
 
@@ -705,9 +706,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         // the SeqCst claim CAS and `sleepers` load of the other side.
         sleepers.fetch_add(1, Ordering::SeqCst);
         let mut nap_len = FIRST_NAP;
-        let out = loop {
+        let mut grace = GRACE_POLLS;
+        let out = 'wait: loop {
             let key = ec.prepare_wait();
-            let idle = match poll() {
+            let mut idle = match poll() {
                 Poll::Ready(r) => {
                     ec.cancel_wait(key);
                     break Some(r);
@@ -715,6 +717,21 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 Poll::Idle => true,
                 Poll::InFlight => false,
             };
+            // Grace: the in-flight operation completes within moments
+            // (unless its thread was preempted or killed); poll for about a
+            // microsecond before the first nap.
+            while !idle && grace > 0 {
+                grace -= 1;
+                spin_loop();
+                match poll() {
+                    Poll::Ready(r) => {
+                        ec.cancel_wait(key);
+                        break 'wait Some(r);
+                    }
+                    Poll::Idle => idle = true,
+                    Poll::InFlight => {}
+                }
+            }
             if deadline.is_some_and(Deadline::has_passed) {
                 ec.cancel_wait(key);
                 break None;
@@ -778,7 +795,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// Pushes as many values from the front of `vs` as there is room for,
     /// without blocking, and returns how many. Each run of free slots is
-    /// claimed with one CAS; one notify wakes the consumers.
+    /// claimed with one CAS; sleeping consumers, if any, are all woken once.
     ///
     /// Returns 0 when the ring is full, closed or corrupt; use
     /// [`try_push`](Self::try_push) to learn which.
@@ -911,8 +928,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// Pops as many values as are available, up to `out.len()`, into the
     /// front of `out`, without blocking, and returns how many. Each run of
-    /// published slots is claimed with one CAS; one notify wakes the
-    /// producers.
+    /// published slots is claimed with one CAS; sleeping producers, if any,
+    /// are all woken once.
     ///
     /// Returns 0 when the ring is empty, closed and drained, or corrupt; use
     /// [`try_pop`](Self::try_pop) to learn which.
@@ -1605,10 +1622,17 @@ mod tests {
     #[test]
     fn threads_stress_with_checksums() {
         const PER: u64 = 60_000;
-        for (cap, producers, consumers) in
-            [(1u64, 2u64, 2usize), (6, 3, 2), (64, 2, 3), (1000, 1, 1)]
-        {
+        // `spin` NONE sends every wait through the sleeper counts and naps.
+        for (cap, producers, consumers, spin) in [
+            (1u64, 2u64, 2usize, Spin::DEFAULT),
+            (1, 2, 2, Spin::NONE),
+            (6, 3, 2, Spin::DEFAULT),
+            (64, 2, 3, Spin::NONE),
+            (1000, 1, 1, Spin::DEFAULT),
+            (1000, 1, 1, Spin::NONE),
+        ] {
             with_ring::<[u64; 2], _>(cap, |ring| {
+                let ring = ring.with_spin(spin);
                 let (sum, count) = std::thread::scope(|s| {
                     let cons: Vec<_> = (0..consumers)
                         .map(|c| {
