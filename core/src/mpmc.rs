@@ -113,26 +113,32 @@
 //! A producer killed (`SIGKILL`) between claiming a position and publishing
 //! its slot leaves that slot in the "free for `p`" state for good. Vyukov's
 //! ring hands out slots in position order, so consumers reach that slot and
-//! stall there: `try_pop` reports [`PopError::Empty`] and blocking pops wait
-//! (until their deadline or a [`close`](MpmcRing::close)), even if later
-//! positions hold values. The window is a few instructions for
-//! [`try_push`](MpmcRing::try_push), but lasts the whole closure of
-//! [`try_push_with`](MpmcRing::try_push_with).
+//! stall there: `try_pop` reports [`PopError::Empty`] and blocking pops nap
+//! until their deadline, even if later positions hold values. Even
+//! [`close`](MpmcRing::close) does not release them: "closed and drained"
+//! needs `head == tail`, and the dead claim keeps `tail` ahead. The window is
+//! a few instructions for [`try_push`](MpmcRing::try_push), but lasts the
+//! whole closure of [`try_push_with`](MpmcRing::try_push_with).
 //!
 //! This crate offers no way to skip such a slot, because it cannot be done
 //! soundly from here: a slot records no owner, so a consumer cannot tell a
 //! dead claimer from a slow live one, and skipping the slot of a live
 //! producer would let the next producer write it while the first still does
 //! (a data race). Recovering is left to the std layer, which knows which
-//! processes are producers and when they die (for example by closing the
-//! queue and rebuilding it from what is still readable). A closure that
-//! *panics* in `try_push_with` is different: the pushing thread is alive and
-//! knows the claim is abandoned, so the slot is published as `SKIPPED` and
-//! consumers step over it.
+//! processes are producers and when they die: it can give blocking pops
+//! deadlines, and declare the queue broken (as Python's `Queue` does when a
+//! process dies holding its lock) when a producer died and the ring stops
+//! moving. A closure that *panics* in `try_push_with` is different: the
+//! pushing thread is alive and knows the claim is abandoned, so the slot is
+//! published as `SKIPPED` and consumers step over it.
 //!
 //! A consumer killed after claiming a position and before freeing its slot
 //! loses that value and stalls producers at that slot one lap later, in the
 //! same way.
+//!
+//! A process killed while blocked leaves its sleeper count (and the
+//! eventcount's waiter count) raised: every later push (pop) then pays a
+//! fenced notify and a wake system call. That is slower, never wrong.
 //!
 //! # Untrusted memory
 //!
@@ -1363,6 +1369,28 @@ mod tests {
                 for i in 0..70_001u32 {
                     assert_eq!(ring.try_pop(), Ok((i + round) as u16));
                 }
+            }
+        });
+    }
+
+    #[test]
+    fn zero_sized_and_over_aligned_elements() {
+        with_ring::<(), _>(3, |ring| {
+            assert_eq!(ring.push_slice(&[(); 5]), 3);
+            assert!(ring.try_push(()).unwrap_err().is_full());
+            assert_eq!(ring.pop_slice(&mut [(); 2]), 2);
+            assert_eq!(ring.try_pop(), Ok(()));
+            assert_eq!(ring.try_pop(), Err(PopError::Empty));
+        });
+        #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Zeroable, bytemuck::Pod)]
+        #[repr(C, align(64))]
+        struct Line64([u64; 8]);
+        assert_eq!(core::mem::size_of::<Slot<Line64>>(), 128);
+        with_ring::<Line64, _>(3, |ring| {
+            for round in 0..5u64 {
+                ring.try_push(Line64([round; 8])).unwrap();
+                let addr = ring.try_pop_with(|v| v as *const Line64 as usize);
+                assert_eq!(addr.unwrap() % 64, 0);
             }
         });
     }

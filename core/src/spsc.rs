@@ -1726,6 +1726,33 @@ mod tests {
     }
 
     #[test]
+    fn zero_sized_and_over_aligned_elements() {
+        with_ring::<(), _>(3, |ring| {
+            let (mut tx, mut rx) = ring.split().unwrap();
+            for _ in 0..3 {
+                tx.try_push(()).unwrap();
+            }
+            assert!(tx.try_push(()).unwrap_err().is_full());
+            assert_eq!(rx.pop_slice(&mut [(); 5]), 3);
+            assert_eq!(tx.push_slice(&[(); 4]), 3);
+        });
+        #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Zeroable, bytemuck::Pod)]
+        #[repr(C, align(64))]
+        struct Line64([u64; 8]);
+        with_ring::<Line64, _>(3, |ring| {
+            let (mut tx, mut rx) = ring.split().unwrap();
+            for round in 0..5u64 {
+                assert_eq!(tx.push_slice(&[Line64([round; 8]); 2]), 2);
+                let s = rx.read_slot().unwrap();
+                assert_eq!(&*s as *const Line64 as usize % 64, 0);
+                assert_eq!(*s, Line64([round; 8]));
+                drop(s);
+                assert_eq!(rx.try_pop(), Ok(Line64([round; 8])));
+            }
+        });
+    }
+
+    #[test]
     fn memory_size_and_invalid_capacity() {
         assert_eq!(SpscRing::<u64>::memory_size(0), None);
         assert_eq!(SpscRing::<u64>::memory_size(MAX_CAPACITY + 1), None);
