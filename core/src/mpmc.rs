@@ -45,13 +45,14 @@
 //! # Layout
 //!
 //! ```text
-//!  0         128           256           384           384 + k * size_of::<Slot<T>>()
-//!  +---------+-------------+-------------+-------------+----------------------------+
-//!  | header  | tail: u64   | head: u64   | not_empty ec| Slot 0      | Slot 1 | ... |
-//!  | (kind   | next push   | next pop    | not_full ec | seq: u64    |        |     |
-//!  |  Mpmc)  | + CLOSED bit| position    |             | value: T    |        |     |
-//!  +---------+-------------+-------------+-------------+----------------------------+
-//!   (the slot array starts after the 384-byte body: offset 512 from the region)
+//!  0         128           256           384              512
+//!  +---------+-------------+-------------+----------------+---------------------------+
+//!  | header  | tail: u64   | head: u64   | not_empty ec   | Slot 0     | Slot 1 | ... |
+//!  | (kind   | next push   | next pop    | not_full ec    | seq: u64   |        |     |
+//!  |  Mpmc)  | + CLOSED bit| position    | empty_sleepers | value: T   |        |     |
+//!  |         |             |             | full_sleepers  |            |        |     |
+//!  |         |             |             | closed (hint)  |            |        |     |
+//!  +---------+-------------+-------------+----------------+---------------------------+
 //! ```
 //!
 //! Positions are free-running u64 counters; position `p` uses slot
@@ -77,43 +78,67 @@
 //! at once. Bit 63 of `tail` is the closed flag, so no push can be claimed
 //! after [`close`](MpmcRing::close) (the CAS fails), and a consumer that sees
 //! the flag with `head == tail` knows for certain that nothing more will
-//! arrive. (The flag lives in `tail` rather than in a separate word for that
-//! reason: with a separate flag, a push that read "open" just before a close
-//! could still land after a consumer concluded "closed and drained".)
+//! arrive. (The authoritative flag lives in `tail` rather than in a separate
+//! word for that reason: with a separate flag, a push that read "open" just
+//! before a close could still land after a consumer concluded "closed and
+//! drained". The control line's `closed` word only mirrors it, so that a pop
+//! finding the ring empty need not read the producers' `tail` line.)
 //! Positions stay below 2^62 for centuries of pushes at one per nanosecond.
 //!
 //! # Blocking
 //!
 //! `push`/`pop` spin ([`Spin`], chosen per view with
-//! [`with_spin`](MpmcRing::with_spin)) then sleep on the not-full/not-empty
-//! [`EventCount`]. Each push or pop wakes one sleeper of the other kind (a
-//! single value can satisfy only one); batches and `close` wake all.
+//! [`with_spin`](MpmcRing::with_spin)), then count themselves in
+//! `empty_sleepers`/`full_sleepers` and sleep on the not-empty/not-full
+//! [`EventCount`]. After each push, a producer loads `empty_sleepers` and,
+//! only if it is not 0, wakes one consumer (a value satisfies one); pops do
+//! the same for producers; batches and `close` wake all.
+//!
+//! That check costs a plain load, not a fence: its ordering comes from the
+//! claim CAS that precedes it, which is `SeqCst` (a `lock`ed instruction on
+//! x86 anyway). Against a sleeper that counts itself, fences, then reads the
+//! index we CAS'd, either we see the count or it sees our claim (the proof is
+//! at `sleepers` in the source). So a sleeper that finds the ring idle (no
+//! claim in flight) can sleep until notified. One that finds a claim not yet
+//! published (or freed) polls for about a microsecond (the publish is
+//! usually that close), then naps (50 µs, doubling up to 20 ms), because
+//! that claimer may have checked before the sleeper counted itself: it sees
+//! the value at the end of the nap at the latest. Under loom, where `SeqCst`
+//! loads are modelled as acquire loads, the check gets a fence placed after
+//! the publishing store, which makes even in-flight waits exact; the model
+//! checks that no wake-up is lost.
 //!
 //! # Known fault limitation: a producer killed mid-push
 //!
 //! A producer killed (`SIGKILL`) between claiming a position and publishing
 //! its slot leaves that slot in the "free for `p`" state for good. Vyukov's
 //! ring hands out slots in position order, so consumers reach that slot and
-//! stall there: `try_pop` reports [`PopError::Empty`] and blocking pops wait
-//! (until their deadline or a [`close`](MpmcRing::close)), even if later
-//! positions hold values. The window is a few instructions for
-//! [`try_push`](MpmcRing::try_push), but lasts the whole closure of
-//! [`try_push_with`](MpmcRing::try_push_with).
+//! stall there: `try_pop` reports [`PopError::Empty`] and blocking pops nap
+//! until their deadline, even if later positions hold values. Even
+//! [`close`](MpmcRing::close) does not release them: "closed and drained"
+//! needs `head == tail`, and the dead claim keeps `tail` ahead. The window is
+//! a few instructions for [`try_push`](MpmcRing::try_push), but lasts the
+//! whole closure of [`try_push_with`](MpmcRing::try_push_with).
 //!
 //! This crate offers no way to skip such a slot, because it cannot be done
 //! soundly from here: a slot records no owner, so a consumer cannot tell a
 //! dead claimer from a slow live one, and skipping the slot of a live
 //! producer would let the next producer write it while the first still does
 //! (a data race). Recovering is left to the std layer, which knows which
-//! processes are producers and when they die (for example by closing the
-//! queue and rebuilding it from what is still readable). A closure that
-//! *panics* in `try_push_with` is different: the pushing thread is alive and
-//! knows the claim is abandoned, so the slot is published as `SKIPPED` and
-//! consumers step over it.
+//! processes are producers and when they die: it can give blocking pops
+//! deadlines, and declare the queue broken (as Python's `Queue` does when a
+//! process dies holding its lock) when a producer died and the ring stops
+//! moving. A closure that *panics* in `try_push_with` is different: the
+//! pushing thread is alive and knows the claim is abandoned, so the slot is
+//! published as `SKIPPED` and consumers step over it.
 //!
 //! A consumer killed after claiming a position and before freeing its slot
 //! loses that value and stalls producers at that slot one lap later, in the
 //! same way.
+//!
+//! A process killed while blocked leaves its sleeper count (and the
+//! eventcount's waiter count) raised: every later push (pop) then pays a
+//! fenced notify and a wake system call. That is slower, never wrong.
 //!
 //! # Untrusted memory
 //!
@@ -135,8 +160,8 @@ pub use crate::spsc::{PopError, PushError};
 use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
-use crate::spsc::{valid_capacity, IndexLine, Stop};
-use crate::sync::{AtomicU64, Ordering, UnsafeCell};
+use crate::spsc::{nap, valid_capacity, IndexLine, FIRST_NAP, GRACE_POLLS, LIVENESS_SLICE};
+use crate::sync::{spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::time::Deadline;
 use crate::wait::{EventCount, Spin};
 
@@ -159,7 +184,8 @@ const fn full_stamp(pos: u64) -> u64 {
     pos.wrapping_mul(2) | 1
 }
 
-/// The line both sides read on their slow paths: the wait words.
+/// The line every operation reads (the sleeper counts) and only sleepers
+/// write.
 #[repr(C, align(128))]
 #[derive(Debug)]
 struct Control {
@@ -167,6 +193,92 @@ struct Control {
     not_empty: EventCount,
     /// Producers sleep here while the ring is full; pops notify.
     not_full: EventCount,
+    /// Consumers in a blocking pop past their spin: pushes notify only
+    /// while this is not 0.
+    empty_sleepers: AtomicU32,
+    /// Producers in a blocking push past their spin: pops notify only while
+    /// this is not 0.
+    full_sleepers: AtomicU32,
+    /// 1 once the ring is closed: a read-mostly mirror of `tail`'s
+    /// [`CLOSED`] bit (which stays the authority), so that a pop finding the
+    /// ring empty need not pull the producers' `tail` line to rule out
+    /// "closed and drained".
+    closed: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+/// What a claim found instead of a position to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss {
+    /// Full (push) or empty (pop), with nothing of the other kind in flight:
+    /// whoever changes that will see a sleeper and notify.
+    Idle,
+    /// Full or empty only because another thread has claimed a position and
+    /// not yet published (push) or freed (pop) its slot. It may not notify
+    /// (it may have checked for sleepers before we counted ourselves): poll.
+    InFlight,
+    /// The ring is closed (and, for a pop, drained).
+    Closed,
+    /// A sequence number contradicts the indices.
+    Corrupt,
+}
+
+impl Miss {
+    fn push_error<T>(self, v: T) -> PushError<T> {
+        match self {
+            Miss::Idle | Miss::InFlight => PushError::Full(v),
+            Miss::Closed => PushError::Disconnected(v),
+            Miss::Corrupt => PushError::Corrupt(v),
+        }
+    }
+
+    fn pop_error(self) -> PopError {
+        match self {
+            Miss::Idle | Miss::InFlight => PopError::Empty,
+            Miss::Closed => PopError::Disconnected,
+            Miss::Corrupt => PopError::Corrupt,
+        }
+    }
+}
+
+/// What one poll of a blocking operation found.
+enum Poll<R> {
+    Ready(R),
+    Idle,
+    InFlight,
+}
+
+/// Reads a sleeper count after this thread's claim CAS on `tail` or
+/// `head`, to decide whether to notify.
+///
+/// The CAS and this load are `SeqCst`; the sleeper increments the count
+/// (`SeqCst`), runs the `SeqCst` fence of `prepare_wait`, then reads the
+/// index we CAS'd. By C++20 [atomics.order] p4, "we read the count before
+/// its increment" and "it read the index before our CAS" would form a cycle
+/// in the single total order S, so one of the two sees the other: either we
+/// notify, or it sees our claim (and then waits for our publish by polling,
+/// see [`Miss::InFlight`]). On x86 neither access needs a fence instruction:
+/// this costs one plain load, where a notify check after every publish
+/// would cost a `lock`ed instruction.
+#[inline]
+fn sleepers(word: &AtomicU32) -> u32 {
+    // Loom models SeqCst loads and RMWs as AcqRel (see its README), weaker
+    // than the C++ rules used above; the model gets the fence that those
+    // rules make unnecessary in a real build.
+    #[cfg(multiproc_loom)]
+    crate::sync::fence(Ordering::SeqCst);
+    word.load(Ordering::SeqCst)
+}
+
+/// Wakes one (or every) sleeper of `ec`, once a sleeper count said so.
+#[cold]
+#[inline(never)]
+fn wake(ec: &EventCount, all: bool) {
+    if all {
+        ec.notify_all();
+    } else {
+        ec.notify_one();
+    }
 }
 
 /// The body of an MPMC region (after the region header).
@@ -192,6 +304,7 @@ mod layout_pins {
     use super::*;
     use core::mem::offset_of;
     static_assertions::assert_eq_size!(Control, [u8; 128]);
+    static_assertions::const_assert_eq!(offset_of!(Control, closed), 24);
     static_assertions::assert_eq_size!(MpmcBody, [u8; 384]);
     static_assertions::const_assert_eq!(offset_of!(MpmcBody, head), 128);
     static_assertions::const_assert_eq!(offset_of!(MpmcBody, control), 256);
@@ -316,6 +429,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             control: Control {
                 not_empty: EventCount::new(),
                 not_full: EventCount::new(),
+                empty_sleepers: AtomicU32::new(0),
+                full_sleepers: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
             },
         };
         let parts = Parts::create(region, spec, body, |i| Slot {
@@ -470,6 +587,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         // is an RMW in `tail`'s modification order, which orders it against
         // every push CAS (before it: landed; after it: failed).
         b.tail.pos.fetch_or(CLOSED, Ordering::AcqRel);
+        // Relaxed: a hint for pops (see `Control::closed`); the bit in
+        // `tail` is the authority and the notifies below are fenced.
+        b.control.closed.store(1, Ordering::Relaxed);
         b.control.not_empty.notify_all();
         b.control.not_full.notify_all();
     }
@@ -512,7 +632,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 self.publish(slot, pos);
                 Ok(())
             }
-            Err(stop) => Err(stop.with(v)),
+            Err(miss) => Err(miss.push_error(v)),
         }
     }
 
@@ -551,15 +671,95 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     #[cold]
     fn push_slow(&self, v: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
-        self.parts
-            .body
-            .control
-            .not_full
-            .wait_for(self.spin, deadline, || match self.try_push(v) {
-                Err(PushError::Full(_)) => None,
-                r => Some(r),
-            })
-            .unwrap_or(Err(PushError::Full(v)))
+        let c = &self.parts.body.control;
+        self.block(&c.not_full, &c.full_sleepers, deadline, || {
+            match self.claim_push_in(true) {
+                Ok((slot, pos)) => {
+                    // SAFETY: as in `try_push`.
+                    slot.value.with_mut(|p| unsafe { p.write(v) });
+                    self.publish(slot, pos);
+                    Poll::Ready(Ok(()))
+                }
+                Err(Miss::Idle) => Poll::Idle,
+                Err(Miss::InFlight) => Poll::InFlight,
+                Err(miss) => Poll::Ready(Err(miss.push_error(v))),
+            }
+        })
+        .unwrap_or(Err(PushError::Full(v)))
+    }
+
+    /// Runs `poll` until it is ready: spins per the view's [`Spin`], then
+    /// counts itself in `sleepers` and sleeps on `ec` (while the other side
+    /// is idle) or naps (while one of its operations is in flight). `None`
+    /// if `deadline` passes first.
+    fn block<R>(
+        &self,
+        ec: &EventCount,
+        sleepers: &AtomicU32,
+        deadline: Option<Deadline>,
+        mut poll: impl FnMut() -> Poll<R>,
+    ) -> Option<R> {
+        let mut backoff = self.spin.start();
+        loop {
+            if let Poll::Ready(r) = poll() {
+                return Some(r);
+            }
+            if !backoff.spin() {
+                break;
+            }
+        }
+        // SeqCst, followed by the SeqCst fence in `prepare_wait`: pairs with
+        // the SeqCst claim CAS and `sleepers` load of the other side.
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        let mut nap_len = FIRST_NAP;
+        let mut grace = GRACE_POLLS;
+        let out = 'wait: loop {
+            let key = ec.prepare_wait();
+            let mut idle = match poll() {
+                Poll::Ready(r) => {
+                    ec.cancel_wait(key);
+                    break Some(r);
+                }
+                Poll::Idle => true,
+                Poll::InFlight => false,
+            };
+            // Grace: the in-flight operation completes within moments
+            // (unless its thread was preempted or killed); poll for about a
+            // microsecond before the first nap.
+            while !idle && grace > 0 {
+                grace -= 1;
+                spin_loop();
+                match poll() {
+                    Poll::Ready(r) => {
+                        ec.cancel_wait(key);
+                        break 'wait Some(r);
+                    }
+                    Poll::Idle => idle = true,
+                    Poll::InFlight => {}
+                }
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                ec.cancel_wait(key);
+                break None;
+            }
+            if idle {
+                let _ = ec.wait(key, deadline);
+                nap_len = FIRST_NAP;
+            } else {
+                // Under loom this nap ends only by a notification. That is
+                // sound in the model, whose `sleepers` fences *after* the
+                // publishing store: a publisher that did not count us has
+                // its publish seen by our poll (the two fences are ordered
+                // in S). The real build's cheaper ordering only makes us
+                // see its claim, hence a nap that ends on its own.
+                nap(ec, key, Deadline::after(nap_len).min(deadline));
+                nap_len = (nap_len * 2).min(LIVENESS_SLICE);
+            }
+        };
+        // Relaxed: a count that stays high a little longer only costs the
+        // other side a notify.
+        sleepers.fetch_sub(1, Ordering::Relaxed);
+        out
     }
 
     /// Claims a slot, lets `f` write the value in place, then publishes it
@@ -585,7 +785,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// assert_eq!(ring.try_pop_with(|buf| buf.iter().map(|&b| u32::from(b)).sum::<u32>()), Ok(7 * 256));
     /// ```
     pub fn try_push_with(&self, f: impl FnOnce(&mut T)) -> Result<(), PushError<()>> {
-        let (slot, pos) = self.claim_push().map_err(|s| s.with(()))?;
+        let (slot, pos) = self.claim_push().map_err(|m| m.push_error(()))?;
         let guard = SkipOnUnwind {
             ring: self,
             slot,
@@ -601,7 +801,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// Pushes as many values from the front of `vs` as there is room for,
     /// without blocking, and returns how many. Each run of free slots is
-    /// claimed with one CAS; one notify wakes the consumers.
+    /// claimed with one CAS; sleeping consumers, if any, are all woken once.
     ///
     /// Returns 0 when the ring is full, closed or corrupt; use
     /// [`try_push`](Self::try_push) to learn which.
@@ -629,8 +829,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             }
             done += n;
         }
-        if done > 0 {
-            self.parts.body.control.not_empty.notify_all();
+        let c = &self.parts.body.control;
+        if done > 0 && sleepers(&c.empty_sleepers) != 0 {
+            wake(&c.not_empty, true);
         }
         done
     }
@@ -645,7 +846,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// contradicts `head`.
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
-        let (slot, pos) = self.claim_pop()?;
+        let (slot, pos) = self.claim_pop().map_err(Miss::pop_error)?;
         // SAFETY: we claimed `pos` (CAS on head) and its slot holds the value
         // (`seq == full_stamp(pos)`, loaded with Acquire, paired with the Release in
         // `publish` after the producer's write).
@@ -690,15 +891,21 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     #[cold]
     fn pop_slow(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
-        self.parts
-            .body
-            .control
-            .not_empty
-            .wait_for(self.spin, deadline, || match self.try_pop() {
-                Err(PopError::Empty) => None,
-                r => Some(r),
-            })
-            .unwrap_or(Err(PopError::Empty))
+        let c = &self.parts.body.control;
+        self.block(&c.not_empty, &c.empty_sleepers, deadline, || {
+            match self.claim_pop_in(true) {
+                Ok((slot, pos)) => {
+                    // SAFETY: as in `try_pop`.
+                    let v = slot.value.with(|p| unsafe { p.read() });
+                    self.free_slot(slot, pos);
+                    Poll::Ready(Ok(v))
+                }
+                Err(Miss::Idle) => Poll::Idle,
+                Err(Miss::InFlight) => Poll::InFlight,
+                Err(miss) => Poll::Ready(Err(miss.pop_error())),
+            }
+        })
+        .unwrap_or(Err(PopError::Empty))
     }
 
     /// Claims the oldest value, lets `f` read it in place, then frees the
@@ -712,7 +919,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     ///
     /// As [`try_pop`](Self::try_pop) (then `f` is not called).
     pub fn try_pop_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, PopError> {
-        let (slot, pos) = self.claim_pop()?;
+        let (slot, pos) = self.claim_pop().map_err(Miss::pop_error)?;
         let guard = FreeOnDrop {
             ring: self,
             slot,
@@ -727,8 +934,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// Pops as many values as are available, up to `out.len()`, into the
     /// front of `out`, without blocking, and returns how many. Each run of
-    /// published slots is claimed with one CAS; one notify wakes the
-    /// producers.
+    /// published slots is claimed with one CAS; sleeping producers, if any,
+    /// are all woken once.
     ///
     /// Returns 0 when the ring is empty, closed and drained, or corrupt; use
     /// [`try_pop`](Self::try_pop) to learn which.
@@ -771,8 +978,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             }
             done += n;
         }
-        if done > 0 {
-            self.parts.body.control.not_full.notify_all();
+        let c = &self.parts.body.control;
+        if done > 0 && sleepers(&c.full_sleepers) != 0 {
+            wake(&c.not_full, true);
         }
         done
     }
@@ -799,14 +1007,24 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// Claims the next push position and returns its slot.
     #[inline]
-    fn claim_push(&self) -> Result<(&'a Slot<T>, u64), Stop> {
+    fn claim_push(&self) -> Result<(&'a Slot<T>, u64), Miss> {
+        self.claim_push_in(false)
+    }
+
+    /// [`claim_push`](Self::claim_push); when `waiting` (a blocked push
+    /// polls), a full ring is told apart as [`Miss::Idle`] or
+    /// [`Miss::InFlight`], which costs a load of `head`. Non-blocking pushes
+    /// skip it: a producer spinning on a full ring should not keep pulling
+    /// the consumers' line.
+    #[inline(always)]
+    fn claim_push_in(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
         let tail_word = &self.parts.body.tail.pos;
         // Relaxed: a guess that the CAS confirms; the slot's seq (Acquire)
         // carries the synchronisation.
         let mut tail = tail_word.load(Ordering::Relaxed);
         loop {
             if tail & CLOSED != 0 {
-                return Err(Stop::Disconnected);
+                return Err(Miss::Closed);
             }
             let slot = self.slot(tail);
             // Acquire: pairs with the Release store in `free_slot`: the last
@@ -814,12 +1032,13 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             let seq = slot.seq.load(Ordering::Acquire);
             let want = free_stamp(tail);
             if seq == want {
-                // Relaxed: claiming the position publishes nothing; a failed
-                // CAS (another producer, or close) just retries.
+                // SeqCst on success: pairs with sleeping consumers (see
+                // `sleepers`); the slot's seq carries the data
+                // synchronisation. Relaxed on failure: we just retry.
                 match tail_word.compare_exchange_weak(
                     tail,
                     tail.wrapping_add(1),
-                    Ordering::Relaxed,
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => return Ok((slot, tail)),
@@ -830,7 +1049,18 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 // (or it is being popped): full, unless tail moved on.
                 let now = tail_word.load(Ordering::Relaxed);
                 if now == tail {
-                    return Err(Stop::Full);
+                    if !waiting {
+                        return Err(Miss::Idle);
+                    }
+                    // Relaxed: after a sleeper's fence, this load pairs with
+                    // the consumers' SeqCst CAS on head (see `sleepers`).
+                    let head = self.parts.body.head.pos.load(Ordering::Relaxed);
+                    return Err(if tail.wrapping_sub(head) < self.capacity {
+                        // A consumer has claimed the slot, not freed it yet.
+                        Miss::InFlight
+                    } else {
+                        Miss::Idle
+                    });
                 }
                 tail = now;
             } else {
@@ -839,7 +1069,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 // it has not, the memory is corrupt.
                 let now = tail_word.load(Ordering::Relaxed);
                 if now == tail {
-                    return Err(Stop::Corrupt);
+                    return Err(Miss::Corrupt);
                 }
                 tail = now;
             }
@@ -873,13 +1103,13 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 tail = now;
                 continue;
             }
-            // Relaxed: as in `claim_push`. Winning the CAS makes positions
+            // Orderings as in `claim_push`. Winning the CAS makes positions
             // tail..tail + n ours; their slots stay free until we publish
             // them, since nobody else can claim those positions.
             match tail_word.compare_exchange_weak(
                 tail,
                 tail.wrapping_add(n),
-                Ordering::Relaxed,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Some((tail, n as usize)),
@@ -888,19 +1118,32 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         }
     }
 
-    /// Publishes the value of position `pos` and wakes one consumer.
+    /// Publishes the value of position `pos` and wakes one consumer if
+    /// any sleeps.
     #[inline]
     fn publish(&self, slot: &Slot<T>, pos: u64) {
         // Release: pairs with the Acquire load of seq in `claim_pop`: our
         // write of the value is visible to its consumer.
         slot.seq.store(full_stamp(pos), Ordering::Release);
-        self.parts.body.control.not_empty.notify_one();
+        let c = &self.parts.body.control;
+        if sleepers(&c.empty_sleepers) != 0 {
+            wake(&c.not_empty, false);
+        }
     }
 
     /// Claims the next pop position whose slot holds a value, stepping over
     /// skipped slots, and returns it.
     #[inline]
-    fn claim_pop(&self) -> Result<(&'a Slot<T>, u64), PopError> {
+    fn claim_pop(&self) -> Result<(&'a Slot<T>, u64), Miss> {
+        self.claim_pop_in(false)
+    }
+
+    /// [`claim_pop`](Self::claim_pop); when `waiting` (a blocked pop polls),
+    /// an empty ring is told apart as [`Miss::Idle`] or [`Miss::InFlight`],
+    /// which costs a load of `tail`. Non-blocking pops load `tail` only once
+    /// the ring is marked closed, to tell "closed and drained".
+    #[inline(always)]
+    fn claim_pop_in(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
         let body = self.parts.body;
         // Relaxed: a guess that the CAS confirms; seq (Acquire) synchronises.
         let mut head = body.head.pos.load(Ordering::Relaxed);
@@ -911,11 +1154,12 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             let seq = slot.seq.load(Ordering::Acquire);
             let want = full_stamp(head);
             if seq == want || seq == want | SKIPPED {
-                // Relaxed: as in `claim_push`.
+                // Orderings as in `claim_push` (SeqCst pairs with sleeping
+                // producers).
                 match body.head.pos.compare_exchange_weak(
                     head,
                     head.wrapping_add(1),
-                    Ordering::Relaxed,
+                    Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
                     Ok(_) if seq == want => return Ok((slot, head)),
@@ -928,20 +1172,32 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 }
             } else if (seq.wrapping_sub(want) as i64) < 0 {
                 // Not published for `head` yet: empty, or a push in flight.
-                // Relaxed: the closed bit and the count are judged by their
-                // place in tail's modification order, no data is read.
-                let tail = body.tail.pos.load(Ordering::Relaxed);
-                if tail & CLOSED != 0 && tail & !CLOSED == head {
-                    return Err(PopError::Disconnected);
+                // Relaxed: a hint; a pop that misses a concurrent close
+                // reports Empty, and blocking pops are woken by `close`.
+                if !waiting && body.control.closed.load(Ordering::Relaxed) == 0 {
+                    return Err(Miss::Idle);
                 }
-                return Err(PopError::Empty);
+                // Relaxed: the closed bit and the count are judged by their
+                // place in tail's modification order, no data is read; after
+                // a sleeper's fence, this load pairs with the producers'
+                // SeqCst CAS (see `sleepers`).
+                let tail = body.tail.pos.load(Ordering::Relaxed);
+                let claimed = tail & !CLOSED;
+                return Err(if claimed == head && tail & CLOSED != 0 {
+                    Miss::Closed
+                } else if claimed.wrapping_sub(head) as i64 > 0 {
+                    // A producer has claimed `head`, not published it yet.
+                    Miss::InFlight
+                } else {
+                    Miss::Idle
+                });
             } else {
                 // Someone already popped at `head`: then `head` has moved on
                 // (their CAS happened before the seq store we acquired). If
                 // it has not, the memory is corrupt.
                 let now = body.head.pos.load(Ordering::Relaxed);
                 if now == head {
-                    return Err(PopError::Corrupt);
+                    return Err(Miss::Corrupt);
                 }
                 head = now;
             }
@@ -967,11 +1223,11 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             if n == 0 {
                 return None;
             }
-            // Relaxed: as in `claim_pop`.
+            // Orderings as in `claim_pop`.
             match head_word.compare_exchange_weak(
                 head,
                 head.wrapping_add(n),
-                Ordering::Relaxed,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Some((head, n as usize)),
@@ -981,11 +1237,14 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     }
 
     /// Frees the slot of position `pos` for the next lap and wakes one
-    /// producer.
+    /// producer if any sleeps.
     #[inline]
     fn free_slot(&self, slot: &Slot<T>, pos: u64) {
         self.free_slot_quiet(slot, pos);
-        self.parts.body.control.not_full.notify_one();
+        let c = &self.parts.body.control;
+        if sleepers(&c.full_sleepers) != 0 {
+            wake(&c.not_full, false);
+        }
     }
 
     /// [`free_slot`](Self::free_slot) without the wake-up.
@@ -1014,7 +1273,10 @@ impl<T: Pod> Drop for SkipOnUnwind<'_, '_, T> {
         self.slot
             .seq
             .store(full_stamp(self.pos) | SKIPPED, Ordering::Release);
-        self.ring.parts.body.control.not_empty.notify_one();
+        let c = &self.ring.parts.body.control;
+        if sleepers(&c.empty_sleepers) != 0 {
+            wake(&c.not_empty, false);
+        }
     }
 }
 
@@ -1107,6 +1369,28 @@ mod tests {
                 for i in 0..70_001u32 {
                     assert_eq!(ring.try_pop(), Ok((i + round) as u16));
                 }
+            }
+        });
+    }
+
+    #[test]
+    fn zero_sized_and_over_aligned_elements() {
+        with_ring::<(), _>(3, |ring| {
+            assert_eq!(ring.push_slice(&[(); 5]), 3);
+            assert!(ring.try_push(()).unwrap_err().is_full());
+            assert_eq!(ring.pop_slice(&mut [(); 2]), 2);
+            assert_eq!(ring.try_pop(), Ok(()));
+            assert_eq!(ring.try_pop(), Err(PopError::Empty));
+        });
+        #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Zeroable, bytemuck::Pod)]
+        #[repr(C, align(64))]
+        struct Line64([u64; 8]);
+        assert_eq!(core::mem::size_of::<Slot<Line64>>(), 128);
+        with_ring::<Line64, _>(3, |ring| {
+            for round in 0..5u64 {
+                ring.try_push(Line64([round; 8])).unwrap();
+                let addr = ring.try_pop_with(|v| v as *const Line64 as usize);
+                assert_eq!(addr.unwrap() % 64, 0);
             }
         });
     }
@@ -1366,10 +1650,17 @@ mod tests {
     #[test]
     fn threads_stress_with_checksums() {
         const PER: u64 = 60_000;
-        for (cap, producers, consumers) in
-            [(1u64, 2u64, 2usize), (6, 3, 2), (64, 2, 3), (1000, 1, 1)]
-        {
+        // `spin` NONE sends every wait through the sleeper counts and naps.
+        for (cap, producers, consumers, spin) in [
+            (1u64, 2u64, 2usize, Spin::DEFAULT),
+            (1, 2, 2, Spin::NONE),
+            (6, 3, 2, Spin::DEFAULT),
+            (64, 2, 3, Spin::NONE),
+            (1000, 1, 1, Spin::DEFAULT),
+            (1000, 1, 1, Spin::NONE),
+        ] {
             with_ring::<[u64; 2], _>(cap, |ring| {
+                let ring = ring.with_spin(spin);
                 let (sum, count) = std::thread::scope(|s| {
                     let cons: Vec<_> = (0..consumers)
                         .map(|c| {
@@ -1483,24 +1774,36 @@ mod loom_tests {
             .with_spin(Spin::NONE)
     }
 
-    /// Two producers, one consumer, a 2-slot ring, blocking calls: every
-    /// value arrives once, each producer's in order, with no data race on
-    /// the slots and no lost wake-up (which would be a loom deadlock).
+    /// Two producers, one consumer, blocking calls: every value arrives
+    /// once, with no data race on the slots and no lost wake-up (which would
+    /// be a loom deadlock).
     #[test]
     fn mpmc_two_producers_one_consumer() {
         loom::model(|| {
             let r = ring(2);
-            let t1 = thread::spawn(move || {
-                r.push(1).unwrap();
-                r.push(2).unwrap();
-            });
-            let t2 = thread::spawn(move || r.push(10).unwrap());
-            let got: Vec<u64> = (0..3).map(|_| r.pop().unwrap()).collect();
+            let t1 = thread::spawn(move || r.push(1).unwrap());
+            let t2 = thread::spawn(move || r.push(2).unwrap());
+            let mut got = [r.pop().unwrap(), r.pop().unwrap()];
             t1.join().unwrap();
             t2.join().unwrap();
-            let ones: Vec<_> = got.iter().filter(|&&v| v < 10).copied().collect();
-            assert_eq!(ones, [1, 2]);
-            assert!(got.contains(&10));
+            got.sort_unstable();
+            assert_eq!(got, [1, 2]);
+        });
+    }
+
+    /// Two producers on a 1-slot ring: one blocks on the full ring until
+    /// the consumer frees the slot.
+    #[test]
+    fn mpmc_two_producers_block_on_full() {
+        loom::model(|| {
+            let r = ring(1);
+            let t1 = thread::spawn(move || r.push(1).unwrap());
+            let t2 = thread::spawn(move || r.push(2).unwrap());
+            let mut got = [r.pop().unwrap(), r.pop().unwrap()];
+            t1.join().unwrap();
+            t2.join().unwrap();
+            got.sort_unstable();
+            assert_eq!(got, [1, 2]);
         });
     }
 

@@ -43,14 +43,17 @@
 //! # Layout
 //!
 //! ```text
-//!  0         128          256          384             512
-//!  +---------+------------+------------+---------------+-------------------------+
-//!  | header  | tail: u64  | head: u64  | not_empty ec  | slot 0 | slot 1 | ...    |
-//!  | (kind   | written by | written by | not_full ec   | T      | T      |        |
-//!  |  Spsc)  | producer   | consumer   | producer role |        |        |        |
-//!  |         |            |            | consumer role |        |        |        |
-//!  +---------+------------+------------+---------------+-------------------------+
-//!             each 128-byte line is written by one side only (ec = EventCount)
+//!  0         128          256          384               512
+//!  +---------+------------+------------+-----------------+-----------------------+
+//!  | header  | tail: u64  | head: u64  | not_empty bell  | slot 0 | slot 1 | ... |
+//!  | (kind   | written by | written by |   ec, asleep    | T      | T      |     |
+//!  |  Spsc)  | producer   | consumer   | not_full bell   |        |        |     |
+//!  |         |            |            | producer role   |        |        |     |
+//!  |         |            |            | consumer role   |        |        |     |
+//!  +---------+------------+------------+-----------------+-----------------------+
+//!   tail and head lines: each written by one side only; the control line:
+//!   read by both on every operation, written only around sleeps and role
+//!   changes (ec = EventCount)
 //! ```
 //!
 //! `tail` and `head` are free-running 64-bit counters: the value pushed as
@@ -70,21 +73,46 @@
 //! Each handle keeps a local copy of its own index (it is the only writer)
 //! and a cached copy of the other side's, refreshed only when the cache says
 //! full (producer) or empty (consumer). An uncontended push is a slot write,
-//! one `Release` store of `tail` and the not-empty eventcount's notify check
-//! (a fence and a load of a line nobody writes while nobody sleeps).
-//! [`Producer::push_slice`] and [`Consumer::pop_slice`] move a batch with one
-//! store and one notify.
+//! one `Release` store of `tail` and one load of the consumer's `asleep`
+//! flag, in a line nobody writes while nobody sleeps: no fence and no
+//! `lock`ed instruction, as in rtrb. [`Producer::push_slice`] and
+//! [`Consumer::pop_slice`] move a batch with one store and one flag check.
 //!
 //! # Blocking
 //!
-//! `push`/`pop` spin briefly ([`Spin`], settable per handle) and then sleep
-//! on the not-full/not-empty [`EventCount`]. Every successful push notifies
-//! not-empty and every pop notifies not-full: a notification can only be
-//! skipped safely if the notifier knows the other side is not about to
-//! sleep, and knowing that needs the same store-load fence the notify check
-//! costs, so there is nothing cheaper to do per operation. Sleeps last at
-//! most 20 ms at a time, after which the sleeper checks whether its peer is
-//! still alive (a peer killed with `SIGKILL` never wakes anyone).
+//! `push`/`pop` spin briefly ([`Spin`], settable per handle), then raise
+//! their *bell*'s `asleep` flag, poll for about a microsecond more (the
+//! grace, see below) and sleep on its [`EventCount`] in naps: 50 µs first,
+//! doubling up to 20 ms. After each push (pop), the other end loads the
+//! flag; while it is raised, it runs the eventcount's fenced notify, which
+//! ends the nap at once.
+//!
+//! | waiter | ringer (the other end), after each publishing store |
+//! |---|---|
+//! | spin, polling | |
+//! | `asleep = 1` | `if asleep != 0 { notify_all() }` (fence, load, wake) |
+//! | `prepare_wait` (fence); poll; grace polls; nap | |
+//! | ... woken or nap over: poll again | |
+//! | `asleep = 0` once ready | |
+//!
+//! Why no fence on the ringer's side: a notify check that never misses a
+//! waiter needs a store-load fence after *every* publish (the eventcount's
+//! `notify_all`), which measured ten times slower than rtrb here (each fence
+//! waits for the publishing stores to reach the other core). Without it, the
+//! flag check can miss a waiter that raised its flag in the same instant, so
+//! that one publish notifies nobody. That can only happen at the start of a
+//! sleep (once the flag has reached the other core, every check sees it),
+//! and the publish that missed it reaches the waiter within a store-buffer
+//! drain: the grace polls catch it (in a stress test forcing a sleep on
+//! every operation, they caught all of about 180 such races per 100 000
+//! sleeps). Past the grace, the nap bounds the damage: the waiter sees the
+//! value when its current nap ends. No value is ever lost and no wait
+//! outlasts its deadline. Under loom the ringer does fence, which makes the
+//! check exact, and naps end only by notifications, so the model checks
+//! that the notification logic loses no wake-up.
+//!
+//! Naps never exceed 20 ms, after which the sleeper also checks whether its
+//! peer is still alive (a peer killed with `SIGKILL` wakes nobody).
 //!
 //! # Disconnection
 //!
@@ -133,16 +161,17 @@ use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
 use crate::role::{Claimed, RoleTaken, RoleWord};
-use crate::sync::{AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::time::Deadline;
-use crate::wait::{EventCount, Spin};
+use crate::wait::{EventCount, Spin, WaitKey};
 
 /// The largest capacity the rings accept (2^62 slots): far beyond any
 /// memory, and it keeps every index sum below 2^63.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 62;
 
-/// How long a blocked handle sleeps before it checks its peer's liveness.
-const LIVENESS_SLICE: Duration = Duration::from_millis(20);
+/// The longest nap of a blocked call; a blocked SPSC handle checks that its
+/// peer is alive this often.
+pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
 /// Whether `capacity` is one the rings accept.
 #[inline]
@@ -247,7 +276,7 @@ impl core::error::Error for PopError {}
 
 /// Why a push cannot proceed, before a value is attached to the error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
+enum Stop {
     Full,
     Disconnected,
     Corrupt,
@@ -255,7 +284,7 @@ pub(crate) enum Stop {
 
 impl Stop {
     #[inline]
-    pub(crate) fn with<T>(self, v: T) -> PushError<T> {
+    fn with<T>(self, v: T) -> PushError<T> {
         match self {
             Stop::Full => PushError::Full(v),
             Stop::Disconnected => PushError::Disconnected(v),
@@ -292,14 +321,15 @@ static_assertions::const_assert_eq!(align_of::<IndexLine>(), 128);
 // pointers), padded to 128 bytes; size and alignment pinned above.
 unsafe impl ShmSafe for IndexLine {}
 
-/// The line both sides read on their slow paths: wait words and roles.
+/// The line both sides read on every operation (the bells' request words)
+/// and write only around sleeps and role changes.
 #[repr(C, align(128))]
 #[derive(Debug)]
 struct Control {
-    /// Consumers sleep here while the ring is empty; pushes notify.
-    not_empty: EventCount,
-    /// Producers sleep here while the ring is full; pops notify.
-    not_full: EventCount,
+    /// The consumer sleeps here while the ring is empty; the producer rings.
+    not_empty: Bell,
+    /// The producer sleeps here while the ring is full; the consumer rings.
+    not_full: Bell,
     /// Who holds the producer handle.
     producer: RoleWord,
     /// Who holds the consumer handle.
@@ -323,8 +353,8 @@ impl SpscBody {
             tail: IndexLine::new(0),
             head: IndexLine::new(0),
             control: Control {
-                not_empty: EventCount::new(),
-                not_full: EventCount::new(),
+                not_empty: Bell::new(),
+                not_full: Bell::new(),
                 producer: RoleWord::new(),
                 consumer: RoleWord::new(),
             },
@@ -336,8 +366,10 @@ impl SpscBody {
 mod layout_pins {
     use super::*;
     use core::mem::offset_of;
+    static_assertions::assert_eq_size!(Bell, [u8; 12]);
     static_assertions::assert_eq_size!(Control, [u8; 128]);
     static_assertions::assert_eq_size!(SpscBody, [u8; 384]);
+    static_assertions::const_assert_eq!(offset_of!(Control, producer), 24);
     static_assertions::const_assert_eq!(offset_of!(SpscBody, tail), 0);
     static_assertions::const_assert_eq!(offset_of!(SpscBody, head), 128);
     static_assertions::const_assert_eq!(offset_of!(SpscBody, control), 256);
@@ -347,9 +379,11 @@ mod layout_pins {
 }
 static_assertions::const_assert_eq!(align_of::<SpscBody>(), 128);
 
-// SAFETY: repr(C) of IndexLines, EventCounts and RoleWords, all ShmSafe
-// (atomics only, valid for every bit pattern, no pointers); size and field
-// offsets pinned above.
+// SAFETY: repr(C) of an EventCount and an atomic u32: valid for every bit
+// pattern, no pointers; size pinned above.
+unsafe impl ShmSafe for Bell {}
+// SAFETY: repr(C) of Bells and RoleWords, all ShmSafe (atomics only, valid
+// for every bit pattern, no pointers); size and field offsets pinned above.
 unsafe impl ShmSafe for Control {}
 // SAFETY: as for Control.
 unsafe impl ShmSafe for SpscBody {}
@@ -365,6 +399,162 @@ struct Slot<T>(UnsafeCell<T>);
 // references; bytemuck's Pod also rules out padding. Alignment is checked
 // against REGION_ALIGN in `create`/`attach`.
 unsafe impl<T: Pod> ShmSafe for Slot<T> {}
+
+// ---------------------------------------------------------------------------
+// Waking: the bell
+// ---------------------------------------------------------------------------
+
+/// How many times a freshly blocked handle polls (with spin hints, about a
+/// microsecond in all) before its first nap, whatever its [`Spin`]: see
+/// `sleep_on`. None under loom, whose notifiers are exact.
+pub(crate) const GRACE_POLLS: u32 = if cfg!(multiproc_loom) { 0 } else { 32 };
+
+/// The first nap of a blocked handle. Naps double up to
+/// [`LIVENESS_SLICE`]; a notification ends them early.
+pub(crate) const FIRST_NAP: Duration = Duration::from_micros(50);
+
+/// One direction of wake-ups between the two ends of an SPSC ring: the
+/// *waiter* sleeps on it, the *ringer* (the other end) rings it after each
+/// publishing store. See "Blocking" in the module docs for the protocol.
+#[repr(C)]
+#[derive(Debug)]
+struct Bell {
+    /// Where the waiter sleeps.
+    ec: EventCount,
+    /// 1 while the waiter is past its spin (napping, or about to), else 0.
+    /// Written by the waiter only.
+    asleep: AtomicU32,
+}
+
+impl Bell {
+    fn new() -> Self {
+        Self {
+            ec: EventCount::new(),
+            asleep: AtomicU32::new(0),
+        }
+    }
+
+    /// Ringer: call after every store that publishes (`tail` or `head`).
+    /// While the waiter is not asleep this is one load of a line nobody
+    /// writes: no fence, no `lock`ed instruction.
+    #[inline(always)]
+    fn ring(&self) {
+        // In the model, the fence that makes the check below exact (it
+        // pairs with the fence in the waiter's `prepare_wait`), so that
+        // loom's untimed sleeps check that no wake-up is lost. The real
+        // build leaves it out: a check that misses a waiter which has just
+        // fallen asleep delays it by at most one nap.
+        #[cfg(multiproc_loom)]
+        crate::sync::fence(Ordering::SeqCst);
+        // Relaxed: the flag carries no data; see above for staleness.
+        if self.asleep.load(Ordering::Relaxed) != 0 {
+            self.ring_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn ring_slow(&self) {
+        // The eventcount's fenced check: wakes the waiter if it sleeps.
+        self.ec.notify_all();
+    }
+
+    /// A new waiter handle: clears the flag its predecessor left set when it
+    /// died, so the ringer stops fencing.
+    fn reset(&self) {
+        // Relaxed: as in `block_on`.
+        self.asleep.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Sleeps on `ec` until `until` or a notification: a nap that ends on its
+/// own if nobody notifies.
+///
+/// Under loom the clock is frozen and the wait ends only by a notification;
+/// the model's notifiers are exact (see [`Bell::ring`]), so that is what
+/// it checks.
+pub(crate) fn nap(ec: &EventCount, key: WaitKey, until: Deadline) {
+    let _ = ec.wait(key, Some(until));
+}
+
+/// How a blocking wait ended.
+enum Woken<R> {
+    /// `poll` returned this.
+    Ready(R),
+    /// The deadline passed (after a last poll).
+    TimedOut,
+    /// The peer's role is released or its holder is dead.
+    PeerGone,
+}
+
+/// Blocks until `poll` returns `Some`: spins per `spin`, then raises the
+/// bell's `asleep` flag and naps, checking every [`LIVENESS_SLICE`] that the
+/// `peer` (the ringer's role) is still there.
+fn block_on<R>(
+    bell: &Bell,
+    peer: &RoleWord,
+    spin: Spin,
+    deadline: Option<Deadline>,
+    mut poll: impl FnMut() -> Option<R>,
+) -> Woken<R> {
+    let mut backoff = spin.start();
+    while backoff.spin() {
+        if let Some(r) = poll() {
+            return Woken::Ready(r);
+        }
+    }
+    // Relaxed: the SeqCst fence in `prepare_wait` below orders it before
+    // our polls, and pairs with the ringer's publish (see `Bell::ring`).
+    bell.asleep.store(1, Ordering::Relaxed);
+    let out = sleep_on(bell, peer, deadline, &mut poll);
+    // Relaxed: a ringer that sees the flag late only notifies for nothing.
+    bell.asleep.store(0, Ordering::Relaxed);
+    out
+}
+
+#[cold]
+fn sleep_on<R>(
+    bell: &Bell,
+    peer: &RoleWord,
+    deadline: Option<Deadline>,
+    poll: &mut impl FnMut() -> Option<R>,
+) -> Woken<R> {
+    let mut nap_len = FIRST_NAP;
+    let mut slice_end = Deadline::after(LIVENESS_SLICE);
+    let mut grace = GRACE_POLLS;
+    loop {
+        let key = bell.ec.prepare_wait();
+        if let Some(r) = poll() {
+            bell.ec.cancel_wait(key);
+            return Woken::Ready(r);
+        }
+        // Grace, before the first nap only: a ringer that published in the
+        // instant we raised the flag may have missed it, but its store
+        // reaches us within a store-buffer drain; poll for about a
+        // microsecond rather than sleep a whole nap on it.
+        while grace > 0 {
+            grace -= 1;
+            spin_loop();
+            if let Some(r) = poll() {
+                bell.ec.cancel_wait(key);
+                return Woken::Ready(r);
+            }
+        }
+        if deadline.is_some_and(Deadline::has_passed) {
+            bell.ec.cancel_wait(key);
+            return Woken::TimedOut;
+        }
+        let until = Deadline::after(nap_len).min(Some(slice_end.min(deadline)));
+        nap(&bell.ec, key, until);
+        nap_len = (nap_len * 2).min(LIVENESS_SLICE);
+        if slice_end.has_passed() {
+            if peer.peer().is_gone() {
+                return Woken::PeerGone;
+            }
+            slice_end = Deadline::after(LIVENESS_SLICE);
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------
 // The ring view
@@ -586,6 +776,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
     pub fn producer(&self) -> Result<Producer<'a, T>, RoleTaken> {
         let b = self.parts.body;
         let claimed = b.control.producer.claim()?;
+        b.control.not_full.reset();
         // Acquire: after the claim (itself Acquire, paired with the previous
         // holder's `release`), this is the last tail the previous producer
         // published, and the consumer's slot reads before `head` are done.
@@ -618,6 +809,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
     pub fn consumer(&self) -> Result<Consumer<'a, T>, RoleTaken> {
         let b = self.parts.body;
         let claimed = b.control.consumer.claim()?;
+        b.control.not_empty.reset();
         // Acquire: as in `producer`.
         let head = b.head.pos.load(Ordering::Acquire);
         let tail = b.tail.pos.load(Ordering::Acquire);
@@ -848,38 +1040,27 @@ impl<'a, T: Pod> Producer<'a, T> {
 
     #[cold]
     fn push_slow(&mut self, v: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
-        let body = self.ring.body();
-        let mut spin = self.spin;
-        loop {
-            // Never sleep longer than a slice: a dead consumer wakes nobody.
-            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
-            let r = body
-                .control
-                .not_full
-                .wait_for(spin, Some(slice), || match self.try_push(v) {
-                    Err(PushError::Full(_)) => None,
-                    r => Some(r),
-                });
-            if let Some(r) = r {
-                return r;
+        let c = &self.ring.body().control;
+        let spin = self.spin;
+        match block_on(&c.not_full, &c.consumer, spin, deadline, || {
+            match self.try_push(v) {
+                Err(PushError::Full(_)) => None,
+                r => Some(r),
             }
-            spin = Spin::NONE;
-            if body.control.consumer.peer().is_gone() {
-                // Last look: it may have freed slots before it went.
-                return match self.try_push(v) {
-                    Err(PushError::Full(v)) => Err(PushError::Disconnected(v)),
-                    r => r,
-                };
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Err(PushError::Full(v));
-            }
+        }) {
+            Woken::Ready(r) => r,
+            Woken::TimedOut => Err(PushError::Full(v)),
+            // Last look: it may have freed slots before it went.
+            Woken::PeerGone => match self.try_push(v) {
+                Err(PushError::Full(v)) => Err(PushError::Disconnected(v)),
+                r => r,
+            },
         }
     }
 
     /// Pushes as many values from the front of `vs` as there is room for,
     /// without blocking, and returns how many. The batch is published with
-    /// one store and one notify.
+    /// one store and one check of the consumer's `asleep` flag.
     ///
     /// Returns 0 when the ring is full, disconnected or corrupt; use
     /// [`try_push`](Self::try_push) to learn which.
@@ -1024,14 +1205,14 @@ impl<'a, T: Pod> Producer<'a, T> {
         }
     }
 
-    /// Publishes the local `tail` and wakes a sleeping consumer.
+    /// Publishes the local `tail` and rings the consumer's bell.
     #[inline]
     fn publish(&self) {
         let body = self.ring.body();
         // Release: pairs with the Acquire load of `tail` in
         // `Consumer::refresh_tail`: the slot writes before it are visible.
         body.tail.pos.store(self.tail, Ordering::Release);
-        body.control.not_empty.notify_all();
+        body.control.not_empty.ring();
     }
 }
 
@@ -1041,7 +1222,8 @@ impl<T> Drop for Producer<'_, T> {
         // Release inside `release`: everything published before is seen by a
         // consumer that observes the closed role (Acquire in `is_closed`).
         c.producer.release();
-        c.not_empty.notify_all();
+        // Fenced, armed or not: the consumer must see the release.
+        c.not_empty.ec.notify_all();
     }
 }
 
@@ -1191,38 +1373,27 @@ impl<'a, T: Pod> Consumer<'a, T> {
 
     #[cold]
     fn pop_slow(&mut self, deadline: Option<Deadline>) -> Result<T, PopError> {
-        let body = self.ring.body();
-        let mut spin = self.spin;
-        loop {
-            // Never sleep longer than a slice: a dead producer wakes nobody.
-            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
-            let r = body
-                .control
-                .not_empty
-                .wait_for(spin, Some(slice), || match self.try_pop() {
-                    Err(PopError::Empty) => None,
-                    r => Some(r),
-                });
-            if let Some(r) = r {
-                return r;
+        let c = &self.ring.body().control;
+        let spin = self.spin;
+        match block_on(&c.not_empty, &c.producer, spin, deadline, || {
+            match self.try_pop() {
+                Err(PopError::Empty) => None,
+                r => Some(r),
             }
-            spin = Spin::NONE;
-            if body.control.producer.peer().is_gone() {
-                // Drain what it published before it went.
-                return match self.try_pop() {
-                    Err(PopError::Empty) => Err(PopError::Disconnected),
-                    r => r,
-                };
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Err(PopError::Empty);
-            }
+        }) {
+            Woken::Ready(r) => r,
+            Woken::TimedOut => Err(PopError::Empty),
+            // Drain what it published before it went.
+            Woken::PeerGone => match self.try_pop() {
+                Err(PopError::Empty) => Err(PopError::Disconnected),
+                r => r,
+            },
         }
     }
 
     /// Pops as many values as are available, up to `out.len()`, into the
     /// front of `out`, without blocking, and returns how many. The batch is
-    /// released with one store and one notify.
+    /// released with one store and one check of the producer's `asleep` flag.
     ///
     /// Returns 0 when the ring is empty, disconnected or corrupt; use
     /// [`try_pop`](Self::try_pop) to learn which.
@@ -1360,7 +1531,7 @@ impl<'a, T: Pod> Consumer<'a, T> {
         }
     }
 
-    /// Publishes the local `head` and wakes a sleeping producer.
+    /// Publishes the local `head` and rings the producer's bell.
     #[inline]
     fn publish(&self) {
         let body = self.ring.body();
@@ -1368,7 +1539,7 @@ impl<'a, T: Pod> Consumer<'a, T> {
         // `Producer::refresh_head`: our slot reads are done before the
         // producer overwrites them.
         body.head.pos.store(self.head, Ordering::Release);
-        body.control.not_full.notify_all();
+        body.control.not_full.ring();
     }
 }
 
@@ -1378,7 +1549,8 @@ impl<T> Drop for Consumer<'_, T> {
         // Release inside `release`: a producer that sees the closed role also
         // sees our last `head`.
         c.consumer.release();
-        c.not_full.notify_all();
+        // Fenced, armed or not: the producer must see the release.
+        c.not_full.ec.notify_all();
     }
 }
 
@@ -1549,6 +1721,33 @@ mod tests {
                     assert_eq!(rx.try_pop(), Ok((i ^ round) as u16));
                 }
                 assert_eq!(rx.try_pop(), Err(PopError::Empty));
+            }
+        });
+    }
+
+    #[test]
+    fn zero_sized_and_over_aligned_elements() {
+        with_ring::<(), _>(3, |ring| {
+            let (mut tx, mut rx) = ring.split().unwrap();
+            for _ in 0..3 {
+                tx.try_push(()).unwrap();
+            }
+            assert!(tx.try_push(()).unwrap_err().is_full());
+            assert_eq!(rx.pop_slice(&mut [(); 5]), 3);
+            assert_eq!(tx.push_slice(&[(); 4]), 3);
+        });
+        #[derive(Clone, Copy, PartialEq, Debug, bytemuck::Zeroable, bytemuck::Pod)]
+        #[repr(C, align(64))]
+        struct Line64([u64; 8]);
+        with_ring::<Line64, _>(3, |ring| {
+            let (mut tx, mut rx) = ring.split().unwrap();
+            for round in 0..5u64 {
+                assert_eq!(tx.push_slice(&[Line64([round; 8]); 2]), 2);
+                let s = rx.read_slot().unwrap();
+                assert_eq!(&*s as *const Line64 as usize % 64, 0);
+                assert_eq!(*s, Line64([round; 8]));
+                drop(s);
+                assert_eq!(rx.try_pop(), Ok(Line64([round; 8])));
             }
         });
     }
@@ -1914,10 +2113,20 @@ mod tests {
 
     #[test]
     fn two_thread_stress_with_checksum() {
-        const N: u64 = 300_000;
-        for (cap, batch) in [(1u64, false), (7, false), (64, true), (1024, false)] {
+        const N: u64 = 100_000;
+        // `spin` NONE sends every wait through the bells and naps.
+        for (cap, batch, spin) in [
+            (1u64, false, Spin::DEFAULT),
+            (1, false, Spin::NONE),
+            (7, false, Spin::DEFAULT),
+            (64, true, Spin::NONE),
+            (64, true, Spin::DEFAULT),
+            (1024, false, Spin::NONE),
+        ] {
             with_ring::<[u64; 2], _>(cap, |ring| {
                 let (mut tx, mut rx) = ring.split().unwrap();
+                tx.set_spin(spin);
+                rx.set_spin(spin);
                 std::thread::scope(|s| {
                     s.spawn(move || {
                         if batch {
@@ -2043,8 +2252,9 @@ mod loom_tests {
         });
     }
 
-    /// Blocking push on a full ring and blocking pop on an empty ring wake
-    /// each other: a lost wake-up would be a loom deadlock.
+    /// Blocking push on a full 1-slot ring and blocking pop on an empty one
+    /// wake each other through the bells: a lost wake-up would be a loom
+    /// deadlock (naps end only by notifications in the model).
     #[test]
     fn spsc_blocking_no_lost_wakeup() {
         loom::model(|| {
