@@ -160,11 +160,13 @@ fn wait_for(word: &AtomicU64, v: u64, children: &[&Process]) {
             if word.load(Ordering::Acquire) >= v {
                 break;
             }
-            if let Some(c) = children.iter().find(|c| !c.is_alive()) {
-                if word.load(Ordering::Acquire) < v {
-                    join(c);
-                    panic!("a child ended before the signal");
-                }
+            // A child that ended must have succeeded (`join` panics
+            // otherwise); if all ended and the word is still short, they
+            // never will get there.
+            let ended: Vec<_> = children.iter().filter(|c| !c.is_alive()).collect();
+            ended.iter().for_each(|c| join(c));
+            if ended.len() == children.len() && word.load(Ordering::Acquire) < v {
+                panic!("the children ended before the signal");
             }
             if start.elapsed() > STALL {
                 children.iter().for_each(|c| drop(c.kill()));
@@ -333,6 +335,19 @@ impl Ring {
     }
 }
 
+/// One busy-wait step. After 2^16 fruitless spins (far beyond any
+/// steady-state wait) it yields the CPU once, so that on an oversubscribed
+/// 2-vCPU machine a spinner does not burn the peer's whole time slice; an
+/// uncontended run never gets there. It never sleeps.
+fn relax(spins: &mut u32) {
+    *spins += 1;
+    if *spins % (1 << 16) == 0 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
 struct RingTx {
     ring: Ring,
     /// Our head (only we write it).
@@ -344,11 +359,12 @@ struct RingTx {
 impl RingTx {
     /// Spins until a slot is free, lets `f` fill it, publishes it.
     fn push(&mut self, f: impl FnOnce(&mut [u8])) {
+        let mut spins = 0u32;
         while self.head - self.tail == self.ring.cap {
             // Acquire: pairs with the consumer's Release of `TAIL`, so its
             // reads of the slot finished before we overwrite it.
             self.tail = self.ring.map.u64_at(TAIL).load(Ordering::Acquire);
-            std::hint::spin_loop();
+            relax(&mut spins);
         }
         // SAFETY: the slot is ours until we publish `head + 1` (the
         // consumer does not read it before then, the check above says it
@@ -376,10 +392,11 @@ struct RingRx {
 impl RingRx {
     /// Spins until a slot is full, lets `f` read it, frees it.
     fn pop<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut spins = 0u32;
         while self.head == self.tail {
             // Acquire: pairs with the producer's Release of `HEAD`.
             self.head = self.ring.map.u64_at(HEAD).load(Ordering::Acquire);
-            std::hint::spin_loop();
+            relax(&mut spins);
         }
         // SAFETY: the producer published this slot and does not touch it
         // again before we publish `tail + 1`.
