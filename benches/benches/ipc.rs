@@ -1,0 +1,1230 @@
+//! Cross-process IPC: multiproc's queues, pipes and locks against their
+//! peers, side by side in one run (issue 5's "Benchmarks").
+//!
+//! `cargo bench -p multiproc-benches --bench ipc`
+//!
+//! Every figure moves data between this process and a child forked with
+//! [`multiproc::Process`] (the fork start method). One criterion iteration
+//! is one message (or one round trip, or one increment); each sample forks
+//! a fresh child, which signals ready through a shared control block
+//! before the clock starts. Every message carries its sequence number in
+//! its first 8 bytes; the receiving side counts the messages and sums the
+//! sequence numbers, and the bench panics on a mismatch, so no figure can
+//! come from lost or duplicated messages.
+//!
+//! | group | contenders |
+//! |---|---|
+//! | `queue_8B`, `queue_64B` | `multiproc::Queue<[u8; N]>` (MPMC), `multiproc::spsc` channel, ipc-channel bytes, Unix socket pair, hand-rolled spinning ring |
+//! | `queue_4KiB` | `multiproc::queue::bytes_channel` (copy in, copy out), ipc-channel, Unix socket, ring |
+//! | `queue_1MiB` | byte queue copy, byte queue zero-copy (`send_with`/`recv_with`), ipc-channel, Unix socket, ring (one copy in), memcpy in one process |
+//! | `pipe_8B`, `pipe_4KiB` | `multiproc::pipe()` (`send_bytes`/`recv_bytes_into`), Unix socket, ring |
+//! | `round_trip` | spsc channel default waiting, core SPSC ring with `Spin::NONE`, `Queue` with `Spin::NONE`, spinning ring, bare futex, Unix socket, ipc-channel; p50/p99 printed to stderr |
+//! | `locked_counter` | `multiproc::Mutex<u64>`, `multiproc::Value<u64>`, process-shared pthread mutex |
+//!
+//! At the end the bench prints a summary of its own figures and, when
+//! `python3` is present, the output of `python/pep371.py --only ipc
+//! --quick` (Python's multiprocessing). `IPC_BENCH_SKIP_PYTHON=1` skips
+//! the Python run.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
+use multiproc::core::spsc::SpscRing;
+use multiproc::core::wait::Spin;
+use multiproc::shm::SharedMemory;
+use multiproc::{Process, StartMethod};
+
+/// Longest wait for a peer before the bench gives up (a dead or hung
+/// child never hangs the run).
+const STALL: Duration = Duration::from_secs(30);
+
+// --- shared mappings -----------------------------------------------------------
+
+/// An anonymous `MAP_SHARED` mapping: forked children see the same bytes.
+struct Map {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access to it goes
+// through atomics or through the ring protocol below.
+unsafe impl Send for Map {}
+// SAFETY: as above.
+unsafe impl Sync for Map {}
+
+impl Map {
+    fn new(len: usize) -> Arc<Map> {
+        // SAFETY: a fresh anonymous mapping; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(ptr != libc::MAP_FAILED, "mmap of {len} bytes failed");
+        Arc::new(Map {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The `AtomicU64` at byte offset `off` (8-aligned, in bounds).
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= self.len);
+        // SAFETY: in bounds and aligned (checked); the mapping is zeroed
+        // at creation and only ever accessed atomically at this offset.
+        unsafe { &*self.ptr.add(off).cast::<AtomicU64>() }
+    }
+
+    /// The `AtomicU32` at byte offset `off` (4-aligned, in bounds).
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        assert!(off % 4 == 0 && off + 4 <= self.len);
+        // SAFETY: as in `u64_at`.
+        unsafe { &*self.ptr.add(off).cast::<AtomicU32>() }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped, once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// The control block a sample shares with its child(ren): each word on
+/// its own 128-byte line.
+struct Ctl(Arc<Map>);
+
+impl Clone for Ctl {
+    fn clone(&self) -> Self {
+        Ctl(Arc::clone(&self.0))
+    }
+}
+
+impl Ctl {
+    fn new() -> Ctl {
+        Ctl(Map::new(8 * 128))
+    }
+    fn ready(&self) -> &AtomicU64 {
+        self.0.u64_at(0)
+    }
+    fn go(&self) -> &AtomicU64 {
+        self.0.u64_at(128)
+    }
+    fn done(&self) -> &AtomicU64 {
+        self.0.u64_at(256)
+    }
+    fn count(&self) -> &AtomicU64 {
+        self.0.u64_at(384)
+    }
+    fn sum(&self) -> &AtomicU64 {
+        self.0.u64_at(512)
+    }
+}
+
+/// Forks a child running `f`; a child returning `Err` exits unsuccessfully.
+fn fork(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Process {
+    Process::new(f)
+        .start_method(StartMethod::Fork)
+        .start()
+        .expect("fork a child")
+}
+
+fn join(child: &Process) {
+    match child.join() {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("the child ended with {s}"),
+        Err(e) => panic!("the child failed: {e}"),
+    }
+}
+
+/// Waits until `word >= v`; panics after `STALL` or when every child in
+/// `children` ended without getting there.
+fn wait_for(word: &AtomicU64, v: u64, children: &[&Process]) {
+    let start = Instant::now();
+    let mut polls = 0u32;
+    while word.load(Ordering::Acquire) < v {
+        polls = polls.wrapping_add(1);
+        if polls % 4096 == 0 {
+            if word.load(Ordering::Acquire) >= v {
+                break;
+            }
+            // A child that ended must have succeeded (`join` panics
+            // otherwise); if all ended and the word is still short, they
+            // never will get there.
+            let ended: Vec<_> = children.iter().filter(|c| !c.is_alive()).collect();
+            ended.iter().for_each(|c| join(c));
+            if ended.len() == children.len() && word.load(Ordering::Acquire) < v {
+                panic!("the children ended before the signal");
+            }
+            if start.elapsed() > STALL {
+                children.iter().for_each(|c| drop(c.kill()));
+                panic!("a child stalled");
+            }
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Count and wrapping sum of sequence numbers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    count: u64,
+    sum: u64,
+}
+
+impl Tally {
+    fn add(&mut self, seq: u64) {
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(seq);
+    }
+    /// The tally of `0..n`.
+    fn of(n: u64) -> Tally {
+        let (a, b) = if n % 2 == 0 {
+            (n / 2, n.wrapping_sub(1))
+        } else {
+            (n, n.wrapping_sub(1) / 2)
+        };
+        Tally {
+            count: n,
+            sum: a.wrapping_mul(b),
+        }
+    }
+}
+
+fn seq_of(m: &[u8]) -> u64 {
+    u64::from_le_bytes(m[..8].try_into().expect("8 bytes"))
+}
+
+fn put_seq(m: &mut [u8], i: u64) {
+    m[..8].copy_from_slice(&i.to_le_bytes());
+}
+
+// --- figures collected for the closing summary ---------------------------------
+
+/// Per contender: total iterations and total time over every sample.
+static TOTALS: StdMutex<BTreeMap<String, (u64, Duration)>> = StdMutex::new(BTreeMap::new());
+
+fn record(name: &str, iters: u64, el: Duration) {
+    let mut t = TOTALS.lock().unwrap();
+    let e = t.entry(name.to_string()).or_default();
+    e.0 += iters;
+    e.1 += el;
+}
+
+/// Per round-trip contender: (p50, p99) in microseconds.
+static LATENCIES: StdMutex<Vec<(String, f64, f64)>> = StdMutex::new(Vec::new());
+
+// --- the stream harness ----------------------------------------------------------
+
+/// One throughput sample: forks a consumer that takes exactly `n` messages
+/// (`consume` returns their tally), times `produce` sending `0..n` until
+/// the consumer says it has all of them, then checks the tally.
+fn stream(
+    n: u64,
+    consume: impl FnOnce(u64) -> Result<Tally, String> + Send + 'static,
+    produce: impl FnOnce(u64),
+) -> Duration {
+    let ctl = Ctl::new();
+    let c = ctl.clone();
+    let child = fork(move || {
+        c.ready().store(1, Ordering::Release);
+        let t = consume(n)?;
+        c.count().store(t.count, Ordering::Relaxed);
+        c.sum().store(t.sum, Ordering::Relaxed);
+        // Release: pairs with the parent's Acquire in `wait_for`, which
+        // then reads count and sum.
+        c.done().store(1, Ordering::Release);
+        Ok(())
+    });
+    wait_for(ctl.ready(), 1, &[&child]);
+    let start = Instant::now();
+    produce(n);
+    wait_for(ctl.done(), 1, &[&child]);
+    let el = start.elapsed();
+    join(&child);
+    let got = Tally {
+        count: ctl.count().load(Ordering::Relaxed),
+        sum: ctl.sum().load(Ordering::Relaxed),
+    };
+    assert_eq!(got, Tally::of(n), "messages lost or duplicated");
+    el
+}
+
+/// Registers one throughput contender in `g`.
+fn contender(
+    g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &str,
+    name: &str,
+    f: impl Fn(u64) -> Duration,
+) {
+    let key = format!("{group}/{name}");
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let el = f(iters);
+            record(&key, iters, el);
+            el
+        })
+    });
+}
+
+// --- the hand-rolled ring --------------------------------------------------------
+
+/// A busy-spin SPSC ring of fixed-size slots in a shared mapping: head and
+/// tail `u64`s on separate 128-byte lines, Release/Acquire, no waiting.
+/// The practical ceiling for any shared-memory queue.
+struct Ring {
+    map: Arc<Map>,
+    slot: usize,
+    cap: u64,
+}
+
+const HEAD: usize = 0;
+const TAIL: usize = 128;
+const DATA: usize = 256;
+
+impl Ring {
+    fn new(slot: usize, cap: u64) -> Ring {
+        Ring {
+            map: Map::new(DATA + slot * cap as usize),
+            slot,
+            cap,
+        }
+    }
+
+    fn share(&self) -> Ring {
+        Ring {
+            map: Arc::clone(&self.map),
+            slot: self.slot,
+            cap: self.cap,
+        }
+    }
+
+    fn slot_ptr(&self, i: u64) -> *mut u8 {
+        // SAFETY: `i % cap < cap`, so the slot lies inside the mapping.
+        unsafe { self.map.ptr.add(DATA + (i % self.cap) as usize * self.slot) }
+    }
+
+    /// The producing side; only one process pushes.
+    fn producer(self) -> RingTx {
+        RingTx {
+            ring: self,
+            head: 0,
+            tail: 0,
+        }
+    }
+
+    /// The consuming side; only one process pops.
+    fn consumer(self) -> RingRx {
+        RingRx {
+            ring: self,
+            head: 0,
+            tail: 0,
+        }
+    }
+}
+
+/// One busy-wait step. After 2^16 fruitless spins (far beyond any
+/// steady-state wait) it yields the CPU once, so that on an oversubscribed
+/// 2-vCPU machine a spinner does not burn the peer's whole time slice; an
+/// uncontended run never gets there. It never sleeps.
+fn relax(spins: &mut u32) {
+    *spins += 1;
+    if *spins % (1 << 16) == 0 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
+struct RingTx {
+    ring: Ring,
+    /// Our head (only we write it).
+    head: u64,
+    /// Last tail seen.
+    tail: u64,
+}
+
+impl RingTx {
+    /// Spins until a slot is free, lets `f` fill it, publishes it.
+    fn push(&mut self, f: impl FnOnce(&mut [u8])) {
+        let mut spins = 0u32;
+        while self.head - self.tail == self.ring.cap {
+            // Acquire: pairs with the consumer's Release of `TAIL`, so its
+            // reads of the slot finished before we overwrite it.
+            self.tail = self.ring.map.u64_at(TAIL).load(Ordering::Acquire);
+            relax(&mut spins);
+        }
+        // SAFETY: the slot is ours until we publish `head + 1` (the
+        // consumer does not read it before then, the check above says it
+        // is done with the previous lap).
+        let slot = unsafe {
+            std::slice::from_raw_parts_mut(self.ring.slot_ptr(self.head), self.ring.slot)
+        };
+        f(slot);
+        self.head += 1;
+        // Release: pairs with the consumer's Acquire of `HEAD`.
+        self.ring
+            .map
+            .u64_at(HEAD)
+            .store(self.head, Ordering::Release);
+    }
+}
+
+struct RingRx {
+    ring: Ring,
+    head: u64,
+    /// Our tail (only we write it).
+    tail: u64,
+}
+
+impl RingRx {
+    /// Spins until a slot is full, lets `f` read it, frees it.
+    fn pop<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut spins = 0u32;
+        while self.head == self.tail {
+            // Acquire: pairs with the producer's Release of `HEAD`.
+            self.head = self.ring.map.u64_at(HEAD).load(Ordering::Acquire);
+            relax(&mut spins);
+        }
+        // SAFETY: the producer published this slot and does not touch it
+        // again before we publish `tail + 1`.
+        let slot =
+            unsafe { std::slice::from_raw_parts(self.ring.slot_ptr(self.tail), self.ring.slot) };
+        let r = f(slot);
+        self.tail += 1;
+        // Release: pairs with the producer's Acquire of `TAIL`.
+        self.ring
+            .map
+            .u64_at(TAIL)
+            .store(self.tail, Ordering::Release);
+        r
+    }
+}
+
+/// Ring stream: `size`-byte messages through `cap` slots. The producer
+/// writes each message into its slot (one copy of a ready message), the
+/// consumer reads the sequence number (and the last byte) in place.
+fn ring_stream(size: usize, cap: u64, n: u64) -> Duration {
+    let ring = Ring::new(size, cap);
+    let rx = ring.share();
+    let mut tx = ring.producer();
+    let mut msg = vec![7u8; size];
+    stream(
+        n,
+        move |n| {
+            let mut rx = rx.consumer();
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let (seq, last) = rx.pop(|s| (seq_of(s), s[s.len() - 1]));
+                if size > 8 && last != 7 {
+                    return Err("a torn message".into());
+                }
+                t.add(seq);
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                put_seq(&mut msg, i);
+                tx.push(|s| s.copy_from_slice(&msg));
+            }
+        },
+    )
+}
+
+// --- the Unix socket pair --------------------------------------------------------
+
+/// Unix socket stream: frames of a 4-byte length then the payload, one
+/// `write_all` per frame; the reader uses a 64 KiB `BufReader` and
+/// `read_exact`.
+fn unix_stream(size: usize, n: u64) -> Duration {
+    let (mut a, b) = UnixStream::pair().expect("socket pair");
+    let mut frame = vec![0u8; 4 + size];
+    frame[..4].copy_from_slice(&(size as u32).to_le_bytes());
+    stream(
+        n,
+        move |n| {
+            let mut r = BufReader::with_capacity(64 << 10, b);
+            let mut buf = vec![0u8; size];
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let mut len = [0u8; 4];
+                r.read_exact(&mut len).map_err(|e| e.to_string())?;
+                let len = u32::from_le_bytes(len) as usize;
+                if len != size {
+                    return Err(format!("a frame of {len} bytes"));
+                }
+                r.read_exact(&mut buf).map_err(|e| e.to_string())?;
+                t.add(seq_of(&buf));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                put_seq(&mut frame[4..], i);
+                a.write_all(&frame).expect("socket write");
+            }
+        },
+    )
+}
+
+// --- ipc-channel -----------------------------------------------------------------
+
+/// ipc-channel's byte channel (its fastest path: no serialisation).
+fn ipc_channel_stream(size: usize, n: u64) -> Duration {
+    let (tx, rx) = ipc_channel::ipc::bytes_channel().expect("ipc-channel");
+    let mut msg = vec![0u8; size];
+    stream(
+        n,
+        move |n| {
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let m = rx.recv().map_err(|e| format!("{e:?}"))?;
+                if m.len() != size {
+                    return Err(format!("a message of {} bytes", m.len()));
+                }
+                t.add(seq_of(&m));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                put_seq(&mut msg, i);
+                tx.send(&msg).expect("ipc-channel send");
+            }
+        },
+    )
+}
+
+// --- multiproc -------------------------------------------------------------------
+
+fn mp_queue<const N: usize>(n: u64) -> Duration {
+    let (tx, rx) = multiproc::queue::channel::<[u8; N]>(1024).expect("queue");
+    stream(
+        n,
+        move |n| {
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let m = rx.recv_timeout(STALL).map_err(|e| e.to_string())?;
+                t.add(seq_of(&m));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                let mut m = [0u8; N];
+                put_seq(&mut m, i);
+                tx.send_timeout(m, STALL).expect("queue send");
+            }
+        },
+    )
+}
+
+fn mp_spsc<const N: usize>(n: u64) -> Duration {
+    let (mut tx, mut rx) = multiproc::spsc::channel::<[u8; N]>(1024).expect("spsc");
+    stream(
+        n,
+        move |n| {
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let m = rx.recv_timeout(STALL).map_err(|e| e.to_string())?;
+                t.add(seq_of(&m));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                let mut m = [0u8; N];
+                put_seq(&mut m, i);
+                tx.send_timeout(m, STALL).expect("spsc send");
+            }
+        },
+    )
+}
+
+/// Byte queue, copying: `send` of a ready message, `recv_into` a buffer.
+fn mp_bytes_copy(size: usize, ring: u64, n: u64) -> Duration {
+    let (mut tx, mut rx) = multiproc::queue::bytes_channel(ring, size as u64).expect("bytes");
+    let mut msg = vec![7u8; size];
+    stream(
+        n,
+        move |n| {
+            let mut buf = vec![0u8; size];
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let got = rx.recv_into(&mut buf).map_err(|e| e.to_string())?;
+                if got != size {
+                    return Err(format!("a message of {got} bytes"));
+                }
+                t.add(seq_of(&buf));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                put_seq(&mut msg, i);
+                tx.send(&msg).expect("bytes send");
+            }
+        },
+    )
+}
+
+/// Byte queue, zero-copy: the producer writes every byte in place
+/// (`send_with`), the consumer reads the sequence number and the last byte
+/// in place (`recv_with`), like the ring.
+fn mp_bytes_zero_copy(size: usize, ring: u64, n: u64) -> Duration {
+    let (mut tx, mut rx) = multiproc::queue::bytes_channel(ring, size as u64).expect("bytes");
+    stream(
+        n,
+        move |n| {
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let (len, seq, last) = rx
+                    .recv_with(|m| (m.len(), seq_of(m), m[m.len() - 1]))
+                    .map_err(|e| e.to_string())?;
+                if len != size || (size > 8 && last != seq as u8) {
+                    return Err(format!("a torn message of {len} bytes"));
+                }
+                t.add(seq);
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                tx.send_with(size, |m| {
+                    m.fill(i as u8);
+                    put_seq(m, i);
+                })
+                .expect("bytes send_with");
+            }
+        },
+    )
+}
+
+/// Pipe: one direction of a duplex `multiproc::pipe()`, `send_bytes` and
+/// `recv_bytes_into`.
+fn mp_pipe(size: usize, n: u64) -> Duration {
+    let (mut a, mut b) = multiproc::pipe().expect("pipe");
+    let mut msg = vec![7u8; size];
+    stream(
+        n,
+        move |n| {
+            let mut buf = vec![0u8; size];
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let got = b.recv_bytes_into(&mut buf).map_err(|e| e.to_string())?;
+                if got != size {
+                    return Err(format!("a message of {got} bytes"));
+                }
+                t.add(seq_of(&buf));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                put_seq(&mut msg, i);
+                a.send_bytes(&msg).expect("pipe send");
+            }
+        },
+    )
+}
+
+// --- throughput groups -----------------------------------------------------------
+
+fn configure(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1500))
+        .throughput(Throughput::Elements(1));
+}
+
+fn queue_small<const N: usize>(c: &mut Criterion) {
+    let name = format!("queue_{N}B");
+    let mut g = c.benchmark_group(&name);
+    configure(&mut g);
+    contender(&mut g, &name, "multiproc_queue", mp_queue::<N>);
+    contender(&mut g, &name, "multiproc_spsc", mp_spsc::<N>);
+    contender(&mut g, &name, "ipc_channel", |n| ipc_channel_stream(N, n));
+    contender(&mut g, &name, "unix_socket", |n| unix_stream(N, n));
+    contender(&mut g, &name, "spin_ring", |n| ring_stream(N, 1024, n));
+    g.finish();
+}
+
+fn queue_8b(c: &mut Criterion) {
+    queue_small::<8>(c);
+}
+
+fn queue_64b(c: &mut Criterion) {
+    queue_small::<64>(c);
+}
+
+fn queue_4kib(c: &mut Criterion) {
+    const N: usize = 4 << 10;
+    let name = "queue_4KiB";
+    let mut g = c.benchmark_group(name);
+    configure(&mut g);
+    contender(&mut g, name, "multiproc_bytes", |n| {
+        mp_bytes_copy(N, 4 << 20, n)
+    });
+    contender(&mut g, name, "ipc_channel", |n| ipc_channel_stream(N, n));
+    contender(&mut g, name, "unix_socket", |n| unix_stream(N, n));
+    contender(&mut g, name, "spin_ring", |n| ring_stream(N, 1024, n));
+    g.finish();
+}
+
+/// memcpy of 1 MiB between two buffers of this process: the physical
+/// ceiling for any copy.
+fn memcpy_1mib(n: u64) -> Duration {
+    let src = vec![7u8; 1 << 20];
+    let mut dst = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    for i in 0..n {
+        dst.copy_from_slice(black_box(&src));
+        black_box(&mut dst)[0] = i as u8;
+    }
+    start.elapsed()
+}
+
+fn queue_1mib(c: &mut Criterion) {
+    const N: usize = 1 << 20;
+    let name = "queue_1MiB";
+    let mut g = c.benchmark_group(name);
+    configure(&mut g);
+    contender(&mut g, name, "multiproc_bytes_copy", |n| {
+        mp_bytes_copy(N, 4 << 20, n)
+    });
+    contender(&mut g, name, "multiproc_bytes_zero_copy", |n| {
+        mp_bytes_zero_copy(N, 4 << 20, n)
+    });
+    contender(&mut g, name, "ipc_channel", |n| ipc_channel_stream(N, n));
+    contender(&mut g, name, "unix_socket", |n| unix_stream(N, n));
+    contender(&mut g, name, "spin_ring", |n| ring_stream(N, 4, n));
+    contender(&mut g, name, "memcpy", memcpy_1mib);
+    g.finish();
+}
+
+fn pipes(c: &mut Criterion) {
+    for (name, size) in [("pipe_8B", 8usize), ("pipe_4KiB", 4 << 10)] {
+        let mut g = c.benchmark_group(name);
+        configure(&mut g);
+        contender(&mut g, name, "multiproc_pipe", |n| mp_pipe(size, n));
+        contender(&mut g, name, "unix_socket", |n| unix_stream(size, n));
+        // A 64 KiB ring, a Linux pipe's buffer.
+        contender(&mut g, name, "spin_ring", |n| {
+            ring_stream(size, (64 << 10) / size as u64, n)
+        });
+        g.finish();
+    }
+}
+
+// --- round trips -----------------------------------------------------------------
+
+/// Runs `n` round trips: forks a child running `echo`, then times each
+/// `trip(i)` (which must return `i`), recording every sample in `samples`.
+fn round_trips(
+    n: u64,
+    echo: impl FnOnce(u64) -> Result<(), String> + Send + 'static,
+    mut trip: impl FnMut(u64) -> u64,
+    samples: &RefCell<Vec<Duration>>,
+) -> Duration {
+    let ctl = Ctl::new();
+    let c = ctl.clone();
+    let child = fork(move || {
+        c.ready().store(1, Ordering::Release);
+        echo(n)?;
+        c.done().store(1, Ordering::Release);
+        Ok(())
+    });
+    wait_for(ctl.ready(), 1, &[&child]);
+    let mut s = samples.borrow_mut();
+    let mut total = Duration::ZERO;
+    for i in 0..n {
+        let t = Instant::now();
+        let back = trip(i);
+        let el = t.elapsed();
+        assert_eq!(back, i, "a round trip came back wrong");
+        total += el;
+        s.push(el);
+    }
+    wait_for(ctl.done(), 1, &[&child]);
+    join(&child);
+    total
+}
+
+fn rt_spsc_default(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let (mut ptx, mut prx) = multiproc::spsc::channel::<u64>(64).expect("spsc");
+    let (mut ctx, mut crx) = multiproc::spsc::channel::<u64>(64).expect("spsc");
+    round_trips(
+        n,
+        move |n| {
+            for _ in 0..n {
+                let v = prx.recv_timeout(STALL).map_err(|e| e.to_string())?;
+                ctx.send_timeout(v, STALL).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        |i| {
+            ptx.send_timeout(i, STALL).expect("send");
+            crx.recv_timeout(STALL).expect("recv")
+        },
+        s,
+    )
+}
+
+fn rt_queue_sleep(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let q = || {
+        multiproc::Queue::<u64>::new(64)
+            .spin(Spin::NONE)
+            .channel()
+            .expect("queue")
+    };
+    let ((ptx, prx), (ctx, crx)) = (q(), q());
+    round_trips(
+        n,
+        move |n| {
+            for _ in 0..n {
+                let v = prx.recv_timeout(STALL).map_err(|e| e.to_string())?;
+                ctx.send_timeout(v, STALL).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        |i| {
+            ptx.send_timeout(i, STALL).expect("send");
+            crx.recv_timeout(STALL).expect("recv")
+        },
+        s,
+    )
+}
+
+/// The core SPSC ring (what `multiproc::spsc` wraps) with `Spin::NONE` set
+/// on its handles: every wait sleeps at once.
+fn rt_core_spsc_sleep(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let size = SpscRing::<u64>::memory_size(64).expect("size");
+    let (ping, pong) = (
+        Arc::new(SharedMemory::anonymous(size).expect("shm")),
+        Arc::new(SharedMemory::anonymous(size).expect("shm")),
+    );
+    SpscRing::<u64>::create(ping.region(), 64).expect("ring");
+    SpscRing::<u64>::create(pong.region(), 64).expect("ring");
+    let (cping, cpong) = (Arc::clone(&ping), Arc::clone(&pong));
+    let pr = SpscRing::<u64>::attach(ping.region()).expect("attach");
+    let qr = SpscRing::<u64>::attach(pong.region()).expect("attach");
+    let mut tx = pr.producer().expect("producer");
+    let mut rx = qr.consumer().expect("consumer");
+    tx.set_spin(Spin::NONE);
+    rx.set_spin(Spin::NONE);
+    round_trips(
+        n,
+        move |n| {
+            let pr = SpscRing::<u64>::attach(cping.region()).map_err(|e| e.to_string())?;
+            let qr = SpscRing::<u64>::attach(cpong.region()).map_err(|e| e.to_string())?;
+            let mut rx = pr.consumer().map_err(|e| e.to_string())?;
+            let mut tx = qr.producer().map_err(|e| e.to_string())?;
+            rx.set_spin(Spin::NONE);
+            tx.set_spin(Spin::NONE);
+            for _ in 0..n {
+                let v = rx.pop_timeout(STALL).map_err(|e| e.to_string())?;
+                tx.push_timeout(v, STALL).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        |i| {
+            tx.push_timeout(i, STALL).expect("push");
+            rx.pop_timeout(STALL).expect("pop")
+        },
+        s,
+    )
+}
+
+fn rt_ring(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let (ping, pong) = (Ring::new(8, 64), Ring::new(8, 64));
+    let (cping, cpong) = (ping.share(), pong.share());
+    let mut tx = ping.producer();
+    let mut rx = pong.consumer();
+    round_trips(
+        n,
+        move |n| {
+            let (mut rx, mut tx) = (cping.consumer(), cpong.producer());
+            for _ in 0..n {
+                let v = rx.pop(seq_of);
+                tx.push(|s| put_seq(s, v));
+            }
+            Ok(())
+        },
+        |i| {
+            tx.push(|s| put_seq(s, i));
+            rx.pop(seq_of)
+        },
+        s,
+    )
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: FUTEX_WAIT on a valid, aligned u32 in a shared mapping
+    // (no PRIVATE flag: the waker is another process); a null timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE of one waiter on a valid u32.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
+    }
+}
+
+/// Bare futex ping-pong: two u32 words, each side stores, wakes, and waits
+/// with FUTEX_WAIT at once (no spin): the floor for any sleeping wait.
+fn rt_futex(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let map = Map::new(256);
+    let cmap = Arc::clone(&map);
+    let (ping, pong) = (map.u32_at(0), map.u32_at(128));
+    round_trips(
+        n,
+        move |n| {
+            let (ping, pong) = (cmap.u32_at(0), cmap.u32_at(128));
+            for i in 0..n {
+                let want = (i as u32).wrapping_add(1);
+                loop {
+                    let v = ping.load(Ordering::Acquire);
+                    if v == want {
+                        break;
+                    }
+                    futex_wait(ping, v);
+                }
+                pong.store(want, Ordering::Release);
+                futex_wake(pong);
+            }
+            Ok(())
+        },
+        |i| {
+            let want = (i as u32).wrapping_add(1);
+            ping.store(want, Ordering::Release);
+            futex_wake(ping);
+            loop {
+                let v = pong.load(Ordering::Acquire);
+                if v == want {
+                    return i;
+                }
+                futex_wait(pong, v);
+            }
+        },
+        s,
+    )
+}
+
+fn rt_unix(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let (mut a, mut b) = UnixStream::pair().expect("socket pair");
+    round_trips(
+        n,
+        move |n| {
+            let mut frame = [0u8; 12];
+            for _ in 0..n {
+                b.read_exact(&mut frame).map_err(|e| e.to_string())?;
+                b.write_all(&frame).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        |i| {
+            let mut frame = [0u8; 12];
+            frame[..4].copy_from_slice(&8u32.to_le_bytes());
+            put_seq(&mut frame[4..], i);
+            a.write_all(&frame).expect("write");
+            a.read_exact(&mut frame).expect("read");
+            seq_of(&frame[4..])
+        },
+        s,
+    )
+}
+
+fn rt_ipc_channel(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let (ptx, prx) = ipc_channel::ipc::bytes_channel().expect("ipc-channel");
+    let (ctx, crx) = ipc_channel::ipc::bytes_channel().expect("ipc-channel");
+    round_trips(
+        n,
+        move |n| {
+            for _ in 0..n {
+                let m = prx.recv().map_err(|e| format!("{e:?}"))?;
+                ctx.send(&m).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        |i| {
+            ptx.send(&i.to_le_bytes()).expect("send");
+            seq_of(&crx.recv().expect("recv"))
+        },
+        s,
+    )
+}
+
+fn round_trip(c: &mut Criterion) {
+    type Rt = fn(u64, &RefCell<Vec<Duration>>) -> Duration;
+    let contenders: [(&str, Rt); 7] = [
+        ("multiproc_spsc_default", rt_spsc_default),
+        ("multiproc_core_spsc_spin_none", rt_core_spsc_sleep),
+        ("multiproc_queue_spin_none", rt_queue_sleep),
+        ("spin_ring", rt_ring),
+        ("bare_futex", rt_futex),
+        ("unix_socket", rt_unix),
+        ("ipc_channel", rt_ipc_channel),
+    ];
+    let mut g = c.benchmark_group("round_trip");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1500))
+        .throughput(Throughput::Elements(1));
+    for (name, f) in contenders {
+        let samples = RefCell::new(Vec::new());
+        let key = format!("round_trip/{name}");
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let el = f(iters, &samples);
+                record(&key, iters, el);
+                el
+            })
+        });
+        let mut s = samples.into_inner();
+        if s.is_empty() {
+            continue; // filtered out
+        }
+        s.sort_unstable();
+        let at = |q: usize| s[(s.len() * q / 100).min(s.len() - 1)].as_secs_f64() * 1e6;
+        let (p50, p99) = (at(50), at(99));
+        eprintln!(
+            "ipc round_trip {name}: p50 {p50:.2} us, p99 {p99:.2} us ({} trips)",
+            s.len()
+        );
+        LATENCIES.lock().unwrap().push((name.to_string(), p50, p99));
+    }
+    g.finish();
+}
+
+// --- locked counter --------------------------------------------------------------
+
+/// Two forked children each do `n` increments of one shared counter
+/// through `inc`, from a common go signal; returns half the elapsed time
+/// (criterion counts `n` iterations; 2n increments happened). `check`
+/// returns the counter at the end, which must be 2n.
+fn two_incrementers(
+    n: u64,
+    inc: impl Fn() -> Result<(), String> + Send + Clone + 'static,
+    check: impl FnOnce() -> u64,
+) -> Duration {
+    let ctl = Ctl::new();
+    let children: Vec<Process> = (0..2)
+        .map(|_| {
+            let (c, inc) = (ctl.clone(), inc.clone());
+            fork(move || {
+                c.ready().fetch_add(1, Ordering::AcqRel);
+                let start = Instant::now();
+                while c.go().load(Ordering::Acquire) == 0 {
+                    if start.elapsed() > STALL {
+                        return Err("no go signal".into());
+                    }
+                    std::hint::spin_loop();
+                }
+                for _ in 0..n {
+                    inc()?;
+                }
+                c.done().fetch_add(1, Ordering::AcqRel);
+                Ok(())
+            })
+        })
+        .collect();
+    let refs: Vec<&Process> = children.iter().collect();
+    wait_for(ctl.ready(), 2, &refs);
+    let start = Instant::now();
+    ctl.go().store(1, Ordering::Release);
+    wait_for(ctl.done(), 2, &refs);
+    let el = start.elapsed();
+    children.iter().for_each(join);
+    assert_eq!(check(), 2 * n, "increments lost");
+    el / 2
+}
+
+fn lc_mutex(n: u64) -> Duration {
+    let m = multiproc::Mutex::<u64>::new(0).expect("mutex");
+    let m2 = m.clone();
+    two_incrementers(
+        n,
+        move || {
+            *m2.lock().map_err(|_| "poisoned")? += 1;
+            Ok(())
+        },
+        move || *m.lock().expect("lock"),
+    )
+}
+
+fn lc_value(n: u64) -> Duration {
+    let v = multiproc::Value::<u64>::new(0).expect("value");
+    let v2 = v.clone();
+    two_incrementers(
+        n,
+        move || v2.update(|x| *x += 1).map_err(|_| "poisoned".to_string()),
+        move || v.get().expect("get"),
+    )
+}
+
+/// A process-shared pthread mutex and its counter in one shared mapping.
+fn lc_pthread(n: u64) -> Duration {
+    let size = std::mem::size_of::<libc::pthread_mutex_t>();
+    let map = Map::new(256);
+    let mutex = map.ptr.cast::<libc::pthread_mutex_t>();
+    let counter_off = size.next_multiple_of(64);
+    // SAFETY: `mutex` points at zeroed, suitably aligned shared memory
+    // (mmap is page-aligned) that nothing else uses yet; the attribute is
+    // initialised before use and destroyed after.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+        assert_eq!(
+            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+            0
+        );
+        assert_eq!(libc::pthread_mutex_init(mutex, &attr), 0);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+    let m2 = Arc::clone(&map);
+    two_incrementers(
+        n,
+        move || {
+            let mutex = m2.ptr.cast::<libc::pthread_mutex_t>();
+            // SAFETY: an initialised process-shared mutex; the counter is
+            // only touched while it is held.
+            unsafe {
+                if libc::pthread_mutex_lock(mutex) != 0 {
+                    return Err("pthread_mutex_lock".into());
+                }
+                *m2.ptr.add(counter_off).cast::<u64>() += 1;
+                libc::pthread_mutex_unlock(mutex);
+            }
+            Ok(())
+        },
+        || {
+            // SAFETY: both children exited; nobody else touches it.
+            unsafe { *map.ptr.add(counter_off).cast::<u64>() }
+        },
+    )
+}
+
+fn locked_counter(c: &mut Criterion) {
+    let name = "locked_counter";
+    let mut g = c.benchmark_group(name);
+    configure(&mut g);
+    contender(&mut g, name, "multiproc_mutex", lc_mutex);
+    contender(&mut g, name, "multiproc_value", lc_value);
+    contender(&mut g, name, "pthread_shared_mutex", lc_pthread);
+    g.finish();
+}
+
+// --- summary and Python ----------------------------------------------------------
+
+fn summary() {
+    let totals = TOTALS.lock().unwrap();
+    if totals.is_empty() {
+        return;
+    }
+    eprintln!("\n=== ipc summary (all samples: total iterations / total time) ===");
+    for (key, (iters, el)) in totals.iter() {
+        let rate = *iters as f64 / el.as_secs_f64().max(1e-12);
+        let extra = if key.starts_with("queue_1MiB") {
+            format!(" ({:.2} GB/s)", rate * (1 << 20) as f64 / 1e9)
+        } else if key.starts_with("round_trip") {
+            format!(" (mean {:.2} us)", 1e6 / rate)
+        } else {
+            String::new()
+        };
+        eprintln!("ipc {key}: {rate:.0} /s{extra}");
+    }
+    for (name, p50, p99) in LATENCIES.lock().unwrap().iter() {
+        eprintln!("ipc round_trip {name}: p50 {p50:.2} us, p99 {p99:.2} us");
+    }
+}
+
+fn python() {
+    if std::env::var_os("IPC_BENCH_SKIP_PYTHON").is_some() {
+        eprintln!("python multiprocessing: skipped (IPC_BENCH_SKIP_PYTHON set)");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/pep371.py");
+    match std::process::Command::new("python3")
+        .args([script, "--only", "ipc", "--quick"])
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            eprintln!("=== python multiprocessing (pep371.py --only ipc --quick) ===");
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => print_python(&v),
+                Err(_) => eprintln!("python: {}", text.trim()),
+            }
+        }
+        Ok(out) => eprintln!(
+            "python multiprocessing: skipped (pep371.py failed: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("python multiprocessing: skipped (no python3: {e})"),
+    }
+}
+
+/// Prints every numeric leaf of the script's JSON as `python <path>: <v>`.
+fn print_python(v: &serde_json::Value) {
+    fn walk(prefix: &str, v: &serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, x);
+                }
+            }
+            serde_json::Value::Number(n) => eprintln!("python {prefix}: {n}"),
+            serde_json::Value::String(s) => eprintln!("python {prefix}: {s}"),
+            _ => {}
+        }
+    }
+    walk("", v);
+}
+
+criterion_group!(
+    benches,
+    queue_8b,
+    queue_64b,
+    queue_4kib,
+    queue_1mib,
+    pipes,
+    round_trip,
+    locked_counter
+);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summary();
+    // Only when benchmarks ran (not `--list`, not a filtered-out run).
+    if !TOTALS.lock().unwrap().is_empty() {
+        python();
+    }
+}
