@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use multiproc::core::wait::Spin;
 use multiproc::queue::{
     self, JoinableQueue, Queue, QueueError, RecvError, RecvTimeoutError, SendError,
     SendTimeoutError, SimpleQueue, TryRecvError, TrySendError,
@@ -556,6 +557,35 @@ fn spsc_across_fork_and_killed_producer() {
     assert!(next == completed || next == completed + 1);
 }
 
+/// Both SPSC ends sleep at once (`Spin::NONE`) on a tiny ring, so nearly
+/// every send and receive goes through the sleep and wake-up path across
+/// processes: every value still arrives, in order, then `Disconnected`.
+fn spsc_sleeping_waits_deliver_in_order() {
+    const N: u64 = 20_000;
+    let (mut tx, mut rx) = spsc::channel::<u64>(2).unwrap();
+    tx.set_spin(Spin::NONE);
+    rx.set_spin(Spin::NONE);
+    let child = Process::new::<_, ()>(move || {
+        for i in 0..N {
+            tx.send(i).unwrap();
+        }
+    })
+    .start()
+    .unwrap();
+    let mut sum = 0;
+    for i in 0..N {
+        let v = rx.recv_timeout(WATCHDOG).unwrap();
+        assert_eq!(v, i);
+        sum = checksum(sum, v);
+    }
+    assert_eq!(
+        rx.recv_timeout(WATCHDOG),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    assert_eq!(sum, (0..N).fold(0, checksum));
+    join_ok(&child);
+}
+
 /// A child made by a plain `fork` (not `Process`) counts its copy on first
 /// use.
 fn plain_fork_child_counts_itself() {
@@ -641,6 +671,7 @@ fn main() {
             joinable_join_across_processes,
             stress_two_producers_two_consumers,
             spsc_across_fork_and_killed_producer,
+            spsc_sleeping_waits_deliver_in_order,
             plain_fork_child_counts_itself,
             spawn_hand_over_by_token,
         ],

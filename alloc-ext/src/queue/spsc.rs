@@ -124,6 +124,13 @@ impl<T: Pod> Producer<T> {
         &mut self.core
     }
 
+    /// How long a blocking send spins before it sleeps ([`Spin::DEFAULT`]
+    /// unless set). [`Spin::NONE`] sleeps at once: no CPU is burnt while the
+    /// ring stays full, at the price of a wake-up (tens of µs) per sleep.
+    pub fn set_spin(&mut self, spin: Spin) {
+        self.core.set_spin(spin);
+    }
+
     /// Sends `v` if there is room, without blocking (no system call).
     ///
     /// # Errors
@@ -293,6 +300,12 @@ impl<T: Pod> Consumer<T> {
     fn core(&mut self) -> &mut CoreConsumer<'static, T> {
         self.local.ensure(&self.inner.seg.peers);
         &mut self.core
+    }
+
+    /// How long a blocking receive spins before it sleeps ([`Spin::DEFAULT`]
+    /// unless set); see [`Producer::set_spin`].
+    pub fn set_spin(&mut self, spin: Spin) {
+        self.core.set_spin(spin);
     }
 
     /// Receives the oldest value, without blocking (no system call).
