@@ -66,19 +66,72 @@ fn pair(
     })
 }
 
-fn ours_spsc<T: MakeMsg>(iters: u64) -> Duration {
-    let mut buf = AlignedBuf::new(SpscRing::<T>::memory_size(CAP as u64).unwrap());
-    let ring = SpscRing::<T>::create(buf.region(), CAP as u64).unwrap();
-    let (mut tx, mut rx) = ring.split().unwrap();
+/// The sending half of a queue under test, as the busy-poll loop sees it.
+trait TrySend<T>: Send {
+    /// Sends `v`, or hands it back when the queue is full.
+    fn try_send(&mut self, v: T) -> Result<(), T>;
+}
+
+/// The receiving half of a queue under test.
+trait TryRecv<T>: Send {
+    /// The oldest value, if any.
+    fn try_recv(&mut self) -> Option<T>;
+}
+
+impl<T: Pod + Send> TrySend<T> for multiproc_core::spsc::Producer<'_, T> {
+    fn try_send(&mut self, v: T) -> Result<(), T> {
+        self.try_push(v).map_err(|e| e.into_inner())
+    }
+}
+impl<T: Pod + Send> TryRecv<T> for multiproc_core::spsc::Consumer<'_, T> {
+    fn try_recv(&mut self) -> Option<T> {
+        self.try_pop().ok()
+    }
+}
+impl<T: Pod + Send> TrySend<T> for &MpmcRing<'_, T> {
+    fn try_send(&mut self, v: T) -> Result<(), T> {
+        self.try_push(v).map_err(|e| e.into_inner())
+    }
+}
+impl<T: Pod + Send> TryRecv<T> for &MpmcRing<'_, T> {
+    fn try_recv(&mut self) -> Option<T> {
+        self.try_pop().ok()
+    }
+}
+impl<T: Send> TrySend<T> for rtrb::Producer<T> {
+    fn try_send(&mut self, v: T) -> Result<(), T> {
+        self.push(v).map_err(|rtrb::PushError::Full(x)| x)
+    }
+}
+impl<T: Send> TryRecv<T> for rtrb::Consumer<T> {
+    fn try_recv(&mut self) -> Option<T> {
+        self.pop().ok()
+    }
+}
+impl<T: Send> TrySend<T> for &crossbeam_queue::ArrayQueue<T> {
+    fn try_send(&mut self, v: T) -> Result<(), T> {
+        self.push(v)
+    }
+}
+impl<T: Send> TryRecv<T> for &crossbeam_queue::ArrayQueue<T> {
+    fn try_recv(&mut self) -> Option<T> {
+        self.pop()
+    }
+}
+
+/// Moves `iters` messages from `tx` to `rx`, both sides busy-polling the
+/// non-blocking calls; returns the elapsed time.
+fn spin_transfer<T: MakeMsg>(
+    mut tx: impl TrySend<T>,
+    mut rx: impl TryRecv<T>,
+    iters: u64,
+) -> Duration {
     pair(
         move || {
             for i in 0..iters {
                 let mut v = T::make(i);
-                loop {
-                    match tx.try_push(v) {
-                        Ok(()) => break,
-                        Err(e) => v = e.into_inner(),
-                    }
+                while let Err(back) = tx.try_send(v) {
+                    v = back;
                     std::hint::spin_loop();
                 }
             }
@@ -87,7 +140,7 @@ fn ours_spsc<T: MakeMsg>(iters: u64) -> Duration {
             let mut sum = 0u64;
             let mut n = 0;
             while n < iters {
-                if let Ok(v) = rx.try_pop() {
+                if let Some(v) = rx.try_recv() {
                     sum = sum.wrapping_add(black_box(v).key());
                     n += 1;
                 } else {
@@ -100,98 +153,27 @@ fn ours_spsc<T: MakeMsg>(iters: u64) -> Duration {
     )
 }
 
+fn ours_spsc<T: MakeMsg>(iters: u64) -> Duration {
+    let mut buf = AlignedBuf::new(SpscRing::<T>::memory_size(CAP as u64).unwrap());
+    let ring = SpscRing::<T>::create(buf.region(), CAP as u64).unwrap();
+    let (tx, rx) = ring.split().unwrap();
+    spin_transfer(tx, rx, iters)
+}
+
 fn rtrb_spsc<T: MakeMsg>(iters: u64) -> Duration {
-    let (mut tx, mut rx) = rtrb::RingBuffer::<T>::new(CAP);
-    pair(
-        move || {
-            for i in 0..iters {
-                let mut v = T::make(i);
-                loop {
-                    match tx.push(v) {
-                        Ok(()) => break,
-                        Err(rtrb::PushError::Full(x)) => v = x,
-                    }
-                    std::hint::spin_loop();
-                }
-            }
-        },
-        move || {
-            let mut sum = 0u64;
-            let mut n = 0;
-            while n < iters {
-                if let Ok(v) = rx.pop() {
-                    sum = sum.wrapping_add(black_box(v).key());
-                    n += 1;
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            sum
-        },
-        iters,
-    )
+    let (tx, rx) = rtrb::RingBuffer::<T>::new(CAP);
+    spin_transfer(tx, rx, iters)
 }
 
 fn ours_mpmc<T: MakeMsg>(iters: u64) -> Duration {
     let mut buf = AlignedBuf::new(MpmcRing::<T>::memory_size(CAP as u64).unwrap());
     let ring = MpmcRing::<T>::create(buf.region(), CAP as u64).unwrap();
-    pair(
-        || {
-            for i in 0..iters {
-                let mut v = T::make(i);
-                loop {
-                    match ring.try_push(v) {
-                        Ok(()) => break,
-                        Err(e) => v = e.into_inner(),
-                    }
-                    std::hint::spin_loop();
-                }
-            }
-        },
-        || {
-            let mut sum = 0u64;
-            let mut n = 0;
-            while n < iters {
-                if let Ok(v) = ring.try_pop() {
-                    sum = sum.wrapping_add(black_box(v).key());
-                    n += 1;
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            sum
-        },
-        iters,
-    )
+    spin_transfer(&ring, &ring, iters)
 }
 
 fn array_queue<T: MakeMsg>(iters: u64) -> Duration {
     let q = crossbeam_queue::ArrayQueue::<T>::new(CAP);
-    pair(
-        || {
-            for i in 0..iters {
-                let mut v = T::make(i);
-                while let Err(x) = q.push(v) {
-                    v = x;
-                    std::hint::spin_loop();
-                }
-            }
-        },
-        || {
-            let mut sum = 0u64;
-            let mut n = 0;
-            while n < iters {
-                if let Some(v) = q.pop() {
-                    sum = sum.wrapping_add(black_box(v).key());
-                    n += 1;
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-            sum
-        },
-        iters,
-    )
+    spin_transfer(&q, &q, iters)
 }
 
 fn channel<T: MakeMsg>(iters: u64) -> Duration {
