@@ -10,11 +10,20 @@
 //! | `0` | never claimed |
 //! | `pid` | held by process `pid` |
 //! | `CLOSED_BIT \| pid` | released by `pid` (its handle was dropped) |
+//! | `HANDED_BIT \| pid` | held by `pid`, handed on: waiting to be taken over |
 //!
 //! A role whose holder died without releasing it (killed with `SIGKILL`) can
 //! be claimed again: [`RoleWord::claim`] checks the holder's liveness. Peers
 //! waiting on the role holder use [`RoleWord::peer`] to tell "slow" from
 //! "gone".
+//!
+//! A role can also move to another process without ever being free: its
+//! holder marks it handed on under its own pid ([`RoleWord::hand_over`])
+//! and gives its handle up; another process then
+//! [`take_over`](RoleWord::take_over)s the role from that pid, at most once
+//! (the mark tells a hand-over from a handle still in use, even within one
+//! process). Meanwhile the role stays held, by the handing process, for as
+//! long as it lives.
 
 use core::fmt;
 
@@ -22,7 +31,9 @@ use crate::sync::{current_pid, pid_alive, AtomicU32, Ordering};
 
 /// Set in a role word once its holder released it.
 pub const CLOSED_BIT: u32 = 1 << 31;
-const PID_MASK: u32 = !CLOSED_BIT;
+/// Set in a role word while its holder hands it on (pids stay below 2^30).
+pub const HANDED_BIT: u32 = 1 << 30;
+const PID_MASK: u32 = !(CLOSED_BIT | HANDED_BIT);
 
 /// A role word, living in shared memory.
 #[repr(C)]
@@ -131,6 +142,53 @@ impl RoleWord {
         self.0.store(CLOSED_BIT | me, Ordering::Release);
     }
 
+    /// Marks the role handed on by this process, without releasing it: the
+    /// first half of a hand-over to another process (or thread), which
+    /// completes it with [`take_over`](Self::take_over). Only the holder
+    /// calls it (whoever has the role's handle, whatever pid the word
+    /// names), and gives its handle up right after. Until taken over, the
+    /// role counts as held by this process ([`peer`](Self::peer),
+    /// [`claim`](Self::claim)).
+    ///
+    /// Returns this process's pid (for `take_over`), or `None` if the word
+    /// is not held any more (a claimer took it, the pid it named looking
+    /// dead).
+    pub fn hand_over(&self) -> Option<u32> {
+        let me = current_pid() & PID_MASK;
+        // Relaxed: the CAS below checks the value; nothing is read through it.
+        let w = self.0.load(Ordering::Relaxed);
+        if w == 0 || w & (CLOSED_BIT | HANDED_BIT) != 0 {
+            return None;
+        }
+        // Release: pairs with the Acquire in `take_over`, so the taker sees
+        // everything this holder did with the role.
+        self.0
+            .compare_exchange(w, HANDED_BIT | me, Ordering::Release, Ordering::Relaxed)
+            .ok()
+            .map(|_| me)
+    }
+
+    /// Takes the role over from `holder` (a pid returned by
+    /// [`hand_over`](Self::hand_over)), alive or dead. Succeeds only while
+    /// the word says "handed on by `holder`": once per hand-over (a role
+    /// already taken over, released, or never handed on is not taken).
+    pub fn take_over(&self, holder: u32) -> bool {
+        let me = current_pid() & PID_MASK;
+        if holder == 0 || holder & !PID_MASK != 0 {
+            return false;
+        }
+        // Acquire: pairs with the Release in `hand_over`, so this taker sees
+        // everything the holder did with the role.
+        self.0
+            .compare_exchange(
+                HANDED_BIT | holder,
+                me,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// The holder's state. Checks liveness (a few system calls) when the
     /// role is held: call it on slow paths only.
     pub fn peer(&self) -> Peer {
@@ -140,9 +198,9 @@ impl RoleWord {
         } else if w & CLOSED_BIT != 0 {
             Peer::Closed(w & PID_MASK)
         } else if pid_alive(w & PID_MASK) {
-            Peer::Alive(w)
+            Peer::Alive(w & PID_MASK)
         } else {
-            Peer::Dead(w)
+            Peer::Dead(w & PID_MASK)
         }
     }
 
@@ -175,6 +233,34 @@ mod tests {
         assert_eq!(r.peer(), Peer::Closed(me));
         assert!(r.peer().is_gone());
         assert_eq!(r.claim(), Ok(Claimed::Fresh));
+    }
+
+    #[test]
+    fn hand_over_then_take_over_once() {
+        let r = RoleWord::new();
+        assert_eq!(r.hand_over(), None, "never claimed: nothing to hand");
+        assert!(!r.take_over(0));
+        r.claim().unwrap();
+        let me = current_pid();
+        assert!(!r.take_over(me), "not handed on yet");
+        assert_eq!(r.hand_over(), Some(me));
+        assert_eq!(r.hand_over(), None, "handed on once");
+        assert_eq!(r.peer(), Peer::Alive(me), "held while in transit");
+        assert_eq!(r.claim(), Err(RoleTaken { pid: me }));
+        assert!(!r.take_over(me + 1), "only from the pid it names");
+        assert!(!r.take_over(CLOSED_BIT | me));
+        assert!(r.take_over(me));
+        assert!(!r.take_over(me), "a second take-over fails");
+        assert_eq!(r.peer(), Peer::Alive(me));
+        r.release();
+        assert!(!r.take_over(me), "a released role is not taken");
+        assert_eq!(r.hand_over(), None);
+        // Handed on by a process that died: taken over still, or claimed.
+        let dead = (1 << 22) + 3;
+        r.0.store(HANDED_BIT | dead, Ordering::Relaxed);
+        assert_eq!(r.peer(), Peer::Dead(dead));
+        assert_eq!(r.claim(), Ok(Claimed::FromDead(dead)));
+        assert!(!r.take_over(dead));
     }
 
     #[test]

@@ -774,8 +774,29 @@ impl<'a, T: Pod> SpscRing<'a, T> {
     /// [`RoleTaken`] if a live process (this one included) holds it. A role
     /// whose holder died is taken over ([`Producer::claimed`] tells).
     pub fn producer(&self) -> Result<Producer<'a, T>, RoleTaken> {
+        let claimed = self.parts.body.control.producer.claim()?;
+        Ok(self.producer_with(claimed))
+    }
+
+    /// Takes over the producer role that process `holder` handed on with
+    /// [`Producer::hand_over`] (typically to this process through a token):
+    /// the role moves without ever being free, so the consumer never sees
+    /// the producer gone in between.
+    ///
+    /// Returns `None` unless the role is still recorded under `holder`:
+    /// each hand-over is taken at most once.
+    pub fn take_over_producer(&self, holder: u32) -> Option<Producer<'a, T>> {
+        self.parts
+            .body
+            .control
+            .producer
+            .take_over(holder)
+            .then(|| self.producer_with(Claimed::Fresh))
+    }
+
+    /// The producer handle, once its role is this process's.
+    fn producer_with(&self, claimed: Claimed) -> Producer<'a, T> {
         let b = self.parts.body;
-        let claimed = b.control.producer.claim()?;
         b.control.not_full.reset();
         // Acquire: after the claim (itself Acquire, paired with the previous
         // holder's `release`), this is the last tail the previous producer
@@ -788,7 +809,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
         } else {
             head
         };
-        Ok(Producer {
+        Producer {
             ring: *self,
             tail,
             slot: (tail % self.capacity) as usize,
@@ -796,7 +817,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
             spin: Spin::DEFAULT,
             claimed,
             _not_sync: PhantomData,
-        })
+        }
     }
 
     /// Claims the consumer role and returns its handle.
@@ -807,8 +828,25 @@ impl<'a, T: Pod> SpscRing<'a, T> {
     /// whose holder died is taken over ([`Consumer::claimed`] tells); see the
     /// module docs for what that means for a value it was reading.
     pub fn consumer(&self) -> Result<Consumer<'a, T>, RoleTaken> {
+        let claimed = self.parts.body.control.consumer.claim()?;
+        Ok(self.consumer_with(claimed))
+    }
+
+    /// Takes over the consumer role that process `holder` handed on with
+    /// [`Consumer::hand_over`]; see
+    /// [`take_over_producer`](Self::take_over_producer).
+    pub fn take_over_consumer(&self, holder: u32) -> Option<Consumer<'a, T>> {
+        self.parts
+            .body
+            .control
+            .consumer
+            .take_over(holder)
+            .then(|| self.consumer_with(Claimed::Fresh))
+    }
+
+    /// The consumer handle, once its role is this process's.
+    fn consumer_with(&self, claimed: Claimed) -> Consumer<'a, T> {
         let b = self.parts.body;
-        let claimed = b.control.consumer.claim()?;
         b.control.not_empty.reset();
         // Acquire: as in `producer`.
         let head = b.head.pos.load(Ordering::Acquire);
@@ -819,7 +857,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
         } else {
             tail
         };
-        Ok(Consumer {
+        Consumer {
             ring: *self,
             head,
             slot: (head % self.capacity) as usize,
@@ -827,7 +865,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
             spin: Spin::DEFAULT,
             claimed,
             _not_sync: PhantomData,
-        })
+        }
     }
 
     /// Claims both roles: the two ends for use within one process.
@@ -1149,6 +1187,21 @@ impl<'a, T: Pod> Producer<'a, T> {
     /// Reloads the consumer's index only when the cached one says full.
     pub fn is_full(&mut self) -> bool {
         self.tail.wrapping_sub(self.cached_head) >= self.ring.capacity && self.free_slots() == 0
+    }
+
+    /// Gives this handle up without releasing its role, which is recorded
+    /// from now on under this process: the first half of handing the
+    /// producer to another process, which calls
+    /// [`SpscRing::take_over_producer`] with the pid returned. Until then
+    /// the role stays held, for as long as this process lives.
+    ///
+    /// Returns `None` (and the handle is gone) if the role was taken from
+    /// under this handle by a claim that saw the pid it named dead.
+    pub fn hand_over(self) -> Option<u32> {
+        let pid = self.ring.body().control.producer.hand_over();
+        // Not dropped: a drop would release the role.
+        core::mem::forget(self);
+        pid
     }
 
     /// How this handle obtained the producer role.
@@ -1475,6 +1528,15 @@ impl<'a, T: Pod> Consumer<'a, T> {
     /// ([`Spin::DEFAULT`] unless set).
     pub fn set_spin(&mut self, spin: Spin) {
         self.spin = spin;
+    }
+
+    /// Gives this handle up without releasing its role; see
+    /// [`Producer::hand_over`] and [`SpscRing::take_over_consumer`].
+    pub fn hand_over(self) -> Option<u32> {
+        let pid = self.ring.body().control.consumer.hand_over();
+        // Not dropped: a drop would release the role.
+        core::mem::forget(self);
+        pid
     }
 
     /// How this handle obtained the consumer role.
@@ -1893,6 +1955,35 @@ mod tests {
         });
     }
 
+    #[test]
+    fn hand_over_and_take_over_keep_the_stream() {
+        with_ring::<u64, _>(4, |ring| {
+            let (mut tx, mut rx) = ring.split().unwrap();
+            tx.try_push(1).unwrap();
+            tx.try_push(2).unwrap();
+            assert_eq!(rx.try_pop(), Ok(1));
+            let holder = tx.hand_over().unwrap();
+            // In transit: still held, the consumer does not see it gone.
+            assert_eq!(rx.try_pop(), Ok(2));
+            assert_eq!(rx.try_pop(), Err(PopError::Empty));
+            assert_eq!(ring.producer().unwrap_err(), RoleTaken { pid: holder });
+            assert!(ring.take_over_producer(holder + 1).is_none());
+            let mut tx = ring.take_over_producer(holder).unwrap();
+            assert_eq!(tx.claimed(), Claimed::Fresh);
+            assert!(ring.take_over_producer(holder).is_none(), "taken once");
+            tx.try_push(3).unwrap();
+            assert_eq!(rx.try_pop(), Ok(3));
+            let holder = rx.hand_over().unwrap();
+            let mut rx = ring.take_over_consumer(holder).unwrap();
+            tx.try_push(4).unwrap();
+            assert_eq!(rx.try_pop(), Ok(4));
+            drop(tx);
+            assert_eq!(rx.try_pop(), Err(PopError::Disconnected));
+            // A released role is not taken over (the token was used up).
+            assert!(ring.take_over_producer(holder).is_none());
+        });
+    }
+
     /// Overwrites a role word (as a dead process would have left it).
     fn force_role(r: &RoleWord, pid: u32) {
         // A role word is one u32 atomic; reach it through its address.
@@ -2288,6 +2379,49 @@ mod loom_tests {
             });
             assert_eq!(rx.pop(), Ok(7));
             assert_eq!(rx.pop(), Err(PopError::Disconnected));
+            t.join().unwrap();
+        });
+    }
+
+    /// The producer role moves between threads (loom's stand-in for
+    /// processes) by hand-over while the consumer pops: every value
+    /// arrives once, in order, and the taker sees the tail the first
+    /// holder published (Release in `hand_over`, Acquire in `take_over`).
+    #[test]
+    fn spsc_hand_over_producer() {
+        loom::model(|| {
+            let r = ring(2);
+            let (mut tx, mut rx) = r.split().unwrap();
+            tx.try_push(1).unwrap();
+            let holder = tx.hand_over().unwrap();
+            let t = thread::spawn(move || {
+                let mut tx = r.take_over_producer(holder).unwrap();
+                assert!(r.take_over_producer(holder).is_none());
+                let mut v = 2;
+                loop {
+                    match tx.try_push(v) {
+                        Ok(()) => break,
+                        Err(PushError::Full(back)) => {
+                            v = back;
+                            thread::yield_now();
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            });
+            let mut next = 1;
+            loop {
+                match rx.try_pop() {
+                    Ok(v) => {
+                        assert_eq!(v, next);
+                        next += 1;
+                    }
+                    Err(PopError::Empty) => thread::yield_now(),
+                    Err(PopError::Disconnected) => break,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            assert_eq!(next, 3);
             t.join().unwrap();
         });
     }
