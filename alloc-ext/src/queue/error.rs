@@ -203,6 +203,9 @@ pub enum QueueError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The token of a unique handle (an SPSC end) was claimed already: each
+    /// such token is claimed once.
+    AlreadyClaimed,
 }
 
 impl fmt::Display for QueueError {
@@ -219,6 +222,7 @@ impl fmt::Display for QueueError {
                 f.write_str("queue has no name: create it with .named() or .unique_name()")
             }
             QueueError::BadToken { reason } => write!(f, "bad queue token: {reason}"),
+            QueueError::AlreadyClaimed => f.write_str("queue token already claimed"),
         }
     }
 }

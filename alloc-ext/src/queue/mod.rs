@@ -69,7 +69,10 @@
 //!   [`Sender::from_token`]/[`Receiver::from_token`], which check the
 //!   element type (size, alignment and a tag of its name). An unclaimed
 //!   token counts as a live handle of the process that made it, for as long
-//!   as that process lives.
+//!   as that process lives. The [`spsc`] channel's ends move the same way
+//!   ([`spsc::Spsc::named`], [`spsc::Producer::into_token`],
+//!   [`spsc::Consumer::into_token`]), except that `into_token` gives the
+//!   end up and its token can be claimed only once.
 //!
 //! A process that holds handles counts as one of the other side's peers
 //! until it drops them or exits, whether or not it still uses them.

@@ -12,12 +12,61 @@
 //! # Ok::<(), multiproc::queue::QueueError>(())
 //! ```
 //!
-//! The core ring's roles are claimed once, by the creating process, and
+//! # Roles and liveness
+//!
+//! The core ring's two roles are claimed by the creating process, and
 //! released only when the last handle of a side is dropped (so a consumer
 //! blocked in the ring wakes at once). Whether the other side still lives
-//! is decided by the queue's peer table, as for [`crate::queue::Queue`].
+//! is decided by the channel's peer table, as for [`crate::queue::Queue`]:
+//! a blocked call notices within about 25 ms that every process holding
+//! the other end died, even by `SIGKILL`.
+//!
+//! # Spawn and forkserver
+//!
+//! A process started with the spawn or forkserver start method inherits
+//! nothing: make the channel [`named`](Spsc::named) (or
+//! [`unique_name`](Spsc::unique_name)d), turn an end into bytes with
+//! [`Producer::into_token`]/[`Consumer::into_token`], pass them as the
+//! entry point's arguments, and claim them there with
+//! [`Producer::from_token`]/[`Consumer::from_token`], which check the
+//! element type (size, alignment and a tag of its name).
+//!
+//! | step | role word of the end | peer table |
+//! |---|---|---|
+//! | `into_token` in process M | held by M, marked "handed on" | M counts the end (the pending token) |
+//! | token unclaimed, M alive | held: the other side waits | counted: no `Disconnected` |
+//! | M dies before the claim | dead | not counted: `Disconnected`; the token is void |
+//! | `from_token` in process C | taken over by C (once: a second claim fails) | C counts it, M's count is withdrawn |
+//! | C drops the end, or dies | released, or dead | not counted: `Disconnected` |
+//!
+//! The role never becomes free in between, so the other side sees no false
+//! `Disconnected`, and a token cannot be claimed twice
+//! ([`QueueError::AlreadyClaimed`]). The process that made the channel
+//! unlinks its name when its last handle (of either end) is dropped: keep
+//! one until the tokens are claimed.
+//!
+//! Within one process (a doctest cannot spawn), the round trip looks so; a
+//! spawned child would run the `from_token` line on the bytes it got:
+//!
+//! ```
+//! use multiproc::spsc::{Producer, Spsc};
+//!
+//! let (tx, mut rx) = Spsc::<u64>::new(16).unique_name().channel()?;
+//! let token: Vec<u8> = tx.into_token()?; // `tx` is given up
+//! // ... in the spawned process:
+//! let mut tx = Producer::<u64>::from_token(&token)?;
+//! assert!(Producer::<u64>::from_token(&token).is_err()); // claimed once
+//! assert!(Producer::<u32>::from_token(&token).is_err()); // wrong type
+//! tx.send(7).unwrap();
+//! drop(tx);
+//! // ... back in the parent:
+//! assert_eq!(rx.recv(), Ok(7));
+//! assert!(rx.recv().is_err()); // the claimed producer is gone
+//! # Ok::<(), multiproc::queue::QueueError>(())
+//! ```
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +85,10 @@ pub use super::error::{
     QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use super::segment::{type_tag, Local, Name, Segment};
+use super::segment::{type_tag, Local, Name, Segment, Token};
+
+/// The token kind of an SPSC channel end.
+const KIND_SPSC: u8 = 2;
 
 struct Inner {
     seg: Segment,
@@ -48,45 +100,201 @@ impl fmt::Debug for Inner {
     }
 }
 
+impl Inner {
+    /// The ring of this segment, attached (the element type checked).
+    fn attach<T: Pod>(&self) -> Result<SpscRing<'static, T>, QueueError> {
+        // SAFETY: the ring and its role handles are kept next to the Arc
+        // that owns the segment, in the handles, and never outlive it.
+        let region = unsafe { self.seg.ring_region() };
+        Ok(SpscRing::<T>::attach_tagged(region, type_tag::<T>())?)
+    }
+
+    /// Turns an end given up by this process into a token: counts the
+    /// pending transfer here, then hands the role on (`hand_over`, which
+    /// consumes the core handle without releasing the role), then drops
+    /// the end's own count. The count of the side never drops to zero.
+    fn token<T>(
+        &self,
+        local: &Local,
+        side: Side,
+        hand_over: impl FnOnce() -> Option<u32>,
+    ) -> Result<Vec<u8>, QueueError> {
+        let peers = &self.seg.peers;
+        let name = self.seg.name().ok_or(QueueError::Anonymous)?;
+        local.ensure(peers);
+        let me = current_pid();
+        peers.add(me, side, 1)?;
+        let Some(holder) = hand_over() else {
+            // The role was taken from under the end (a claim that found the
+            // pid it named dead): there is nothing to hand on.
+            peers.remove(me, side, 1);
+            local.release(peers);
+            return Err(QueueError::BadToken {
+                reason: "the end's role was taken by another process",
+            });
+        };
+        debug_assert_eq!(holder, me);
+        // The end's own count goes; the pending token's stays.
+        local.release(peers);
+        Ok(Token {
+            kind: KIND_SPSC,
+            side,
+            from_pid: holder,
+            size: std::mem::size_of::<T>() as u64,
+            align: std::mem::align_of::<T>() as u64,
+            tag: type_tag::<T>(),
+            name: name.to_owned(),
+        }
+        .encode())
+    }
+
+    /// Opens the segment a token names and takes the end's role over with
+    /// `take_over(ring, holder)`: counts this process first, then withdraws
+    /// the maker's pending count.
+    fn claim<T: Pod, H>(
+        token: &[u8],
+        side: Side,
+        take_over: impl FnOnce(&SpscRing<'static, T>, u32) -> Option<H>,
+    ) -> Result<(Arc<Self>, H), QueueError> {
+        let t = Token::decode(token)?;
+        t.check::<T>(KIND_SPSC, side)?;
+        let inner = Arc::new(Self {
+            seg: Segment::open(&t.name)?,
+        });
+        let ring = inner.attach::<T>()?;
+        if !crate::sys::pid_alive(t.from_pid) {
+            // Its pending count died with it: the other side may already
+            // have seen the end gone for good.
+            return Err(QueueError::BadToken {
+                reason: "the process that made the token has exited",
+            });
+        }
+        let me = current_pid();
+        inner.seg.peers.add(me, side, 1)?;
+        let Some(handle) = take_over(&ring, t.from_pid) else {
+            inner.seg.peers.remove(me, side, 1);
+            return Err(QueueError::AlreadyClaimed);
+        };
+        // Counted here first, then the pending count goes: never zero.
+        inner.seg.peers.remove(t.from_pid, side, 1);
+        Ok((inner, handle))
+    }
+}
+
+/// The builder of an SPSC channel: capacity, and a name for handing its
+/// ends to spawned processes.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::spsc::Spsc;
+///
+/// let (mut tx, mut rx) = Spsc::<u32>::new(8).unique_name().channel()?;
+/// tx.send(3).unwrap();
+/// assert_eq!(rx.recv(), Ok(3));
+/// # Ok::<(), multiproc::queue::QueueError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Spsc<T> {
+    capacity: u64,
+    name: NameOwned,
+    _t: PhantomData<fn() -> T>,
+}
+
+#[derive(Debug, Clone)]
+enum NameOwned {
+    Anonymous,
+    Unique,
+    Given(String),
+}
+
+impl<T: Pod> Spsc<T> {
+    /// A channel of `capacity` slots, in an anonymous segment (reachable by
+    /// forked children only) unless [`named`](Self::named).
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            name: NameOwned::Anonymous,
+            _t: PhantomData,
+        }
+    }
+
+    /// Puts the channel in a named segment (`shm_open`), so that
+    /// [`Producer::into_token`]/[`Consumer::into_token`] can hand its ends
+    /// to spawned processes. The creating process unlinks the name when its
+    /// last handle is dropped.
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = NameOwned::Given(name.to_owned());
+        self
+    }
+
+    /// As [`named`](Self::named), with a generated unique name.
+    #[must_use]
+    pub fn unique_name(mut self) -> Self {
+        self.name = NameOwned::Unique;
+        self
+    }
+
+    /// Makes the channel and returns its two ends.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidCapacity`] for a zero capacity; segment errors
+    /// (for a name: [`QueueError::Shm`] if it exists already).
+    pub fn channel(self) -> Result<(Producer<T>, Consumer<T>), QueueError> {
+        let capacity = self.capacity;
+        let size =
+            SpscRing::<T>::memory_size(capacity).ok_or(QueueError::InvalidCapacity { capacity })?;
+        let seg = Segment::create(
+            size,
+            match &self.name {
+                NameOwned::Anonymous => Name::Anonymous,
+                NameOwned::Unique => Name::Unique,
+                NameOwned::Given(n) => Name::Given(n),
+            },
+        )?;
+        let me = current_pid();
+        seg.peers.add(me, Side::Sender, 1)?;
+        seg.peers.add(me, Side::Receiver, 1)?;
+        let inner = Arc::new(Inner { seg });
+        // SAFETY: the ring and its role handles are kept next to the Arc
+        // that owns the segment, in the handles below, and never outlive it.
+        let region = unsafe { inner.seg.ring_region() };
+        let ring = SpscRing::<T>::create_tagged(region, capacity, type_tag::<T>()).map_err(
+            |e| match e {
+                multiproc_core::region::InitError::InvalidCapacity { capacity } => {
+                    QueueError::InvalidCapacity { capacity }
+                }
+                e => QueueError::Init(e),
+            },
+        )?;
+        let (p, c) = ring.split().map_err(|_| QueueError::BadToken {
+            reason: "fresh ring with taken roles",
+        })?;
+        Ok((
+            Producer {
+                core: ManuallyDrop::new(p),
+                local: Local::new(Side::Sender),
+                inner: Arc::clone(&inner),
+            },
+            Consumer {
+                core: ManuallyDrop::new(c),
+                local: Local::new(Side::Receiver),
+                inner,
+            },
+        ))
+    }
+}
+
 /// A bounded single-producer single-consumer channel of `capacity` slots in
-/// an anonymous shared segment.
+/// an anonymous shared segment: `Spsc::new(capacity).channel()`.
 ///
 /// # Errors
 ///
 /// [`QueueError::InvalidCapacity`] for a zero capacity; segment errors.
 pub fn channel<T: Pod>(capacity: u64) -> Result<(Producer<T>, Consumer<T>), QueueError> {
-    let size =
-        SpscRing::<T>::memory_size(capacity).ok_or(QueueError::InvalidCapacity { capacity })?;
-    let seg = Segment::create(size, Name::Anonymous)?;
-    let me = current_pid();
-    seg.peers.add(me, Side::Sender, 1)?;
-    seg.peers.add(me, Side::Receiver, 1)?;
-    let inner = Arc::new(Inner { seg });
-    // SAFETY: the ring and its role handles are kept next to the Arc that
-    // owns the segment, in the handles below, and never outlive it.
-    let region = unsafe { inner.seg.ring_region() };
-    let ring =
-        SpscRing::<T>::create_tagged(region, capacity, type_tag::<T>()).map_err(|e| match e {
-            multiproc_core::region::InitError::InvalidCapacity { capacity } => {
-                QueueError::InvalidCapacity { capacity }
-            }
-            e => QueueError::Init(e),
-        })?;
-    let (p, c) = ring.split().map_err(|_| QueueError::BadToken {
-        reason: "fresh ring with taken roles",
-    })?;
-    Ok((
-        Producer {
-            core: ManuallyDrop::new(p),
-            local: Local::new(Side::Sender),
-            inner: Arc::clone(&inner),
-        },
-        Consumer {
-            core: ManuallyDrop::new(c),
-            local: Local::new(Side::Receiver),
-            inner,
-        },
-    ))
+    Spsc::new(capacity).channel()
 }
 
 /// The sending end of [`channel`]: `Send`, not `Clone`.
@@ -244,6 +452,68 @@ impl<T: Pod> Producer<T> {
             sent += n;
         }
         Ok(())
+    }
+
+    /// Hands this producer to another process: a token to pass (as bytes)
+    /// to a spawned process, which claims it with
+    /// [`Producer::from_token`]. The channel must be named
+    /// ([`Spsc::named`]/[`Spsc::unique_name`]).
+    ///
+    /// The producer is given up, but its role stays held: until the token
+    /// is claimed, it counts as a live producer of this process, so the
+    /// consumer does not see `Disconnected` while this process lives (even
+    /// if the token is never used). See the [module docs](self).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Anonymous`] for an anonymous channel;
+    /// [`QueueError::Peers`] if the transfer cannot be counted. The
+    /// producer is dropped then (the consumer sees it gone).
+    pub fn into_token(self) -> Result<Vec<u8>, QueueError> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped; `core` is moved out here once and
+        // `inner` below once, and neither is used through `this` after.
+        let core = unsafe { ManuallyDrop::take(&mut this.core) };
+        // SAFETY: as above.
+        let inner = unsafe { std::ptr::read(&this.inner) };
+        let mut core = Some(core);
+        let r = inner.token::<T>(&this.local, Side::Sender, || {
+            core.take().and_then(CoreProducer::hand_over)
+        });
+        if let Some(core) = core {
+            // Not handed on (an error before that): drop the end as
+            // `Drop` would, releasing the role if it was the last.
+            if this.local.release(&inner.seg.peers) {
+                drop(core);
+            } else {
+                std::mem::forget(core);
+            }
+        }
+        // The role handle (if any) is gone before the segment's mapping.
+        drop(inner);
+        r
+    }
+
+    /// Claims a producer from a token made by [`Producer::into_token`]
+    /// (typically in another process). It takes over the producer role
+    /// from the process that made the token.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::BadToken`] if the token is truncated or garbage, names
+    /// another element type (size, alignment or type name) or the consumer,
+    /// or its maker has exited; [`QueueError::AlreadyClaimed`] if it was
+    /// claimed before; segment ([`QueueError::Shm`]: the name is gone),
+    /// attach and peer-table errors.
+    pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
+        let (inner, core) = Inner::claim::<T, _>(token, Side::Sender, |ring, holder| {
+            ring.take_over_producer(holder)
+        })?;
+        Ok(Self {
+            core: ManuallyDrop::new(core),
+            local: Local::new(Side::Sender),
+            inner,
+        })
     }
 
     /// Whether the consumer is gone (dropped or dead: a few system calls).
@@ -416,6 +686,50 @@ impl<T: Pod> Consumer<T> {
         }
         out[0] = self.recv()?;
         Ok(1 + self.core.pop_slice(&mut out[1..]))
+    }
+
+    /// Hands this consumer to another process; see
+    /// [`Producer::into_token`]. The values still queued stay in the ring
+    /// for the claiming process.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::into_token`].
+    pub fn into_token(self) -> Result<Vec<u8>, QueueError> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: as in `Producer::into_token`.
+        let core = unsafe { ManuallyDrop::take(&mut this.core) };
+        // SAFETY: as above.
+        let inner = unsafe { std::ptr::read(&this.inner) };
+        let mut core = Some(core);
+        let r = inner.token::<T>(&this.local, Side::Receiver, || {
+            core.take().and_then(CoreConsumer::hand_over)
+        });
+        if let Some(core) = core {
+            if this.local.release(&inner.seg.peers) {
+                drop(core);
+            } else {
+                std::mem::forget(core);
+            }
+        }
+        drop(inner);
+        r
+    }
+
+    /// Claims a consumer from a token made by [`Consumer::into_token`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::from_token`].
+    pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
+        let (inner, core) = Inner::claim::<T, _>(token, Side::Receiver, |ring, holder| {
+            ring.take_over_consumer(holder)
+        })?;
+        Ok(Self {
+            core: ManuallyDrop::new(core),
+            local: Local::new(Side::Receiver),
+            inner,
+        })
     }
 
     /// Whether the producer is gone (dropped or dead: a few system calls).
