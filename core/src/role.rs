@@ -177,16 +177,19 @@ impl RoleWord {
         if holder == 0 || holder & !PID_MASK != 0 {
             return false;
         }
-        // Acquire: pairs with the Release in `hand_over`, so this taker sees
-        // everything the holder did with the role.
+        // SeqCst (Acquire would do for the role itself: it pairs with the
+        // Release in `hand_over`, so this taker sees everything the holder
+        // did): takers of two roles that then look at each other's word
+        // with `is_handed` (SeqCst) cannot both miss the other's take-over.
         self.0
-            .compare_exchange(
-                HANDED_BIT | holder,
-                me,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(HANDED_BIT | holder, me, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Whether the role was handed on and not taken over yet (one load).
+    pub fn is_handed(&self) -> bool {
+        // SeqCst: see `take_over`.
+        self.0.load(Ordering::SeqCst) & HANDED_BIT != 0
     }
 
     /// The holder's state. Checks liveness (a few system calls) when the
@@ -243,13 +246,16 @@ mod tests {
         r.claim().unwrap();
         let me = current_pid();
         assert!(!r.take_over(me), "not handed on yet");
+        assert!(!r.is_handed());
         assert_eq!(r.hand_over(), Some(me));
+        assert!(r.is_handed());
         assert_eq!(r.hand_over(), None, "handed on once");
         assert_eq!(r.peer(), Peer::Alive(me), "held while in transit");
         assert_eq!(r.claim(), Err(RoleTaken { pid: me }));
         assert!(!r.take_over(me + 1), "only from the pid it names");
         assert!(!r.take_over(CLOSED_BIT | me));
         assert!(r.take_over(me));
+        assert!(!r.is_handed());
         assert!(!r.take_over(me), "a second take-over fails");
         assert_eq!(r.peer(), Peer::Alive(me));
         r.release();

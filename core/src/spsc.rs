@@ -844,6 +844,16 @@ impl<'a, T: Pod> SpscRing<'a, T> {
             .then(|| self.consumer_with(Claimed::Fresh))
     }
 
+    /// Whether either role was handed on ([`Producer::hand_over`],
+    /// [`Consumer::hand_over`]) and not taken over yet. A process that
+    /// takes a role over and then finds none handed knows that no other
+    /// hand-over of this ring is pending (the two loads and take-overs are
+    /// sequentially consistent).
+    pub fn in_hand_over(&self) -> bool {
+        let c = &self.parts.body.control;
+        c.producer.is_handed() || c.consumer.is_handed()
+    }
+
     /// The consumer handle, once its role is this process's.
     fn consumer_with(&self, claimed: Claimed) -> Consumer<'a, T> {
         let b = self.parts.body;
@@ -1962,13 +1972,16 @@ mod tests {
             tx.try_push(1).unwrap();
             tx.try_push(2).unwrap();
             assert_eq!(rx.try_pop(), Ok(1));
+            assert!(!ring.in_hand_over());
             let holder = tx.hand_over().unwrap();
+            assert!(ring.in_hand_over());
             // In transit: still held, the consumer does not see it gone.
             assert_eq!(rx.try_pop(), Ok(2));
             assert_eq!(rx.try_pop(), Err(PopError::Empty));
             assert_eq!(ring.producer().unwrap_err(), RoleTaken { pid: holder });
             assert!(ring.take_over_producer(holder + 1).is_none());
             let mut tx = ring.take_over_producer(holder).unwrap();
+            assert!(!ring.in_hand_over());
             assert_eq!(tx.claimed(), Claimed::Fresh);
             assert!(ring.take_over_producer(holder).is_none(), "taken once");
             tx.try_push(3).unwrap();

@@ -36,6 +36,8 @@ pub(crate) struct Segment {
     /// view inside the struct that owns the segment.
     pub(crate) peers: Peers<'static>,
     ring_off: usize,
+    /// The process that created the segment (0 if opened).
+    creator: u32,
 }
 
 impl Segment {
@@ -56,6 +58,7 @@ impl Segment {
             shm,
             peers,
             ring_off: off,
+            creator: current_pid(),
         })
     }
 
@@ -74,7 +77,19 @@ impl Segment {
             shm,
             peers,
             ring_off: off,
+            creator: 0,
         })
+    }
+
+    /// If this process made the named segment (so that dropping it here
+    /// would unlink the name): keeps the name after the drop, and returns
+    /// `true`. Whoever gets the segment's last handle then unlinks it.
+    pub(crate) fn leave_name(&mut self) -> bool {
+        if self.creator != current_pid() || !self.shm.is_owner() || self.name().is_none() {
+            return false;
+        }
+        self.shm.set_persist(true);
+        true
     }
 
     /// The ring's region.

@@ -41,9 +41,15 @@
 //!
 //! The role never becomes free in between, so the other side sees no false
 //! `Disconnected`, and a token cannot be claimed twice
-//! ([`QueueError::AlreadyClaimed`]). The process that made the channel
-//! unlinks its name when its last handle (of either end) is dropped: keep
-//! one until the tokens are claimed.
+//! ([`QueueError::AlreadyClaimed`]).
+//!
+//! The name: the process that made the channel unlinks it when its last
+//! handle is dropped. If that last handle is turned into a token instead
+//! (both ends handed on), the name is left to the claimers: the claim that
+//! finds no other token pending unlinks it (a later claim of a used token
+//! then fails to find the segment: [`QueueError::Shm`]). A maker that drops
+//! its last handle while a token of the other end is unclaimed takes the
+//! name with it: that claim fails.
 //!
 //! Within one process (a doctest cannot spawn), the round trip looks so; a
 //! spawned child would run the `from_token` line on the bytes it got:
@@ -86,9 +92,14 @@ pub use super::error::{
     TrySendError,
 };
 use super::segment::{type_tag, Local, Name, Segment, Token};
+use crate::shm::SharedMemory;
 
 /// The token kind of an SPSC channel end.
 const KIND_SPSC: u8 = 2;
+/// Or'ed into the kind when the maker gave its last handle up and left the
+/// segment's name to the claimers: the one that finds no pending token of
+/// the maker left unlinks it.
+const LAST_HANDLE: u8 = 0x80;
 
 struct Inner {
     seg: Segment,
@@ -113,10 +124,14 @@ impl Inner {
     /// pending transfer here, then hands the role on (`hand_over`, which
     /// consumes the core handle without releasing the role), then drops
     /// the end's own count. The count of the side never drops to zero.
+    ///
+    /// `last` is whether the maker gave the name up with the end (see
+    /// [`LAST_HANDLE`]).
     fn token<T>(
         &self,
         local: &Local,
         side: Side,
+        last: bool,
         hand_over: impl FnOnce() -> Option<u32>,
     ) -> Result<Vec<u8>, QueueError> {
         let peers = &self.seg.peers;
@@ -137,7 +152,11 @@ impl Inner {
         // The end's own count goes; the pending token's stays.
         local.release(peers);
         Ok(Token {
-            kind: KIND_SPSC,
+            kind: if last {
+                KIND_SPSC | LAST_HANDLE
+            } else {
+                KIND_SPSC
+            },
             side,
             from_pid: holder,
             size: std::mem::size_of::<T>() as u64,
@@ -156,29 +175,79 @@ impl Inner {
         side: Side,
         take_over: impl FnOnce(&SpscRing<'static, T>, u32) -> Option<H>,
     ) -> Result<(Arc<Self>, H), QueueError> {
-        let t = Token::decode(token)?;
+        let mut t = Token::decode(token)?;
+        let last = t.kind & LAST_HANDLE != 0;
+        t.kind &= !LAST_HANDLE;
         t.check::<T>(KIND_SPSC, side)?;
         let inner = Arc::new(Self {
             seg: Segment::open(&t.name)?,
         });
         let ring = inner.attach::<T>()?;
+        let peers = &inner.seg.peers;
         if !crate::sys::pid_alive(t.from_pid) {
             // Its pending count died with it: the other side may already
-            // have seen the end gone for good.
+            // have seen the end gone for good. Its other tokens are void
+            // too: nobody else would unlink a name it left behind.
+            if last {
+                let _ = SharedMemory::unlink_name(&t.name);
+            }
             return Err(QueueError::BadToken {
                 reason: "the process that made the token has exited",
             });
         }
         let me = current_pid();
-        inner.seg.peers.add(me, side, 1)?;
+        peers.add(me, side, 1)?;
         let Some(handle) = take_over(&ring, t.from_pid) else {
-            inner.seg.peers.remove(me, side, 1);
+            peers.remove(me, side, 1);
             return Err(QueueError::AlreadyClaimed);
         };
         // Counted here first, then the pending count goes: never zero.
-        inner.seg.peers.remove(t.from_pid, side, 1);
+        peers.remove(t.from_pid, side, 1);
+        if last && !ring.in_hand_over() {
+            // The maker left the name with its last handle, and no other
+            // token of this channel waits to be claimed: nobody needs the
+            // name any more. (Two claimers racing here cannot both see the
+            // other pending; they may both unlink: the second finds it
+            // gone.)
+            let _ = SharedMemory::unlink_name(&t.name);
+        }
         Ok((inner, handle))
     }
+}
+
+/// `into_token` of either end, whose parts are moved out: `core` (the role
+/// handle) and `inner`. On success the role is handed on; on failure the
+/// end is dropped as `Drop` would.
+fn give_up<T, C>(
+    local: &Local,
+    mut inner: Arc<Inner>,
+    side: Side,
+    core: C,
+    hand_over: fn(C) -> Option<u32>,
+) -> Result<Vec<u8>, QueueError> {
+    // The last handle in this process: the name is left to the claimer
+    // (else it would go with the segment, before anyone claims).
+    let last = Arc::get_mut(&mut inner).is_some_and(|i| i.seg.leave_name());
+    let mut core = Some(core);
+    let r = inner.token::<T>(local, side, last, || core.take().and_then(hand_over));
+    if let Some(core) = core {
+        // Not handed on (an error before that): release the role if this
+        // was the side's last handle.
+        if local.release(&inner.seg.peers) {
+            drop(core);
+        } else {
+            std::mem::forget(core);
+        }
+    }
+    if r.is_err() && last {
+        // No token to unlink the name: do it as the drop would have.
+        if let Some(name) = inner.seg.name() {
+            let _ = SharedMemory::unlink_name(name);
+        }
+    }
+    // The role handle (if any) is gone before the segment's mapping.
+    drop(inner);
+    r
 }
 
 /// The builder of an SPSC channel: capacity, and a name for handing its
@@ -472,26 +541,21 @@ impl<T: Pod> Producer<T> {
     pub fn into_token(self) -> Result<Vec<u8>, QueueError> {
         let mut this = ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped; `core` is moved out here once and
-        // `inner` below once, and neither is used through `this` after.
-        let core = unsafe { ManuallyDrop::take(&mut this.core) };
-        // SAFETY: as above.
-        let inner = unsafe { std::ptr::read(&this.inner) };
-        let mut core = Some(core);
-        let r = inner.token::<T>(&this.local, Side::Sender, || {
-            core.take().and_then(CoreProducer::hand_over)
-        });
-        if let Some(core) = core {
-            // Not handed on (an error before that): drop the end as
-            // `Drop` would, releasing the role if it was the last.
-            if this.local.release(&inner.seg.peers) {
-                drop(core);
-            } else {
-                std::mem::forget(core);
-            }
-        }
-        // The role handle (if any) is gone before the segment's mapping.
-        drop(inner);
-        r
+        // `inner` once, and neither is used through `this` after (`local`,
+        // which has no drop, is only borrowed).
+        let (core, inner) = unsafe {
+            (
+                ManuallyDrop::take(&mut this.core),
+                std::ptr::read(&this.inner),
+            )
+        };
+        give_up::<T, _>(
+            &this.local,
+            inner,
+            Side::Sender,
+            core,
+            CoreProducer::hand_over,
+        )
     }
 
     /// Claims a producer from a token made by [`Producer::into_token`]
@@ -503,8 +567,10 @@ impl<T: Pod> Producer<T> {
     /// [`QueueError::BadToken`] if the token is truncated or garbage, names
     /// another element type (size, alignment or type name) or the consumer,
     /// or its maker has exited; [`QueueError::AlreadyClaimed`] if it was
-    /// claimed before; segment ([`QueueError::Shm`]: the name is gone),
-    /// attach and peer-table errors.
+    /// claimed before; [`QueueError::Shm`] if the name is gone (the maker
+    /// dropped its last handle without a token, or every token, this one
+    /// included, was claimed: then the last claim unlinked it); attach and
+    /// peer-table errors.
     pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
         let (inner, core) = Inner::claim::<T, _>(token, Side::Sender, |ring, holder| {
             ring.take_over_producer(holder)
@@ -698,22 +764,19 @@ impl<T: Pod> Consumer<T> {
     pub fn into_token(self) -> Result<Vec<u8>, QueueError> {
         let mut this = ManuallyDrop::new(self);
         // SAFETY: as in `Producer::into_token`.
-        let core = unsafe { ManuallyDrop::take(&mut this.core) };
-        // SAFETY: as above.
-        let inner = unsafe { std::ptr::read(&this.inner) };
-        let mut core = Some(core);
-        let r = inner.token::<T>(&this.local, Side::Receiver, || {
-            core.take().and_then(CoreConsumer::hand_over)
-        });
-        if let Some(core) = core {
-            if this.local.release(&inner.seg.peers) {
-                drop(core);
-            } else {
-                std::mem::forget(core);
-            }
-        }
-        drop(inner);
-        r
+        let (core, inner) = unsafe {
+            (
+                ManuallyDrop::take(&mut this.core),
+                std::ptr::read(&this.inner),
+            )
+        };
+        give_up::<T, _>(
+            &this.local,
+            inner,
+            Side::Receiver,
+            core,
+            CoreConsumer::hand_over,
+        )
     }
 
     /// Claims a consumer from a token made by [`Consumer::into_token`].
@@ -786,5 +849,170 @@ impl SidePoller {
         std::thread::sleep(self.nap);
         self.nap = (self.nap * 2).min(Duration::from_millis(1));
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named<T: Pod>(cap: u64) -> (Producer<T>, Consumer<T>) {
+        Spsc::<T>::new(cap).unique_name().channel().unwrap()
+    }
+
+    #[test]
+    fn producer_token_round_trip_keeps_the_stream() {
+        let (mut tx, mut rx) = named::<u64>(4);
+        tx.send(1).unwrap();
+        let tok = tx.into_token().unwrap();
+        // Pending: not disconnected, the value sent before is there.
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(30)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert!(!rx.is_disconnected());
+        let mut tx = Producer::<u64>::from_token(&tok).unwrap();
+        for i in 2..=9 {
+            tx.send(i).unwrap();
+            assert_eq!(rx.recv(), Ok(i));
+        }
+        drop(tx);
+        assert_eq!(rx.recv(), Err(RecvError));
+        assert!(rx.is_disconnected());
+    }
+
+    #[test]
+    fn consumer_token_round_trip_keeps_queued_values() {
+        let (mut tx, rx) = named::<u32>(2);
+        tx.send(5).unwrap();
+        tx.send(6).unwrap();
+        let tok = rx.into_token().unwrap();
+        assert!(!tx.is_disconnected());
+        assert!(matches!(
+            tx.send_timeout(7, Duration::from_millis(30)),
+            Err(SendTimeoutError::Timeout(7))
+        ));
+        let mut rx = Consumer::<u32>::from_token(&tok).unwrap();
+        assert_eq!(rx.recv(), Ok(5));
+        assert_eq!(rx.recv(), Ok(6));
+        tx.send(7).unwrap();
+        assert_eq!(rx.recv(), Ok(7));
+        drop(rx);
+        tx.send(8).unwrap(); // room: accepted, never read
+        tx.send(9).unwrap();
+        assert!(matches!(tx.send(10), Err(SendError(10))));
+    }
+
+    #[test]
+    fn bad_tokens_are_typed_errors() {
+        let bad = |r: Result<Producer<u64>, QueueError>| match r {
+            Err(QueueError::BadToken { .. }) => {}
+            other => panic!("{other:?}"),
+        };
+        let (tx, _rx) = named::<u64>(4);
+        let tok = tx.into_token().unwrap();
+        for n in 0..tok.len() {
+            bad(Producer::<u64>::from_token(&tok[..n]));
+        }
+        let mut longer = tok.clone();
+        longer.push(0);
+        bad(Producer::<u64>::from_token(&longer));
+        bad(Producer::<u64>::from_token(
+            b"garbage that is not a token at all, no",
+        ));
+        bad(Producer::<u64>::from_token(&[0xff; 64]));
+        // Wrong element type: size, then same size and alignment.
+        assert!(matches!(
+            Producer::<u32>::from_token(&tok),
+            Err(QueueError::BadToken { .. })
+        ));
+        assert!(matches!(
+            Producer::<i64>::from_token(&tok),
+            Err(QueueError::BadToken { .. })
+        ));
+        // The other side's handle, or a queue handle, from this token.
+        assert!(matches!(
+            Consumer::<u64>::from_token(&tok),
+            Err(QueueError::BadToken { .. })
+        ));
+        assert!(matches!(
+            crate::queue::Sender::<u64>::from_token(&tok),
+            Err(QueueError::BadToken { .. })
+        ));
+        // A queue's token is no SPSC token.
+        let (qtx, _qrx) = crate::Queue::<u64>::new(4).unique_name().channel().unwrap();
+        bad(Producer::<u64>::from_token(&qtx.to_token().unwrap()));
+        // Every failed claim left the token intact.
+        let tx = Producer::<u64>::from_token(&tok).unwrap();
+        drop(tx);
+    }
+
+    #[test]
+    fn a_token_is_claimed_once() {
+        let (tx, rx) = named::<u64>(4);
+        let ptok = tx.into_token().unwrap();
+        let ctok = rx.into_token().unwrap();
+        let mut tx = Producer::<u64>::from_token(&ptok).unwrap();
+        assert!(matches!(
+            Producer::<u64>::from_token(&ptok),
+            Err(QueueError::AlreadyClaimed)
+        ));
+        let mut rx = Consumer::<u64>::from_token(&ctok).unwrap();
+        // The last token claimed: the name is gone with it, so a second
+        // claim does not even find the segment.
+        assert!(matches!(
+            Consumer::<u64>::from_token(&ctok),
+            Err(QueueError::Shm(crate::shm::ShmError::NotFound { .. }))
+        ));
+        tx.send(3).unwrap();
+        assert_eq!(rx.recv(), Ok(3));
+        drop(tx);
+        assert_eq!(rx.recv(), Err(RecvError));
+        // The maker keeps the consumer: a claimed, then dropped, producer
+        // cannot be claimed again either.
+        let (tx, _rx) = named::<u64>(4);
+        let ptok = tx.into_token().unwrap();
+        drop(Producer::<u64>::from_token(&ptok).unwrap());
+        assert!(matches!(
+            Producer::<u64>::from_token(&ptok),
+            Err(QueueError::AlreadyClaimed)
+        ));
+        assert_eq!(
+            QueueError::AlreadyClaimed.to_string(),
+            "queue token already claimed"
+        );
+    }
+
+    #[test]
+    fn name_lives_until_the_last_token_is_claimed() {
+        let name = format!("/spsctok-{}", std::process::id());
+        let exists = || SharedMemory::open(&name).is_ok();
+        let (tx, rx) = Spsc::<u64>::new(4).named(&name).channel().unwrap();
+        let ptok = tx.into_token().unwrap();
+        let ctok = rx.into_token().unwrap(); // the maker's last handle
+        assert!(exists());
+        let tx = Producer::<u64>::from_token(&ptok).unwrap();
+        assert!(exists(), "the consumer token still needs the name");
+        let rx = Consumer::<u64>::from_token(&ctok).unwrap();
+        assert!(!exists(), "the last claim unlinks the name");
+        drop((tx, rx));
+        // A maker that keeps a handle keeps (and later unlinks) the name.
+        let (tx, rx) = Spsc::<u64>::new(4).named(&name).channel().unwrap();
+        let ptok = tx.into_token().unwrap();
+        let tx = Producer::<u64>::from_token(&ptok).unwrap();
+        assert!(exists());
+        drop(rx);
+        assert!(!exists());
+        drop(tx);
+    }
+
+    #[test]
+    fn anonymous_channel_has_no_token() {
+        let (tx, mut rx) = channel::<u64>(4).unwrap();
+        assert!(matches!(tx.into_token(), Err(QueueError::Anonymous)));
+        // The producer was dropped by the failed hand-over.
+        assert_eq!(rx.recv(), Err(RecvError));
     }
 }
