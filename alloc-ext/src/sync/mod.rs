@@ -238,6 +238,16 @@ impl HandleKind {
         }
     }
 
+    /// "a" or "an", for messages.
+    fn article(self) -> &'static str {
+        match self {
+            HandleKind::RLock | HandleKind::Event | HandleKind::AtomicValue | HandleKind::Array => {
+                "an"
+            }
+            _ => "a",
+        }
+    }
+
     /// Whether the handle is generic over an element type.
     fn is_generic(self) -> bool {
         matches!(
@@ -333,12 +343,13 @@ impl fmt::Display for SegmentType {
         match (self.handle, self.kind) {
             (Some(h), _) if h.is_generic() => write!(
                 f,
-                "a {h}<T> of a {}-byte T aligned to {} (type hash {:012x})",
+                "{} {h}<T> of a {}-byte T aligned to {} (type hash {:012x})",
+                h.article(),
                 self.elem.size,
                 self.elem.align,
                 self.elem.tag & ELEM_HASH_MASK
             ),
-            (Some(h), _) => write!(f, "a {h}"),
+            (Some(h), _) => write!(f, "{} {h}", h.article()),
             (None, Some(k)) => write!(f, "a core {k:?} that no sync handle made"),
             (None, None) => f.write_str("a structure of an unknown kind"),
         }

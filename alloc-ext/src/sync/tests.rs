@@ -234,7 +234,7 @@ fn wrong_type_names_what_was_expected_and_found() {
     let n = unique("display");
     let _r = RLock::named(&n).unwrap();
     let e = Lock::open(&n).unwrap_err();
-    assert_eq!(e.to_string(), "the segment holds a RLock, not a Lock");
+    assert_eq!(e.to_string(), "the segment holds an RLock, not a Lock");
     assert!(std::error::Error::source(&e).is_none());
     let n = unique("display");
     let _v = Value::named(&n, 0u64).unwrap();
@@ -260,6 +260,14 @@ fn wrong_type_names_what_was_expected_and_found() {
         "the segment holds a BoundedSemaphore, not a Semaphore"
     );
     assert_eq!(HandleKind::AtomicValue.to_string(), "AtomicValue");
+    let n = unique("display");
+    let _a = Array::named(&n, 1, 0u8).unwrap();
+    let e = Event::open(&n).unwrap_err().to_string();
+    assert!(
+        e.starts_with("the segment holds an Array<T> of a 1-byte T aligned to 1 (type hash ")
+            && e.ends_with("), not an Event"),
+        "{e}"
+    );
 }
 
 /// Opens `name` with every case's opener on its own thread (so that the
