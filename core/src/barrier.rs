@@ -496,6 +496,16 @@ impl<'a> Barrier<'a> {
     /// [`MAX_PARTIES`]; otherwise as [`region`](crate::region) creation: too
     /// small, misaligned, already initialised.
     pub fn create(region: Region<'a>, parties: u32) -> Result<Self, InitError> {
+        Self::create_tagged(region, parties, 0)
+    }
+
+    /// As [`create`](Self::create), recording a user `tag` that
+    /// [`attach_tagged_timeout`](Self::attach_tagged_timeout) must match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_tagged(region: Region<'a>, parties: u32, tag: u64) -> Result<Self, InitError> {
         if !(1..=MAX_PARTIES).contains(&parties) {
             return Err(InitError::InvalidCapacity {
                 capacity: u64::from(parties),
@@ -503,7 +513,7 @@ impl<'a> Barrier<'a> {
         }
         let spec = Spec {
             kind: Kind::Barrier,
-            elem: ElemType::of::<()>(),
+            elem: ElemType::of::<()>().tagged(tag),
             capacity: u64::from(parties),
             count: 0,
         };
@@ -521,7 +531,7 @@ impl<'a> Barrier<'a> {
     /// [`AttachError::CorruptCapacity`] if the header's parties are out of
     /// range; any other header validation error.
     pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, None)
+        Self::open(region, 0, None)
     }
 
     /// As [`attach`](Self::attach), waiting up to `timeout` for the creator
@@ -531,7 +541,22 @@ impl<'a> Barrier<'a> {
     ///
     /// As [`attach`](Self::attach); `NotReady` once the timeout passed.
     pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, Some(Deadline::after(timeout)))
+        Self::open(region, 0, Some(Deadline::after(timeout)))
+    }
+
+    /// As [`attach_timeout`](Self::attach_timeout), for a barrier created with
+    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
+    /// [`AttachError::TypeMismatch`].
+    pub fn attach_tagged_timeout(
+        region: Region<'a>,
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
+        Self::open(region, tag, Some(Deadline::after(timeout)))
     }
 
     /// As [`attach_timeout`](Self::attach_timeout), with a deadline.
@@ -540,14 +565,14 @@ impl<'a> Barrier<'a> {
     ///
     /// As [`attach_timeout`](Self::attach_timeout).
     pub fn attach_deadline(region: Region<'a>, deadline: Deadline) -> Result<Self, AttachError> {
-        Self::open(region, Some(deadline))
+        Self::open(region, 0, Some(deadline))
     }
 
-    fn open(region: Region<'a>, deadline: Option<Deadline>) -> Result<Self, AttachError> {
+    fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         let parts = BarrierParts::open(
             region,
             Kind::Barrier,
-            ElemType::of::<()>(),
+            ElemType::of::<()>().tagged(tag),
             elems_for,
             deadline,
         )?;
@@ -828,6 +853,29 @@ mod tests {
         assert!(matches!(
             Barrier::create(Region::from_mut_slice(bytes(&mut small)), 2),
             Err(InitError::TooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn tagged_attach_needs_the_same_tag() {
+        let mut b = buf(Barrier::memory_size().div_ceil(128));
+        let r = Region::from_mut_slice(bytes(&mut b));
+        Barrier::create_tagged(r, 2, 3).unwrap();
+        let t = Barrier::attach_tagged_timeout(r, 3, Duration::ZERO).unwrap();
+        assert_eq!(t.parties(), 2);
+        assert!(matches!(
+            Barrier::attach_tagged_timeout(r, 4, Duration::ZERO),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            Barrier::attach(r),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        let mut b = buf(Barrier::memory_size().div_ceil(128));
+        let r = Region::from_mut_slice(bytes(&mut b));
+        assert!(matches!(
+            Barrier::create_tagged(r, 0, 3),
+            Err(InitError::InvalidCapacity { capacity: 0 })
         ));
     }
 

@@ -293,9 +293,19 @@ impl<'a> Event<'a> {
     /// As [`region`](crate::region) creation: too small, misaligned,
     /// already initialised.
     pub fn create(region: Region<'a>) -> Result<Self, InitError> {
+        Self::create_tagged(region, 0)
+    }
+
+    /// As [`create`](Self::create), recording a user `tag` that
+    /// [`attach_tagged_timeout`](Self::attach_tagged_timeout) must match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_tagged(region: Region<'a>, tag: u64) -> Result<Self, InitError> {
         let spec = Spec {
             kind: Kind::Event,
-            elem: ElemType::of::<()>(),
+            elem: ElemType::of::<()>().tagged(tag),
             capacity: 0,
             count: 0,
         };
@@ -312,7 +322,7 @@ impl<'a> Event<'a> {
     /// [`AttachError::KindMismatch`] if the region holds something else;
     /// any other header validation error.
     pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, None)
+        Self::open(region, 0, None)
     }
 
     /// As [`attach`](Self::attach), waiting up to `timeout` for the creator
@@ -322,7 +332,22 @@ impl<'a> Event<'a> {
     ///
     /// As [`attach`](Self::attach); `NotReady` once the timeout passed.
     pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, Some(Deadline::after(timeout)))
+        Self::open(region, 0, Some(Deadline::after(timeout)))
+    }
+
+    /// As [`attach_timeout`](Self::attach_timeout), for an event created with
+    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
+    /// [`AttachError::TypeMismatch`].
+    pub fn attach_tagged_timeout(
+        region: Region<'a>,
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
+        Self::open(region, tag, Some(Deadline::after(timeout)))
     }
 
     /// As [`attach_timeout`](Self::attach_timeout), with a deadline.
@@ -331,14 +356,14 @@ impl<'a> Event<'a> {
     ///
     /// As [`attach_timeout`](Self::attach_timeout).
     pub fn attach_deadline(region: Region<'a>, deadline: Deadline) -> Result<Self, AttachError> {
-        Self::open(region, Some(deadline))
+        Self::open(region, 0, Some(deadline))
     }
 
-    fn open(region: Region<'a>, deadline: Option<Deadline>) -> Result<Self, AttachError> {
+    fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         let parts = EventParts::open(
             region,
             Kind::Event,
-            ElemType::of::<()>(),
+            ElemType::of::<()>().tagged(tag),
             elems_for,
             deadline,
         )?;
@@ -453,6 +478,25 @@ mod tests {
         e.clear();
         assert!(h.join().unwrap());
         assert!(!e.is_set());
+    }
+
+    #[test]
+    fn tagged_attach_needs_the_same_tag() {
+        let mut b = buf(Event::memory_size().div_ceil(128));
+        let r = Region::from_mut_slice(bytes(&mut b));
+        let e = Event::create_tagged(r, 3).unwrap();
+        Event::attach_tagged_timeout(r, 3, Duration::ZERO)
+            .unwrap()
+            .set();
+        assert!(e.is_set());
+        assert!(matches!(
+            Event::attach_tagged_timeout(r, 4, Duration::ZERO),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            Event::attach(r),
+            Err(AttachError::TypeMismatch { .. })
+        ));
     }
 
     #[test]

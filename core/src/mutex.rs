@@ -838,7 +838,19 @@ impl<'a, T: Pod> Mutex<'a, T> {
     /// [`InitError`] if the region is too small, misaligned or already
     /// initialised.
     pub fn create(region: Region<'a>, init: T) -> Result<Self, InitError> {
-        Self::create_as(region, init, Kind::Mutex)
+        Self::create_as(region, init, Kind::Mutex, 0)
+    }
+
+    /// As [`create`](Self::create), recording a user `tag` for the element
+    /// type (for example a hash of its name, or of the handle that owns the
+    /// region) that [`attach_tagged_timeout`](Self::attach_tagged_timeout)
+    /// must match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_tagged(region: Region<'a>, init: T, tag: u64) -> Result<Self, InitError> {
+        Self::create_as(region, init, Kind::Mutex, tag)
     }
 
     /// Attaches to a mutex another process created, without waiting.
@@ -848,7 +860,7 @@ impl<'a, T: Pod> Mutex<'a, T> {
     /// [`AttachError`] if the region holds no published `Mutex<T>` (another
     /// kind or type, or not yet initialised: [`AttachError::NotReady`]).
     pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open_as(region, Kind::Mutex, None)
+        Self::open_as(region, Kind::Mutex, 0, None)
     }
 
     /// Attaches, waiting up to `timeout` for the creator to publish it.
@@ -857,14 +869,35 @@ impl<'a, T: Pod> Mutex<'a, T> {
     ///
     /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
     pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open_as(region, Kind::Mutex, Some(Deadline::after(timeout)))
+        Self::open_as(region, Kind::Mutex, 0, Some(Deadline::after(timeout)))
     }
 
-    /// Builds the lock-plus-value layout under another kind (`Value`).
-    pub(crate) fn create_as(region: Region<'a>, init: T, kind: Kind) -> Result<Self, InitError> {
+    /// As [`attach_timeout`](Self::attach_timeout), for a mutex created with
+    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
+    /// [`AttachError::TypeMismatch`].
+    pub fn attach_tagged_timeout(
+        region: Region<'a>,
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
+        Self::open_as(region, Kind::Mutex, tag, Some(Deadline::after(timeout)))
+    }
+
+    /// Builds the lock-plus-value layout under another kind (`Value`) and
+    /// element tag.
+    pub(crate) fn create_as(
+        region: Region<'a>,
+        init: T,
+        kind: Kind,
+        tag: u64,
+    ) -> Result<Self, InitError> {
         let spec = Spec {
             kind,
-            elem: ElemType::of::<T>(),
+            elem: ElemType::of::<T>().tagged(tag),
             capacity: 1,
             count: 1,
         };
@@ -872,16 +905,18 @@ impl<'a, T: Pod> Mutex<'a, T> {
         Ok(Self::from_parts(parts))
     }
 
-    /// Opens the lock-plus-value layout under another kind (`Value`).
+    /// Opens the lock-plus-value layout under another kind (`Value`) and
+    /// element tag.
     pub(crate) fn open_as(
         region: Region<'a>,
         kind: Kind,
+        tag: u64,
         deadline: Option<Deadline>,
     ) -> Result<Self, AttachError> {
         let parts = Parts::<LockLine, DataCell<T>>::open(
             region,
             kind,
-            ElemType::of::<T>(),
+            ElemType::of::<T>().tagged(tag),
             |c| (c == 1).then_some(1),
             deadline,
         )?;
@@ -1351,6 +1386,34 @@ pub(crate) mod tests {
         assert!(matches!(
             Mutex::<u64>::create(region(&mut small), 0),
             Err(InitError::TooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn tagged_attach_needs_the_same_tag() {
+        let mut mem = buf(4096);
+        let r = region(&mut mem);
+        let m = Mutex::<u64>::create_tagged(r, 5, 7).unwrap();
+        let a = Mutex::<u64>::attach_tagged_timeout(r, 7, Duration::ZERO).unwrap();
+        *a.lock().unwrap() += 1;
+        assert_eq!(*m.lock().unwrap(), 6);
+        let tagged = ElemType::of::<u64>().tagged(7);
+        assert_eq!(
+            Mutex::<u64>::attach_tagged_timeout(r, 8, Duration::ZERO).unwrap_err(),
+            AttachError::TypeMismatch {
+                found: tagged,
+                expected: ElemType::of::<u64>().tagged(8)
+            }
+        );
+        // The untagged attach is refused too.
+        assert!(matches!(
+            Mutex::<u64>::attach(r),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        // A Value with the same tag is another kind.
+        assert!(matches!(
+            crate::value::Value::<u64>::attach_tagged_timeout(r, 7, Duration::ZERO),
+            Err(AttachError::KindMismatch { found: 4, .. })
         ));
     }
 

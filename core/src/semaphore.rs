@@ -390,7 +390,17 @@ impl<'a> Semaphore<'a> {
     /// otherwise as [`region`](crate::region) creation: too small,
     /// misaligned, already initialised.
     pub fn create(region: Region<'a>, initial: u32) -> Result<Self, InitError> {
-        Self::create_with(region, initial, UNBOUNDED)
+        Self::create_with(region, initial, UNBOUNDED, 0)
+    }
+
+    /// As [`create`](Self::create), recording a user `tag` that
+    /// [`attach_tagged_timeout`](Self::attach_tagged_timeout) must match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_tagged(region: Region<'a>, initial: u32, tag: u64) -> Result<Self, InitError> {
+        Self::create_with(region, initial, UNBOUNDED, tag)
     }
 
     /// Builds a bounded semaphore (Python's `BoundedSemaphore(initial)`) in
@@ -400,10 +410,30 @@ impl<'a> Semaphore<'a> {
     ///
     /// As [`create`](Self::create).
     pub fn create_bounded(region: Region<'a>, initial: u32) -> Result<Self, InitError> {
-        Self::create_with(region, initial, initial)
+        Self::create_with(region, initial, initial, 0)
     }
 
-    fn create_with(region: Region<'a>, initial: u32, max: u32) -> Result<Self, InitError> {
+    /// As [`create_bounded`](Self::create_bounded), recording a user `tag`
+    /// that [`attach_tagged_timeout`](Self::attach_tagged_timeout) must
+    /// match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_bounded_tagged(
+        region: Region<'a>,
+        initial: u32,
+        tag: u64,
+    ) -> Result<Self, InitError> {
+        Self::create_with(region, initial, initial, tag)
+    }
+
+    fn create_with(
+        region: Region<'a>,
+        initial: u32,
+        max: u32,
+        tag: u64,
+    ) -> Result<Self, InitError> {
         if initial > MAX_VALUE {
             return Err(InitError::InvalidCapacity {
                 capacity: u64::from(initial),
@@ -411,7 +441,7 @@ impl<'a> Semaphore<'a> {
         }
         let spec = Spec {
             kind: Kind::Semaphore,
-            elem: ElemType::of::<()>(),
+            elem: ElemType::of::<()>().tagged(tag),
             capacity: 0,
             count: 0,
         };
@@ -428,7 +458,7 @@ impl<'a> Semaphore<'a> {
     /// [`AttachError::KindMismatch`] if the region holds something else;
     /// any other header validation error.
     pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, None)
+        Self::open(region, 0, None)
     }
 
     /// As [`attach`](Self::attach), waiting up to `timeout` for the creator
@@ -438,7 +468,22 @@ impl<'a> Semaphore<'a> {
     ///
     /// As [`attach`](Self::attach); `NotReady` once the timeout passed.
     pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, Some(Deadline::after(timeout)))
+        Self::open(region, 0, Some(Deadline::after(timeout)))
+    }
+
+    /// As [`attach_timeout`](Self::attach_timeout), for a semaphore created with
+    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
+    /// [`AttachError::TypeMismatch`].
+    pub fn attach_tagged_timeout(
+        region: Region<'a>,
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
+        Self::open(region, tag, Some(Deadline::after(timeout)))
     }
 
     /// As [`attach_timeout`](Self::attach_timeout), with a deadline.
@@ -447,14 +492,14 @@ impl<'a> Semaphore<'a> {
     ///
     /// As [`attach_timeout`](Self::attach_timeout).
     pub fn attach_deadline(region: Region<'a>, deadline: Deadline) -> Result<Self, AttachError> {
-        Self::open(region, Some(deadline))
+        Self::open(region, 0, Some(deadline))
     }
 
-    fn open(region: Region<'a>, deadline: Option<Deadline>) -> Result<Self, AttachError> {
+    fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         let parts = SemParts::open(
             region,
             Kind::Semaphore,
-            ElemType::of::<()>(),
+            ElemType::of::<()>().tagged(tag),
             elems_for,
             deadline,
         )?;
@@ -689,6 +734,28 @@ mod tests {
             Semaphore::create(Region::from_mut_slice(bytes(&mut small)), 0),
             Err(InitError::TooSmall { .. })
         ));
+    }
+
+    #[test]
+    fn tagged_attach_needs_the_same_tag() {
+        let mut b = buf(Semaphore::memory_size().div_ceil(128));
+        let r = Region::from_mut_slice(bytes(&mut b));
+        let s = Semaphore::create_tagged(r, 1, 3).unwrap();
+        let t = Semaphore::attach_tagged_timeout(r, 3, Duration::ZERO).unwrap();
+        assert!(t.try_acquire() && !s.try_acquire());
+        assert!(matches!(
+            Semaphore::attach_tagged_timeout(r, 4, Duration::ZERO),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            Semaphore::attach(r),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        let mut b = buf(Semaphore::memory_size().div_ceil(128));
+        let r = Region::from_mut_slice(bytes(&mut b));
+        Semaphore::create_bounded_tagged(r, 2, 9).unwrap();
+        let t = Semaphore::attach_tagged_timeout(r, 9, Duration::ZERO).unwrap();
+        assert_eq!((t.is_bounded(), t.max_value()), (true, Some(2)));
     }
 
     #[test]

@@ -95,8 +95,19 @@ impl<'a, T: Pod> Value<'a, T> {
     /// [`InitError`] if the region is too small, misaligned or already
     /// initialised.
     pub fn create(region: Region<'a>, init: T) -> Result<Self, InitError> {
+        Self::create_tagged(region, init, 0)
+    }
+
+    /// As [`create`](Self::create), recording a user `tag` for the element
+    /// type that [`attach_tagged_timeout`](Self::attach_tagged_timeout) must
+    /// match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_tagged(region: Region<'a>, init: T, tag: u64) -> Result<Self, InitError> {
         Ok(Self {
-            inner: Mutex::create_as(region, init, Kind::Value)?,
+            inner: Mutex::create_as(region, init, Kind::Value, tag)?,
         })
     }
 
@@ -107,7 +118,7 @@ impl<'a, T: Pod> Value<'a, T> {
     /// [`AttachError`] if the region holds no published `Value<T>`.
     pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
         Ok(Self {
-            inner: Mutex::open_as(region, Kind::Value, None)?,
+            inner: Mutex::open_as(region, Kind::Value, 0, None)?,
         })
     }
 
@@ -117,8 +128,23 @@ impl<'a, T: Pod> Value<'a, T> {
     ///
     /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
     pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
+        Self::attach_tagged_timeout(region, 0, timeout)
+    }
+
+    /// As [`attach_timeout`](Self::attach_timeout), for a value created with
+    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
+    /// [`AttachError::TypeMismatch`].
+    pub fn attach_tagged_timeout(
+        region: Region<'a>,
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
         Ok(Self {
-            inner: Mutex::open_as(region, Kind::Value, Some(Deadline::after(timeout)))?,
+            inner: Mutex::open_as(region, Kind::Value, tag, Some(Deadline::after(timeout)))?,
         })
     }
 
@@ -367,12 +393,23 @@ impl<'a, T: Pod> AtomicValue<'a, T> {
     /// [`InitError::UnsupportedType`] if `T` is not 1, 2, 4 or 8 bytes;
     /// otherwise as for any region (too small, misaligned, initialised).
     pub fn create(region: Region<'a>, init: T) -> Result<Self, InitError> {
+        Self::create_tagged(region, init, 0)
+    }
+
+    /// As [`create`](Self::create), recording a user `tag` for the element
+    /// type that [`attach_tagged_timeout`](Self::attach_tagged_timeout) must
+    /// match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_tagged(region: Region<'a>, init: T, tag: u64) -> Result<Self, InitError> {
         if Self::MASK.is_none() {
             return Err(InitError::UnsupportedType);
         }
         let spec = Spec {
             kind: Kind::AtomicValue,
-            elem: ElemType::of::<T>(),
+            elem: ElemType::of::<T>().tagged(tag),
             capacity: 1,
             count: 0,
         };
@@ -394,7 +431,7 @@ impl<'a, T: Pod> AtomicValue<'a, T> {
     /// [`AttachError`] if the region holds no published `AtomicValue<T>`;
     /// `TypeMismatch` also for a `T` that is not 1, 2, 4 or 8 bytes.
     pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, None)
+        Self::open(region, 0, None)
     }
 
     /// Attaches, waiting up to `timeout` for the creator to publish it.
@@ -403,14 +440,29 @@ impl<'a, T: Pod> AtomicValue<'a, T> {
     ///
     /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
     pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, Some(Deadline::after(timeout)))
+        Self::open(region, 0, Some(Deadline::after(timeout)))
     }
 
-    fn open(region: Region<'a>, deadline: Option<Deadline>) -> Result<Self, AttachError> {
+    /// As [`attach_timeout`](Self::attach_timeout), for a value created with
+    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
+    /// [`AttachError::TypeMismatch`].
+    pub fn attach_tagged_timeout(
+        region: Region<'a>,
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
+        Self::open(region, tag, Some(Deadline::after(timeout)))
+    }
+
+    fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         let parts = Parts::<AtomicLine, u8>::open(
             region,
             Kind::AtomicValue,
-            ElemType::of::<T>(),
+            ElemType::of::<T>().tagged(tag),
             |c| (c == 1).then_some(0),
             deadline,
         )?;
@@ -418,7 +470,7 @@ impl<'a, T: Pod> AtomicValue<'a, T> {
             // Only a forged header can name such a type: no create makes one.
             return Err(AttachError::TypeMismatch {
                 found: parts.header.elem_type(),
-                expected: ElemType::of::<T>(),
+                expected: ElemType::of::<T>().tagged(tag),
             });
         }
         Ok(Self::from_parts(parts))
@@ -692,11 +744,27 @@ impl<'a, T: Pod> Array<'a, T> {
     /// [`InitError::CapacityOverflow`] if `len` elements overflow the
     /// address space; otherwise as for any region.
     pub fn create(region: Region<'a>, len: usize, fill: T) -> Result<Self, InitError> {
+        Self::create_tagged(region, len, fill, 0)
+    }
+
+    /// As [`create`](Self::create), recording a user `tag` for the element
+    /// type that [`attach_tagged_timeout`](Self::attach_tagged_timeout) must
+    /// match.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_tagged(
+        region: Region<'a>,
+        len: usize,
+        fill: T,
+        tag: u64,
+    ) -> Result<Self, InitError> {
         let capacity =
             u64::try_from(len).map_err(|_| InitError::CapacityOverflow { capacity: u64::MAX })?;
         let spec = Spec {
             kind: Kind::Array,
-            elem: ElemType::of::<T>(),
+            elem: ElemType::of::<T>().tagged(tag),
             capacity,
             count: capacity,
         };
@@ -711,7 +779,7 @@ impl<'a, T: Pod> Array<'a, T> {
     /// [`AttachError`] if the region holds no published `Array<T>`, or its
     /// length does not fit the memory.
     pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, None)
+        Self::open(region, 0, None)
     }
 
     /// Attaches, waiting up to `timeout` for the creator to publish it.
@@ -720,16 +788,31 @@ impl<'a, T: Pod> Array<'a, T> {
     ///
     /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
     pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, Some(Deadline::after(timeout)))
+        Self::open(region, 0, Some(Deadline::after(timeout)))
     }
 
-    fn open(region: Region<'a>, deadline: Option<Deadline>) -> Result<Self, AttachError> {
+    /// As [`attach_timeout`](Self::attach_timeout), for an array created with
+    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
+    /// [`AttachError::TypeMismatch`].
+    pub fn attach_tagged_timeout(
+        region: Region<'a>,
+        tag: u64,
+        timeout: Duration,
+    ) -> Result<Self, AttachError> {
+        Self::open(region, tag, Some(Deadline::after(timeout)))
+    }
+
+    fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         // The length read from the header is untrusted: `open` checks that
         // the layout it implies fits the region before we use it.
         let parts = Parts::<LockLine, ArrayElem<T>>::open(
             region,
             Kind::Array,
-            ElemType::of::<T>(),
+            ElemType::of::<T>().tagged(tag),
             Some,
             deadline,
         )?;
@@ -1385,6 +1468,60 @@ mod tests {
             Err(AttachError::CorruptCapacity {
                 capacity: 1_000_000
             })
+        ));
+    }
+
+    #[test]
+    fn tagged_attach_needs_the_same_tag() {
+        let z = Duration::ZERO;
+        let mut b = buf(4096);
+        let r = region(&mut b);
+        let v = Value::<u32>::create_tagged(r, 1, 5).unwrap();
+        Value::<u32>::attach_tagged_timeout(r, 5, z)
+            .unwrap()
+            .set(2)
+            .unwrap();
+        assert_eq!(v.get().unwrap(), 2);
+        assert!(matches!(
+            Value::<u32>::attach_tagged_timeout(r, 6, z),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            Value::<u32>::attach(r),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+
+        let mut b = buf(4096);
+        let r = region(&mut b);
+        let a = AtomicValue::<u16>::create_tagged(r, 1, 5).unwrap();
+        AtomicValue::<u16>::attach_tagged_timeout(r, 5, z)
+            .unwrap()
+            .store(3);
+        assert_eq!(a.load(), 3);
+        assert!(matches!(
+            AtomicValue::<u16>::attach_tagged_timeout(r, 6, z),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            AtomicValue::<[u8; 3]>::create_tagged(r, [0; 3], 5),
+            Err(InitError::UnsupportedType)
+        ));
+
+        let mut b = buf(4096);
+        let r = region(&mut b);
+        let a = Array::<u8>::create_tagged(r, 3, 1, 5).unwrap();
+        Array::<u8>::attach_tagged_timeout(r, 5, z)
+            .unwrap()
+            .set(2, 4)
+            .unwrap();
+        assert_eq!(a.get(2).unwrap(), 4);
+        assert!(matches!(
+            Array::<u8>::attach_tagged_timeout(r, 6, z),
+            Err(AttachError::TypeMismatch { .. })
+        ));
+        assert!(matches!(
+            Array::<u8>::attach(r),
+            Err(AttachError::TypeMismatch { .. })
         ));
     }
 

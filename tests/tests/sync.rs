@@ -3,7 +3,8 @@
 //! `Condition` ping-pong; a `Semaphore` bound; `Event`; `Barrier`
 //! generations; a holder killed with `SIGKILL` and a panicking holder
 //! (poison seen, lock usable again); named segments opened across fork and
-//! spawn; a timeout on every blocking call.
+//! spawn; a segment opened as the wrong type in another process; a
+//! timeout on every blocking call.
 //!
 //! A custom harness (`harness = false`): the spawn test re-runs this
 //! binary, whose `main` registers the entry points and calls
@@ -13,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{
-    Array, AtomicValue, Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock,
-    LockTimeoutError, Mutex, PoisonCause, RLock, Semaphore, SemaphoreError, SyncError,
+    Array, AtomicValue, Barrier, BarrierError, BoundedSemaphore, Condition, Event, HandleKind,
+    Lock, LockTimeoutError, Mutex, PoisonCause, RLock, Semaphore, SemaphoreError, SyncError,
     TryLockError, Value,
 };
 use multiproc::{Process, StartMethod};
@@ -484,9 +485,12 @@ fn named_open_across_fork_and_spawn() {
             // Wrong type or kind is refused.
             assert!(matches!(
                 Value::<u32>::open(&vname),
-                Err(SyncError::Attach(_))
+                Err(SyncError::WrongType { .. })
             ));
-            assert!(matches!(Semaphore::open(&ename), Err(SyncError::Attach(_))));
+            assert!(matches!(
+                Semaphore::open(&ename),
+                Err(SyncError::WrongType { .. })
+            ));
         })
     };
     assert!(e.wait_timeout(WATCHDOG));
@@ -522,7 +526,7 @@ fn named_open_across_fork_and_spawn() {
             assert!(Semaphore::open(&names[3]).unwrap().try_acquire());
             assert!(matches!(
                 Semaphore::open(&names[4]),
-                Err(SyncError::Variant { .. })
+                Err(SyncError::WrongType { .. })
             ));
             assert!(BoundedSemaphore::open(&names[4]).unwrap().try_acquire());
             Barrier::open(&names[5])
@@ -549,6 +553,122 @@ fn named_open_across_fork_and_spawn() {
     drop(v2);
     assert!(matches!(Value::<u64>::open(&vname), Err(SyncError::Shm(_))));
     assert!(matches!(Lock::named(&ename), Err(SyncError::Shm(_))));
+}
+
+/// A handle type: how to make it under a name and open it by name.
+struct Case {
+    what: &'static str,
+    kind: HandleKind,
+    make: fn(&str) -> Box<dyn std::any::Any>,
+    open: fn(&str) -> Result<(), SyncError>,
+}
+
+macro_rules! case {
+    ($what:literal, $kind:ident, |$n:ident| $make:expr, $open:expr) => {
+        Case {
+            what: $what,
+            kind: HandleKind::$kind,
+            make: |$n| Box::new($make.unwrap()),
+            open: |$n| $open($n).map(drop),
+        }
+    };
+}
+
+/// Every handle type, and some generic ones over two element types.
+fn cases() -> Vec<Case> {
+    vec![
+        case!("Lock", Lock, |n| Lock::named(n), Lock::open),
+        case!("RLock", RLock, |n| RLock::named(n), RLock::open),
+        case!(
+            "Condition<u8>",
+            Condition,
+            |n| Condition::named(n, 0u8),
+            Condition::<u8>::open
+        ),
+        case!(
+            "Mutex<u32>",
+            Mutex,
+            |n| Mutex::named(n, 0u32),
+            Mutex::<u32>::open
+        ),
+        case!(
+            "Mutex<i32>",
+            Mutex,
+            |n| Mutex::named(n, 0i32),
+            Mutex::<i32>::open
+        ),
+        case!(
+            "Semaphore",
+            Semaphore,
+            |n| Semaphore::named(n, 1),
+            Semaphore::open
+        ),
+        case!(
+            "BoundedSemaphore",
+            BoundedSemaphore,
+            |n| BoundedSemaphore::named(n, 1),
+            BoundedSemaphore::open
+        ),
+        case!("Event", Event, |n| Event::named(n), Event::open),
+        case!("Barrier", Barrier, |n| Barrier::named(n, 2), Barrier::open),
+        case!(
+            "Value<u32>",
+            Value,
+            |n| Value::named(n, 0u32),
+            Value::<u32>::open
+        ),
+        case!(
+            "Value<u64>",
+            Value,
+            |n| Value::named(n, 0u64),
+            Value::<u64>::open
+        ),
+        case!(
+            "AtomicValue<u32>",
+            AtomicValue,
+            |n| AtomicValue::named(n, 0u32),
+            AtomicValue::<u32>::open
+        ),
+        case!(
+            "Array<u32>",
+            Array,
+            |n| Array::named(n, 2, 0u32),
+            Array::<u32>::open
+        ),
+    ]
+}
+
+/// The parent makes one named segment per handle type; a forked child
+/// opens each as every type: the right one works, every other is refused
+/// with `WrongType` naming what the child asked for and what the parent
+/// made.
+fn wrong_type_refused_in_another_process() {
+    let made = cases();
+    let base = unique("types");
+    let names: Vec<String> = (0..made.len()).map(|i| format!("{base}-{i}")).collect();
+    let _kept: Vec<_> = made.iter().zip(&names).map(|(c, n)| (c.make)(n)).collect();
+    let child = {
+        let names = names.clone();
+        start(move || {
+            let cases = cases();
+            for (i, made) in cases.iter().enumerate() {
+                for (j, opener) in cases.iter().enumerate() {
+                    let r = (opener.open)(&names[i]);
+                    if i == j {
+                        assert!(r.is_ok(), "{} as itself: {r:?}", made.what);
+                        continue;
+                    }
+                    let Err(SyncError::WrongType { expected, found }) = r else {
+                        panic!("{} as {}: {r:?}", made.what, opener.what);
+                    };
+                    assert_eq!(expected.handle, Some(opener.kind), "{}", opener.what);
+                    assert_eq!(found.handle, Some(made.kind), "{}", made.what);
+                    assert_ne!(expected, found);
+                }
+            }
+        })
+    };
+    join_ok(&child);
 }
 
 fn entry_open_value(args: &[u8]) -> i32 {
@@ -636,10 +756,6 @@ fn timeouts_and_errors() {
     assert!(a.copy_from_slice(&[1]).is_err());
     let mut out = [0u8; 2];
     a.copy_to_slice(&mut out).unwrap();
-    let e = SyncError::Variant {
-        expected: "barrier",
-    };
-    assert_eq!(e.to_string(), "the segment does not hold a barrier");
     assert!(std::error::Error::source(&Barrier::new(0).unwrap_err()).is_some());
 }
 
@@ -661,6 +777,7 @@ fn main() {
             lock_holder_sigkilled,
             panicking_child_poisons,
             named_open_across_fork_and_spawn,
+            wrong_type_refused_in_another_process,
             timeouts_and_errors,
         ],
         WATCHDOG,

@@ -15,26 +15,10 @@ use multiproc_core::region::{AttachError, InitError, Region};
 use multiproc_core::value::AtomicValue;
 
 use super::{
-    map, second_offset, split_region, wrap, wrap_timeout, wrap_try, Guard, Owned, SyncError,
-    OPEN_WAIT,
+    attach_stamped, map, second_offset, split_region, wrap, wrap_timeout, wrap_try, Guard,
+    HandleKind, Owned, SyncError, OPEN_WAIT,
 };
 use crate::shm::SharedMemory;
-
-/// Generates the accessors every handle has: `name`, `shm`.
-macro_rules! segment_accessors {
-    () => {
-        /// The segment's name (`None` when anonymous).
-        pub fn name(&self) -> Option<&str> {
-            self.0.shm().name()
-        }
-
-        /// The segment this handle owns.
-        pub fn shm(&self) -> &SharedMemory {
-            self.0.shm()
-        }
-    };
-}
-pub(crate) use segment_accessors;
 
 // ---------------------------------------------------------------------------
 // Mutex<T>
@@ -112,34 +96,24 @@ impl<T: Pod> Mutex<T> {
     ///
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory, init: T) -> Result<Self, SyncError> {
+        Self::create_as(shm, init, HandleKind::Mutex)
+    }
+
+    open_attach!("mutex", |shm| Self::attach_as(shm, HandleKind::Mutex));
+
+    /// Builds the mutex in `shm`, stamped as `handle`'s (a [`Lock`] is a
+    /// `Mutex<()>` stamped as a lock).
+    fn create_as(shm: SharedMemory, init: T, handle: HandleKind) -> Result<Self, SyncError> {
+        let tag = handle.tag::<T>();
         Ok(Self(Arc::new(Owned::create(shm, |r| {
-            mutex::Mutex::create(r, init)
+            mutex::Mutex::create_tagged(r, init, tag)
         })?)))
     }
 
-    /// Opens the mutex in the named segment `name`, waiting up to
-    /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Shm`] if there is no such segment, [`SyncError::Attach`]
-    /// if it holds something else.
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Self::attach(SharedMemory::open(name)?)
+    /// Finds the mutex that `handle` made in `shm`.
+    fn attach_as(shm: SharedMemory, handle: HandleKind) -> Result<Self, SyncError> {
+        attach_stamped::<T, _>(shm, handle, mutex::Mutex::attach_tagged_timeout).map(Self)
     }
-
-    /// Finds the mutex in `shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Attach`] if it holds something else.
-    pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::attach(shm, |r| {
-            mutex::Mutex::attach_timeout(r, OPEN_WAIT)
-        })?)))
-    }
-
-    segment_accessors!();
 
     /// Locks, blocking until the lock is free or its holder is found dead.
     ///
@@ -239,7 +213,7 @@ impl Lock {
     ///
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new() -> Result<Self, SyncError> {
-        Mutex::new(()).map(Self)
+        Self::create_in(map(None, Self::memory_size())?)
     }
 
     /// An unlocked lock in a new segment named `name`.
@@ -248,7 +222,7 @@ impl Lock {
     ///
     /// [`SyncError::Shm`] (invalid name, already exists, ...).
     pub fn named(name: &str) -> Result<Self, SyncError> {
-        Mutex::named(name, ()).map(Self)
+        Self::create_in(map(Some(name), Self::memory_size())?)
     }
 
     /// Builds the lock in `shm`.
@@ -257,36 +231,12 @@ impl Lock {
     ///
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory) -> Result<Self, SyncError> {
-        Mutex::create_in(shm, ()).map(Self)
+        Mutex::create_as(shm, (), HandleKind::Lock).map(Self)
     }
 
-    /// Opens the lock in the named segment `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Shm`] or [`SyncError::Attach`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Mutex::open(name).map(Self)
-    }
-
-    /// Finds the lock in `shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Attach`] if it holds something else.
-    pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-        Mutex::attach(shm).map(Self)
-    }
-
-    /// The segment's name (`None` when anonymous).
-    pub fn name(&self) -> Option<&str> {
-        self.0.name()
-    }
-
-    /// The segment this handle owns.
-    pub fn shm(&self) -> &SharedMemory {
-        self.0.shm()
-    }
+    open_attach!("lock", |shm| {
+        Mutex::attach_as(shm, HandleKind::Lock).map(Self)
+    });
 
     /// Locks, blocking; as [`Mutex::lock`].
     ///
@@ -381,7 +331,7 @@ impl RLockView {
         };
         let ra = split_region(r, a).ok_or(small)?;
         let rb = split_region(r, b).ok_or(small)?;
-        let lock = mutex::Mutex::create(r, ())?;
+        let lock = mutex::Mutex::create_tagged(r, (), HandleKind::RLock.tag::<()>())?;
         Ok(Self {
             lock,
             owner: AtomicValue::create(ra, 0)?,
@@ -395,13 +345,17 @@ impl RLockView {
             needed: total as u64,
             available: r.len() as u64,
         };
+        // The lock first, so that another handle's segment is told by its
+        // stamp before anything else is read.
+        let lock =
+            mutex::Mutex::attach_tagged_timeout(r, HandleKind::RLock.tag::<()>(), OPEN_WAIT)?;
         let ra = split_region(r, a).ok_or(small)?;
         let rb = split_region(r, b).ok_or(small)?;
-        // The lock first: its creator builds it first, and the others right
-        // after it, so waiting on the last one is enough.
+        // The creator builds the owner, then the count: once the count is
+        // published, so is the owner.
         let count = AtomicValue::attach_timeout(rb, OPEN_WAIT)?;
         Ok(Self {
-            lock: mutex::Mutex::attach(r)?,
+            lock,
             owner: AtomicValue::attach(ra)?,
             count,
         })
@@ -548,25 +502,10 @@ impl RLock {
         Ok(Self(Arc::new(Owned::create(shm, RLockView::create)?)))
     }
 
-    /// Opens the lock in the named segment `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Shm`] or [`SyncError::Attach`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Self::attach(SharedMemory::open(name)?)
-    }
-
-    /// Finds the lock in `shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Attach`] if it holds something else.
-    pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::attach(shm, RLockView::attach)?)))
-    }
-
-    segment_accessors!();
+    open_attach!("re-entrant lock", |shm| {
+        Owned::attach(shm, HandleKind::RLock.stamp::<()>(), RLockView::attach)
+            .map(|o| Self(Arc::new(o)))
+    });
 
     /// Whether this thread holds it already: then one more level.
     fn reenter(&self) -> bool {
@@ -777,46 +716,29 @@ impl<T: Pod> Condition<T> {
                 available: r.len() as u64,
             })?;
             Ok(ConditionView {
-                lock: mutex::Mutex::create(r, init)?,
+                lock: mutex::Mutex::create_tagged(r, init, HandleKind::Condition.tag::<T>())?,
                 cv: condvar::Condvar::create(rb)?,
             })
         })?;
         Ok(Self(Arc::new(owned)))
     }
 
-    /// Opens the condition in the named segment `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Shm`] or [`SyncError::Attach`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Self::attach(SharedMemory::open(name)?)
-    }
-
-    /// Finds the condition in `shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Attach`] if it holds something else.
-    pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-        let owned = Owned::attach(shm, |r| {
+    open_attach!("condition", |shm| {
+        let stamp = HandleKind::Condition.stamp::<T>();
+        let owned = Owned::attach(shm, stamp, |r| {
+            // The lock first: its creator builds it first, and its stamp
+            // tells another handle's segment before anything else is read.
+            let lock = mutex::Mutex::attach_tagged_timeout(r, stamp.elem.tag, OPEN_WAIT)?;
             let (a, total) = ConditionView::<T>::offsets().ok_or(AttachError::NotReady)?;
             let rb = split_region(r, a).ok_or(AttachError::TooSmall {
                 needed: total as u64,
                 available: r.len() as u64,
             })?;
-            // The condvar is built second: once it is published, so is the
-            // lock.
             let cv = condvar::Condvar::attach_timeout(rb, OPEN_WAIT)?;
-            Ok(ConditionView {
-                lock: mutex::Mutex::attach(r)?,
-                cv,
-            })
+            Ok(ConditionView { lock, cv })
         })?;
         Ok(Self(Arc::new(owned)))
-    }
-
-    segment_accessors!();
+    });
 
     /// Locks the condition's lock, blocking.
     ///

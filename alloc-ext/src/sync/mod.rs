@@ -35,6 +35,27 @@
 //! | `create_in(shm, ..)` | the [`SharedMemory`] given (for custom options: persist, mode) | as that segment |
 //! | `open(name)` / `attach(shm)` | an existing segment | - |
 //!
+//! # Type stamps
+//!
+//! The header of a segment's first region records which handle made it and
+//! for which element type: the element tag is
+//!
+//! ```text
+//!  63      56 55      48 47                                        0
+//!  +---------+----------+-------------------------------------------+
+//!  |  0xA5   | handle   | low 48 bits of a hash of the element type |
+//!  +---------+----------+-------------------------------------------+
+//! ```
+//!
+//! (`handle` numbers [`HandleKind`]; the element type is `()` for the
+//! handles without data.) `open` and `attach` check it with the core
+//! header's size and alignment, so opening a segment as another handle
+//! (an [`RLock`]'s as a [`Lock`], a [`BoundedSemaphore`]'s as a
+//! [`Semaphore`]) or over another element type (`Value<u32>` as
+//! `Value<u64>`, `Mutex<i32>` as `Mutex<u32>`) fails with
+//! [`SyncError::WrongType`], which names both. The hash is of the type's
+//! name, stable across processes running one build of a program.
+//!
 //! # Poison
 //!
 //! The locks are robust: a holder killed with `SIGKILL` is noticed by the
@@ -72,12 +93,62 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Duration;
 
 use multiproc_core::mutex::{LockGuard as CoreLockGuard, RawMutex};
-use multiproc_core::region::{AttachError, InitError, Region};
+use multiproc_core::region::{AttachError, ElemType, InitError, Kind, Region};
 
+use crate::queue::segment::type_tag;
 use crate::shm::{SharedMemory, ShmError};
+
+/// Generates the accessors every handle has: `name`, `shm`.
+macro_rules! segment_accessors {
+    () => {
+        /// The segment's name (`None` when anonymous).
+        pub fn name(&self) -> Option<&str> {
+            self.0.shm().name()
+        }
+
+        /// The segment this handle owns.
+        pub fn shm(&self) -> &SharedMemory {
+            self.0.shm()
+        }
+    };
+}
+
+/// Generates `open`, `attach` and the accessors of a handle; `attach` runs
+/// `$attach` with the segment bound to `$shm`. `$what` names the handle in
+/// the docs.
+macro_rules! open_attach {
+    ($what:literal, |$shm:ident| $attach:expr) => {
+        #[doc = concat!("Opens the ", $what, " in the named segment `name`, waiting up to")]
+        /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
+        ///
+        /// # Errors
+        ///
+        /// [`SyncError::Shm`] if there is no such segment;
+        /// [`SyncError::WrongType`] if it holds another handle, or this
+        /// handle over another element type; [`SyncError::Attach`] if it
+        /// holds no published structure (not ready in time, too small,
+        /// corrupt).
+        pub fn open(name: &str) -> Result<Self, SyncError> {
+            Self::attach(SharedMemory::open(name)?)
+        }
+
+        #[doc = concat!("Finds the ", $what, " in `shm`, waiting up to")]
+        /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
+        ///
+        /// # Errors
+        ///
+        /// As [`open`](Self::open), but for the name.
+        pub fn attach($shm: SharedMemory) -> Result<Self, SyncError> {
+            $attach
+        }
+
+        segment_accessors!();
+    };
+}
 
 mod lock;
 mod prims;
@@ -94,9 +165,196 @@ pub use multiproc_core::value::ArrayError;
 pub use prims::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, ArrayGuard, AtomicValue, Value};
 
+#[cfg(test)]
+mod tests;
+
 /// How long [`open`](Lock::open) waits for a creator that is still
 /// building the structure in a segment it has just made.
 pub const OPEN_WAIT: Duration = Duration::from_millis(500);
+
+/// The handle types of this module, as stamped in the segments they make
+/// (see [Type stamps](self#type-stamps)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandleKind {
+    /// [`Lock`].
+    Lock = 1,
+    /// [`Mutex`].
+    Mutex = 2,
+    /// [`RLock`].
+    RLock = 3,
+    /// [`Condition`].
+    Condition = 4,
+    /// [`Semaphore`].
+    Semaphore = 5,
+    /// [`BoundedSemaphore`].
+    BoundedSemaphore = 6,
+    /// [`Event`].
+    Event = 7,
+    /// [`Barrier`].
+    Barrier = 8,
+    /// [`Value`].
+    Value = 9,
+    /// [`AtomicValue`].
+    AtomicValue = 10,
+    /// [`Array`].
+    Array = 11,
+}
+
+/// The top byte of every stamp: tells a stamp from another user tag.
+const STAMP_PREFIX: u64 = 0xA5;
+/// The bits of a stamp that hold the element type's hash.
+const ELEM_HASH_MASK: u64 = (1 << 48) - 1;
+
+impl HandleKind {
+    const ALL: [HandleKind; 11] = [
+        HandleKind::Lock,
+        HandleKind::Mutex,
+        HandleKind::RLock,
+        HandleKind::Condition,
+        HandleKind::Semaphore,
+        HandleKind::BoundedSemaphore,
+        HandleKind::Event,
+        HandleKind::Barrier,
+        HandleKind::Value,
+        HandleKind::AtomicValue,
+        HandleKind::Array,
+    ];
+
+    /// The handle's name, as in `"BoundedSemaphore"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HandleKind::Lock => "Lock",
+            HandleKind::Mutex => "Mutex",
+            HandleKind::RLock => "RLock",
+            HandleKind::Condition => "Condition",
+            HandleKind::Semaphore => "Semaphore",
+            HandleKind::BoundedSemaphore => "BoundedSemaphore",
+            HandleKind::Event => "Event",
+            HandleKind::Barrier => "Barrier",
+            HandleKind::Value => "Value",
+            HandleKind::AtomicValue => "AtomicValue",
+            HandleKind::Array => "Array",
+        }
+    }
+
+    /// "a" or "an", for messages.
+    fn article(self) -> &'static str {
+        match self {
+            HandleKind::RLock | HandleKind::Event | HandleKind::AtomicValue | HandleKind::Array => {
+                "an"
+            }
+            _ => "a",
+        }
+    }
+
+    /// Whether the handle is generic over an element type.
+    fn is_generic(self) -> bool {
+        matches!(
+            self,
+            HandleKind::Mutex
+                | HandleKind::Condition
+                | HandleKind::Value
+                | HandleKind::AtomicValue
+                | HandleKind::Array
+        )
+    }
+
+    /// The core structure in the first region of the handle's segment.
+    fn core_kind(self) -> Kind {
+        match self {
+            HandleKind::Lock | HandleKind::Mutex | HandleKind::RLock | HandleKind::Condition => {
+                Kind::Mutex
+            }
+            HandleKind::Semaphore | HandleKind::BoundedSemaphore => Kind::Semaphore,
+            HandleKind::Event => Kind::Event,
+            HandleKind::Barrier => Kind::Barrier,
+            HandleKind::Value => Kind::Value,
+            HandleKind::AtomicValue => Kind::AtomicValue,
+            HandleKind::Array => Kind::Array,
+        }
+    }
+
+    /// The element tag of this handle over core element type `E`.
+    fn tag<E>(self) -> u64 {
+        (STAMP_PREFIX << 56) | ((self as u64) << 48) | (type_tag::<E>() & ELEM_HASH_MASK)
+    }
+
+    /// What the first region of this handle's segment over core element
+    /// type `E` records.
+    fn stamp<E>(self) -> SegmentType {
+        SegmentType {
+            handle: Some(self),
+            kind: Some(self.core_kind()),
+            elem: ElemType::of::<E>().tagged(self.tag::<E>()),
+        }
+    }
+
+    /// The handle whose stamp `tag` is, if the core `kind` fits it.
+    fn from_tag(tag: u64, kind: Option<Kind>) -> Option<Self> {
+        if tag >> 56 != STAMP_PREFIX {
+            return None;
+        }
+        let id = (tag >> 48) & 0xff;
+        Self::ALL
+            .into_iter()
+            .find(|h| *h as u64 == id && Some(h.core_kind()) == kind)
+    }
+}
+
+impl fmt::Display for HandleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a segment holds (or was expected to hold), as the header of its
+/// first region records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentType {
+    /// The handle that made it; `None` if the header names none of this
+    /// module's (a queue's segment, a core structure built directly).
+    pub handle: Option<HandleKind>,
+    /// The core structure in the first region (`None`: a kind this build
+    /// does not know).
+    pub kind: Option<Kind>,
+    /// The element type's size and alignment, and the stamp (see
+    /// [Type stamps](self#type-stamps)).
+    pub elem: ElemType,
+}
+
+impl SegmentType {
+    /// What the header of `region` records. Only meaningful once the
+    /// header is published.
+    fn read(region: Region<'_>) -> Option<Self> {
+        let header = region.header().ok()?;
+        let kind = header.kind();
+        let elem = header.elem_type();
+        Some(Self {
+            handle: HandleKind::from_tag(elem.tag, kind),
+            kind,
+            elem,
+        })
+    }
+}
+
+impl fmt::Display for SegmentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.handle, self.kind) {
+            (Some(h), _) if h.is_generic() => write!(
+                f,
+                "{} {h}<T> of a {}-byte T aligned to {} (type hash {:012x})",
+                h.article(),
+                self.elem.size,
+                self.elem.align,
+                self.elem.tag & ELEM_HASH_MASK
+            ),
+            (Some(h), _) => write!(f, "{} {h}", h.article()),
+            (None, Some(k)) => write!(f, "a core {k:?} that no sync handle made"),
+            (None, None) => f.write_str("a structure of an unknown kind"),
+        }
+    }
+}
 
 /// Why a handle could not be created or opened.
 #[derive(Debug)]
@@ -107,14 +365,17 @@ pub enum SyncError {
     /// Building the structure failed (a segment too small, an argument out
     /// of range such as a barrier of zero parties, an unsupported type).
     Init(InitError),
-    /// The segment does not hold the structure asked for (another kind or
-    /// type, not yet published, corrupt).
+    /// The segment does not hold a published structure (not ready in time,
+    /// too small, truncated, corrupt, of another layout version).
     Attach(AttachError),
-    /// The segment holds the structure, in the other variant (a plain
-    /// semaphore opened as a bounded one or the reverse).
-    Variant {
-        /// What was asked for.
-        expected: &'static str,
+    /// The segment holds another handle's structure (a plain semaphore
+    /// opened as a bounded one, a queue opened as a lock), or this handle's
+    /// over another element type.
+    WrongType {
+        /// What the handle opening it needs.
+        expected: SegmentType,
+        /// What the segment holds.
+        found: SegmentType,
     },
 }
 
@@ -124,8 +385,8 @@ impl fmt::Display for SyncError {
             SyncError::Shm(e) => write!(f, "shared memory: {e}"),
             SyncError::Init(e) => write!(f, "cannot build the structure: {e}"),
             SyncError::Attach(e) => write!(f, "cannot attach to the structure: {e}"),
-            SyncError::Variant { expected } => {
-                write!(f, "the segment does not hold a {expected}")
+            SyncError::WrongType { expected, found } => {
+                write!(f, "the segment holds {found}, not {expected}")
             }
         }
     }
@@ -137,7 +398,7 @@ impl std::error::Error for SyncError {
             SyncError::Shm(e) => Some(e),
             SyncError::Init(e) => Some(e),
             SyncError::Attach(e) => Some(e),
-            SyncError::Variant { .. } => None,
+            SyncError::WrongType { .. } => None,
         }
     }
 }
@@ -195,9 +456,15 @@ impl<V> Owned<V> {
         Ok(Self { view, shm })
     }
 
-    /// Finds the view in `shm` with `attach`.
+    /// Finds the view in `shm` with `attach`, which checks the first
+    /// region against `expected` first.
+    ///
+    /// A kind or type mismatch becomes [`SyncError::WrongType`] when the
+    /// first region's header differs from `expected` (a mismatch further
+    /// on, in a region after the first, stays an [`SyncError::Attach`]).
     pub(crate) fn attach(
         shm: SharedMemory,
+        expected: SegmentType,
         attach: impl FnOnce(Region<'static>) -> Result<V, AttachError>,
     ) -> Result<Self, SyncError> {
         // SAFETY: as in `create`.
@@ -205,8 +472,20 @@ impl<V> Owned<V> {
             needed: 1,
             available: 0,
         })?;
-        let view = attach(region)?;
-        Ok(Self { view, shm })
+        match attach(region) {
+            Ok(view) => Ok(Self { view, shm }),
+            Err(e @ (AttachError::KindMismatch { .. } | AttachError::TypeMismatch { .. })) => {
+                // The header was published (core checks kind and type only
+                // after it is ready), so reading it tells what it holds.
+                match SegmentType::read(region) {
+                    Some(found) if found != expected => {
+                        Err(SyncError::WrongType { expected, found })
+                    }
+                    _ => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The view, borrowed no longer than `self`.
@@ -218,6 +497,18 @@ impl<V> Owned<V> {
     pub(crate) fn shm(&self) -> &SharedMemory {
         &self.shm
     }
+}
+
+/// Finds the one-region structure that a `handle` over core element type
+/// `E` made in `shm`, with the core's tagged `attach` (called with the tag
+/// and [`OPEN_WAIT`]).
+fn attach_stamped<E, V>(
+    shm: SharedMemory,
+    handle: HandleKind,
+    attach: impl FnOnce(Region<'static>, u64, Duration) -> Result<V, AttachError>,
+) -> Result<Arc<Owned<V>>, SyncError> {
+    let stamp = handle.stamp::<E>();
+    Owned::attach(shm, stamp, |r| attach(r, stamp.elem.tag, OPEN_WAIT)).map(Arc::new)
 }
 
 /// The part of `shm` from `off` on (`None` if `off` is not inside it).

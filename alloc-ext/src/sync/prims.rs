@@ -8,42 +8,8 @@ use multiproc_core::barrier::{self, BarrierError, BarrierWaitResult};
 use multiproc_core::event;
 use multiproc_core::semaphore::{self, SemaphoreError};
 
-use super::lock::segment_accessors;
-use super::{map, Owned, SyncError, OPEN_WAIT};
+use super::{attach_stamped, map, HandleKind, Owned, SyncError};
 use crate::shm::SharedMemory;
-
-/// Generates `open` and `attach` for a handle over one core structure
-/// attached with `$attach`, checked with `$check`.
-macro_rules! open_attach {
-    ($what:literal, $attach:path, $check:expr) => {
-        #[doc = concat!("Opens the ", $what, " in the named segment `name`, waiting up to")]
-        /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
-        ///
-        /// # Errors
-        ///
-        /// [`SyncError::Shm`] if there is no such segment,
-        /// [`SyncError::Attach`] or [`SyncError::Variant`] if it holds
-        /// something else.
-        pub fn open(name: &str) -> Result<Self, SyncError> {
-            Self::attach(SharedMemory::open(name)?)
-        }
-
-        #[doc = concat!("Finds the ", $what, " in `shm`.")]
-        ///
-        /// # Errors
-        ///
-        /// [`SyncError::Attach`] or [`SyncError::Variant`] if it holds
-        /// something else.
-        pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-            let owned = Owned::attach(shm, |r| $attach(r, OPEN_WAIT))?;
-            #[allow(clippy::redundant_closure_call)]
-            ($check)(owned.view())?;
-            Ok(Self(Arc::new(owned)))
-        }
-
-        segment_accessors!();
-    };
-}
 
 // ---------------------------------------------------------------------------
 // Semaphore, BoundedSemaphore
@@ -102,24 +68,6 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-fn check_unbounded(s: &semaphore::Semaphore<'_>) -> Result<(), SyncError> {
-    if s.is_bounded() {
-        return Err(SyncError::Variant {
-            expected: "semaphore",
-        });
-    }
-    Ok(())
-}
-
-fn check_bounded(s: &semaphore::Semaphore<'_>) -> Result<(), SyncError> {
-    if !s.is_bounded() {
-        return Err(SyncError::Variant {
-            expected: "bounded semaphore",
-        });
-    }
-    Ok(())
-}
-
 impl Semaphore {
     /// Bytes of the segment.
     pub fn memory_size() -> usize {
@@ -153,15 +101,18 @@ impl Semaphore {
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, initial: u32) -> Result<Self, SyncError> {
         Ok(Self(Arc::new(Owned::create(shm, |r| {
-            semaphore::Semaphore::create(r, initial)
+            semaphore::Semaphore::create_tagged(r, initial, HandleKind::Semaphore.tag::<()>())
         })?)))
     }
 
-    open_attach!(
-        "semaphore",
-        semaphore::Semaphore::attach_timeout,
-        check_unbounded
-    );
+    open_attach!("semaphore", |shm| {
+        attach_stamped::<(), _>(
+            shm,
+            HandleKind::Semaphore,
+            semaphore::Semaphore::attach_tagged_timeout,
+        )
+        .map(Self)
+    });
     semaphore_methods!();
 
     /// Gives a unit back, waking an acquirer if one sleeps.
@@ -243,15 +194,22 @@ impl BoundedSemaphore {
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, initial: u32) -> Result<Self, SyncError> {
         Ok(Self(Arc::new(Owned::create(shm, |r| {
-            semaphore::Semaphore::create_bounded(r, initial)
+            semaphore::Semaphore::create_bounded_tagged(
+                r,
+                initial,
+                HandleKind::BoundedSemaphore.tag::<()>(),
+            )
         })?)))
     }
 
-    open_attach!(
-        "bounded semaphore",
-        semaphore::Semaphore::attach_timeout,
-        check_bounded
-    );
+    open_attach!("bounded semaphore", |shm| {
+        attach_stamped::<(), _>(
+            shm,
+            HandleKind::BoundedSemaphore,
+            semaphore::Semaphore::attach_tagged_timeout,
+        )
+        .map(Self)
+    });
     semaphore_methods!();
 
     /// Gives a unit back.
@@ -339,14 +297,15 @@ impl Event {
     ///
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, event::Event::create)?)))
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            event::Event::create_tagged(r, HandleKind::Event.tag::<()>())
+        })?)))
     }
 
-    open_attach!(
-        "event",
-        event::Event::attach_timeout,
-        |_| Ok::<(), SyncError>(())
-    );
+    open_attach!("event", |shm| {
+        attach_stamped::<(), _>(shm, HandleKind::Event, event::Event::attach_tagged_timeout)
+            .map(Self)
+    });
 
     /// Sets the flag, waking every waiter.
     pub fn set(&self) {
@@ -438,14 +397,18 @@ impl Barrier {
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, parties: u32) -> Result<Self, SyncError> {
         Ok(Self(Arc::new(Owned::create(shm, |r| {
-            barrier::Barrier::create(r, parties)
+            barrier::Barrier::create_tagged(r, parties, HandleKind::Barrier.tag::<()>())
         })?)))
     }
 
-    open_attach!("barrier", barrier::Barrier::attach_timeout, |_| Ok::<
-        (),
-        SyncError,
-    >(()));
+    open_attach!("barrier", |shm| {
+        attach_stamped::<(), _>(
+            shm,
+            HandleKind::Barrier,
+            barrier::Barrier::attach_tagged_timeout,
+        )
+        .map(Self)
+    });
 
     /// Waits until `parties` callers wait, then releases them all.
     ///

@@ -8,8 +8,10 @@ use bytemuck::Pod;
 use multiproc_core::mutex::{LockResult, LockTimeoutError, PoisonCause, TryLockError};
 use multiproc_core::value::{self, ArrayError};
 
-use super::lock::{segment_accessors, MutexGuard};
-use super::{map, wrap, wrap_timeout, wrap_try, Guard, Owned, SyncError, OPEN_WAIT};
+use super::lock::MutexGuard;
+use super::{
+    attach_stamped, map, wrap, wrap_timeout, wrap_try, Guard, HandleKind, Owned, SyncError,
+};
 use crate::shm::SharedMemory;
 
 // ---------------------------------------------------------------------------
@@ -78,32 +80,14 @@ impl<T: Pod> Value<T> {
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory, init: T) -> Result<Self, SyncError> {
         Ok(Self(Arc::new(Owned::create(shm, |r| {
-            value::Value::create(r, init)
+            value::Value::create_tagged(r, init, HandleKind::Value.tag::<T>())
         })?)))
     }
 
-    /// Opens the value in the named segment `name`, waiting up to
-    /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Shm`] or [`SyncError::Attach`] (another kind or `T`).
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Self::attach(SharedMemory::open(name)?)
-    }
-
-    /// Finds the value in `shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Attach`] if it holds something else.
-    pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::attach(shm, |r| {
-            value::Value::attach_timeout(r, OPEN_WAIT)
-        })?)))
-    }
-
-    segment_accessors!();
+    open_attach!("value", |shm| {
+        attach_stamped::<T, _>(shm, HandleKind::Value, value::Value::attach_tagged_timeout)
+            .map(Self)
+    });
 
     /// Locks the value, blocking; the guard derefs to `T`.
     ///
@@ -250,31 +234,18 @@ impl<T: Pod> AtomicValue<T> {
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, init: T) -> Result<Self, SyncError> {
         Ok(Self(Arc::new(Owned::create(shm, |r| {
-            value::AtomicValue::create(r, init)
+            value::AtomicValue::create_tagged(r, init, HandleKind::AtomicValue.tag::<T>())
         })?)))
     }
 
-    /// Opens the value in the named segment `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Shm`] or [`SyncError::Attach`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Self::attach(SharedMemory::open(name)?)
-    }
-
-    /// Finds the value in `shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Attach`] if it holds something else.
-    pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::attach(shm, |r| {
-            value::AtomicValue::attach_timeout(r, OPEN_WAIT)
-        })?)))
-    }
-
-    segment_accessors!();
+    open_attach!("atomic value", |shm| {
+        attach_stamped::<T, _>(
+            shm,
+            HandleKind::AtomicValue,
+            value::AtomicValue::attach_tagged_timeout,
+        )
+        .map(Self)
+    });
 
     /// The value.
     pub fn load(&self) -> T {
@@ -413,31 +384,14 @@ impl<T: Pod> Array<T> {
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, len: usize, fill: T) -> Result<Self, SyncError> {
         Ok(Self(Arc::new(Owned::create(shm, |r| {
-            value::Array::create(r, len, fill)
+            value::Array::create_tagged(r, len, fill, HandleKind::Array.tag::<T>())
         })?)))
     }
 
-    /// Opens the array in the named segment `name`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Shm`] or [`SyncError::Attach`].
-    pub fn open(name: &str) -> Result<Self, SyncError> {
-        Self::attach(SharedMemory::open(name)?)
-    }
-
-    /// Finds the array in `shm`.
-    ///
-    /// # Errors
-    ///
-    /// [`SyncError::Attach`] if it holds something else.
-    pub fn attach(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::attach(shm, |r| {
-            value::Array::attach_timeout(r, OPEN_WAIT)
-        })?)))
-    }
-
-    segment_accessors!();
+    open_attach!("array", |shm| {
+        attach_stamped::<T, _>(shm, HandleKind::Array, value::Array::attach_tagged_timeout)
+            .map(Self)
+    });
 
     /// The number of elements.
     pub fn len(&self) -> usize {
