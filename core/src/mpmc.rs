@@ -57,33 +57,49 @@
 //!
 //! Positions are free-running u64 counters; position `p` uses slot
 //! `p % capacity` (a mask when the capacity is a power of two, a division
-//! otherwise: the choice is made once, when the view is built). A producer
-//! claims position `p` by moving `tail` from `p` to `p + 1` with a CAS, a
-//! consumer by moving `head` likewise. Each slot's `seq` stamp tells who may
-//! use it next, for the position `p` that maps to it:
+//! otherwise: the choice is made once, when the view is built).
 //!
-//! | `seq` | slot state | next step |
-//! |---|---|---|
-//! | `2p` | free for the producer of `p` | producer: CAS `tail`, write, `seq = 2p + 1` |
-//! | `2p + 1` | holds the value of `p` | consumer: CAS `head`, read, `seq = 2(p + cap)` |
-//! | `(2p + 1) \| SKIPPED` | published without a value (see below) | consumer: CAS `head`, `seq = 2(p + cap)` |
-//! | `2(p + cap)` | free for the producer of `p + cap` | |
+//! # Slot states
 //!
-//! (Stamps are doubled positions so that "holds `p`" and "free for
-//! `p + cap`" differ even for a capacity of 1, where Vyukov's original
-//! `p + 1` and `p + cap` coincide.)
+//! Each slot's `seq` word tells who may use it next, for the position `p`
+//! that maps to it, and who is using it now:
 //!
-//! `seq` is stored with `Release` after the slot's data access and loaded
-//! with `Acquire` before it, so a slot's value is never accessed by two sides
-//! at once. Bit 63 of `tail` is the closed flag, so no push can be claimed
-//! after [`close`](MpmcRing::close) (the CAS fails), and a consumer that sees
-//! the flag with `head == tail` knows for certain that nothing more will
-//! arrive. (The authoritative flag lives in `tail` rather than in a separate
-//! word for that reason: with a separate flag, a push that read "open" just
-//! before a close could still land after a consumer concluded "closed and
-//! drained". The control line's `closed` word only mirrors it, so that a pop
-//! finding the ring empty need not read the producers' `tail` line.)
-//! Positions stay below 2^62 for centuries of pushes at one per nanosecond.
+//! ```text
+//!   63        62     61 ........ 40   39 ............. 0
+//!   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40)
+//! ```
+//!
+//! | state | `seq` | meaning | next step |
+//! |---|---|---|---|
+//! | `F(p)` | `2p` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
+//! | `W(p, pid)` | `BUSY \| pid \| 2p` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
+//! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
+//! | `S(p)` | `SKIPPED \| 2p + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
+//! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` | owner: store `F(p + cap)` |
+//!
+//! A producer claims its position on `tail`, which stays the authority on
+//! what was claimed (and carries the closed flag), then *takes* the slot by
+//! a CAS that records its pid. A consumer claims by the slot CAS itself and
+//! then moves `head` on; whoever finds a taken slot at `head` helps move it
+//! (so `head` lags by the runs being taken, never more). Stamps are doubled
+//! positions so that "holds `p`" and "free for `p + cap`" differ even for a
+//! capacity of 1, where Vyukov's original `p + 1` and `p + cap` coincide;
+//! they are compared as signed 40-bit distances, which the capacity limit
+//! of 2^32 keeps unambiguous.
+//!
+//! The data is accessed only by the owner of a `W` or `R` slot, between
+//! the CAS that took it (Acquire) and the store that hands it on (Release),
+//! so a slot's value is never accessed by two sides at once. Bit 63 of
+//! `tail` is the closed flag, so no push can be claimed after
+//! [`close`](MpmcRing::close) (the CAS fails), and a consumer that finds
+//! `F(head)` with the flag and `head == tail` knows for certain that
+//! nothing more will arrive. (The authoritative flag lives in `tail` rather
+//! than in a separate word for that reason: with a separate flag, a push
+//! that read "open" just before a close could still land after a consumer
+//! concluded "closed and drained". The control line's `closed` word only
+//! mirrors it, so that a pop finding the ring empty need not read the
+//! producers' `tail` line.) Positions stay below 2^62 for centuries of
+//! pushes at one per nanosecond.
 //!
 //! # Blocking
 //!
@@ -95,9 +111,10 @@
 //! the same for producers; batches and `close` wake all.
 //!
 //! That check costs a plain load, not a fence: its ordering comes from the
-//! claim CAS that precedes it, which is `SeqCst` (a `lock`ed instruction on
-//! x86 anyway). Against a sleeper that counts itself, fences, then reads the
-//! index we CAS'd, either we see the count or it sees our claim (the proof is
+//! claim CAS that precedes it (on `tail` for a push, on the slot for a pop),
+//! which is `SeqCst` (a `lock`ed instruction on x86 anyway). Against a
+//! sleeper that counts itself, fences, then reads the word we CAS'd, either
+//! we see the count or it sees our claim (the proof is
 //! at `sleepers` in the source). So a sleeper that finds the ring idle (no
 //! claim in flight) can sleep until notified. One that finds a claim not yet
 //! published (or freed) polls for about a microsecond (the publish is
@@ -108,33 +125,41 @@
 //! the publishing store, which makes even in-flight waits exact; the model
 //! checks that no wake-up is lost.
 //!
-//! # Known fault limitation: a producer killed mid-push
+//! # Processes killed in the middle of an operation
 //!
-//! A producer killed (`SIGKILL`) between claiming a position and publishing
-//! its slot leaves that slot in the "free for `p`" state for good. Vyukov's
-//! ring hands out slots in position order, so consumers reach that slot and
-//! stall there: `try_pop` reports [`PopError::Empty`] and blocking pops nap
-//! until their deadline, even if later positions hold values. Even
-//! [`close`](MpmcRing::close) does not release them: "closed and drained"
-//! needs `head == tail`, and the dead claim keeps `tail` ahead. The window is
-//! a few instructions for [`try_push`](MpmcRing::try_push), but lasts the
-//! whole closure of [`try_push_with`](MpmcRing::try_push_with).
+//! Vyukov's ring hands slots out in position order, so one slot that is
+//! never published stops every consumer at it, and one never freed stops
+//! every producer one lap later. Each state says who can move a slot on, so
+//! a blocked call that finds its slot held for a whole nap recovers it,
+//! with a CAS from exactly the word it found (a slot that moved on
+//! meanwhile is left alone):
 //!
-//! This crate offers no way to skip such a slot, because it cannot be done
-//! soundly from here: a slot records no owner, so a consumer cannot tell a
-//! dead claimer from a slow live one, and skipping the slot of a live
-//! producer would let the next producer write it while the first still does
-//! (a data race). Recovering is left to the std layer, which knows which
-//! processes are producers and when they die: it can give blocking pops
-//! deadlines, and declare the queue broken (as Python's `Queue` does when a
-//! process dies holding its lock) when a producer died and the ring stops
-//! moving. A closure that *panics* in `try_push_with` is different: the
-//! pushing thread is alive and knows the claim is abandoned, so the slot is
-//! published as `SKIPPED` and consumers step over it.
+//! - `F(p)` with `tail` past `p`: a producer claimed `p` and has not taken
+//!   the slot (it was preempted, or killed between its two CASes). The
+//!   consumer *steals* the claim (`F` to `S`). This is safe whatever the
+//!   producer's state: it has written nothing, and if alive it fails to
+//!   take the slot and pushes at another position.
+//! - `W(p, pid)` with `pid` dead: the producer died writing. Its value was
+//!   never complete; the consumer makes the slot `S` and steps over it.
+//! - `R(p, pid)` with `pid` dead: the consumer died reading, and its value
+//!   is lost with it. A producer one lap later frees the slot.
 //!
-//! A consumer killed after claiming a position and before freeing its slot
-//! loses that value and stalls producers at that slot one lap later, in the
-//! same way.
+//! A live owner's slot is never touched, however long it holds it (a long
+//! closure in [`try_push_with`](MpmcRing::try_push_with) or
+//! [`try_pop_with`](MpmcRing::try_pop_with) makes the others wait). Whether
+//! an owner lives is asked (a read of `/proc` on Linux) only once a blocked
+//! call has waited about a millisecond. Pids identify owners: a dead
+//! owner's pid reused by a new process before anyone looked delays the
+//! recovery until that process exits; it never makes a live owner look
+//! dead. The non-blocking calls never recover (`try_pop` reports
+//! [`PopError::Empty`] at such a slot); any blocking or timed call does.
+//! A closure that *panics* is simpler still: its thread lives and knows the
+//! claim is abandoned, so the slot becomes `S` (pushes) or is freed (pops)
+//! at once.
+//!
+//! Under loom, recovery runs at the first sight of a held slot, so the
+//! models check that stealing a live producer's claim at any moment is
+//! harmless; three models kill a thread at each point of an operation.
 //!
 //! A process killed while blocked leaves its sleeper count (and the
 //! eventcount's waiter count) raised: every later push (pop) then pays a
@@ -160,28 +185,87 @@ pub use crate::spsc::{PopError, PushError};
 use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
-use crate::spsc::{nap, valid_capacity, IndexLine, FIRST_NAP, GRACE_POLLS, LIVENESS_SLICE};
-use crate::sync::{spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::spsc::{nap, IndexLine, FIRST_NAP, GRACE_POLLS, LIVENESS_SLICE};
+use crate::sync::{current_pid, pid_alive, spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::time::Deadline;
 use crate::wait::{EventCount, Spin};
 
 /// Bit 63 of `tail`: the ring is closed.
 const CLOSED: u64 = 1 << 63;
-/// Bit 63 of a slot's `seq`: the slot was published without a value.
-const SKIPPED: u64 = 1 << 63;
+/// The nap length from which a blocked call, finding the slot it waits on
+/// still owned, asks whether the owner process lives (a read of `/proc`).
+const OWNER_CHECK_NAP: Duration = Duration::from_micros(800);
 /// `mask` value meaning "capacity is not a power of two: divide".
 const NOT_POW2: u64 = u64::MAX;
+
+// A slot's `seq` word (see "Slot states" in the module docs):
+//
+//   63        62     61 ........ 40   39 ............. 0
+//   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40)
+
+/// Bit 63 of a slot's `seq`: the slot was published without a value.
+const SKIPPED: u64 = 1 << 63;
+/// Bit 62 of a slot's `seq`: a process is writing (stamp `2p`) or reading
+/// (stamp `2p + 1`) the slot; its pid is in the owner bits.
+const BUSY: u64 = 1 << 62;
+/// Width of the stamp field.
+const STAMP_BITS: u32 = 40;
+/// The stamp field.
+const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
+/// The owner field, once shifted down: 22 bits hold every Linux pid
+/// (`PID_MAX_LIMIT` is 2^22) and every BSD or macOS one.
+const OWNER_MASK: u64 = (1 << 22) - 1;
+/// The largest capacity: stamps of one slot's consecutive laps, `2p` to
+/// `2(p + cap) + 1`, must stay far apart in the 40-bit stamp space.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
 /// The stamp of a slot free for the producer of position `pos`.
 #[inline]
 const fn free_stamp(pos: u64) -> u64 {
-    pos.wrapping_mul(2)
+    pos.wrapping_mul(2) & STAMP_MASK
 }
 
 /// The stamp of a slot holding the value of position `pos`.
 #[inline]
 const fn full_stamp(pos: u64) -> u64 {
-    pos.wrapping_mul(2) | 1
+    (pos.wrapping_mul(2) | 1) & STAMP_MASK
+}
+
+/// The stamp field of a `seq` word.
+#[inline]
+const fn stamp(seq: u64) -> u64 {
+    seq & STAMP_MASK
+}
+
+/// `stamp - want` as a signed distance in the 40-bit stamp space.
+#[inline]
+const fn stamp_diff(stamp: u64, want: u64) -> i64 {
+    ((stamp.wrapping_sub(want) << (64 - STAMP_BITS)) as i64) >> (64 - STAMP_BITS)
+}
+
+/// The `seq` word of a slot with stamp `stamp` that process `pid` owns.
+/// A pid that does not fit (none does on the supported systems) is
+/// recorded as 0, "unknown": such a slot is never reclaimed.
+#[inline]
+const fn busy(stamp: u64, pid: u32) -> u64 {
+    let owner = if pid as u64 <= OWNER_MASK {
+        pid as u64
+    } else {
+        0
+    };
+    BUSY | owner << STAMP_BITS | stamp
+}
+
+/// The owner pid of a busy `seq` word (0: unknown).
+#[inline]
+const fn owner(seq: u64) -> u32 {
+    ((seq >> STAMP_BITS) & OWNER_MASK) as u32
+}
+
+/// Whether `capacity` is one an MPMC ring accepts.
+#[inline]
+fn valid_capacity(capacity: u64) -> bool {
+    (1..=MAX_CAPACITY).contains(&capacity)
 }
 
 /// The line every operation reads (the sleeper counts) and only sleepers
@@ -215,8 +299,9 @@ enum Miss {
     Idle,
     /// Full or empty only because another thread has claimed a position and
     /// not yet published (push) or freed (pop) its slot. It may not notify
-    /// (it may have checked for sleepers before we counted ourselves): poll.
-    InFlight,
+    /// (it may have checked for sleepers before we counted ourselves): poll,
+    /// and [`recover`](MpmcRing::recover) the slot if it stays stuck.
+    InFlight(Stuck),
     /// The ring is closed (and, for a pop, drained).
     Closed,
     /// A sequence number contradicts the indices.
@@ -226,7 +311,7 @@ enum Miss {
 impl Miss {
     fn push_error<T>(self, v: T) -> PushError<T> {
         match self {
-            Miss::Idle | Miss::InFlight => PushError::Full(v),
+            Miss::Idle | Miss::InFlight(_) => PushError::Full(v),
             Miss::Closed => PushError::Disconnected(v),
             Miss::Corrupt => PushError::Corrupt(v),
         }
@@ -234,18 +319,36 @@ impl Miss {
 
     fn pop_error(self) -> PopError {
         match self {
-            Miss::Idle | Miss::InFlight => PopError::Empty,
+            Miss::Idle | Miss::InFlight(_) => PopError::Empty,
             Miss::Closed => PopError::Disconnected,
             Miss::Corrupt => PopError::Corrupt,
         }
     }
 }
 
+/// A slot that a blocked call waits on while another process holds it:
+/// the position the call wants and the `seq` word it found there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stuck {
+    pos: u64,
+    seq: u64,
+}
+
+/// Why a producer could not take the slot of a position it claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// A consumer stole the claim (the slot is `S`, or already in a later
+    /// state): claim another position.
+    Stolen,
+    /// The slot is in no state a claimed position's slot can be in.
+    Corrupt,
+}
+
 /// What one poll of a blocking operation found.
 enum Poll<R> {
     Ready(R),
     Idle,
-    InFlight,
+    InFlight(Stuck),
 }
 
 /// Reads a sleeper count after this thread's claim CAS on `tail` or
@@ -375,7 +478,7 @@ impl<T> fmt::Debug for MpmcRing<'_, T> {
 
 impl<'a, T: Pod> MpmcRing<'a, T> {
     /// Bytes a ring of `capacity` values of `T` occupies, header included;
-    /// `None` if the capacity is invalid (0 or above 2^62), overflows the
+    /// `None` if the capacity is invalid (0 or above 2^32), overflows the
     /// address space, or `T` is aligned to more than 128 bytes.
     ///
     /// # Examples
@@ -397,7 +500,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     ///
     /// # Errors
     ///
-    /// [`InitError::InvalidCapacity`] for 0 or more than 2^62,
+    /// [`InitError::InvalidCapacity`] for 0 or more than 2^32,
     /// [`InitError::UnsupportedType`] if `T` is aligned to more than 128
     /// bytes, and the region errors of [`InitError`].
     pub fn create(region: Region<'a>, capacity: u64) -> Result<Self, InitError> {
@@ -625,9 +728,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     pub fn try_push(&self, v: T) -> Result<(), PushError<T>> {
         match self.claim_push() {
             Ok((slot, pos)) => {
-                // SAFETY: we claimed `pos` (CAS on tail) and its slot is free
-                // for it (`seq == free_stamp(pos)`, loaded with Acquire, paired with the
-                // Release in `free_slot` after the previous consumer's read).
+                // SAFETY: we claimed `pos` (CAS on tail) and took its slot
+                // (`F` to `W`, Acquire, paired with the Release in
+                // `free_slot` after the previous consumer's read): nobody
+                // else touches the value until we publish it.
                 slot.value.with_mut(|p| unsafe { p.write(v) });
                 self.publish(slot, pos);
                 Ok(())
@@ -681,7 +785,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     Poll::Ready(Ok(()))
                 }
                 Err(Miss::Idle) => Poll::Idle,
-                Err(Miss::InFlight) => Poll::InFlight,
+                Err(Miss::InFlight(s)) => Poll::InFlight(s),
                 Err(miss) => Poll::Ready(Err(miss.push_error(v))),
             }
         })
@@ -713,20 +817,24 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         sleepers.fetch_add(1, Ordering::SeqCst);
         let mut nap_len = FIRST_NAP;
         let mut grace = GRACE_POLLS;
+        // What the poll before the last nap found stuck: a slot is only
+        // recovered once it has stayed so for a whole nap, so that a claim
+        // that a live producer is about to take is not stolen from it.
+        let mut last_stuck = None;
         let out = 'wait: loop {
             let key = ec.prepare_wait();
-            let mut idle = match poll() {
+            let mut stuck = match poll() {
                 Poll::Ready(r) => {
                     ec.cancel_wait(key);
                     break Some(r);
                 }
-                Poll::Idle => true,
-                Poll::InFlight => false,
+                Poll::Idle => None,
+                Poll::InFlight(s) => Some(s),
             };
             // Grace: the in-flight operation completes within moments
             // (unless its thread was preempted or killed); poll for about a
             // microsecond before the first nap.
-            while !idle && grace > 0 {
+            while stuck.is_some() && grace > 0 {
                 grace -= 1;
                 spin_loop();
                 match poll() {
@@ -734,26 +842,44 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                         ec.cancel_wait(key);
                         break 'wait Some(r);
                     }
-                    Poll::Idle => idle = true,
-                    Poll::InFlight => {}
+                    Poll::Idle => stuck = None,
+                    Poll::InFlight(s) => stuck = Some(s),
                 }
             }
             if deadline.is_some_and(Deadline::has_passed) {
                 ec.cancel_wait(key);
                 break None;
             }
-            if idle {
-                let _ = ec.wait(key, deadline);
-                nap_len = FIRST_NAP;
-            } else {
-                // Under loom this nap ends only by a notification. That is
-                // sound in the model, whose `sleepers` fences *after* the
-                // publishing store: a publisher that did not count us has
-                // its publish seen by our poll (the two fences are ordered
-                // in S). The real build's cheaper ordering only makes us
-                // see its claim, hence a nap that ends on its own.
-                nap(ec, key, Deadline::after(nap_len).min(deadline));
-                nap_len = (nap_len * 2).min(LIVENESS_SLICE);
+            match stuck {
+                None => {
+                    let _ = ec.wait(key, deadline);
+                    nap_len = FIRST_NAP;
+                    last_stuck = None;
+                }
+                Some(s) => {
+                    // Unchanged over a whole nap: its holder was preempted,
+                    // or died. Steal an untaken claim then; ask whether an
+                    // owner lives only once the wait has grown long. (Under
+                    // loom, at once and always: the model explores both,
+                    // and its naps end only by a notification.)
+                    let unchanged = cfg!(multiproc_loom) || last_stuck == Some(s);
+                    let check_owner = cfg!(multiproc_loom) || nap_len >= OWNER_CHECK_NAP;
+                    if unchanged && self.recover(s, check_owner) {
+                        ec.cancel_wait(key);
+                        last_stuck = None;
+                        continue;
+                    }
+                    last_stuck = Some(s);
+                    // Under loom this nap ends only by a notification. That
+                    // is sound in the model, whose `sleepers` fences *after*
+                    // the publishing store: a publisher that did not count
+                    // us has its publish seen by our poll (the two fences
+                    // are ordered in S). The real build's cheaper ordering
+                    // only makes us see its claim, hence a nap that ends on
+                    // its own.
+                    nap(ec, key, Deadline::after(nap_len).min(deadline));
+                    nap_len = (nap_len * 2).min(LIVENESS_SLICE);
+                }
             }
         };
         // Relaxed: a count that stays high a little longer only costs the
@@ -768,7 +894,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// The slot holds stale data when `f` gets it: overwrite what you need.
     /// Keep `f` short: consumers that reach this slot wait for it. If `f`
     /// panics, the slot is published as skipped (consumers step over it)
-    /// and the panic continues.
+    /// and the panic continues; if the process is killed inside `f`,
+    /// consumers step over the slot once they find it dead (see the
+    /// [module docs](self#processes-killed-in-the-middle-of-an-operation)).
     ///
     /// # Errors
     ///
@@ -801,37 +929,51 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// Pushes as many values from the front of `vs` as there is room for,
     /// without blocking, and returns how many. Each run of free slots is
-    /// claimed with one CAS; sleeping consumers, if any, are all woken once.
+    /// claimed with one CAS on `tail` (then each slot is taken with its
+    /// own); sleeping consumers, if any, are all woken once.
     ///
     /// Returns 0 when the ring is full, closed or corrupt; use
     /// [`try_push`](Self::try_push) to learn which.
     pub fn push_slice(&self, vs: &[T]) -> usize {
         let mut done = 0;
-        while done < vs.len() {
+        let mut published = false;
+        'runs: while done < vs.len() {
             let Some((pos, n)) = self.claim_push_run(vs.len() - done) else {
                 break;
             };
-            let mut i = self.index(pos);
-            for (k, v) in vs[done..done + n].iter().enumerate() {
-                // SAFETY: i < capacity (kept in range below).
-                let slot = unsafe { self.parts.elem_unchecked(i) };
-                // SAFETY: positions pos..pos + n are ours (one CAS) and their
-                // slots were free for them (Acquire loads of seq in
-                // `claim_push_run`).
-                slot.value.with_mut(|p| unsafe { p.write(*v) });
-                // Release: pairs with the Acquire load of seq in `claim_pop`.
-                slot.seq
-                    .store(full_stamp(pos.wrapping_add(k as u64)), Ordering::Release);
-                i += 1;
-                if i == self.parts.count {
-                    i = 0;
+            for k in 0..n {
+                let p = pos.wrapping_add(k as u64);
+                let slot = self.slot(p);
+                if self.take_free(slot, p).is_err() {
+                    // Stolen (or corrupt): give up the rest of the run, so
+                    // that our values stay in order, and claim anew.
+                    for q in k + 1..n {
+                        let q = pos.wrapping_add(q as u64);
+                        // Release: as a skip in `SkipOnUnwind`; a failure
+                        // means a consumer stole it first.
+                        let _ = self.slot(q).seq.compare_exchange(
+                            free_stamp(q),
+                            full_stamp(q) | SKIPPED,
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    published |= k + 1 < n;
+                    continue 'runs;
                 }
+                // SAFETY: position p is ours (the run's CAS) and so is its
+                // slot (`take_free`, Acquire), as in `try_push`.
+                slot.value.with_mut(|ptr| unsafe { ptr.write(vs[done]) });
+                self.publish_quiet(slot, p);
+                published = true;
+                done += 1;
             }
-            done += n;
         }
-        let c = &self.parts.body.control;
-        if done > 0 && sleepers(&c.empty_sleepers) != 0 {
-            wake(&c.not_empty, true);
+        if published {
+            let c = &self.parts.body.control;
+            if sleepers(&c.empty_sleepers) != 0 {
+                wake(&c.not_empty, true);
+            }
         }
         done
     }
@@ -847,9 +989,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
         let (slot, pos) = self.claim_pop().map_err(Miss::pop_error)?;
-        // SAFETY: we claimed `pos` (CAS on head) and its slot holds the value
-        // (`seq == full_stamp(pos)`, loaded with Acquire, paired with the Release in
-        // `publish` after the producer's write).
+        // SAFETY: we took the slot of `pos` (`V` to `R` by a CAS whose
+        // Acquire pairs with the Release in `publish` after the producer's
+        // write): nobody else touches the value until we free it.
         let v = slot.value.with(|p| unsafe { p.read() });
         self.free_slot(slot, pos);
         Ok(v)
@@ -901,7 +1043,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     Poll::Ready(Ok(v))
                 }
                 Err(Miss::Idle) => Poll::Idle,
-                Err(Miss::InFlight) => Poll::InFlight,
+                Err(Miss::InFlight(s)) => Poll::InFlight(s),
                 Err(miss) => Poll::Ready(Err(miss.pop_error())),
             }
         })
@@ -913,7 +1055,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     ///
     /// Keep `f` short: producers that reach this slot wait for it. If `f`
     /// panics, the slot is freed (the value is consumed) and the panic
-    /// continues.
+    /// continues; if the process is killed inside `f`, the value is lost
+    /// and producers free the slot once they find it dead.
     ///
     /// # Errors
     ///
@@ -933,9 +1076,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     }
 
     /// Pops as many values as are available, up to `out.len()`, into the
-    /// front of `out`, without blocking, and returns how many. Each run of
-    /// published slots is claimed with one CAS; sleeping producers, if any,
-    /// are all woken once.
+    /// front of `out`, without blocking, and returns how many. Each slot is
+    /// taken with a CAS and `head` moves past a run at once; sleeping
+    /// producers, if any, are all woken once.
     ///
     /// Returns 0 when the ring is empty, closed and drained, or corrupt; use
     /// [`try_pop`](Self::try_pop) to learn which.
@@ -960,17 +1103,11 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             for (k, v) in out[done..done + n].iter_mut().enumerate() {
                 // SAFETY: i < capacity (kept in range below).
                 let slot = unsafe { self.parts.elem_unchecked(i) };
-                // SAFETY: positions pos..pos + n are ours (one CAS) and their
-                // slots hold their values (Acquire loads of seq in
-                // `claim_pop_run`).
+                // SAFETY: the slots of positions pos..pos + n are ours (`V`
+                // to `R` by a CAS each in `claim_pop_run`, whose Acquire
+                // pairs with the producers' publishing Release).
                 *v = slot.value.with(|p| unsafe { p.read() });
-                let pos = pos.wrapping_add(k as u64);
-                // Release: pairs with the Acquire load of seq in
-                // `claim_push`: our read is done before the slot is reused.
-                slot.seq.store(
-                    free_stamp(pos.wrapping_add(self.capacity)),
-                    Ordering::Release,
-                );
+                self.free_slot_quiet(slot, pos.wrapping_add(k as u64));
                 i += 1;
                 if i == self.parts.count {
                     i = 0;
@@ -1005,7 +1142,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         unsafe { self.parts.elem_unchecked(i) }
     }
 
-    /// Claims the next push position and returns its slot.
+    /// Claims the next push position, takes its slot (state `W`) and returns
+    /// it.
     #[inline]
     fn claim_push(&self) -> Result<(&'a Slot<T>, u64), Miss> {
         self.claim_push_in(false)
@@ -1013,9 +1151,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// [`claim_push`](Self::claim_push); when `waiting` (a blocked push
     /// polls), a full ring is told apart as [`Miss::Idle`] or
-    /// [`Miss::InFlight`], which costs a load of `head`. Non-blocking pushes
-    /// skip it: a producer spinning on a full ring should not keep pulling
-    /// the consumers' line.
+    /// [`Miss::InFlight`] by the slot's state.
     #[inline(always)]
     fn claim_push_in(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
         let tail_word = &self.parts.body.tail.pos;
@@ -1033,31 +1169,36 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             let want = free_stamp(tail);
             if seq == want {
                 // SeqCst on success: pairs with sleeping consumers (see
-                // `sleepers`); the slot's seq carries the data
-                // synchronisation. Relaxed on failure: we just retry.
+                // `sleepers`). Relaxed on failure: we just retry.
                 match tail_word.compare_exchange_weak(
                     tail,
                     tail.wrapping_add(1),
                     Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return Ok((slot, tail)),
+                    Ok(_) => match self.take_free(slot, tail) {
+                        Ok(()) => return Ok((slot, tail)),
+                        // Stolen while we were between the two CASes: the
+                        // position is gone, claim another.
+                        Err(Taken::Stolen) => tail = tail_word.load(Ordering::Relaxed),
+                        Err(Taken::Corrupt) => return Err(Miss::Corrupt),
+                    },
                     Err(now) => tail = now,
                 }
-            } else if (seq.wrapping_sub(want) as i64) < 0 {
-                // The slot still holds the value of position `tail - cap`
-                // (or it is being popped): full, unless tail moved on.
+            } else if stamp_diff(stamp(seq), want) < 0 {
+                // The slot is still in the previous lap: full, unless tail
+                // moved on.
                 let now = tail_word.load(Ordering::Relaxed);
                 if now == tail {
                     if !waiting {
                         return Err(Miss::Idle);
                     }
-                    // Relaxed: after a sleeper's fence, this load pairs with
-                    // the consumers' SeqCst CAS on head (see `sleepers`).
-                    let head = self.parts.body.head.pos.load(Ordering::Relaxed);
-                    return Err(if tail.wrapping_sub(head) < self.capacity {
-                        // A consumer has claimed the slot, not freed it yet.
-                        Miss::InFlight
+                    let prev = full_stamp(tail.wrapping_sub(self.capacity));
+                    return Err(if seq & BUSY != 0 && stamp(seq) == prev {
+                        // A consumer is reading the slot (`R`): it frees it
+                        // soon, and may have checked for sleepers before we
+                        // counted ourselves.
+                        Miss::InFlight(Stuck { pos: tail, seq })
                     } else {
                         Miss::Idle
                     });
@@ -1076,8 +1217,34 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         }
     }
 
+    /// Takes the slot of `pos`, a position this thread has just claimed on
+    /// `tail`, from `F` to `W` (owned by this process). Fails only if a
+    /// consumer stole the claim meanwhile (see [`steal`](Self::recover)).
+    #[inline(always)]
+    fn take_free(&self, slot: &Slot<T>, pos: u64) -> Result<(), Taken> {
+        let want = free_stamp(pos);
+        // AcqRel on success: Acquire as the load before the claim (the slot
+        // still holds what we loaded); Release so that whoever sees `W`
+        // (Acquire) also sees our claim on `tail` and does not take `W` at
+        // an unmoved `tail` for corruption. Relaxed on failure: we only
+        // classify.
+        match slot.seq.compare_exchange(
+            want,
+            busy(want, current_pid()),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => Ok(()),
+            // Stolen: `S`, or already further on (its consumer stepped over
+            // it and the slot was reused).
+            Err(now) if stamp_diff(stamp(now), want) > 0 => Err(Taken::Stolen),
+            Err(_) => Err(Taken::Corrupt),
+        }
+    }
+
     /// Claims up to `max` consecutive push positions whose slots are free,
-    /// with one CAS; `None` if not even one is.
+    /// with one CAS; `None` if not even one is. The caller takes each slot
+    /// with [`take_free`](Self::take_free) before writing it.
     fn claim_push_run(&self, max: usize) -> Option<(u64, usize)> {
         let tail_word = &self.parts.body.tail.pos;
         let limit = (max as u64).min(self.capacity);
@@ -1104,8 +1271,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 continue;
             }
             // Orderings as in `claim_push`. Winning the CAS makes positions
-            // tail..tail + n ours; their slots stay free until we publish
-            // them, since nobody else can claim those positions.
+            // tail..tail + n ours; their slots stay free until we take them
+            // (or a consumer steals them), since nobody else can claim them.
             match tail_word.compare_exchange_weak(
                 tail,
                 tail.wrapping_add(n),
@@ -1122,17 +1289,25 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// any sleeps.
     #[inline]
     fn publish(&self, slot: &Slot<T>, pos: u64) {
-        // Release: pairs with the Acquire load of seq in `claim_pop`: our
-        // write of the value is visible to its consumer.
-        slot.seq.store(full_stamp(pos), Ordering::Release);
+        self.publish_quiet(slot, pos);
         let c = &self.parts.body.control;
         if sleepers(&c.empty_sleepers) != 0 {
             wake(&c.not_empty, false);
         }
     }
 
-    /// Claims the next pop position whose slot holds a value, stepping over
-    /// skipped slots, and returns it.
+    /// [`publish`](Self::publish) without the wake-up.
+    #[inline]
+    fn publish_quiet(&self, slot: &Slot<T>, pos: u64) {
+        // Release: pairs with the Acquire load of seq in `claim_pop`: our
+        // write of the value is visible to its consumer. A plain store: the
+        // slot is ours (`W`), and nobody else changes an owned slot while
+        // its owner lives.
+        slot.seq.store(full_stamp(pos), Ordering::Release);
+    }
+
+    /// Takes the oldest published value's slot (state `R`, owned by this
+    /// process), stepping over skipped slots, and returns it.
     #[inline]
     fn claim_pop(&self) -> Result<(&'a Slot<T>, u64), Miss> {
         self.claim_pop_in(false)
@@ -1145,7 +1320,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     #[inline(always)]
     fn claim_pop_in(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
         let body = self.parts.body;
-        // Relaxed: a guess that the CAS confirms; seq (Acquire) synchronises.
+        // Relaxed: a guess; the slot's seq (Acquire) synchronises, and its
+        // CAS decides who pops.
         let mut head = body.head.pos.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(head);
@@ -1153,87 +1329,130 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // is written before we read it.
             let seq = slot.seq.load(Ordering::Acquire);
             let want = full_stamp(head);
-            if seq == want || seq == want | SKIPPED {
-                // Orderings as in `claim_push` (SeqCst pairs with sleeping
-                // producers).
-                match body.head.pos.compare_exchange_weak(
-                    head,
-                    head.wrapping_add(1),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) if seq == want => return Ok((slot, head)),
-                    Ok(_) => {
-                        // A skipped slot: free it and go on.
-                        self.free_slot(slot, head);
-                        head = head.wrapping_add(1);
-                    }
-                    Err(now) => head = now,
+            if seq == want {
+                // SeqCst on success: pairs with sleeping producers (see
+                // `sleepers`); it is the claim. Relaxed on failure: we look
+                // at the slot again.
+                if slot
+                    .seq
+                    .compare_exchange_weak(
+                        want,
+                        busy(want, current_pid()),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    self.advance_head(head, head.wrapping_add(1));
+                    return Ok((slot, head));
                 }
-            } else if (seq.wrapping_sub(want) as i64) < 0 {
-                // Not published for `head` yet: empty, or a push in flight.
-                // Relaxed: a hint; a pop that misses a concurrent close
-                // reports Empty, and blocking pops are woken by `close`.
-                if !waiting && body.control.closed.load(Ordering::Relaxed) == 0 {
-                    return Err(Miss::Idle);
+            } else if seq == want | SKIPPED {
+                // Claim and free at once (nothing to read); orderings as for
+                // a value, Release so the next producer's Acquire load pairs.
+                if slot
+                    .seq
+                    .compare_exchange_weak(
+                        seq,
+                        free_stamp(head.wrapping_add(self.capacity)),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    self.advance_head(head, head.wrapping_add(1));
+                    self.wake_producers();
                 }
-                // Relaxed: the closed bit and the count are judged by their
-                // place in tail's modification order, no data is read; after
-                // a sleeper's fence, this load pairs with the producers'
-                // SeqCst CAS (see `sleepers`).
-                let tail = body.tail.pos.load(Ordering::Relaxed);
-                let claimed = tail & !CLOSED;
-                return Err(if claimed == head && tail & CLOSED != 0 {
-                    Miss::Closed
-                } else if claimed.wrapping_sub(head) as i64 > 0 {
-                    // A producer has claimed `head`, not published it yet.
-                    Miss::InFlight
-                } else {
-                    Miss::Idle
-                });
             } else {
-                // Someone already popped at `head`: then `head` has moved on
-                // (their CAS happened before the seq store we acquired). If
-                // it has not, the memory is corrupt.
-                let now = body.head.pos.load(Ordering::Relaxed);
-                if now == head {
+                let d = stamp_diff(stamp(seq), want);
+                if d < 0 {
+                    // Not published for `head` yet (`F` or `W`): empty, or
+                    // a push in flight.
+                    // Relaxed: a hint; a pop that misses a concurrent close
+                    // reports Empty, and blocking pops are woken by `close`.
+                    if !waiting && body.control.closed.load(Ordering::Relaxed) == 0 {
+                        return Err(Miss::Idle);
+                    }
+                    // Acquire: pairs with the producers' claim CAS, so that a
+                    // slot we steal on its strength (`recover`, Release)
+                    // carries the claim to the producer that next finds the
+                    // slot (else it could see `S` at a stale `tail` and call
+                    // it corruption). After a sleeper's fence, this load
+                    // also pairs with the producers' SeqCst CAS (see
+                    // `sleepers`).
+                    let tail = body.tail.pos.load(Ordering::Acquire);
+                    let claimed = tail & !CLOSED;
+                    return Err(if claimed == head && tail & CLOSED != 0 {
+                        Miss::Closed
+                    } else if seq & BUSY != 0 || claimed.wrapping_sub(head) as i64 > 0 {
+                        // A producer has claimed `head`, not published it.
+                        Miss::InFlight(Stuck { pos: head, seq })
+                    } else {
+                        Miss::Idle
+                    });
+                }
+                // Position `head` is taken already (`R`, or the slot is in
+                // the next lap): its consumer has not moved `head` on yet,
+                // or our `head` is stale. Help it along, unless the stamp is
+                // further than any consumer could have taken it.
+                if d <= 2 * self.capacity as i64 + 1 {
+                    self.advance_head(head, head.wrapping_add(1));
+                } else if body.head.pos.load(Ordering::Relaxed) == head {
                     return Err(Miss::Corrupt);
                 }
-                head = now;
             }
+            // Relaxed: as above.
+            head = body.head.pos.load(Ordering::Relaxed);
         }
     }
 
-    /// Claims up to `max` consecutive pop positions whose slots hold values,
-    /// with one CAS; `None` if not even one does.
-    fn claim_pop_run(&self, max: usize) -> Option<(u64, usize)> {
-        let head_word = &self.parts.body.head.pos;
-        let limit = (max as u64).min(self.capacity);
-        // Relaxed: as in `claim_pop`.
-        let mut head = head_word.load(Ordering::Relaxed);
-        loop {
-            let mut n = 0u64;
-            // Acquire: as in `claim_pop`, for every slot of the run.
-            while n < limit && {
-                let pos = head.wrapping_add(n);
-                self.slot(pos).seq.load(Ordering::Acquire) == full_stamp(pos)
-            } {
-                n += 1;
+    /// Moves `head` from `from` up to `to` unless others already moved it
+    /// that far. Every position below `head` has been taken by a consumer
+    /// (its slot left `V`/`S` by a CAS): whoever sees a taken slot at
+    /// `head` may move `head` past it.
+    #[inline]
+    fn advance_head(&self, from: u64, to: u64) {
+        let head = &self.parts.body.head.pos;
+        let mut cur = from;
+        // Relaxed: `head` is bookkeeping (for `len` and a consumer's first
+        // guess); the slots' seq words synchronise the data.
+        while let Err(now) = head.compare_exchange(cur, to, Ordering::Relaxed, Ordering::Relaxed) {
+            if to.wrapping_sub(now) as i64 <= 0 {
+                break;
             }
-            if n == 0 {
-                return None;
-            }
-            // Orderings as in `claim_pop`.
-            match head_word.compare_exchange_weak(
-                head,
-                head.wrapping_add(n),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some((head, n as usize)),
-                Err(now) => head = now,
-            }
+            cur = now;
         }
+    }
+
+    /// Takes up to `max` consecutive published slots from `head` on (state
+    /// `R`, one CAS each) and moves `head` past them; `None` if not even
+    /// one is published.
+    fn claim_pop_run(&self, max: usize) -> Option<(u64, usize)> {
+        let limit = (max as u64).min(self.capacity);
+        let me = current_pid();
+        // Relaxed: as in `claim_pop`.
+        let head = self.parts.body.head.pos.load(Ordering::Relaxed);
+        let mut n = 0u64;
+        while n < limit {
+            let pos = head.wrapping_add(n);
+            let want = full_stamp(pos);
+            // Orderings as in `claim_pop`. A slot holding `pos`'s value has
+            // not been taken, so `head` was not moved past it: the run
+            // starts at `head` and stays contiguous.
+            if self
+                .slot(pos)
+                .seq
+                .compare_exchange(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                break;
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        self.advance_head(head, head.wrapping_add(n));
+        Some((head, n as usize))
     }
 
     /// Frees the slot of position `pos` for the next lap and wakes one
@@ -1241,6 +1460,12 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     #[inline]
     fn free_slot(&self, slot: &Slot<T>, pos: u64) {
         self.free_slot_quiet(slot, pos);
+        self.wake_producers();
+    }
+
+    /// Wakes one producer if any sleeps.
+    #[inline]
+    fn wake_producers(&self) {
         let c = &self.parts.body.control;
         if sleepers(&c.full_sleepers) != 0 {
             wake(&c.not_full, false);
@@ -1251,11 +1476,73 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     #[inline]
     fn free_slot_quiet(&self, slot: &Slot<T>, pos: u64) {
         // Release: pairs with the Acquire load of seq in `claim_push`: our
-        // read of the value is done before the slot is written again.
+        // read of the value is done before the slot is written again. A
+        // plain store: the slot is ours (`R`).
         slot.seq.store(
             free_stamp(pos.wrapping_add(self.capacity)),
             Ordering::Release,
         );
+    }
+
+    /// Unblocks a slot that a blocked call found stuck in flight, if it can
+    /// be done safely; returns whether the slot changed.
+    ///
+    /// - `F` at a consumer's position that a producer has claimed on `tail`
+    ///   but not taken: *steal* it (`F` to `S`). Always safe: the producer,
+    ///   if alive, fails to take the slot and claims another position; it
+    ///   has written nothing yet.
+    /// - `W` or `R` whose owner process is dead (checked only when
+    ///   `check_owner`, since it reads `/proc`): `W` becomes `S` (the dead
+    ///   producer's value was never complete), `R` becomes `F` of the next
+    ///   lap (the dead consumer's value is lost with it).
+    ///
+    /// Each change is a CAS from exactly the word that was found, so a slot
+    /// that moved on meanwhile is left alone.
+    #[cold]
+    fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
+        let Stuck { pos, seq } = stuck;
+        let slot = self.slot(pos);
+        let to = if seq == free_stamp(pos) {
+            full_stamp(pos) | SKIPPED
+        } else if seq & (BUSY | SKIPPED) == BUSY && check_owner {
+            let dead = owner(seq) != 0 && !pid_alive(owner(seq));
+            if !dead {
+                return false;
+            }
+            if stamp(seq) == free_stamp(pos) {
+                full_stamp(pos) | SKIPPED
+            } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
+                free_stamp(pos)
+            } else {
+                return false;
+            }
+        } else {
+            return false;
+        };
+        // AcqRel: Release so that whoever takes the slot next (Acquire)
+        // sees it after us; Acquire so that we see the last owner's
+        // accesses before handing it on. Relaxed on failure: left alone.
+        let done = slot
+            .seq
+            .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if done {
+            if to & SKIPPED != 0 {
+                self.wake_consumers();
+            } else {
+                self.wake_producers();
+            }
+        }
+        done
+    }
+
+    /// Wakes one consumer if any sleeps.
+    #[inline]
+    fn wake_consumers(&self) {
+        let c = &self.parts.body.control;
+        if sleepers(&c.empty_sleepers) != 0 {
+            wake(&c.not_empty, false);
+        }
     }
 }
 
@@ -1453,6 +1740,88 @@ mod tests {
             assert_eq!(ring.try_pop_with(|v| *v), Ok([9, 0, 0, 0]));
             assert_eq!(ring.try_pop_with(|_| ()), Err(PopError::Empty));
         });
+    }
+
+    /// The pid of a process that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn blocked_calls_recover_slots_of_dead_or_stalled_owners() {
+        let long = Duration::from_secs(10);
+        with_ring::<u64, _>(2, |r| {
+            let b = r.parts.body;
+            // A producer claimed position 0 and vanished before taking its
+            // slot: a blocking pop steals the claim; a non-blocking one
+            // does not.
+            b.tail.pos.store(1, Ordering::Relaxed);
+            r.try_push(7).unwrap();
+            assert_eq!(r.try_pop(), Err(PopError::Empty));
+            assert_eq!(r.pop_timeout(long), Ok(7));
+            // ... and the vanished producer, were it alive, would find its
+            // claim stolen and push elsewhere.
+            assert_eq!(r.take_free(r.slot(0), 0), Err(Taken::Stolen));
+
+            // A producer died writing position 2 (slot 0).
+            let dead = dead_pid();
+            r.slot(2)
+                .seq
+                .store(busy(free_stamp(2), dead), Ordering::Relaxed);
+            b.tail.pos.store(3, Ordering::Relaxed);
+            r.try_push(8).unwrap();
+            assert_eq!(r.pop_timeout(long), Ok(8));
+
+            // A live owner's slot is never taken from it, however long.
+            let slot = r.slot(4);
+            slot.seq
+                .store(busy(free_stamp(4), current_pid()), Ordering::Relaxed);
+            b.tail.pos.store(5, Ordering::Relaxed);
+            r.try_push(9).unwrap();
+            assert_eq!(
+                r.pop_timeout(Duration::from_millis(30)),
+                Err(PopError::Empty)
+            );
+            // SAFETY: the slot is ours (W with our pid), nobody else
+            // touches it.
+            slot.value.with_mut(|p| unsafe { p.write(10) });
+            r.publish(slot, 4);
+            assert_eq!(r.pop_timeout(long), Ok(10));
+            assert_eq!(r.pop_timeout(long), Ok(9));
+
+            // A consumer died reading position 6 of a full ring: a blocking
+            // push frees its slot (its value is lost).
+            r.try_push(11).unwrap();
+            r.try_push(12).unwrap();
+            r.slot(6)
+                .seq
+                .store(busy(full_stamp(6), dead), Ordering::Relaxed);
+            b.head.pos.store(7, Ordering::Relaxed);
+            assert!(matches!(r.try_push(13), Err(PushError::Full(13))));
+            r.push_timeout(13, long).unwrap();
+            assert_eq!(r.try_pop(), Ok(12));
+            assert_eq!(r.try_pop(), Ok(13));
+            assert_eq!(r.try_pop(), Err(PopError::Empty));
+        });
+    }
+
+    #[test]
+    fn seq_word_fields() {
+        assert_eq!(stamp_diff(free_stamp(0), full_stamp(u64::MAX)), 1);
+        assert_eq!(stamp_diff(full_stamp(5), free_stamp(5)), 1);
+        assert_eq!(stamp_diff(free_stamp(5), full_stamp(5)), -1);
+        let cap = MAX_CAPACITY;
+        assert_eq!(stamp_diff(full_stamp(cap), full_stamp(0)), 2 * cap as i64);
+        let w = busy(full_stamp(3), 4_194_303);
+        assert_eq!((owner(w), stamp(w), w & SKIPPED), (4_194_303, 7, 0));
+        assert_eq!(
+            owner(busy(1, 1 << 22)),
+            0,
+            "a pid that does not fit is unknown"
+        );
     }
 
     #[test]
@@ -1872,6 +2241,74 @@ mod loom_tests {
             let t = thread::spawn(move || r.pop());
             r.close();
             assert_eq!(t.join().unwrap(), Err(PopError::Disconnected));
+        });
+    }
+
+    /// Stands in for the passing of time after a death: under loom naps end
+    /// only by a notification, where a real one ends on its own.
+    fn time_passes(r: &MpmcRing<'_, u64>) {
+        r.parts.body.control.not_empty.notify_all();
+        r.parts.body.control.not_full.notify_all();
+    }
+
+    /// A producer dies after claiming a position and before taking its slot
+    /// (killed between the two CASes): the consumer steals the claim and
+    /// gets the live producer's value.
+    #[test]
+    fn mpmc_producer_dies_between_claim_and_take() {
+        loom::model(|| {
+            let r = ring(2);
+            let d = thread::spawn(move || {
+                let tail = &r.parts.body.tail.pos;
+                let t = tail.load(Ordering::Relaxed);
+                let _ = tail.compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed);
+                crate::sync::loom_die();
+                time_passes(&r);
+            });
+            let p = thread::spawn(move || r.push(2).unwrap());
+            assert_eq!(r.pop(), Ok(2));
+            d.join().unwrap();
+            p.join().unwrap();
+        });
+    }
+
+    /// A producer dies while writing its slot (`W`): once it is dead, the
+    /// consumer steps over the slot and gets the live producer's value.
+    #[test]
+    fn mpmc_producer_dies_mid_write() {
+        loom::model(|| {
+            let r = ring(2);
+            let d = thread::spawn(move || {
+                // Fails if its first claim was stolen and the ring then
+                // looked full: a death with nothing taken, also fine.
+                let _ = r.claim_push();
+                crate::sync::loom_die();
+                time_passes(&r);
+            });
+            let p = thread::spawn(move || r.push(2).unwrap());
+            assert_eq!(r.pop(), Ok(2));
+            d.join().unwrap();
+            p.join().unwrap();
+        });
+    }
+
+    /// A consumer dies while reading its slot (`R`) of a full ring: once it
+    /// is dead, a blocked producer frees the slot (the dead consumer's
+    /// value is lost with it) and its value reaches a live consumer.
+    #[test]
+    fn mpmc_consumer_dies_mid_read() {
+        loom::model(|| {
+            let r = ring(1);
+            r.push(1).unwrap();
+            let d = thread::spawn(move || {
+                let _ = r.claim_pop().unwrap();
+                crate::sync::loom_die();
+                time_passes(&r);
+            });
+            let p = thread::spawn(move || r.push(2).unwrap());
+            d.join().unwrap();
+            assert_eq!(r.pop(), Ok(2));
+            p.join().unwrap();
         });
     }
 

@@ -323,15 +323,31 @@ pub(crate) fn current_pid() -> u32 {
     }
 }
 
-/// Whether process `pid` still runs (a zombie counts as dead). Under loom every
-/// thread is alive: deaths are tested with real processes and `kill -9`.
+/// Whether process `pid` still runs (a zombie counts as dead). Under loom a
+/// thread is alive unless it declared itself dead with [`loom_die`] (at most
+/// one per model run); real deaths are tested with real processes and
+/// `kill -9`.
 #[inline]
 pub(crate) fn pid_alive(pid: u32) -> bool {
     #[cfg(not(multiproc_loom))]
     return crate::sys::pid_alive(pid);
     #[cfg(multiproc_loom)]
     {
-        let _ = pid;
-        true
+        // SeqCst: the model's stand-in for the kernel's view of a death;
+        // simplest to reason about, and it is not the code under test.
+        LOOM_DEAD.load(Ordering::SeqCst) != pid
     }
+}
+
+#[cfg(multiproc_loom)]
+loom::lazy_static! {
+    /// The identity of the thread that declared itself dead, or 0.
+    static ref LOOM_DEAD: AtomicU32 = AtomicU32::new(0);
+}
+
+/// Under loom: the calling thread counts as a dead process from now on (as
+/// if killed with `SIGKILL`); it must not touch shared state after this.
+#[cfg(all(test, multiproc_loom))]
+pub(crate) fn loom_die() {
+    LOOM_DEAD.store(current_pid(), Ordering::SeqCst);
 }
