@@ -914,17 +914,55 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// ```
     pub fn try_push_with(&self, f: impl FnOnce(&mut T)) -> Result<(), PushError<()>> {
         let (slot, pos) = self.claim_push().map_err(|m| m.push_error(()))?;
+        self.fill(slot, pos, f);
+        Ok(())
+    }
+
+    /// As [`try_push_with`](Self::try_push_with), blocking while the ring is
+    /// full until `deadline` (`None`: no deadline); `f` runs once a slot is
+    /// taken, after the wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`push_timeout`](Self::push_timeout) (then `f` is not called).
+    pub fn push_with_deadline(
+        &self,
+        f: impl FnOnce(&mut T),
+        deadline: Option<Deadline>,
+    ) -> Result<(), PushError<()>> {
+        let (slot, pos) = match self.claim_push() {
+            Ok(claim) => claim,
+            Err(Miss::Idle | Miss::InFlight(_)) => {
+                let c = &self.parts.body.control;
+                self.block(&c.not_full, &c.full_sleepers, deadline, || {
+                    match self.claim_push_in(true) {
+                        Ok(claim) => Poll::Ready(Ok(claim)),
+                        Err(Miss::Idle) => Poll::Idle,
+                        Err(Miss::InFlight(s)) => Poll::InFlight(s),
+                        Err(miss) => Poll::Ready(Err(miss.push_error(()))),
+                    }
+                })
+                .unwrap_or(Err(PushError::Full(())))?
+            }
+            Err(miss) => return Err(miss.push_error(())),
+        };
+        self.fill(slot, pos, f);
+        Ok(())
+    }
+
+    /// Lets `f` write the value of `pos` in its slot, which this thread
+    /// took, then publishes it (as skipped if `f` panics).
+    fn fill(&self, slot: &'a Slot<T>, pos: u64, f: impl FnOnce(&mut T)) {
         let guard = SkipOnUnwind {
             ring: self,
             slot,
             pos,
         };
-        // SAFETY: claimed and free, as in `try_push`; the reference ends with
-        // the closure, before the slot is published.
+        // SAFETY: the slot is ours (`W`), as in `try_push`; the reference
+        // ends with the closure, before the slot is published.
         slot.value.with_mut(|p| f(unsafe { &mut *p }));
         core::mem::forget(guard);
         self.publish(slot, pos);
-        Ok(())
     }
 
     /// Pushes as many values from the front of `vs` as there is room for,
@@ -1063,16 +1101,53 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// As [`try_pop`](Self::try_pop) (then `f` is not called).
     pub fn try_pop_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, PopError> {
         let (slot, pos) = self.claim_pop().map_err(Miss::pop_error)?;
+        Ok(self.drain(slot, pos, f))
+    }
+
+    /// As [`try_pop_with`](Self::try_pop_with), blocking while the ring is
+    /// empty until `deadline` (`None`: no deadline); `f` runs once a value
+    /// is taken, after the wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`pop_timeout`](Self::pop_timeout) (then `f` is not called).
+    pub fn pop_with_deadline<R>(
+        &self,
+        f: impl FnOnce(&T) -> R,
+        deadline: Option<Deadline>,
+    ) -> Result<R, PopError> {
+        let (slot, pos) = match self.claim_pop() {
+            Ok(claim) => claim,
+            Err(Miss::Idle | Miss::InFlight(_)) => {
+                let c = &self.parts.body.control;
+                self.block(&c.not_empty, &c.empty_sleepers, deadline, || {
+                    match self.claim_pop_in(true) {
+                        Ok(claim) => Poll::Ready(Ok(claim)),
+                        Err(Miss::Idle) => Poll::Idle,
+                        Err(Miss::InFlight(s)) => Poll::InFlight(s),
+                        Err(miss) => Poll::Ready(Err(miss.pop_error())),
+                    }
+                })
+                .unwrap_or(Err(PopError::Empty))?
+            }
+            Err(miss) => return Err(miss.pop_error()),
+        };
+        Ok(self.drain(slot, pos, f))
+    }
+
+    /// Lets `f` read the value of `pos` in its slot, which this thread
+    /// took, then frees the slot (even if `f` panics).
+    fn drain<R>(&self, slot: &'a Slot<T>, pos: u64, f: impl FnOnce(&T) -> R) -> R {
         let guard = FreeOnDrop {
             ring: self,
             slot,
             pos,
         };
-        // SAFETY: claimed and published, as in `try_pop`; the reference ends
-        // with the closure, before the slot is freed.
+        // SAFETY: the slot is ours (`R`), as in `try_pop`; the reference
+        // ends with the closure, before the slot is freed.
         let r = slot.value.with(|p| f(unsafe { &*p }));
         drop(guard);
-        Ok(r)
+        r
     }
 
     /// Pops as many values as are available, up to `out.len()`, into the

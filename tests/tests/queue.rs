@@ -372,6 +372,110 @@ fn consumer_killed_inside_recv_with() {
     assert!(tx.is_disconnected());
 }
 
+/// A sender killed inside `send_with` (its slot taken, never published)
+/// while another sender goes on: the receiver steps over the dead slot and
+/// gets every message of the live sender, in order, then Disconnected.
+fn sender_killed_inside_send_with_others_go_on() {
+    const N: u64 = 20_000;
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (tx, rx) = queue::channel::<u64>(8).unwrap();
+    let tx2 = tx.clone();
+    let stuck = Process::new(move || {
+        tx.send_with(|v| {
+            *v = u64::MAX;
+            cells.get(0).store(1, Ordering::Release);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .unwrap();
+    })
+    .start()
+    .unwrap();
+    cells.wait_for(0, 1);
+    let live = Process::new(move || {
+        for i in 0..N {
+            tx2.send(i).unwrap();
+        }
+    })
+    .start()
+    .unwrap();
+    // Let the live sender fill the ring behind the stuck slot.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(rx.try_recv().is_err(), "the stuck slot comes first");
+    stuck.kill().unwrap();
+    stuck.join_timeout(WATCHDOG).unwrap();
+    let died = Instant::now();
+    let (mut next, mut sum) = (0u64, 0u64);
+    while next < N {
+        let v = rx.recv_timeout(WATCHDOG).unwrap();
+        if next == 0 {
+            assert!(died.elapsed() < DEATH_BOUND, "dead slot stepped over late");
+        }
+        assert_eq!(v, next, "lost, duplicated or unfinished message");
+        sum = checksum(sum, v);
+        next += 1;
+    }
+    assert_eq!(sum, (0..N).fold(0, checksum));
+    join_ok(&live);
+    assert_eq!(
+        rx.recv_timeout(WATCHDOG),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
+
+/// A receiver killed inside `recv_with` (its slot taken, never freed) while
+/// another receiver goes on: a sender one lap later frees the dead slot,
+/// and the live receiver gets every later message, in order.
+fn receiver_killed_inside_recv_with_others_go_on() {
+    const N: u64 = 20_000;
+    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let (tx, rx) = queue::channel::<u64>(4).unwrap();
+    let rx2 = rx.clone();
+    let stuck = Process::new(move || {
+        let _ = rx.recv_with(|v| {
+            cells.get(0).store(v + 1, Ordering::Release);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    })
+    .start()
+    .unwrap();
+    tx.send(N).unwrap();
+    cells.wait_for(0, N + 1);
+    stuck.kill().unwrap();
+    stuck.join_timeout(WATCHDOG).unwrap();
+    let live = Process::new(move || {
+        let (mut next, mut sum) = (0u64, 0u64);
+        loop {
+            match rx2.recv_timeout(WATCHDOG) {
+                Ok(v) => {
+                    assert_eq!(v, next, "lost or duplicated message");
+                    sum = checksum(sum, v);
+                    next += 1;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        cells.get(1).store(next, Ordering::Release);
+        cells.get(2).store(sum, Ordering::Release);
+    })
+    .start()
+    .unwrap();
+    for i in 0..N {
+        tx.send_timeout(i, WATCHDOG).unwrap();
+    }
+    drop(tx);
+    join_ok(&live);
+    assert_eq!(cells.get(1).load(Ordering::Acquire), N);
+    assert_eq!(
+        cells.get(2).load(Ordering::Acquire),
+        (0..N).fold(0, checksum)
+    );
+}
+
 /// A JoinableQueue worker killed before `task_done`: `join_timeout` gives
 /// up instead of hanging; the other items were done.
 fn joinable_worker_killed_join_times_out() {
@@ -667,6 +771,8 @@ fn main() {
             fork_receiver_gone_sender_disconnected,
             producer_killed_mid_stream,
             consumer_killed_inside_recv_with,
+            sender_killed_inside_send_with_others_go_on,
+            receiver_killed_inside_recv_with_others_go_on,
             joinable_worker_killed_join_times_out,
             joinable_join_across_processes,
             stress_two_producers_two_consumers,

@@ -336,11 +336,9 @@ impl<T: Pod> Sender<T> {
     ///
     /// The slot holds stale data when `f` gets it: write every field you
     /// need. Keep `f` short: receivers that reach this slot wait for it. If
-    /// this process dies inside `f`, the slot is never published and
-    /// receivers stall at it (see the module docs).
-    ///
-    /// While the queue is full this waits by polling (spinning, then naps
-    /// of up to 1 ms), since `f` must not run before a slot is free.
+    /// this process dies inside `f`, receivers step over the slot once they
+    /// find it dead (see the module docs). `f` runs once a slot is taken,
+    /// after any wait for room.
     ///
     /// # Errors
     ///
@@ -348,22 +346,23 @@ impl<T: Pod> Sender<T> {
     /// not called then.
     pub fn send_with(&self, f: impl FnOnce(&mut T)) -> Result<(), SendError<()>> {
         let mut f = Some(f);
-        let ring = self.ring();
-        let mut waiter = Poller::new(None);
+        let mut ring = self.inner.ring;
         loop {
-            let r = ring.try_push_with(|slot| {
+            let slice = Deadline::after(LIVENESS_SLICE);
+            let fill = |slot: &mut T| {
                 if let Some(f) = f.take() {
                     f(slot)
                 }
-            });
-            match r {
+            };
+            match ring.push_with_deadline(fill, Some(slice)) {
                 Ok(()) => return Ok(()),
                 Err(PushError::Full(())) => {}
                 Err(_) => return Err(SendError(())),
             }
-            match waiter.pause(&self.inner, Side::Receiver) {
-                Pause::Again => {}
-                Pause::Gone | Pause::Timeout => return Err(SendError(())),
+            ring = ring.with_spin(Spin::NONE);
+            if self.inner.side_gone(Side::Receiver) {
+                self.inner.ring.close();
+                return Err(SendError(()));
             }
         }
     }
@@ -563,9 +562,7 @@ impl<T: Pod> Receiver<T> {
                 self.inner.ring.close();
                 // What the dead senders completed is still there.
                 return self
-                    .inner
-                    .ring
-                    .try_pop()
+                    .drain_closed(|ring, deadline| ring.pop_deadline(deadline))
                     .map_err(|_| RecvTimeoutError::Disconnected);
             }
             if deadline.is_some_and(Deadline::has_passed) {
@@ -578,11 +575,9 @@ impl<T: Pod> Receiver<T> {
     /// `f` returns, blocking while the queue is empty. The slot is freed
     /// when `f` returns (or panics).
     ///
-    /// If this process dies inside `f`, that value is lost and its slot is
-    /// never freed: senders stall at it one lap later while other
-    /// receivers live, and get `Disconnected` if no receiver is left (see
-    /// the module docs). While the queue is empty this waits by polling
-    /// (spinning, then naps of up to 1 ms).
+    /// If this process dies inside `f`, that value is lost; senders that
+    /// reach its slot one lap later free it once they find it dead (see the
+    /// module docs).
     ///
     /// # Errors
     ///
@@ -610,27 +605,43 @@ impl<T: Pod> Receiver<T> {
         deadline: Option<Deadline>,
     ) -> Result<R, RecvTimeoutError> {
         let mut f = Some(f);
-        let ring = self.ring();
-        let mut waiter = Poller::new(deadline);
+        let mut read = |v: &T| f.take().map(|f| f(v));
+        let mut ring = self.inner.ring;
         loop {
-            match ring.try_pop_with(|v| f.take().map(|f| f(v))) {
+            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
+            match ring.pop_with_deadline(&mut read, Some(slice)) {
                 Ok(Some(r)) => return Ok(r),
-                Ok(None) => unreachable!("the closure runs once"),
+                Ok(None) => unreachable!("a value is read once"),
                 Err(PopError::Empty) => {}
                 Err(_) => return Err(RecvTimeoutError::Disconnected),
             }
-            match waiter.pause(&self.inner, Side::Sender) {
-                Pause::Again => {}
-                Pause::Gone => {
-                    // Drained and gone, unless a last value is there.
-                    if let Ok(Some(r)) = ring.try_pop_with(|v| f.take().map(|f| f(v))) {
-                        return Ok(r);
-                    }
-                    return Err(RecvTimeoutError::Disconnected);
-                }
-                Pause::Timeout => return Err(RecvTimeoutError::Timeout),
+            ring = ring.with_spin(Spin::NONE);
+            if self.inner.side_gone(Side::Sender) {
+                self.inner.ring.close();
+                // What the dead senders completed is still there.
+                return match self
+                    .drain_closed(|ring, deadline| ring.pop_with_deadline(&mut read, deadline))
+                {
+                    Ok(Some(r)) => Ok(r),
+                    _ => Err(RecvTimeoutError::Disconnected),
+                };
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Err(RecvTimeoutError::Timeout);
             }
         }
+    }
+
+    /// Once the queue is closed because every sender is gone: takes the
+    /// next value with `pop`, waiting only for slots that dead senders left
+    /// unfinished (the ring steps over them once it finds their owner dead,
+    /// within about a millisecond), at most [`LIVENESS_SLICE`].
+    fn drain_closed<R>(
+        &self,
+        pop: impl FnOnce(MpmcRing<'static, T>, Option<Deadline>) -> Result<R, PopError>,
+    ) -> Result<R, PopError> {
+        let ring = self.inner.ring.with_spin(Spin::NONE);
+        pop(ring, Some(Deadline::after(LIVENESS_SLICE)))
     }
 
     /// Receives up to `out.len()` values into the front of `out`, blocking
@@ -698,61 +709,5 @@ impl<T: Pod> Receiver<T> {
     /// The number of slots.
     pub fn capacity(&self) -> u64 {
         self.inner.ring.capacity()
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Polling wait (for the in-place calls)
-// ---------------------------------------------------------------------------
-
-pub(crate) enum Pause {
-    Again,
-    Gone,
-    Timeout,
-}
-
-/// Waits between retries of an in-place call: spins, then naps growing to
-/// 1 ms; checks the other side's liveness every [`LIVENESS_SLICE`].
-pub(crate) struct Poller {
-    deadline: Option<Deadline>,
-    backoff: multiproc_core::wait::Backoff,
-    nap: Duration,
-    check_at: Deadline,
-}
-
-impl Poller {
-    pub(crate) fn new(deadline: Option<Deadline>) -> Self {
-        Self {
-            deadline,
-            backoff: Spin::DEFAULT.start(),
-            nap: Duration::from_micros(20),
-            check_at: Deadline::after(LIVENESS_SLICE),
-        }
-    }
-
-    pub(crate) fn pause<T: Pod>(&mut self, inner: &Inner<T>, other: Side) -> Pause {
-        if inner.ring.is_closed() {
-            return Pause::Gone;
-        }
-        if self.deadline.is_some_and(Deadline::has_passed) {
-            return Pause::Timeout;
-        }
-        if self.backoff.spin() {
-            return Pause::Again;
-        }
-        if self.check_at.has_passed() {
-            if inner.seg.peers.live(other) == 0 {
-                inner.ring.close();
-                return Pause::Gone;
-            }
-            self.check_at = Deadline::after(LIVENESS_SLICE);
-        }
-        let nap = match self.deadline {
-            Some(d) => self.nap.min(d.remaining()),
-            None => self.nap,
-        };
-        std::thread::sleep(nap);
-        self.nap = (self.nap * 2).min(Duration::from_millis(1));
-        Pause::Again
     }
 }

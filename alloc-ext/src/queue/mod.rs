@@ -79,16 +79,17 @@
 //!
 //! ## Deaths in the middle of an operation
 //!
-//! The ring is Vyukov's bounded MPMC queue ([`multiproc_core::mpmc`]):
-//! each slot is claimed, then written (or read), then published (or
-//! freed). A process killed between claim and publish (a window of a few
-//! instructions for `send`, the whole closure for `send_with`) leaves that
-//! slot unpublished: receivers stop at it (what was sent before it is
-//! received), and report `Disconnected` once every sender is gone. A
-//! receiver killed inside `recv_with` loses that value; its slot is never
-//! freed, so senders stall at it one lap later: they get `Disconnected` if
-//! no receiver is left, and otherwise wait (use the `_timeout` calls where
-//! consumers may be killed mid-read).
+//! The ring is Vyukov's bounded MPMC queue ([`multiproc_core::mpmc`]),
+//! whose slots record the pid of the process writing or reading them. A
+//! sender killed inside `send` or `send_with` leaves a slot that is never
+//! published; a receiver killed inside `recv_with` leaves one that is never
+//! freed (its value is lost). Neither stops the others: a blocked receiver
+//! (sender) that finds such a slot asks whether its owner lives once it has
+//! waited about a millisecond, and steps over (frees) the slot of a dead
+//! one. Every message that a live or dead sender completed is received,
+//! once. `try_recv` and `try_send` do not recover slots; any blocking or
+//! timed call does. A live process's slot is never taken from it, however
+//! long its closure runs.
 //!
 //! Pids are the identity of peers: a dead peer whose pid was reused by
 //! another process before anyone looked counts as alive until that process
