@@ -757,7 +757,11 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`PushError::Full`] if it stayed full until the timeout; else as
     /// [`push`](Self::push).
     pub fn push_timeout(&self, v: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_deadline(v, Some(Deadline::after(timeout)))
+        // The clock is read only once the ring is found full.
+        match self.try_push(v) {
+            Err(PushError::Full(v)) => self.push_slow(v, Some(Deadline::after(timeout))),
+            r => r,
+        }
     }
 
     /// Pushes `v`, blocking while the ring is full until `deadline` (`None`:
@@ -1053,7 +1057,11 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`PopError::Empty`] if it stayed empty until the timeout; else as
     /// [`pop`](Self::pop).
     pub fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop_deadline(Some(Deadline::after(timeout)))
+        // The clock is read only once the ring is found empty.
+        match self.try_pop() {
+            Err(PopError::Empty) => self.pop_slow(Some(Deadline::after(timeout))),
+            r => r,
+        }
     }
 
     /// Pops the oldest value, blocking while the ring is empty until

@@ -287,7 +287,7 @@ impl<T: Pod> Sender<T> {
     /// [`SendError`] with `v` when every receiver is gone (dropped, or
     /// died: noticed within about 25 ms of waiting).
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
-        self.send_deadline(v, None)
+        self.send_deadline(v, || None)
             .map_err(|e| SendError(e.into_inner()))
     }
 
@@ -297,14 +297,20 @@ impl<T: Pod> Sender<T> {
     ///
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`].
     pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(v, Some(Deadline::after(timeout)))
+        self.send_deadline(v, || Some(Deadline::after(timeout)))
     }
 
-    fn send_deadline(&self, v: T, deadline: Option<Deadline>) -> Result<(), SendTimeoutError<T>> {
+    /// Sends `v`, blocking until the deadline that `deadline` computes
+    /// (only once the queue is found full: the fast path reads no clock).
+    fn send_deadline(
+        &self,
+        v: T,
+        deadline: impl FnOnce() -> Option<Deadline>,
+    ) -> Result<(), SendTimeoutError<T>> {
         match self.try_send(v) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(v)) => Err(SendTimeoutError::Disconnected(v)),
-            Err(TrySendError::Full(v)) => self.send_slow(v, deadline),
+            Err(TrySendError::Full(v)) => self.send_slow(v, deadline()),
         }
     }
 
@@ -527,7 +533,7 @@ impl<T: Pod> Receiver<T> {
     /// [`RecvError`] once the queue is empty and every sender is gone
     /// (dropped, or died: noticed within about 25 ms of waiting).
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.recv_deadline(None).map_err(|_| RecvError)
+        self.recv_deadline(|| None).map_err(|_| RecvError)
     }
 
     /// Receives the oldest value, blocking at most `timeout`.
@@ -536,14 +542,19 @@ impl<T: Pod> Receiver<T> {
     ///
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Deadline::after(timeout)))
+        self.recv_deadline(|| Some(Deadline::after(timeout)))
     }
 
-    fn recv_deadline(&self, deadline: Option<Deadline>) -> Result<T, RecvTimeoutError> {
+    /// Receives, blocking until the deadline that `deadline` computes (only
+    /// once the queue is found empty: the fast path reads no clock).
+    fn recv_deadline(
+        &self,
+        deadline: impl FnOnce() -> Option<Deadline>,
+    ) -> Result<T, RecvTimeoutError> {
         match self.try_recv() {
             Ok(v) => Ok(v),
             Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-            Err(TryRecvError::Empty) => self.recv_slow(deadline),
+            Err(TryRecvError::Empty) => self.recv_slow(deadline()),
         }
     }
 

@@ -433,7 +433,7 @@ impl<T: Pod> Producer<T> {
     /// [`SendError`] once the consumer is gone (dropped, or died: noticed
     /// within about 25 ms of waiting).
     pub fn send(&mut self, v: T) -> Result<(), SendError<T>> {
-        self.send_deadline(v, None)
+        self.send_deadline(v, || None)
             .map_err(|e| SendError(e.into_inner()))
     }
 
@@ -443,19 +443,22 @@ impl<T: Pod> Producer<T> {
     ///
     /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`].
     pub fn send_timeout(&mut self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.send_deadline(v, Some(Deadline::after(timeout)))
+        self.send_deadline(v, || Some(Deadline::after(timeout)))
     }
 
+    /// Sends `v`, blocking until the deadline that `deadline` computes
+    /// (only once the ring is found full: the fast path reads no clock).
     fn send_deadline(
         &mut self,
         mut v: T,
-        deadline: Option<Deadline>,
+        deadline: impl FnOnce() -> Option<Deadline>,
     ) -> Result<(), SendTimeoutError<T>> {
         match self.try_send(v) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
             Err(TrySendError::Full(back)) => v = back,
         }
+        let deadline = deadline();
         loop {
             let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
             // The core's own "consumer gone" verdict looks at the role,
@@ -667,7 +670,7 @@ impl<T: Pod> Consumer<T> {
     /// [`RecvError`] once the ring is drained and the producer is gone
     /// (dropped, or died: noticed within about 25 ms of waiting).
     pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_deadline(None).map_err(|_| RecvError)
+        self.recv_deadline(|| None).map_err(|_| RecvError)
     }
 
     /// Receives the oldest value, blocking at most `timeout`.
@@ -676,15 +679,21 @@ impl<T: Pod> Consumer<T> {
     ///
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_deadline(Some(Deadline::after(timeout)))
+        self.recv_deadline(|| Some(Deadline::after(timeout)))
     }
 
-    fn recv_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, RecvTimeoutError> {
+    /// Receives, blocking until the deadline that `deadline` computes (only
+    /// once the ring is found empty: the fast path reads no clock).
+    fn recv_deadline(
+        &mut self,
+        deadline: impl FnOnce() -> Option<Deadline>,
+    ) -> Result<T, RecvTimeoutError> {
         match self.try_recv() {
             Ok(v) => return Ok(v),
             Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
             Err(TryRecvError::Empty) => {}
         }
+        let deadline = deadline();
         loop {
             let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
             // As in `Producer::send`: the core's verdict on the role is a
