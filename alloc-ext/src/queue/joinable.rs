@@ -105,8 +105,11 @@ impl<T: Pod> SimpleQueue<T> {
 /// can [`join`](Self::join) until every item put was processed.
 ///
 /// A worker killed between `get` and `task_done` leaves its task
-/// unfinished for good: `join` would wait forever, so use
-/// [`join_timeout`](Self::join_timeout) when workers may die.
+/// unfinished for good, and so does a producer killed inside `put` (the
+/// task is counted before the item is sent, and the receivers step over
+/// the unfinished item): `join` would wait forever, so use
+/// [`join_timeout`](Self::join_timeout) when processes may die, and
+/// [`task_done`](Self::task_done) for a task known lost.
 ///
 /// # Examples
 ///
