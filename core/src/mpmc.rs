@@ -2327,27 +2327,22 @@ mod loom_tests {
         });
     }
 
-    /// Stands in for the passing of time after a death: under loom naps end
-    /// only by a notification, where a real one ends on its own.
-    fn time_passes(r: &MpmcRing<'_, u64>) {
+    /// Runs `last_act` on a thread that then dies (as if killed with
+    /// `SIGKILL`) and time passes: under loom naps end only by a
+    /// notification, where a real one ends on its own.
+    fn dies_after(r: MpmcRing<'static, u64>, last_act: fn(MpmcRing<'static, u64>)) {
+        last_act(r);
+        crate::sync::loom_die();
         r.parts.body.control.not_empty.notify_all();
         r.parts.body.control.not_full.notify_all();
     }
 
-    /// A producer dies after claiming a position and before taking its slot
-    /// (killed between the two CASes): the consumer steals the claim and
-    /// gets the live producer's value.
-    #[test]
-    fn mpmc_producer_dies_between_claim_and_take() {
-        loom::model(|| {
+    /// A producer dies at `last_act` while another pushes 2: the consumer
+    /// gets the 2, whatever the dead producer left behind.
+    fn producer_dies(last_act: fn(MpmcRing<'static, u64>)) {
+        loom::model(move || {
             let r = ring(2);
-            let d = thread::spawn(move || {
-                let tail = &r.parts.body.tail.pos;
-                let t = tail.load(Ordering::Relaxed);
-                let _ = tail.compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed);
-                crate::sync::loom_die();
-                time_passes(&r);
-            });
+            let d = thread::spawn(move || dies_after(r, last_act));
             let p = thread::spawn(move || r.push(2).unwrap());
             assert_eq!(r.pop(), Ok(2));
             d.join().unwrap();
@@ -2355,23 +2350,25 @@ mod loom_tests {
         });
     }
 
+    /// A producer dies after claiming a position and before taking its slot
+    /// (killed between the two CASes): the consumer steals the claim.
+    #[test]
+    fn mpmc_producer_dies_between_claim_and_take() {
+        producer_dies(|r| {
+            let tail = &r.parts.body.tail.pos;
+            let t = tail.load(Ordering::Relaxed);
+            let _ = tail.compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed);
+        });
+    }
+
     /// A producer dies while writing its slot (`W`): once it is dead, the
-    /// consumer steps over the slot and gets the live producer's value.
+    /// consumer steps over the slot.
     #[test]
     fn mpmc_producer_dies_mid_write() {
-        loom::model(|| {
-            let r = ring(2);
-            let d = thread::spawn(move || {
-                // Fails if its first claim was stolen and the ring then
-                // looked full: a death with nothing taken, also fine.
-                let _ = r.claim_push();
-                crate::sync::loom_die();
-                time_passes(&r);
-            });
-            let p = thread::spawn(move || r.push(2).unwrap());
-            assert_eq!(r.pop(), Ok(2));
-            d.join().unwrap();
-            p.join().unwrap();
+        // Fails if its first claim was stolen and the ring then looked
+        // full: a death with nothing taken, also fine.
+        producer_dies(|r| {
+            let _ = r.claim_push();
         });
     }
 
@@ -2384,9 +2381,9 @@ mod loom_tests {
             let r = ring(1);
             r.push(1).unwrap();
             let d = thread::spawn(move || {
-                let _ = r.claim_pop().unwrap();
-                crate::sync::loom_die();
-                time_passes(&r);
+                dies_after(r, |r| {
+                    let _ = r.claim_pop().unwrap();
+                })
             });
             let p = thread::spawn(move || r.push(2).unwrap());
             d.join().unwrap();
