@@ -2076,6 +2076,17 @@ mod tests {
                     let _ = ring.pop_timeout(Duration::ZERO);
                     assert!(ring.len() <= cap);
                 }
+                // Blocked calls long enough to recover slots (steal claims,
+                // ask whether the garbage owner pids live), on some trials.
+                if trial % 10 == 0 {
+                    let slow = ring.with_spin(Spin::NONE);
+                    let wait = || Some(Deadline::after(Duration::from_millis(2)));
+                    let _ = slow.pop_deadline(wait());
+                    let _ = slow.push_deadline(5, wait());
+                    let _ = slow.pop_with_deadline(|v| *v, wait());
+                    let _ = slow.push_with_deadline(|v| *v = 6, wait());
+                    assert!(ring.len() <= cap);
+                }
             }
         }
         // A sequence number that says "already pushed" while tail has not
