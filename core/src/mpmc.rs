@@ -1158,6 +1158,71 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         r
     }
 
+    /// Takes the oldest value and returns a guard that reads it in place
+    /// (zero-copy pop), without blocking; the slot is freed when the guard
+    /// drops.
+    ///
+    /// Producers that reach the slot one lap later wait for the guard, as
+    /// for the closure of [`try_pop_with`](Self::try_pop_with): keep it
+    /// short-lived. A guard that is leaked (`mem::forget`) holds its slot
+    /// until this process exits; one whose process is killed loses its
+    /// value, and producers free the slot once they find the owner dead.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_pop`](Self::try_pop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_core::{mpmc::MpmcRing, region::Region};
+    /// # #[repr(C, align(128))] struct Mem([u8; 4096]);
+    /// # let mut mem = Box::new(Mem([0; 4096]));
+    /// let ring = MpmcRing::<[u32; 64]>::create(Region::from_mut_slice(&mut mem.0), 4).unwrap();
+    /// ring.try_push_with(|block| block.fill(3)).unwrap();
+    /// let block = ring.try_pop_ref().unwrap();
+    /// assert_eq!(block.iter().sum::<u32>(), 3 * 64);
+    /// drop(block); // frees the slot
+    /// ```
+    pub fn try_pop_ref(&self) -> Result<PopRef<'a, T>, PopError> {
+        let (slot, pos) = self.claim_pop().map_err(Miss::pop_error)?;
+        Ok(PopRef {
+            ring: *self,
+            slot,
+            pos,
+        })
+    }
+
+    /// As [`try_pop_ref`](Self::try_pop_ref), blocking while the ring is
+    /// empty until `deadline` (`None`: no deadline).
+    ///
+    /// # Errors
+    ///
+    /// As [`pop_timeout`](Self::pop_timeout).
+    pub fn pop_ref_deadline(&self, deadline: Option<Deadline>) -> Result<PopRef<'a, T>, PopError> {
+        let (slot, pos) = match self.claim_pop() {
+            Ok(claim) => claim,
+            Err(Miss::Idle | Miss::InFlight(_)) => {
+                let c = &self.parts.body.control;
+                self.block(&c.not_empty, &c.empty_sleepers, deadline, || {
+                    match self.claim_pop_in(true) {
+                        Ok(claim) => Poll::Ready(Ok(claim)),
+                        Err(Miss::Idle) => Poll::Idle,
+                        Err(Miss::InFlight(s)) => Poll::InFlight(s),
+                        Err(miss) => Poll::Ready(Err(miss.pop_error())),
+                    }
+                })
+                .unwrap_or(Err(PopError::Empty))?
+            }
+            Err(miss) => return Err(miss.pop_error()),
+        };
+        Ok(PopRef {
+            ring: *self,
+            slot,
+            pos,
+        })
+    }
+
     /// Pops as many values as are available, up to `out.len()`, into the
     /// front of `out`, without blocking, and returns how many. Each slot is
     /// taken with a CAS and `head` moves past a run at once; sleeping
@@ -1663,6 +1728,48 @@ impl<T: Pod> Drop for FreeOnDrop<'_, '_, T> {
     }
 }
 
+/// A value taken from an [`MpmcRing`] and read in place: dereferences to
+/// the value in its slot, and frees the slot when dropped. Made by
+/// [`MpmcRing::try_pop_ref`] and [`MpmcRing::pop_ref_deadline`].
+pub struct PopRef<'a, T: Pod> {
+    ring: MpmcRing<'a, T>,
+    slot: &'a Slot<T>,
+    pos: u64,
+}
+
+impl<T: Pod> PopRef<'_, T> {
+    /// The position the value was pushed at (positions count every push
+    /// since the ring was made).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+impl<T: Pod> core::ops::Deref for PopRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the slot is ours (`R`, taken by the CAS in `claim_pop`,
+        // whose Acquire pairs with the producer's publishing Release) until
+        // `drop` frees it: nobody writes the value meanwhile, and the
+        // borrow cannot outlive the guard. Any bit pattern is a valid `T`
+        // (`Pod`).
+        unsafe { &*self.slot.value.get() }
+    }
+}
+
+impl<T: Pod> Drop for PopRef<'_, T> {
+    fn drop(&mut self) {
+        self.ring.free_slot(self.slot, self.pos);
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for PopRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PopRef").field(&**self).finish()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------
@@ -1888,6 +1995,33 @@ mod tests {
             assert_eq!(r.try_pop(), Ok(12));
             assert_eq!(r.try_pop(), Ok(13));
             assert_eq!(r.try_pop(), Err(PopError::Empty));
+        });
+    }
+
+    #[test]
+    fn pop_ref_holds_its_slot_until_dropped() {
+        with_ring::<u64, _>(2, |r| {
+            assert_eq!(r.try_pop_ref().map(|g| *g), Err(PopError::Empty));
+            r.try_push(1).unwrap();
+            r.try_push(2).unwrap();
+            let one = r.try_pop_ref().unwrap();
+            assert_eq!((*one, one.position()), (1, 0));
+            assert_eq!(std::format!("{one:?}"), "PopRef(1)");
+            r.try_push(3).unwrap_err(); // slot 0 is still held
+            let two = r.pop_ref_deadline(None).unwrap();
+            assert_eq!(*two, 2);
+            drop(one);
+            r.try_push(3).unwrap();
+            assert!(matches!(r.try_push(4), Err(PushError::Full(4))));
+            drop(two);
+            r.try_push(4).unwrap();
+            assert_eq!(r.try_pop(), Ok(3));
+            r.close();
+            assert_eq!(*r.pop_ref_deadline(None).unwrap(), 4);
+            assert_eq!(
+                r.pop_ref_deadline(None).map(|g| *g),
+                Err(PopError::Disconnected)
+            );
         });
     }
 

@@ -428,17 +428,32 @@ fn sender_killed_inside_send_with_others_go_on() {
 /// another receiver goes on: a sender one lap later frees the dead slot,
 /// and the live receiver gets every later message, in order.
 fn receiver_killed_inside_recv_with_others_go_on() {
+    receiver_killed_holding_a_slot(false);
+}
+
+/// As above, the receiver holding a `recv_ref` guard when killed.
+fn receiver_killed_holding_recv_ref_others_go_on() {
+    receiver_killed_holding_a_slot(true);
+}
+
+fn receiver_killed_holding_a_slot(by_ref: bool) {
     const N: u64 = 20_000;
     let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
     let (tx, rx) = queue::channel::<u64>(4).unwrap();
     let rx2 = rx.clone();
     let stuck = Process::new(move || {
-        let _ = rx.recv_with(|v| {
+        let hold = |v: &u64| {
             cells.get(0).store(v + 1, Ordering::Release);
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
-        });
+        };
+        if by_ref {
+            let guard = rx.recv_ref().unwrap();
+            hold(&guard);
+        } else {
+            let _ = rx.recv_with(hold);
+        }
     })
     .start()
     .unwrap();
@@ -773,6 +788,7 @@ fn main() {
             consumer_killed_inside_recv_with,
             sender_killed_inside_send_with_others_go_on,
             receiver_killed_inside_recv_with_others_go_on,
+            receiver_killed_holding_recv_ref_others_go_on,
             joinable_worker_killed_join_times_out,
             joinable_join_across_processes,
             stress_two_producers_two_consumers,

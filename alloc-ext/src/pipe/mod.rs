@@ -15,8 +15,7 @@
 //! ([`Connection::recv_bytes_into`]) or read in place
 //! ([`Connection::recv_with`]). A `Pod` value travels as its bytes, with no
 //! encoding; the optional `serde` feature adds
-//! [`send_serde`](Connection::send_serde)/[`recv_serde`](Connection::recv_serde)
-//! (postcard frames).
+//! `Connection::send_serde`/`recv_serde` (postcard frames).
 //!
 //! # Example: across a fork
 //!

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use multiproc_core::mpmc::{MpmcRing, PopError, PushError};
+use multiproc_core::mpmc::{MpmcRing, PopError, PopRef, PushError};
 use multiproc_core::peers::{current_pid, Side};
 use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
@@ -655,6 +655,85 @@ impl<T: Pod> Receiver<T> {
         pop(ring, Some(Deadline::after(LIVENESS_SLICE)))
     }
 
+    /// Receives the oldest value in place (zero-copy receive), blocking
+    /// while the queue is empty: the guard dereferences to the value in its
+    /// slot, and frees the slot when dropped.
+    ///
+    /// Senders that reach the slot one lap later wait for the guard: keep
+    /// it short-lived (a leaked guard holds its slot until this process
+    /// exits). If this process dies holding it, that value is lost, and
+    /// senders free the slot once they find it dead (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the queue is empty and every sender is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = multiproc::queue::channel::<[u64; 32]>(4)?;
+    /// tx.send_with(|block| block.fill(2)).unwrap();
+    /// let block = rx.recv_ref().unwrap();
+    /// assert_eq!(block.iter().sum::<u64>(), 64);
+    /// # Ok::<(), multiproc::queue::QueueError>(())
+    /// ```
+    pub fn recv_ref(&self) -> Result<RecvRef<'_, T>, RecvError> {
+        self.recv_ref_deadline(None).map_err(|_| RecvError)
+    }
+
+    /// As [`recv_ref`](Self::recv_ref), blocking at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    pub fn recv_ref_timeout(&self, timeout: Duration) -> Result<RecvRef<'_, T>, RecvTimeoutError> {
+        match self.try_recv_ref() {
+            Ok(r) => Ok(r),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) => self.recv_ref_deadline(Some(Deadline::after(timeout))),
+        }
+    }
+
+    /// As [`recv_ref`](Self::recv_ref), without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Self::try_recv).
+    pub fn try_recv_ref(&self) -> Result<RecvRef<'_, T>, TryRecvError> {
+        match self.ring().try_pop_ref() {
+            Ok(r) => Ok(RecvRef::new(r)),
+            Err(PopError::Empty) => Err(TryRecvError::Empty),
+            Err(PopError::Disconnected | PopError::Corrupt) => Err(TryRecvError::Disconnected),
+        }
+    }
+
+    fn recv_ref_deadline(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<RecvRef<'_, T>, RecvTimeoutError> {
+        let mut ring = *self.ring();
+        loop {
+            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
+            match ring.pop_ref_deadline(Some(slice)) {
+                Ok(r) => return Ok(RecvRef::new(r)),
+                Err(PopError::Empty) => {}
+                Err(_) => return Err(RecvTimeoutError::Disconnected),
+            }
+            ring = ring.with_spin(Spin::NONE);
+            if self.inner.side_gone(Side::Sender) {
+                self.inner.ring.close();
+                // What the dead senders completed is still there.
+                return self
+                    .drain_closed(|ring, deadline| ring.pop_ref_deadline(deadline))
+                    .map(RecvRef::new)
+                    .map_err(|_| RecvTimeoutError::Disconnected);
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+        }
+    }
+
     /// Receives up to `out.len()` values into the front of `out`, blocking
     /// until at least one is there; returns how many.
     ///
@@ -720,5 +799,37 @@ impl<T: Pod> Receiver<T> {
     /// The number of slots.
     pub fn capacity(&self) -> u64 {
         self.inner.ring.capacity()
+    }
+}
+
+/// A value received in place from a [`Receiver`]: dereferences to the value
+/// in its slot and frees the slot when dropped. Made by
+/// [`Receiver::recv_ref`] and its variants.
+pub struct RecvRef<'r, T: Pod> {
+    slot: PopRef<'static, T>,
+    /// The guard reads the receiver's segment: it must not outlive it.
+    _rx: PhantomData<&'r Receiver<T>>,
+}
+
+impl<T: Pod> RecvRef<'_, T> {
+    fn new(slot: PopRef<'static, T>) -> Self {
+        Self {
+            slot,
+            _rx: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> std::ops::Deref for RecvRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.slot
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RecvRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RecvRef").field(&**self).finish()
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! A message is copied into a slot of a ring in a shared segment (or
 //! written in place with [`Sender::send_with`] and read in place with
-//! [`Receiver::recv_with`]): no encoding, no system call while the other
-//! side is awake.
+//! [`Receiver::recv_with`] or the [`Receiver::recv_ref`] guard): no
+//! encoding, no system call while the other side is awake.
 //!
 //! # Example: across a fork
 //!
@@ -82,14 +82,15 @@
 //! The ring is Vyukov's bounded MPMC queue ([`multiproc_core::mpmc`]),
 //! whose slots record the pid of the process writing or reading them. A
 //! sender killed inside `send` or `send_with` leaves a slot that is never
-//! published; a receiver killed inside `recv_with` leaves one that is never
-//! freed (its value is lost). Neither stops the others: a blocked receiver
-//! (sender) that finds such a slot asks whether its owner lives once it has
-//! waited about a millisecond, and steps over (frees) the slot of a dead
-//! one. Every message that a live or dead sender completed is received,
-//! once. `try_recv` and `try_send` do not recover slots; any blocking or
-//! timed call does. A live process's slot is never taken from it, however
-//! long its closure runs.
+//! published; a receiver killed inside `recv_with`, or holding a
+//! `recv_ref` guard, leaves one that is never freed (its value is lost).
+//! Neither stops the others: a blocked receiver (sender) that finds such a
+//! slot asks whether its owner lives once it has waited about a
+//! millisecond, and steps over (frees) the slot of a dead one. Every
+//! message that a live or dead sender completed is received, once.
+//! `try_recv` and `try_send` do not recover slots; any blocking or timed
+//! call does. A live process's slot is never taken from it, however long
+//! its closure runs or its guard lives.
 //!
 //! Pids are the identity of peers: a dead peer whose pid was reused by
 //! another process before anyone looked counts as alive until that process
@@ -103,7 +104,7 @@ mod joinable;
 pub(crate) mod segment;
 pub mod spsc;
 
-pub use channel::{channel, Queue, Receiver, Sender};
+pub use channel::{channel, Queue, Receiver, RecvRef, Sender};
 pub use error::{
     QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
     TryRecvError, TrySendError,
