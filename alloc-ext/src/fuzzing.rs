@@ -186,12 +186,17 @@ impl PipeToken {
     }
 }
 
+/// The stride a pipe gives each ring of `ring` bytes (`None`: no ring has
+/// that size).
+pub fn pipe_ring_stride(ring: u64) -> Option<usize> {
+    crate::pipe::ring_stride(ring)
+}
+
 // ---------------------------------------------------------------------------
 // Shared memory names
 // ---------------------------------------------------------------------------
 
-/// The longest shm name this platform takes, the leading `/` and the NUL
-/// included.
+/// The longest shm name this platform takes, the leading `/` included.
 pub const SHM_NAME_MAX: usize = crate::sys::SHM_NAME_MAX;
 
 /// Validates a segment name as `SharedMemory::open` does before any system

@@ -286,7 +286,7 @@ impl Pipe {
 }
 
 /// Bytes one ring takes in the segment, rounded to 128.
-fn ring_stride(ring: u64) -> Option<usize> {
+pub(crate) fn ring_stride(ring: u64) -> Option<usize> {
     Some(ByteRing::memory_size(ring)?.next_multiple_of(128))
 }
 
