@@ -45,6 +45,9 @@
 
 pub use multiproc_core as core;
 
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pipe;
 pub mod process;
 pub mod queue;

@@ -285,7 +285,7 @@ impl Pipe {
 }
 
 /// Bytes one ring takes in the segment, rounded to 128.
-fn ring_stride(ring: u64) -> Option<usize> {
+pub(crate) fn ring_stride(ring: u64) -> Option<usize> {
     Some(ByteRing::memory_size(ring)?.next_multiple_of(128))
 }
 
@@ -334,15 +334,14 @@ impl Inner {
         }
     }
 
-    fn open(name: &str, duplex: bool, stride: u64) -> Result<Self, PipeError> {
+    fn open(name: &str, duplex: bool, stride: usize) -> Result<Self, PipeError> {
         let seg = Segment::open(name)?;
-        let stride = usize::try_from(stride).map_err(|_| bad_token("ring size"))?;
         let nrings = if duplex { 2 } else { 1 };
         let mut rings = [None, None];
         for (i, slot) in rings.iter_mut().take(nrings).enumerate() {
             // SAFETY: as in `Pipe::open`.
             let all = unsafe { seg.ring_region() };
-            if (i + 1) * stride > all.len() {
+            if stride.checked_mul(i + 1).is_none_or(|end| end > all.len()) {
                 return Err(bad_token("segment too small for the pipe"));
             }
             // SAFETY: as in `Pipe::open`.
@@ -830,6 +829,14 @@ impl Connection {
                 reason: "the end was already used in this process",
             });
         }
+        let (out, inn) = self.inner.rings_of(self.end);
+        // Every end has a ring (its own or the other end's), of a size
+        // `ring_stride` took when the pipe was made or opened.
+        let stride = out.or(inn).and_then(|r| ring_stride(r.capacity())).ok_or(
+            PipeError::NotTransferable {
+                reason: "the end has no ring of a valid size",
+            },
+        )?;
         self.local.ensure(&self.inner.seg.peers);
         let me = current_pid();
         self.inner
@@ -837,15 +844,11 @@ impl Connection {
             .peers
             .add(me, self.end, 1)
             .map_err(QueueError::from)?;
-        let (out, inn) = self.inner.rings_of(self.end);
-        let cap = out.or(inn).map_or(0, |r| r.capacity());
-        Ok(Token {
-            kind: KIND_PIPE,
-            side: self.end,
+        Ok(PipeToken {
+            end: self.end,
             from_pid: me,
-            size: u64::from(self.inner.duplex),
-            align: ring_stride(cap).unwrap_or(0) as u64,
-            tag: type_tag::<PipeEndTag>(),
+            duplex: self.inner.duplex,
+            stride,
             name: name.to_owned(),
         }
         .encode())
@@ -859,19 +862,74 @@ impl Connection {
     /// [`PipeError::Setup`] if the token is garbage, names something else,
     /// or the segment cannot be opened.
     pub fn from_token(token: &[u8]) -> Result<Self, PipeError> {
-        let t = Token::decode(token)?;
-        if t.kind != KIND_PIPE || t.tag != type_tag::<PipeEndTag>() || t.size > 1 {
-            return Err(bad_token("not a pipe token"));
-        }
-        let inner = Inner::open(&t.name, t.size == 1, t.align)?;
+        let t = PipeToken::decode(token)?;
+        let inner = Inner::open(&t.name, t.duplex, t.stride)?;
         inner
             .seg
             .peers
-            .add(current_pid(), t.side, 1)
+            .add(current_pid(), t.end, 1)
             .map_err(QueueError::from)?;
         // Count here first, then withdraw the pending count: never zero.
-        inner.seg.peers.remove(t.from_pid, t.side, 1);
-        Ok(Self::new(Arc::new(inner), t.side))
+        inner.seg.peers.remove(t.from_pid, t.end, 1);
+        Ok(Self::new(Arc::new(inner), t.end))
+    }
+}
+
+/// What a pipe end's token carries, in the fields of a queue [`Token`]:
+/// `size` is 1 for a duplex pipe, 0 for a one-way one; `align` is the
+/// stride of each ring in the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PipeToken {
+    /// The end handed on.
+    pub(crate) end: Side,
+    /// The process that made the token (and counts the pending end).
+    pub(crate) from_pid: u32,
+    /// Whether the pipe is duplex (two rings) or one-way (one).
+    pub(crate) duplex: bool,
+    /// Bytes of each ring's region: the `ring_stride` of a ring size.
+    pub(crate) stride: usize,
+    /// The segment's name.
+    pub(crate) name: String,
+}
+
+impl PipeToken {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        Token {
+            kind: KIND_PIPE,
+            side: self.end,
+            from_pid: self.from_pid,
+            size: u64::from(self.duplex),
+            align: self.stride as u64,
+            tag: type_tag::<PipeEndTag>(),
+            name: self.name.clone(),
+        }
+        .encode()
+    }
+
+    /// Decodes and checks a token before anything is opened.
+    pub(crate) fn decode(token: &[u8]) -> Result<Self, PipeError> {
+        let t = Token::decode(token)?;
+        if t.kind != KIND_PIPE || t.tag != type_tag::<PipeEndTag>() {
+            return Err(bad_token("not a pipe token"));
+        }
+        let duplex = match t.size {
+            0 => false,
+            1 => true,
+            _ => return Err(bad_token("not a pipe token")),
+        };
+        // The stride of some ring size (a power of two): nothing else is
+        // in range, so nothing else reaches `Inner::open`.
+        let stride = (0..u64::BITS)
+            .filter_map(|k| ring_stride(1 << k))
+            .find(|&s| s as u64 == t.align)
+            .ok_or(bad_token("ring size"))?;
+        Ok(Self {
+            end: t.side,
+            from_pid: t.from_pid,
+            duplex,
+            stride,
+            name: t.name,
+        })
     }
 }
 
@@ -910,5 +968,74 @@ impl Connection {
     ) -> Result<T, PipeError> {
         self.recv_with_deadline(Some(Deadline::after(timeout)), |b| postcard::from_bytes(b))?
             .map_err(PipeError::Decode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe_token() -> PipeToken {
+        PipeToken {
+            end: Side::Receiver,
+            from_pid: 77,
+            duplex: true,
+            stride: ring_stride(4096).unwrap(),
+            name: "/psm_pipe".into(),
+        }
+    }
+
+    fn with(size: u64, align: u64) -> Vec<u8> {
+        Token {
+            kind: KIND_PIPE,
+            side: Side::Sender,
+            from_pid: 77,
+            size,
+            align,
+            tag: type_tag::<PipeEndTag>(),
+            name: "/psm_pipe".into(),
+        }
+        .encode()
+    }
+
+    fn refused(b: &[u8]) -> bool {
+        matches!(
+            PipeToken::decode(b),
+            Err(PipeError::Setup(QueueError::BadToken { .. }))
+        )
+    }
+
+    #[test]
+    fn pipe_tokens_round_trip() {
+        let t = pipe_token();
+        assert_eq!(PipeToken::decode(&t.encode()).unwrap(), t);
+        let oneway = PipeToken {
+            duplex: false,
+            end: Side::Sender,
+            ..pipe_token()
+        };
+        assert_eq!(PipeToken::decode(&oneway.encode()).unwrap(), oneway);
+    }
+
+    #[test]
+    fn pipe_tokens_with_bad_fields_are_refused() {
+        let good = ring_stride(64).unwrap() as u64;
+        assert!(!refused(&with(0, good)));
+        assert!(!refused(&with(1, ring_stride(1 << 20).unwrap() as u64)));
+        // Neither one-way nor duplex.
+        assert!(refused(&with(2, good)));
+        // Ring strides no pipe has: they are checked before the segment is
+        // opened (a stride near `usize::MAX` made `(i + 1) * stride`
+        // overflow there).
+        for stride in [0, 64, 128, good + 8, u64::MAX, u64::MAX - 127] {
+            assert!(refused(&with(1, stride)), "{stride}");
+        }
+        // Another structure's token, or element type.
+        let mut t = Token::decode(&with(1, good)).unwrap();
+        t.kind = 1;
+        assert!(refused(&t.encode()));
+        t.kind = KIND_PIPE;
+        t.tag ^= 2;
+        assert!(refused(&t.encode()));
     }
 }

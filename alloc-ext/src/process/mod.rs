@@ -119,8 +119,8 @@ mod entry;
 mod fork;
 mod forkserver;
 mod identity;
-mod spawn;
-mod wire;
+pub(crate) mod spawn;
+pub(crate) mod wire;
 
 pub use entry::{args_as, register_entry, EntryFn, RegisterError, MAX_ENTRY_NAME};
 pub use identity::{current_process, parent_process, CurrentProcess, ParentProcess};

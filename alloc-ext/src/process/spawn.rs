@@ -88,16 +88,27 @@ pub(crate) fn cstr(s: impl Into<Vec<u8>>) -> Result<CString, ProcessError> {
     })
 }
 
-fn path_str(path: &[u32]) -> String {
+/// A child's identity path as its argv carries it: `1:4:2` (empty for a
+/// child of the main process).
+pub(crate) fn path_str(path: &[u32]) -> String {
     let parts: Vec<String> = path.iter().map(u32::to_string).collect();
     parts.join(":")
 }
 
-fn parse_path(s: &str) -> Option<Vec<u32>> {
+/// Decodes what [`path_str`] made, and only that: decimal numbers without
+/// sign or leading zeros (`u32::from_str` alone would take `+1` and `01`),
+/// so a path decodes to the one that encodes to the same text.
+pub(crate) fn parse_path(s: &str) -> Option<Vec<u32>> {
     if s.is_empty() {
         return Some(Vec::new());
     }
-    s.split(':').map(|p| p.parse().ok()).collect()
+    s.split(':')
+        .map(|p| {
+            let canonical =
+                p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'));
+            canonical.then(|| p.parse().ok()).flatten()
+        })
+        .collect()
 }
 
 /// A frame received with [`recv_frame`]: tag, payload, and the descriptor
@@ -301,4 +312,38 @@ pub(crate) fn child_main(mut args: std::env::ArgsOs) -> ! {
     }
     flush_std_streams();
     std::process::exit(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_round_trip() {
+        for p in [vec![], vec![0], vec![1, 4, 2], vec![u32::MAX, 10]] {
+            assert_eq!(parse_path(&path_str(&p)), Some(p));
+        }
+    }
+
+    #[test]
+    fn only_canonical_paths_parse() {
+        // `u32::from_str` takes a sign and leading zeros: the path would
+        // not encode back to the same argv.
+        for bad in [
+            "+1",
+            "01",
+            "1:+2",
+            "1:00",
+            "1::2",
+            ":",
+            "1:",
+            " 1",
+            "-1",
+            "4294967296",
+            "x",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_path("0:10:7"), Some(vec![0, 10, 7]));
+    }
 }

@@ -275,7 +275,7 @@ const TOKEN_MAGIC: &[u8; 4] = b"MPQT";
 const TOKEN_VERSION: u8 = 1;
 
 /// What a token carries.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Token {
     pub(crate) kind: u8,
     pub(crate) side: Side,
@@ -306,32 +306,45 @@ impl Token {
         v
     }
 
+    /// Decodes a token from bytes another process sent: every field is
+    /// checked (the encoding is canonical: a token that decodes encodes to
+    /// the same bytes), and the pid is one a process can have.
     pub(crate) fn decode(b: &[u8]) -> Result<Self, QueueError> {
         let bad = |reason| QueueError::BadToken { reason };
-        if b.len() < 40 || &b[..4] != TOKEN_MAGIC {
+        let Some((head, rest)) = b.split_first_chunk::<40>() else {
+            return Err(bad("not a queue token"));
+        };
+        if &head[..4] != TOKEN_MAGIC {
             return Err(bad("not a queue token"));
         }
-        if b[4] != TOKEN_VERSION {
+        if head[4] != TOKEN_VERSION {
             return Err(bad("token of another version"));
         }
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        let side = match b[6] {
+        let u32_at = |i: usize| u32::from_le_bytes(head[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
+        let side = match head[6] {
             0 => Side::Sender,
             1 => Side::Receiver,
             _ => return Err(bad("unknown side")),
         };
-        let len = u32_at(36) as usize;
-        if b.len() != 40 + len {
+        if head[7] != 0 {
+            return Err(bad("reserved byte set"));
+        }
+        let from_pid = u32_at(8);
+        if from_pid == 0 || libc::pid_t::try_from(from_pid).is_err() {
+            return Err(bad("pid out of range"));
+        }
+        // Compared as u64: no sum that could overflow a 32-bit usize.
+        if rest.len() as u64 != u64::from(u32_at(36)) {
             return Err(bad("truncated token"));
         }
-        let name = std::str::from_utf8(&b[40..])
+        let name = std::str::from_utf8(rest)
             .map_err(|_| bad("name is not UTF-8"))?
             .to_owned();
         Ok(Token {
-            kind: b[5],
+            kind: head[5],
             side,
-            from_pid: u32_at(8),
+            from_pid,
             size: u64_at(12),
             align: u64_at(20),
             tag: u64_at(28),
@@ -355,5 +368,79 @@ impl Token {
             return bad("token of another element type");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> Token {
+        Token {
+            kind: 2,
+            side: Side::Receiver,
+            from_pid: 4242,
+            size: 8,
+            align: 8,
+            tag: type_tag::<u64>(),
+            name: "/psm_token".into(),
+        }
+    }
+
+    fn reason(b: &[u8]) -> &'static str {
+        match Token::decode(b) {
+            Err(QueueError::BadToken { reason }) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_canonically() {
+        let t = token();
+        let b = t.encode();
+        assert_eq!(Token::decode(&b).unwrap(), t);
+        let empty = Token {
+            name: String::new(),
+            ..token()
+        };
+        assert_eq!(Token::decode(&empty.encode()).unwrap(), empty);
+        // Every prefix, and one byte more, is refused.
+        for cut in 0..b.len() {
+            assert!(Token::decode(&b[..cut]).is_err(), "{cut}");
+        }
+        let mut longer = b.clone();
+        longer.push(b'x');
+        assert_eq!(reason(&longer), "truncated token");
+    }
+
+    #[test]
+    fn tokens_with_bad_fields_are_refused() {
+        let b = token().encode();
+        let with = |i: usize, v: &[u8]| {
+            let mut c = b.clone();
+            c[i..i + v.len()].copy_from_slice(v);
+            c
+        };
+        assert_eq!(reason(&with(0, b"MPQX")), "not a queue token");
+        assert_eq!(reason(&with(4, &[2])), "token of another version");
+        assert_eq!(reason(&with(6, &[2])), "unknown side");
+        // The reserved byte: a token that decodes encodes to its bytes.
+        assert_eq!(reason(&with(7, &[1])), "reserved byte set");
+        // Pids no process has: 0, and above pid_t's range.
+        assert_eq!(reason(&with(8, &0u32.to_le_bytes())), "pid out of range");
+        assert_eq!(
+            reason(&with(8, &(1u32 << 31).to_le_bytes())),
+            "pid out of range"
+        );
+        assert!(Token::decode(&with(8, &(i32::MAX as u32).to_le_bytes())).is_ok());
+        // A name length past the end (and one that would overflow a 32-bit
+        // `40 + len`).
+        assert_eq!(
+            reason(&with(36, &u32::MAX.to_le_bytes())),
+            "truncated token"
+        );
+        let mut bad_utf8 = b.clone();
+        *bad_utf8.last_mut().unwrap() = 0xff;
+        assert_eq!(reason(&bad_utf8), "name is not UTF-8");
     }
 }

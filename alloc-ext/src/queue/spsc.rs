@@ -151,20 +151,7 @@ impl Inner {
         debug_assert_eq!(holder, me);
         // The end's own count goes; the pending token's stays.
         local.release(peers);
-        Ok(Token {
-            kind: if last {
-                KIND_SPSC | LAST_HANDLE
-            } else {
-                KIND_SPSC
-            },
-            side,
-            from_pid: holder,
-            size: std::mem::size_of::<T>() as u64,
-            align: std::mem::align_of::<T>() as u64,
-            tag: type_tag::<T>(),
-            name: name.to_owned(),
-        }
-        .encode())
+        Ok(make_token::<T>(side, holder, last, name).encode())
     }
 
     /// Opens the segment a token names and takes the end's role over with
@@ -175,10 +162,7 @@ impl Inner {
         side: Side,
         take_over: impl FnOnce(&SpscRing<'static, T>, u32) -> Option<H>,
     ) -> Result<(Arc<Self>, H), QueueError> {
-        let mut t = Token::decode(token)?;
-        let last = t.kind & LAST_HANDLE != 0;
-        t.kind &= !LAST_HANDLE;
-        t.check::<T>(KIND_SPSC, side)?;
+        let (t, last) = parse_token::<T>(token, side)?;
         let inner = Arc::new(Self {
             seg: Segment::open(&t.name)?,
         });
@@ -213,6 +197,35 @@ impl Inner {
         }
         Ok((inner, handle))
     }
+}
+
+/// The token of a `T` channel's `side` end that process `from_pid` hands
+/// on; `last`: the claimer is left the segment's name (see [`LAST_HANDLE`]).
+pub(crate) fn make_token<T>(side: Side, from_pid: u32, last: bool, name: &str) -> Token {
+    Token {
+        kind: if last {
+            KIND_SPSC | LAST_HANDLE
+        } else {
+            KIND_SPSC
+        },
+        side,
+        from_pid,
+        size: std::mem::size_of::<T>() as u64,
+        align: std::mem::align_of::<T>() as u64,
+        tag: type_tag::<T>(),
+        name: name.to_owned(),
+    }
+}
+
+/// Decodes and checks the token of a `T` channel's `side` end, before
+/// anything is opened: the token (its kind without the [`LAST_HANDLE`]
+/// bit), and whether that bit was set.
+pub(crate) fn parse_token<T>(token: &[u8], side: Side) -> Result<(Token, bool), QueueError> {
+    let mut t = Token::decode(token)?;
+    let last = t.kind & LAST_HANDLE != 0;
+    t.kind &= !LAST_HANDLE;
+    t.check::<T>(KIND_SPSC, side)?;
+    Ok((t, last))
 }
 
 /// `into_token` of either end, whose parts are moved out: `core` (the role
@@ -956,6 +969,20 @@ mod tests {
         // Every failed claim left the token intact.
         let tx = Producer::<u64>::from_token(&tok).unwrap();
         drop(tx);
+    }
+
+    #[test]
+    fn tokens_parse_back_with_their_last_handle_bit() {
+        for last in [false, true] {
+            for side in [Side::Sender, Side::Receiver] {
+                let b = make_token::<u64>(side, 9, last, "/psm_x").encode();
+                let (t, l) = parse_token::<u64>(&b, side).unwrap();
+                assert_eq!(l, last);
+                assert_eq!((t.kind, t.side, t.from_pid), (KIND_SPSC, side, 9));
+                assert_eq!(t.name, "/psm_x");
+                assert!(parse_token::<u32>(&b, side).is_err());
+            }
+        }
     }
 
     #[test]

@@ -207,7 +207,7 @@ const STAMP_PREFIX: u64 = 0xA5;
 const ELEM_HASH_MASK: u64 = (1 << 48) - 1;
 
 impl HandleKind {
-    const ALL: [HandleKind; 11] = [
+    pub(crate) const ALL: [HandleKind; 11] = [
         HandleKind::Lock,
         HandleKind::Mutex,
         HandleKind::RLock,
@@ -261,7 +261,7 @@ impl HandleKind {
     }
 
     /// The core structure in the first region of the handle's segment.
-    fn core_kind(self) -> Kind {
+    pub(crate) fn core_kind(self) -> Kind {
         match self {
             HandleKind::Lock | HandleKind::Mutex | HandleKind::RLock | HandleKind::Condition => {
                 Kind::Mutex
@@ -276,13 +276,13 @@ impl HandleKind {
     }
 
     /// The element tag of this handle over core element type `E`.
-    fn tag<E>(self) -> u64 {
+    pub(crate) fn tag<E>(self) -> u64 {
         (STAMP_PREFIX << 56) | ((self as u64) << 48) | (type_tag::<E>() & ELEM_HASH_MASK)
     }
 
     /// What the first region of this handle's segment over core element
     /// type `E` records.
-    fn stamp<E>(self) -> SegmentType {
+    pub(crate) fn stamp<E>(self) -> SegmentType {
         SegmentType {
             handle: Some(self),
             kind: Some(self.core_kind()),
@@ -291,7 +291,7 @@ impl HandleKind {
     }
 
     /// The handle whose stamp `tag` is, if the core `kind` fits it.
-    fn from_tag(tag: u64, kind: Option<Kind>) -> Option<Self> {
+    pub(crate) fn from_tag(tag: u64, kind: Option<Kind>) -> Option<Self> {
         if tag >> 56 != STAMP_PREFIX {
             return None;
         }
@@ -326,7 +326,7 @@ pub struct SegmentType {
 impl SegmentType {
     /// What the header of `region` records. Only meaningful once the
     /// header is published.
-    fn read(region: Region<'_>) -> Option<Self> {
+    pub(crate) fn read(region: Region<'_>) -> Option<Self> {
         let header = region.header().ok()?;
         let kind = header.kind();
         let elem = header.elem_type();
@@ -472,20 +472,8 @@ impl<V> Owned<V> {
             needed: 1,
             available: 0,
         })?;
-        match attach(region) {
-            Ok(view) => Ok(Self { view, shm }),
-            Err(e @ (AttachError::KindMismatch { .. } | AttachError::TypeMismatch { .. })) => {
-                // The header was published (core checks kind and type only
-                // after it is ready), so reading it tells what it holds.
-                match SegmentType::read(region) {
-                    Some(found) if found != expected => {
-                        Err(SyncError::WrongType { expected, found })
-                    }
-                    _ => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
+        let view = attach_checked(region, expected, attach)?;
+        Ok(Self { view, shm })
     }
 
     /// The view, borrowed no longer than `self`.
@@ -496,6 +484,29 @@ impl<V> Owned<V> {
     /// The segment.
     pub(crate) fn shm(&self) -> &SharedMemory {
         &self.shm
+    }
+}
+
+/// Runs `attach` on `region`, the first region of a segment expected to
+/// hold `expected`, and turns a kind or type mismatch into
+/// [`SyncError::WrongType`] naming what the header records (the stamp check
+/// of [`Owned::attach`]; reads nothing but the region's header).
+pub(crate) fn attach_checked<'a, V>(
+    region: Region<'a>,
+    expected: SegmentType,
+    attach: impl FnOnce(Region<'a>) -> Result<V, AttachError>,
+) -> Result<V, SyncError> {
+    match attach(region) {
+        Ok(view) => Ok(view),
+        Err(e @ (AttachError::KindMismatch { .. } | AttachError::TypeMismatch { .. })) => {
+            // The header was published (core checks kind and type only
+            // after it is ready), so reading it tells what it holds.
+            match SegmentType::read(region) {
+                Some(found) if found != expected => Err(SyncError::WrongType { expected, found }),
+                _ => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
