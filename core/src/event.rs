@@ -313,42 +313,7 @@ impl<'a> Event<'a> {
         Ok(Self { raw: parts.body })
     }
 
-    /// Finds the event another process created in `region`, without waiting
-    /// for it to be published.
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError::NotReady`] if it is not published yet;
-    /// [`AttachError::KindMismatch`] if the region holds something else;
-    /// any other header validation error.
-    pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, 0, None)
-    }
-
-    /// As [`attach`](Self::attach), waiting up to `timeout` for the creator
-    /// to publish the region.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach`](Self::attach); `NotReady` once the timeout passed.
-    pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, 0, Some(Deadline::after(timeout)))
-    }
-
-    /// As [`attach_timeout`](Self::attach_timeout), for an event created with
-    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
-    /// [`AttachError::TypeMismatch`].
-    pub fn attach_tagged_timeout(
-        region: Region<'a>,
-        tag: u64,
-        timeout: Duration,
-    ) -> Result<Self, AttachError> {
-        Self::open(region, tag, Some(Deadline::after(timeout)))
-    }
+    crate::region::attach_fns!('a, "an event");
 
     /// As [`attach_timeout`](Self::attach_timeout), with a deadline.
     ///

@@ -545,51 +545,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         Ok(Self::from_parts(parts))
     }
 
-    /// Finds a ring that another process (or thread) created in `region`,
-    /// without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError::NotReady`] if the creator has not published it yet, and
-    /// every validation error of [`AttachError`].
-    pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, 0, None)
-    }
-
-    /// As [`attach`](Self::attach), for a ring created with
-    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach`](Self::attach); another tag is a
-    /// [`AttachError::TypeMismatch`].
-    pub fn attach_tagged(region: Region<'a>, tag: u64) -> Result<Self, AttachError> {
-        Self::open(region, tag, None)
-    }
-
-    /// As [`attach`](Self::attach), waiting up to `timeout` for the creator
-    /// to publish the ring.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach`](Self::attach); [`AttachError::NotReady`] once the
-    /// timeout has passed.
-    pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, 0, Some(Deadline::after(timeout)))
-    }
-
-    /// As [`attach_tagged`](Self::attach_tagged), waiting up to `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach_timeout`](Self::attach_timeout).
-    pub fn attach_tagged_timeout(
-        region: Region<'a>,
-        tag: u64,
-        timeout: Duration,
-    ) -> Result<Self, AttachError> {
-        Self::open(region, tag, Some(Deadline::after(timeout)))
-    }
+    crate::region::attach_fns!('a, "a ring");
 
     fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         let expected = ElemType::of::<T>().tagged(tag);

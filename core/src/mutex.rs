@@ -853,38 +853,10 @@ impl<'a, T: Pod> Mutex<'a, T> {
         Self::create_as(region, init, Kind::Mutex, tag)
     }
 
-    /// Attaches to a mutex another process created, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError`] if the region holds no published `Mutex<T>` (another
-    /// kind or type, or not yet initialised: [`AttachError::NotReady`]).
-    pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open_as(region, Kind::Mutex, 0, None)
-    }
+    crate::region::attach_fns!('a, "a mutex");
 
-    /// Attaches, waiting up to `timeout` for the creator to publish it.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
-    pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open_as(region, Kind::Mutex, 0, Some(Deadline::after(timeout)))
-    }
-
-    /// As [`attach_timeout`](Self::attach_timeout), for a mutex created with
-    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
-    /// [`AttachError::TypeMismatch`].
-    pub fn attach_tagged_timeout(
-        region: Region<'a>,
-        tag: u64,
-        timeout: Duration,
-    ) -> Result<Self, AttachError> {
-        Self::open_as(region, Kind::Mutex, tag, Some(Deadline::after(timeout)))
+    fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
+        Self::open_as(region, Kind::Mutex, tag, deadline)
     }
 
     /// Builds the lock-plus-value layout under another kind (`Value`) and

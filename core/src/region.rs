@@ -47,6 +47,68 @@ pub const LAYOUT_VERSION: u32 = 2;
 /// memory must have (page-aligned mappings always do).
 pub const REGION_ALIGN: usize = 128;
 
+/// Writes the four attach functions of a structure that lives in a region,
+/// over its private `fn open(region, tag, deadline)`: `attach` (no
+/// waiting), `attach_timeout` (waits for the creator to publish), and
+/// `attach_tagged`/`attach_tagged_timeout` for a structure made by its
+/// `create_tagged` with an element tag. `$what` names the structure in the
+/// docs ("a mutex"); `$errors`, if given, is one more sentence for their
+/// `# Errors`.
+macro_rules! attach_fns {
+    ($lt:lifetime, $what:literal $(, $errors:literal)?) => {
+        #[doc = concat!("Attaches to ", $what, " that another process (or thread) created in `region`, without waiting.")]
+        ///
+        /// # Errors
+        ///
+        /// [`AttachError::NotReady`](crate::region::AttachError::NotReady)
+        /// if the creator has not published it yet, and every validation
+        /// error of [`AttachError`](crate::region::AttachError).
+        $(#[doc = $errors])?
+        pub fn attach(region: Region<$lt>) -> Result<Self, AttachError> {
+            Self::open(region, 0, None)
+        }
+
+        /// As [`attach`](Self::attach), waiting up to `timeout` for the
+        /// creator to publish it.
+        ///
+        /// # Errors
+        ///
+        /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
+        pub fn attach_timeout(
+            region: Region<$lt>,
+            timeout: core::time::Duration,
+        ) -> Result<Self, AttachError> {
+            Self::open(region, 0, Some(crate::time::Deadline::after(timeout)))
+        }
+
+        #[doc = concat!("As [`attach`](Self::attach), for ", $what, " made by `create_tagged` with the same `tag`.")]
+        ///
+        /// # Errors
+        ///
+        /// As [`attach`](Self::attach); another tag is an
+        /// [`AttachError::TypeMismatch`](crate::region::AttachError::TypeMismatch).
+        pub fn attach_tagged(region: Region<$lt>, tag: u64) -> Result<Self, AttachError> {
+            Self::open(region, tag, None)
+        }
+
+        /// As [`attach_tagged`](Self::attach_tagged), waiting up to
+        /// `timeout` for the creator to publish it.
+        ///
+        /// # Errors
+        ///
+        /// As [`attach_tagged`](Self::attach_tagged); `NotReady` once
+        /// `timeout` has passed.
+        pub fn attach_tagged_timeout(
+            region: Region<$lt>,
+            tag: u64,
+            timeout: core::time::Duration,
+        ) -> Result<Self, AttachError> {
+            Self::open(region, tag, Some(crate::time::Deadline::after(timeout)))
+        }
+    };
+}
+pub(crate) use attach_fns;
+
 const STATE_UNINIT: u32 = 0;
 const STATE_INITIALIZING: u32 = 1;
 const STATE_READY: u32 = 2;

@@ -111,40 +111,11 @@ impl<'a, T: Pod> Value<'a, T> {
         })
     }
 
-    /// Attaches to a value another process created, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError`] if the region holds no published `Value<T>`.
-    pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Ok(Self {
-            inner: Mutex::open_as(region, Kind::Value, 0, None)?,
-        })
-    }
+    crate::region::attach_fns!('a, "a value");
 
-    /// Attaches, waiting up to `timeout` for the creator to publish it.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
-    pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::attach_tagged_timeout(region, 0, timeout)
-    }
-
-    /// As [`attach_timeout`](Self::attach_timeout), for a value created with
-    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
-    /// [`AttachError::TypeMismatch`].
-    pub fn attach_tagged_timeout(
-        region: Region<'a>,
-        tag: u64,
-        timeout: Duration,
-    ) -> Result<Self, AttachError> {
+    fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         Ok(Self {
-            inner: Mutex::open_as(region, Kind::Value, tag, Some(Deadline::after(timeout)))?,
+            inner: Mutex::open_as(region, Kind::Value, tag, deadline)?,
         })
     }
 
@@ -424,39 +395,7 @@ impl<'a, T: Pod> AtomicValue<'a, T> {
         Ok(Self::from_parts(parts))
     }
 
-    /// Attaches to a value another process created, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError`] if the region holds no published `AtomicValue<T>`;
-    /// `TypeMismatch` also for a `T` that is not 1, 2, 4 or 8 bytes.
-    pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, 0, None)
-    }
-
-    /// Attaches, waiting up to `timeout` for the creator to publish it.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
-    pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, 0, Some(Deadline::after(timeout)))
-    }
-
-    /// As [`attach_timeout`](Self::attach_timeout), for a value created with
-    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
-    /// [`AttachError::TypeMismatch`].
-    pub fn attach_tagged_timeout(
-        region: Region<'a>,
-        tag: u64,
-        timeout: Duration,
-    ) -> Result<Self, AttachError> {
-        Self::open(region, tag, Some(Deadline::after(timeout)))
-    }
+    crate::region::attach_fns!('a, "an atomic value", "`TypeMismatch` also for a `T` that is not 1, 2, 4 or 8 bytes.");
 
     fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         let parts = Parts::<AtomicLine, u8>::open(
@@ -772,39 +711,7 @@ impl<'a, T: Pod> Array<'a, T> {
         Ok(Self::from_parts(parts))
     }
 
-    /// Attaches to an array another process created, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError`] if the region holds no published `Array<T>`, or its
-    /// length does not fit the memory.
-    pub fn attach(region: Region<'a>) -> Result<Self, AttachError> {
-        Self::open(region, 0, None)
-    }
-
-    /// Attaches, waiting up to `timeout` for the creator to publish it.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach`](Self::attach); `NotReady` once `timeout` has passed.
-    pub fn attach_timeout(region: Region<'a>, timeout: Duration) -> Result<Self, AttachError> {
-        Self::open(region, 0, Some(Deadline::after(timeout)))
-    }
-
-    /// As [`attach_timeout`](Self::attach_timeout), for an array created with
-    /// [`create_tagged`](Self::create_tagged) and the same `tag`.
-    ///
-    /// # Errors
-    ///
-    /// As [`attach_timeout`](Self::attach_timeout); another tag is an
-    /// [`AttachError::TypeMismatch`].
-    pub fn attach_tagged_timeout(
-        region: Region<'a>,
-        tag: u64,
-        timeout: Duration,
-    ) -> Result<Self, AttachError> {
-        Self::open(region, tag, Some(Deadline::after(timeout)))
-    }
+    crate::region::attach_fns!('a, "an array");
 
     fn open(region: Region<'a>, tag: u64, deadline: Option<Deadline>) -> Result<Self, AttachError> {
         // The length read from the header is untrusted: `open` checks that
