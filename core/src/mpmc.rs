@@ -735,21 +735,48 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     #[cold]
     fn push_slow(&self, v: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
+        match self.claim_push_blocking(deadline) {
+            Ok((slot, pos)) => {
+                // SAFETY: as in `try_push`.
+                slot.value.with_mut(|p| unsafe { p.write(v) });
+                self.publish(slot, pos);
+                Ok(())
+            }
+            Err(PushError::Full(())) => Err(PushError::Full(v)),
+            Err(PushError::Disconnected(())) => Err(PushError::Disconnected(v)),
+            Err(PushError::Corrupt(())) => Err(PushError::Corrupt(v)),
+        }
+    }
+
+    /// Takes a slot to push into: at once if one is free, else blocking
+    /// while the ring is full until `deadline`.
+    fn claim_push_deadline(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<(&'a Slot<T>, u64), PushError<()>> {
+        match self.claim_push() {
+            Ok(claim) => Ok(claim),
+            Err(Miss::Idle | Miss::InFlight(_)) => self.claim_push_blocking(deadline),
+            Err(miss) => Err(miss.push_error(())),
+        }
+    }
+
+    /// The blocking half of [`claim_push_deadline`](Self::claim_push_deadline).
+    #[cold]
+    fn claim_push_blocking(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<(&'a Slot<T>, u64), PushError<()>> {
         let c = &self.parts.body.control;
         self.block(&c.not_full, &c.full_sleepers, deadline, || {
             match self.claim_push_in(true) {
-                Ok((slot, pos)) => {
-                    // SAFETY: as in `try_push`.
-                    slot.value.with_mut(|p| unsafe { p.write(v) });
-                    self.publish(slot, pos);
-                    Poll::Ready(Ok(()))
-                }
+                Ok(claim) => Poll::Ready(Ok(claim)),
                 Err(Miss::Idle) => Poll::Idle,
                 Err(Miss::InFlight(s)) => Poll::InFlight(s),
-                Err(miss) => Poll::Ready(Err(miss.push_error(v))),
+                Err(miss) => Poll::Ready(Err(miss.push_error(()))),
             }
         })
-        .unwrap_or(Err(PushError::Full(v)))
+        .unwrap_or(Err(PushError::Full(())))
     }
 
     /// Runs `poll` until it is ready: spins per the view's [`Spin`], then
@@ -890,22 +917,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         f: impl FnOnce(&mut T),
         deadline: Option<Deadline>,
     ) -> Result<(), PushError<()>> {
-        let (slot, pos) = match self.claim_push() {
-            Ok(claim) => claim,
-            Err(Miss::Idle | Miss::InFlight(_)) => {
-                let c = &self.parts.body.control;
-                self.block(&c.not_full, &c.full_sleepers, deadline, || {
-                    match self.claim_push_in(true) {
-                        Ok(claim) => Poll::Ready(Ok(claim)),
-                        Err(Miss::Idle) => Poll::Idle,
-                        Err(Miss::InFlight(s)) => Poll::InFlight(s),
-                        Err(miss) => Poll::Ready(Err(miss.push_error(()))),
-                    }
-                })
-                .unwrap_or(Err(PushError::Full(())))?
-            }
-            Err(miss) => return Err(miss.push_error(())),
-        };
+        let (slot, pos) = self.claim_push_deadline(deadline)?;
         self.fill(slot, pos, f);
         Ok(())
     }
@@ -1035,15 +1047,36 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     #[cold]
     fn pop_slow(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
+        let (slot, pos) = self.claim_pop_blocking(deadline)?;
+        // SAFETY: as in `try_pop`.
+        let v = slot.value.with(|p| unsafe { p.read() });
+        self.free_slot(slot, pos);
+        Ok(v)
+    }
+
+    /// Takes the oldest value's slot: at once if there is one, else blocking
+    /// while the ring is empty until `deadline`.
+    fn claim_pop_deadline(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<(&'a Slot<T>, u64), PopError> {
+        match self.claim_pop() {
+            Ok(claim) => Ok(claim),
+            Err(Miss::Idle | Miss::InFlight(_)) => self.claim_pop_blocking(deadline),
+            Err(miss) => Err(miss.pop_error()),
+        }
+    }
+
+    /// The blocking half of [`claim_pop_deadline`](Self::claim_pop_deadline).
+    #[cold]
+    fn claim_pop_blocking(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<(&'a Slot<T>, u64), PopError> {
         let c = &self.parts.body.control;
         self.block(&c.not_empty, &c.empty_sleepers, deadline, || {
             match self.claim_pop_in(true) {
-                Ok((slot, pos)) => {
-                    // SAFETY: as in `try_pop`.
-                    let v = slot.value.with(|p| unsafe { p.read() });
-                    self.free_slot(slot, pos);
-                    Poll::Ready(Ok(v))
-                }
+                Ok(claim) => Poll::Ready(Ok(claim)),
                 Err(Miss::Idle) => Poll::Idle,
                 Err(Miss::InFlight(s)) => Poll::InFlight(s),
                 Err(miss) => Poll::Ready(Err(miss.pop_error())),
@@ -1080,22 +1113,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         f: impl FnOnce(&T) -> R,
         deadline: Option<Deadline>,
     ) -> Result<R, PopError> {
-        let (slot, pos) = match self.claim_pop() {
-            Ok(claim) => claim,
-            Err(Miss::Idle | Miss::InFlight(_)) => {
-                let c = &self.parts.body.control;
-                self.block(&c.not_empty, &c.empty_sleepers, deadline, || {
-                    match self.claim_pop_in(true) {
-                        Ok(claim) => Poll::Ready(Ok(claim)),
-                        Err(Miss::Idle) => Poll::Idle,
-                        Err(Miss::InFlight(s)) => Poll::InFlight(s),
-                        Err(miss) => Poll::Ready(Err(miss.pop_error())),
-                    }
-                })
-                .unwrap_or(Err(PopError::Empty))?
-            }
-            Err(miss) => return Err(miss.pop_error()),
-        };
+        let (slot, pos) = self.claim_pop_deadline(deadline)?;
         Ok(self.drain(slot, pos, f))
     }
 
@@ -1156,22 +1174,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     ///
     /// As [`pop_timeout`](Self::pop_timeout).
     pub fn pop_ref_deadline(&self, deadline: Option<Deadline>) -> Result<PopRef<'a, T>, PopError> {
-        let (slot, pos) = match self.claim_pop() {
-            Ok(claim) => claim,
-            Err(Miss::Idle | Miss::InFlight(_)) => {
-                let c = &self.parts.body.control;
-                self.block(&c.not_empty, &c.empty_sleepers, deadline, || {
-                    match self.claim_pop_in(true) {
-                        Ok(claim) => Poll::Ready(Ok(claim)),
-                        Err(Miss::Idle) => Poll::Idle,
-                        Err(Miss::InFlight(s)) => Poll::InFlight(s),
-                        Err(miss) => Poll::Ready(Err(miss.pop_error())),
-                    }
-                })
-                .unwrap_or(Err(PopError::Empty))?
-            }
-            Err(miss) => return Err(miss.pop_error()),
-        };
+        let (slot, pos) = self.claim_pop_deadline(deadline)?;
         Ok(PopRef {
             ring: *self,
             slot,
