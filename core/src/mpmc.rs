@@ -937,6 +937,63 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         self.publish(slot, pos);
     }
 
+    /// Takes a free slot and returns a guard that writes the value in place
+    /// (zero-copy push), without blocking. [`PushRef::commit`] publishes
+    /// it; a guard dropped without a commit (by a panic, say) publishes the
+    /// slot as skipped, and consumers step over it.
+    ///
+    /// The slot holds stale data: overwrite what you need. Consumers that
+    /// reach the slot wait for the guard, as for the closure of
+    /// [`try_push_with`](Self::try_push_with): keep it short-lived. A
+    /// leaked guard (`mem::forget`) holds its slot until this process
+    /// exits; if the process is killed holding it, consumers step over the
+    /// slot once they find it dead.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_push`](Self::try_push).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use multiproc_core::{mpmc::MpmcRing, region::Region};
+    /// # #[repr(C, align(128))] struct Mem([u8; 4096]);
+    /// # let mut mem = Box::new(Mem([0; 4096]));
+    /// let ring = MpmcRing::<[u32; 64]>::create(Region::from_mut_slice(&mut mem.0), 4).unwrap();
+    /// let mut block = ring.try_push_ref().unwrap();
+    /// block.fill(5);
+    /// block.commit();
+    /// drop(ring.try_push_ref().unwrap()); // not committed: skipped
+    /// assert_eq!(ring.try_pop().unwrap()[63], 5);
+    /// assert!(ring.try_pop().is_err()); // the skipped slot is stepped over
+    /// ```
+    pub fn try_push_ref(&self) -> Result<PushRef<'a, T>, PushError<()>> {
+        let (slot, pos) = self.claim_push().map_err(|m| m.push_error(()))?;
+        Ok(PushRef {
+            ring: *self,
+            slot,
+            pos,
+        })
+    }
+
+    /// As [`try_push_ref`](Self::try_push_ref), blocking while the ring is
+    /// full until `deadline` (`None`: no deadline).
+    ///
+    /// # Errors
+    ///
+    /// As [`push_timeout`](Self::push_timeout).
+    pub fn push_ref_deadline(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<PushRef<'a, T>, PushError<()>> {
+        let (slot, pos) = self.claim_push_deadline(deadline)?;
+        Ok(PushRef {
+            ring: *self,
+            slot,
+            pos,
+        })
+    }
+
     /// Pushes as many values from the front of `vs` as there is room for,
     /// without blocking, and returns how many. Each run of free slots is
     /// claimed with one CAS on `tail` (then each slot is taken with its
@@ -1403,6 +1460,17 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         }
     }
 
+    /// Publishes the slot of `pos`, which this thread took, without a
+    /// value (`S`: consumers step over it), and wakes one consumer if any
+    /// sleeps.
+    #[cold]
+    fn publish_skipped(&self, slot: &Slot<T>, pos: u64) {
+        // Release: pairs with the Acquire load in `claim_pop`, which frees
+        // the slot without reading it.
+        slot.seq.store(full_stamp(pos) | SKIPPED, Ordering::Release);
+        self.wake_consumers();
+    }
+
     /// [`publish`](Self::publish) without the wake-up.
     #[inline]
     fn publish_quiet(&self, slot: &Slot<T>, pos: u64) {
@@ -1662,15 +1730,7 @@ struct SkipOnUnwind<'r, 'a, T: Pod> {
 
 impl<T: Pod> Drop for SkipOnUnwind<'_, '_, T> {
     fn drop(&mut self) {
-        // Release: pairs with the Acquire load in `claim_pop`, which frees
-        // the slot without reading it.
-        self.slot
-            .seq
-            .store(full_stamp(self.pos) | SKIPPED, Ordering::Release);
-        let c = &self.ring.parts.body.control;
-        if sleepers(&c.empty_sleepers) != 0 {
-            wake(&c.not_empty, false);
-        }
+        self.ring.publish_skipped(self.slot, self.pos);
     }
 }
 
@@ -1684,6 +1744,62 @@ struct FreeOnDrop<'r, 'a, T: Pod> {
 impl<T: Pod> Drop for FreeOnDrop<'_, '_, T> {
     fn drop(&mut self) {
         self.ring.free_slot(self.slot, self.pos);
+    }
+}
+
+/// A slot taken in an [`MpmcRing`] to write a value in place: dereferences
+/// (mutably) to the value in the slot; [`commit`](Self::commit) publishes
+/// it, and a drop without a commit publishes the slot as skipped. Made by
+/// [`MpmcRing::try_push_ref`] and [`MpmcRing::push_ref_deadline`].
+pub struct PushRef<'a, T: Pod> {
+    ring: MpmcRing<'a, T>,
+    slot: &'a Slot<T>,
+    pos: u64,
+}
+
+impl<T: Pod> PushRef<'_, T> {
+    /// Publishes the value to the consumers.
+    pub fn commit(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        this.ring.publish(this.slot, this.pos);
+    }
+
+    /// The position the value is pushed at (positions count every push
+    /// since the ring was made).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+impl<T: Pod> core::ops::Deref for PushRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the slot is ours (`W`, taken by the CAS in `take_free`,
+        // whose Acquire pairs with the last consumer's freeing Release)
+        // until `commit` or `drop` publishes it: nobody else accesses the
+        // value meanwhile, and the borrow cannot outlive the guard. Any bit
+        // pattern is a valid `T` (`Pod`).
+        unsafe { &*self.slot.value.get() }
+    }
+}
+
+impl<T: Pod> core::ops::DerefMut for PushRef<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this borrow the only one.
+        unsafe { &mut *self.slot.value.get() }
+    }
+}
+
+impl<T: Pod> Drop for PushRef<'_, T> {
+    fn drop(&mut self) {
+        self.ring.publish_skipped(self.slot, self.pos);
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for PushRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PushRef").field(&**self).finish()
     }
 }
 
@@ -1981,6 +2097,42 @@ mod tests {
                 r.pop_ref_deadline(None).map(|g| *g),
                 Err(PopError::Disconnected)
             );
+        });
+    }
+
+    #[test]
+    fn push_ref_publishes_on_commit_and_skips_otherwise() {
+        with_ring::<[u64; 4], _>(2, |r| {
+            let mut g = r.try_push_ref().unwrap();
+            *g = [1, 2, 3, 4];
+            assert_eq!(g.position(), 0);
+            assert!(std::format!("{g:?}").starts_with("PushRef("));
+            assert_eq!(r.try_pop(), Err(PopError::Empty), "not before the commit");
+            g.commit();
+            // Dropped uncommitted, and by a panic: both skipped.
+            drop(r.try_push_ref().unwrap());
+            assert_eq!(r.try_pop(), Ok([1, 2, 3, 4]));
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut g = r.push_ref_deadline(None).unwrap();
+                g[0] = 9;
+                panic!("writer fails");
+            }));
+            assert!(caught.is_err());
+            // Stepping over both skipped slots frees them.
+            assert_eq!(r.try_pop(), Err(PopError::Empty));
+            let g = r.push_ref_deadline(None).unwrap();
+            assert_eq!(g.position(), 3);
+            g.commit();
+            assert!(r.try_pop().is_ok(), "committed (stale data)");
+            assert_eq!(r.try_pop(), Err(PopError::Empty));
+            r.try_push([0; 4]).unwrap();
+            r.try_push([0; 4]).unwrap();
+            assert!(matches!(r.try_push_ref(), Err(PushError::Full(()))));
+            r.close();
+            assert!(matches!(
+                r.push_ref_deadline(None),
+                Err(PushError::Disconnected(()))
+            ));
         });
     }
 

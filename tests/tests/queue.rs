@@ -376,19 +376,34 @@ fn consumer_killed_inside_recv_with() {
 /// while another sender goes on: the receiver steps over the dead slot and
 /// gets every message of the live sender, in order, then Disconnected.
 fn sender_killed_inside_send_with_others_go_on() {
+    sender_killed_holding_a_slot(false);
+}
+
+/// As above, the sender holding a `send_ref` guard (written, not committed)
+/// when killed.
+fn sender_killed_holding_send_ref_others_go_on() {
+    sender_killed_holding_a_slot(true);
+}
+
+fn sender_killed_holding_a_slot(by_ref: bool) {
     const N: u64 = 20_000;
     let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
     let (tx, rx) = queue::channel::<u64>(8).unwrap();
     let tx2 = tx.clone();
     let stuck = Process::new(move || {
-        tx.send_with(|v| {
+        let hold = |v: &mut u64| {
             *v = u64::MAX;
             cells.get(0).store(1, Ordering::Release);
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
-        })
-        .unwrap();
+        };
+        if by_ref {
+            let mut guard = tx.send_ref().unwrap();
+            hold(&mut guard);
+        } else {
+            tx.send_with(hold).unwrap();
+        }
     })
     .start()
     .unwrap();
@@ -787,6 +802,7 @@ fn main() {
             producer_killed_mid_stream,
             consumer_killed_inside_recv_with,
             sender_killed_inside_send_with_others_go_on,
+            sender_killed_holding_send_ref_others_go_on,
             receiver_killed_inside_recv_with_others_go_on,
             receiver_killed_holding_recv_ref_others_go_on,
             joinable_worker_killed_join_times_out,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use multiproc_core::mpmc::{MpmcRing, PopError, PopRef, PushError};
+use multiproc_core::mpmc::{MpmcRing, PopError, PopRef, PushError, PushRef};
 use multiproc_core::peers::{current_pid, Side};
 use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
@@ -369,6 +369,62 @@ impl<T: Pod> Sender<T> {
             if self.inner.side_gone(Side::Receiver) {
                 self.inner.ring.close();
                 return Err(SendError(()));
+            }
+        }
+    }
+
+    /// Takes a free slot and returns a guard that writes a value in place
+    /// (zero-copy send), blocking while the queue is full;
+    /// [`SendRef::commit`] sends it. A guard dropped without a commit (by a
+    /// panic, say) sends nothing: receivers step over its slot.
+    ///
+    /// The slot holds stale data: write every field you need. Receivers
+    /// that reach the slot wait for the guard: keep it short-lived (a
+    /// leaked guard holds its slot until this process exits). If this
+    /// process dies holding it, receivers step over the slot once they find
+    /// it dead (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] (holding nothing) when every receiver is gone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, rx) = multiproc::queue::channel::<[u64; 32]>(4)?;
+    /// let mut block = tx.send_ref().unwrap();
+    /// block.fill(3);
+    /// block.commit();
+    /// assert_eq!(rx.recv().unwrap()[31], 3);
+    /// # Ok::<(), multiproc::queue::QueueError>(())
+    /// ```
+    pub fn send_ref(&self) -> Result<SendRef<'_, T>, SendError<()>> {
+        let mut ring = *self.ring();
+        loop {
+            match ring.push_ref_deadline(Some(Deadline::after(LIVENESS_SLICE))) {
+                Ok(slot) => return Ok(SendRef::new(slot)),
+                Err(PushError::Full(())) => {}
+                Err(_) => return Err(SendError(())),
+            }
+            ring = ring.with_spin(Spin::NONE);
+            if self.inner.side_gone(Side::Receiver) {
+                self.inner.ring.close();
+                return Err(SendError(()));
+            }
+        }
+    }
+
+    /// As [`send_ref`](Self::send_ref), without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send), holding nothing.
+    pub fn try_send_ref(&self) -> Result<SendRef<'_, T>, TrySendError<()>> {
+        match self.ring().try_push_ref() {
+            Ok(slot) => Ok(SendRef::new(slot)),
+            Err(PushError::Full(())) => Err(TrySendError::Full(())),
+            Err(PushError::Disconnected(()) | PushError::Corrupt(())) => {
+                Err(TrySendError::Disconnected(()))
             }
         }
     }
@@ -831,5 +887,50 @@ impl<T: Pod> std::ops::Deref for RecvRef<'_, T> {
 impl<T: Pod + fmt::Debug> fmt::Debug for RecvRef<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RecvRef").field(&**self).finish()
+    }
+}
+
+/// A slot taken in a [`Sender`]'s queue to write a value in place:
+/// dereferences (mutably) to the value in its slot;
+/// [`commit`](Self::commit) sends it, and a drop without a commit sends
+/// nothing (receivers step over the slot). Made by [`Sender::send_ref`]
+/// and [`Sender::try_send_ref`].
+pub struct SendRef<'s, T: Pod> {
+    slot: PushRef<'static, T>,
+    /// The guard writes the sender's segment: it must not outlive it.
+    _tx: PhantomData<&'s Sender<T>>,
+}
+
+impl<T: Pod> SendRef<'_, T> {
+    fn new(slot: PushRef<'static, T>) -> Self {
+        Self {
+            slot,
+            _tx: PhantomData,
+        }
+    }
+
+    /// Sends the value.
+    pub fn commit(self) {
+        self.slot.commit();
+    }
+}
+
+impl<T: Pod> std::ops::Deref for SendRef<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.slot
+    }
+}
+
+impl<T: Pod> std::ops::DerefMut for SendRef<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.slot
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for SendRef<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SendRef").field(&**self).finish()
     }
 }

@@ -3,9 +3,10 @@
 //! [`JoinableQueue`], and the single-producer [`spsc`] channel.
 //!
 //! A message is copied into a slot of a ring in a shared segment (or
-//! written in place with [`Sender::send_with`] and read in place with
-//! [`Receiver::recv_with`] or the [`Receiver::recv_ref`] guard): no
-//! encoding, no system call while the other side is awake.
+//! written in place with [`Sender::send_with`] or the [`Sender::send_ref`]
+//! guard, and read in place with [`Receiver::recv_with`] or the
+//! [`Receiver::recv_ref`] guard): no encoding, no system call while the
+//! other side is awake.
 //!
 //! # Example: across a fork
 //!
@@ -81,9 +82,10 @@
 //!
 //! The ring is Vyukov's bounded MPMC queue ([`multiproc_core::mpmc`]),
 //! whose slots record the pid of the process writing or reading them. A
-//! sender killed inside `send` or `send_with` leaves a slot that is never
-//! published; a receiver killed inside `recv_with`, or holding a
-//! `recv_ref` guard, leaves one that is never freed (its value is lost).
+//! sender killed inside `send` or `send_with`, or holding a `send_ref`
+//! guard, leaves a slot that is never published; a receiver killed inside
+//! `recv_with`, or holding a `recv_ref` guard, leaves one that is never
+//! freed (its value is lost).
 //! Neither stops the others: a blocked receiver (sender) that finds such a
 //! slot asks whether its owner lives once it has waited about a
 //! millisecond, and steps over (frees) the slot of a dead one. Every
@@ -104,7 +106,7 @@ mod joinable;
 pub(crate) mod segment;
 pub mod spsc;
 
-pub use channel::{channel, Queue, Receiver, RecvRef, Sender};
+pub use channel::{channel, Queue, Receiver, RecvRef, SendRef, Sender};
 pub use error::{
     QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
     TryRecvError, TrySendError,
