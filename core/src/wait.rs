@@ -25,12 +25,21 @@
 //! wait returns at once or is woken. No wake-up is lost (checked under loom).
 //!
 //! A waiter killed while asleep leaves `waiters` above zero: notifiers then
-//! make a (harmless) wake system call each time, never a wrong result.
+//! make a (harmless) wake system call each time, never a wrong result. A
+//! notifier killed between its publish and its wake-up leaves a waiter
+//! asleep with the condition true: so no [`EventCount::wait`] sleeps longer
+//! than [`RECHECK`] before it returns and its caller re-checks.
 
 use core::time::Duration;
 
 use crate::sync::{fence, spin_loop, yield_now, AtomicU32, Futex, Ordering, WaitOutcome};
 use crate::time::{now_ns, Deadline};
+
+/// The longest one [`EventCount::wait`] sleeps before it returns for its
+/// caller to re-check the condition, notified or not: a bound on how long
+/// a notifier killed between its publish and its wake-up can delay a
+/// waiter. Idle waiters wake this often, for one poll each.
+pub const RECHECK: Duration = Duration::from_millis(50);
 
 /// A wait/notify pair for one condition, living in shared memory.
 ///
@@ -134,12 +143,23 @@ impl EventCount {
         self.waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Sleeps until notified after `key` was taken, or until `deadline`.
-    /// May return spuriously: the caller re-checks its condition.
+    /// Sleeps until notified after `key` was taken, or until `deadline`,
+    /// or for [`RECHECK`] at most (then it returns
+    /// [`WaitOutcome::Woken`]). May return spuriously: the caller
+    /// re-checks its condition.
     pub fn wait(&self, key: WaitKey, deadline: Option<Deadline>) -> WaitOutcome {
-        let r = self.seq.wait(key.0, deadline);
+        let r = self
+            .seq
+            .wait(key.0, Some(Deadline::after(RECHECK).min(deadline)));
         self.waiters.fetch_sub(1, Ordering::Relaxed);
-        r
+        match r {
+            // Only the caller's deadline is a timeout; the re-check bound
+            // is a wake-up like any other.
+            WaitOutcome::TimedOut if !deadline.is_some_and(Deadline::has_passed) => {
+                WaitOutcome::Woken
+            }
+            r => r,
+        }
     }
 
     /// Runs `poll` until it returns `Some`, spinning per `spin` and then
@@ -283,6 +303,34 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::thread;
+
+    /// A notifier that publishes and dies before its wake-up (here: never
+    /// notifies) delays a sleeper by one `RECHECK` at most, never forever.
+    #[test]
+    fn a_lost_notify_delays_a_sleeper_only_until_its_recheck() {
+        let ec = Arc::new(EventCount::new());
+        let flag = Arc::new(AtomicU32::new(0));
+        let (e, f) = (Arc::clone(&ec), Arc::clone(&flag));
+        let sleeper = thread::spawn(move || {
+            e.wait_for(Spin::NONE, None, || {
+                (f.load(Ordering::Acquire) != 0).then_some(())
+            })
+        });
+        // Let it fall asleep, then publish without notifying.
+        thread::sleep(Duration::from_millis(20));
+        flag.store(1, Ordering::Release);
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || tx.send(sleeper.join().unwrap()).unwrap());
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(30)),
+            Ok(Some(())),
+            "the sleeper never re-checked"
+        );
+        // A timed wait still times out at its own deadline.
+        let key = ec.prepare_wait();
+        let d = Deadline::after(Duration::from_millis(1));
+        assert_eq!(ec.wait(key, Some(d)), WaitOutcome::TimedOut);
+    }
 
     #[test]
     fn wait_for_returns_value_or_times_out() {
