@@ -40,8 +40,11 @@
 //! lose a wake-up, as with every condition variable.
 //!
 //! A waiter killed while asleep leaves `waiters` above zero: notifiers then
-//! make a (harmless) wake system call each time. Waits may return
-//! spuriously; loop on the condition, or use
+//! make a (harmless) wake system call each time. A notifier killed before
+//! its wake-up cannot leave a waiter asleep for good: no wait sleeps longer
+//! than [`RECHECK`](crate::wait::RECHECK) at a time, then it relocks (and
+//! finds the mutex poisoned if the notifier died holding it). Waits may
+//! return spuriously; loop on the condition, or use
 //! [`wait_while`](RawCondvar::wait_while). Use one mutex with a given
 //! condition variable.
 
@@ -53,6 +56,7 @@ use crate::mutex::{LockGuard, LockResult, RawMutex};
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
 use crate::sync::{AtomicU32, Futex, Ordering, WaitOutcome};
 use crate::time::Deadline;
+use crate::wait::RECHECK;
 
 /// Whether a timed wait returned because its time ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,10 +184,17 @@ impl RawCondvar {
         let key = self.seq.load(Ordering::Relaxed);
         // SAFETY: the caller holds `mutex`.
         unsafe { mutex.unlock() };
-        let outcome = self.seq.wait(key, deadline);
+        // At most `RECHECK` per sleep (a spurious wake-up then): a notifier
+        // killed before its wake-up, with or without the mutex, must not
+        // leave us asleep for good.
+        let outcome = self
+            .seq
+            .wait(key, Some(Deadline::after(RECHECK).min(deadline)));
         // Relaxed: a count, publishing nothing.
         self.waiters.fetch_sub(1, Ordering::Relaxed);
-        let r = WaitTimeoutResult(outcome == WaitOutcome::TimedOut);
+        let timed_out =
+            outcome == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed);
+        let r = WaitTimeoutResult(timed_out);
         match mutex.lock() {
             Ok(()) => Ok(r),
             Err(p) => Err(p.map(|()| r)),

@@ -257,6 +257,57 @@ fn condition_ping_pong() {
     join_ok(&child);
 }
 
+/// The notifier is SIGKILLed after changing the state under the lock and
+/// before notifying (holding the lock): the parent, in a plain `wait` with
+/// no timeout, still wakes, and relocks to find the lock poisoned by the
+/// dead owner, with the new state.
+fn condition_notifier_killed_before_notify() {
+    let c = Condition::new(0u64).unwrap();
+    let cells = Cells::new();
+    let cp = cells.get(0) as *const AtomicU64 as usize;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let g = c.lock().unwrap();
+            tx.send(None).unwrap();
+            // No timeout: only the bounded re-check can end this wait.
+            let r = c.wait(g);
+            let got = match r {
+                Ok(g) => (false, *g),
+                Err(p) => (true, *p.into_inner()),
+            };
+            tx.send(Some(got)).unwrap();
+        })
+    };
+    // The waiter holds the lock: the child's lock waits for its `wait`.
+    assert_eq!(rx.recv_timeout(WATCHDOG), Ok(None));
+    let child = {
+        let c = c.clone();
+        start(move || {
+            // SAFETY: inherited mapping.
+            let cell = unsafe { &*(cp as *const AtomicU64) };
+            let mut g = c.lock().unwrap();
+            *g = 1;
+            cell.store(1, Ordering::Release);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    cells.wait_for(0, 1);
+    let pid = child.pid();
+    child.kill().unwrap();
+    let _ = child.join_timeout(WATCHDOG).unwrap();
+    let (poisoned, v) = rx
+        .recv_timeout(WATCHDOG)
+        .expect("the waiter slept on after the notifier died")
+        .expect("one report");
+    assert!(poisoned, "the dead notifier ({pid}) held the lock");
+    assert_eq!(v, 1);
+    waiter.join().unwrap();
+}
+
 /// Semaphore(2) among 3 processes: never more than 2 inside at once, and
 /// the bound is reached.
 fn semaphore_bound_three_processes() {
@@ -771,6 +822,7 @@ fn main() {
             rlock_recursion_and_exclusion,
             rlock_holder_killed,
             condition_ping_pong,
+            condition_notifier_killed_before_notify,
             semaphore_bound_three_processes,
             event_set_from_child,
             barrier_three_processes_generations,
