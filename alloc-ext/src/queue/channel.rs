@@ -316,23 +316,43 @@ impl<T: Pod> Sender<T> {
 
     #[cold]
     fn send_slow(&self, v: T, deadline: Option<Deadline>) -> Result<(), SendTimeoutError<T>> {
-        let mut ring = self.inner.ring;
+        match self.send_in_slices(deadline, |ring, d| ring.push_ref_deadline(d)) {
+            Ok(mut slot) => {
+                *slot = v;
+                slot.commit();
+                Ok(())
+            }
+            Err(SendTimeoutError::Timeout(())) => Err(SendTimeoutError::Timeout(v)),
+            Err(SendTimeoutError::Disconnected(())) => Err(SendTimeoutError::Disconnected(v)),
+        }
+    }
+
+    /// Waits for room with `push` (a blocking call of the ring, given a
+    /// deadline) in slices of [`LIVENESS_SLICE`] until `deadline`, checking
+    /// between slices that a receiver lives (closing the queue if none
+    /// does): the waiting loop of every blocking send.
+    fn send_in_slices<R>(
+        &self,
+        deadline: Option<Deadline>,
+        mut push: impl FnMut(MpmcRing<'static, T>, Option<Deadline>) -> Result<R, PushError<()>>,
+    ) -> Result<R, SendTimeoutError<()>> {
+        let mut ring = *self.ring();
         loop {
             let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
-            match ring.push_deadline(v, Some(slice)) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Full(_)) => {}
-                Err(PushError::Disconnected(v) | PushError::Corrupt(v)) => {
-                    return Err(SendTimeoutError::Disconnected(v))
+            match push(ring, Some(slice)) {
+                Ok(r) => return Ok(r),
+                Err(PushError::Full(())) => {}
+                Err(PushError::Disconnected(()) | PushError::Corrupt(())) => {
+                    return Err(SendTimeoutError::Disconnected(()))
                 }
             }
             ring = ring.with_spin(Spin::NONE);
             if self.inner.side_gone(Side::Receiver) {
                 self.inner.ring.close();
-                return Err(SendTimeoutError::Disconnected(v));
+                return Err(SendTimeoutError::Disconnected(()));
             }
             if deadline.is_some_and(Deadline::has_passed) {
-                return Err(SendTimeoutError::Timeout(v));
+                return Err(SendTimeoutError::Timeout(()));
             }
         }
     }
@@ -352,25 +372,13 @@ impl<T: Pod> Sender<T> {
     /// not called then.
     pub fn send_with(&self, f: impl FnOnce(&mut T)) -> Result<(), SendError<()>> {
         let mut f = Some(f);
-        let mut ring = self.inner.ring;
-        loop {
-            let slice = Deadline::after(LIVENESS_SLICE);
-            let fill = |slot: &mut T| {
-                if let Some(f) = f.take() {
-                    f(slot)
-                }
-            };
-            match ring.push_with_deadline(fill, Some(slice)) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Full(())) => {}
-                Err(_) => return Err(SendError(())),
+        let mut fill = |slot: &mut T| {
+            if let Some(f) = f.take() {
+                f(slot)
             }
-            ring = ring.with_spin(Spin::NONE);
-            if self.inner.side_gone(Side::Receiver) {
-                self.inner.ring.close();
-                return Err(SendError(()));
-            }
-        }
+        };
+        self.send_in_slices(None, |ring, d| ring.push_with_deadline(&mut fill, d))
+            .map_err(|_| SendError(()))
     }
 
     /// Takes a free slot and returns a guard that writes a value in place
@@ -399,19 +407,9 @@ impl<T: Pod> Sender<T> {
     /// # Ok::<(), multiproc::queue::QueueError>(())
     /// ```
     pub fn send_ref(&self) -> Result<SendRef<'_, T>, SendError<()>> {
-        let mut ring = *self.ring();
-        loop {
-            match ring.push_ref_deadline(Some(Deadline::after(LIVENESS_SLICE))) {
-                Ok(slot) => return Ok(SendRef::new(slot)),
-                Err(PushError::Full(())) => {}
-                Err(_) => return Err(SendError(())),
-            }
-            ring = ring.with_spin(Spin::NONE);
-            if self.inner.side_gone(Side::Receiver) {
-                self.inner.ring.close();
-                return Err(SendError(()));
-            }
-        }
+        self.send_in_slices(None, |ring, d| ring.push_ref_deadline(d))
+            .map(SendRef::new)
+            .map_err(|_| SendError(()))
     }
 
     /// As [`send_ref`](Self::send_ref), without blocking.
@@ -616,20 +614,33 @@ impl<T: Pod> Receiver<T> {
 
     #[cold]
     fn recv_slow(&self, deadline: Option<Deadline>) -> Result<T, RecvTimeoutError> {
-        let mut ring = self.inner.ring;
+        self.recv_in_slices(deadline, |ring, d| ring.pop_deadline(d))
+    }
+
+    /// Waits for a value with `pop` (a blocking call of the ring, given a
+    /// deadline) in slices of [`LIVENESS_SLICE`] until `deadline`, checking
+    /// between slices that a sender lives: the waiting loop of every
+    /// blocking receive. Once every sender is gone it closes the queue and
+    /// takes what they completed: `pop` then waits only for slots that dead
+    /// senders left unfinished (the ring steps over them once it finds
+    /// their owner dead, within about a millisecond), one slice at most.
+    fn recv_in_slices<R>(
+        &self,
+        deadline: Option<Deadline>,
+        mut pop: impl FnMut(MpmcRing<'static, T>, Option<Deadline>) -> Result<R, PopError>,
+    ) -> Result<R, RecvTimeoutError> {
+        let mut ring = *self.ring();
         loop {
             let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
-            match ring.pop_deadline(Some(slice)) {
-                Ok(v) => return Ok(v),
+            match pop(ring, Some(slice)) {
+                Ok(r) => return Ok(r),
                 Err(PopError::Empty) => {}
                 Err(_) => return Err(RecvTimeoutError::Disconnected),
             }
             ring = ring.with_spin(Spin::NONE);
             if self.inner.side_gone(Side::Sender) {
                 self.inner.ring.close();
-                // What the dead senders completed is still there.
-                return self
-                    .drain_closed(|ring, deadline| ring.pop_deadline(deadline))
+                return pop(ring, Some(Deadline::after(LIVENESS_SLICE)))
                     .map_err(|_| RecvTimeoutError::Disconnected);
             }
             if deadline.is_some_and(Deadline::has_passed) {
@@ -673,42 +684,8 @@ impl<T: Pod> Receiver<T> {
     ) -> Result<R, RecvTimeoutError> {
         let mut f = Some(f);
         let mut read = |v: &T| f.take().map(|f| f(v));
-        let mut ring = self.inner.ring;
-        loop {
-            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
-            match ring.pop_with_deadline(&mut read, Some(slice)) {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => unreachable!("a value is read once"),
-                Err(PopError::Empty) => {}
-                Err(_) => return Err(RecvTimeoutError::Disconnected),
-            }
-            ring = ring.with_spin(Spin::NONE);
-            if self.inner.side_gone(Side::Sender) {
-                self.inner.ring.close();
-                // What the dead senders completed is still there.
-                return match self
-                    .drain_closed(|ring, deadline| ring.pop_with_deadline(&mut read, deadline))
-                {
-                    Ok(Some(r)) => Ok(r),
-                    _ => Err(RecvTimeoutError::Disconnected),
-                };
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Err(RecvTimeoutError::Timeout);
-            }
-        }
-    }
-
-    /// Once the queue is closed because every sender is gone: takes the
-    /// next value with `pop`, waiting only for slots that dead senders left
-    /// unfinished (the ring steps over them once it finds their owner dead,
-    /// within about a millisecond), at most [`LIVENESS_SLICE`].
-    fn drain_closed<R>(
-        &self,
-        pop: impl FnOnce(MpmcRing<'static, T>, Option<Deadline>) -> Result<R, PopError>,
-    ) -> Result<R, PopError> {
-        let ring = self.inner.ring.with_spin(Spin::NONE);
-        pop(ring, Some(Deadline::after(LIVENESS_SLICE)))
+        self.recv_in_slices(deadline, |ring, d| ring.pop_with_deadline(&mut read, d))
+            .map(|r| r.expect("a value is read once"))
     }
 
     /// Receives the oldest value in place (zero-copy receive), blocking
@@ -767,27 +744,8 @@ impl<T: Pod> Receiver<T> {
         &self,
         deadline: Option<Deadline>,
     ) -> Result<RecvRef<'_, T>, RecvTimeoutError> {
-        let mut ring = *self.ring();
-        loop {
-            let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
-            match ring.pop_ref_deadline(Some(slice)) {
-                Ok(r) => return Ok(RecvRef::new(r)),
-                Err(PopError::Empty) => {}
-                Err(_) => return Err(RecvTimeoutError::Disconnected),
-            }
-            ring = ring.with_spin(Spin::NONE);
-            if self.inner.side_gone(Side::Sender) {
-                self.inner.ring.close();
-                // What the dead senders completed is still there.
-                return self
-                    .drain_closed(|ring, deadline| ring.pop_ref_deadline(deadline))
-                    .map(RecvRef::new)
-                    .map_err(|_| RecvTimeoutError::Disconnected);
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                return Err(RecvTimeoutError::Timeout);
-            }
-        }
+        self.recv_in_slices(deadline, |ring, d| ring.pop_ref_deadline(d))
+            .map(RecvRef::new)
     }
 
     /// Receives up to `out.len()` values into the front of `out`, blocking
