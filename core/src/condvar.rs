@@ -56,7 +56,7 @@ use crate::mutex::{LockGuard, LockResult, RawMutex};
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
 use crate::sync::{AtomicU32, Futex, Ordering, WaitOutcome};
 use crate::time::Deadline;
-use crate::wait::RECHECK;
+use crate::wait::futex_wait_rechecked;
 
 /// Whether a timed wait returned because its time ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,14 +187,10 @@ impl RawCondvar {
         // At most `RECHECK` per sleep (a spurious wake-up then): a notifier
         // killed before its wake-up, with or without the mutex, must not
         // leave us asleep for good.
-        let outcome = self
-            .seq
-            .wait(key, Some(Deadline::after(RECHECK).min(deadline)));
+        let outcome = futex_wait_rechecked(&self.seq, key, deadline);
         // Relaxed: a count, publishing nothing.
         self.waiters.fetch_sub(1, Ordering::Relaxed);
-        let timed_out =
-            outcome == WaitOutcome::TimedOut && deadline.is_some_and(Deadline::has_passed);
-        let r = WaitTimeoutResult(timed_out);
+        let r = WaitTimeoutResult(outcome == WaitOutcome::TimedOut);
         match mutex.lock() {
             Ok(()) => Ok(r),
             Err(p) => Err(p.map(|()| r)),

@@ -41,6 +41,23 @@ use crate::time::{now_ns, Deadline};
 /// waiter. Idle waiters wake this often, for one poll each.
 pub const RECHECK: Duration = Duration::from_millis(50);
 
+/// A futex wait on `word` while it holds `expected`, for [`RECHECK`] at
+/// most: it reports [`WaitOutcome::TimedOut`] only once the caller's
+/// `deadline` has passed; the re-check bound ends it as a wake-up like any
+/// other. Every sleep that waits for another process's notification goes
+/// through this, so that a notifier killed before its wake-up delays it by
+/// one `RECHECK` at most.
+pub(crate) fn futex_wait_rechecked(
+    word: &Futex,
+    expected: u32,
+    deadline: Option<Deadline>,
+) -> WaitOutcome {
+    match word.wait(expected, Some(Deadline::after(RECHECK).min(deadline))) {
+        WaitOutcome::TimedOut if !deadline.is_some_and(Deadline::has_passed) => WaitOutcome::Woken,
+        r => r,
+    }
+}
+
 /// A wait/notify pair for one condition, living in shared memory.
 ///
 /// # Examples
@@ -148,18 +165,9 @@ impl EventCount {
     /// [`WaitOutcome::Woken`]). May return spuriously: the caller
     /// re-checks its condition.
     pub fn wait(&self, key: WaitKey, deadline: Option<Deadline>) -> WaitOutcome {
-        let r = self
-            .seq
-            .wait(key.0, Some(Deadline::after(RECHECK).min(deadline)));
+        let r = futex_wait_rechecked(&self.seq, key.0, deadline);
         self.waiters.fetch_sub(1, Ordering::Relaxed);
-        match r {
-            // Only the caller's deadline is a timeout; the re-check bound
-            // is a wake-up like any other.
-            WaitOutcome::TimedOut if !deadline.is_some_and(Deadline::has_passed) => {
-                WaitOutcome::Woken
-            }
-            r => r,
-        }
+        r
     }
 
     /// Runs `poll` until it returns `Some`, spinning per `spin` and then
