@@ -16,6 +16,7 @@
 //! | [`wait`] | eventcount over a shared futex, adaptive spin | — |
 //! | [`mutex`] | robust process-shared mutex, poisoned when its holder dies | `Lock` |
 //! | [`condvar`], [`semaphore`], [`event`], [`barrier`] | the other synchronisation primitives | `Condition`, `Semaphore`, `Event`, `Barrier` |
+//! | [`identity`] | process identity (pid plus start time) and liveness that a reused pid cannot pass | — |
 //! | [`peers`] | per-process handle counts of a queue, with liveness | — |
 //! | [`value`] | `Value<T>`, `AtomicValue<T>`, `Array<T>` | `Value`, `Array` |
 //!
@@ -66,6 +67,7 @@ pub mod barrier;
 pub mod bytering;
 pub mod condvar;
 pub mod event;
+pub mod identity;
 pub mod mpmc;
 pub mod mutex;
 pub mod peers;

@@ -323,6 +323,41 @@ pub(crate) fn current_pid() -> u32 {
     }
 }
 
+/// The identity word ([`crate::identity`]) of this process, or under loom
+/// of this thread (its per-thread id with start time 1).
+#[inline]
+pub(crate) fn current_identity() -> u64 {
+    #[cfg(not(multiproc_loom))]
+    return crate::identity::current_word();
+    #[cfg(multiproc_loom)]
+    {
+        u64::from(current_pid()) | 1 << crate::identity::PID_BITS
+    }
+}
+
+/// Whether the process with this identity word runs (pid and start time
+/// both match). Under loom, as [`pid_alive`] for the word's thread id.
+#[inline]
+pub(crate) fn identity_alive(word: u64) -> bool {
+    #[cfg(not(multiproc_loom))]
+    return crate::identity::alive_word(word);
+    #[cfg(multiproc_loom)]
+    {
+        let pid = (word & ((1 << crate::identity::PID_BITS) - 1)) as u32;
+        pid != 0 && pid_alive(pid)
+    }
+}
+
+/// This process's pid namespace ([`crate::identity::pid_namespace`]);
+/// under loom, always 1.
+#[inline]
+pub(crate) fn pid_namespace() -> Option<u64> {
+    #[cfg(not(multiproc_loom))]
+    return crate::sys::pid_namespace();
+    #[cfg(multiproc_loom)]
+    Some(1)
+}
+
 /// Whether process `pid` still runs (a zombie counts as dead). Under loom a
 /// thread is alive unless it declared itself dead with [`loom_die`] (at most
 /// one per model run); real deaths are tested with real processes and

@@ -4,7 +4,7 @@
 // does not model it: the facade rule does not apply here.
 #![allow(clippy::disallowed_types)]
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::sync::WaitOutcome;
 use crate::time::Deadline;
@@ -96,14 +96,56 @@ pub(crate) fn yield_now() {
 /// This process's id, cached: `getpid` is a real system call on current
 /// glibc, and lock fast paths write the pid into the lock word.
 ///
-/// A `pthread_atfork` child handler clears the cache, so a child made with
-/// `fork(2)` (through libc) sees its own pid. A child made by a raw `clone`
-/// system call that bypasses libc would keep the parent's pid: don't.
+/// A `pthread_atfork` child handler clears the caches (pid, start time and
+/// pid namespace), so a child made with `fork(2)` (through libc) sees its
+/// own. The handler is registered *before* anything is cached
+/// ([`ATFORK_DONE`]): a value cached while another thread is still
+/// registering it could survive a fork into the child, which would then
+/// write its parent's identity into lock words. Until registration is
+/// complete, every call asks the kernel. A child made by a raw `clone`
+/// system call that bypasses libc would keep the parent's values: don't.
 static PID: AtomicU32 = AtomicU32::new(0);
-static ATFORK: AtomicU32 = AtomicU32::new(0);
+/// This process's start time in clock ticks since boot, plus one (0: not
+/// cached yet).
+static START: AtomicU64 = AtomicU64::new(0);
+/// The inode of this process's pid namespace (0: not cached yet).
+static PIDNS: AtomicU64 = AtomicU64::new(0);
+/// Registration of the atfork handler: not started, in progress, done.
+static ATFORK: AtomicU32 = AtomicU32::new(ATFORK_NONE);
+const ATFORK_NONE: u32 = 0;
+const ATFORK_BUSY: u32 = 1;
+const ATFORK_DONE: u32 = 2;
 
-extern "C" fn clear_pid_after_fork() {
+extern "C" fn clear_caches_after_fork() {
     PID.store(0, Ordering::Relaxed);
+    START.store(0, Ordering::Relaxed);
+    PIDNS.store(0, Ordering::Relaxed);
+}
+
+/// Whether values may be cached: true once the atfork handler that clears
+/// them is registered (registering it on first call).
+fn may_cache() -> bool {
+    match ATFORK.compare_exchange(
+        ATFORK_NONE,
+        ATFORK_BUSY,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            // SAFETY: the handler is a plain `extern "C" fn()` that only
+            // stores to static atomics: async-signal-safe, as a fork child
+            // handler must be.
+            let r = unsafe { libc::pthread_atfork(None, None, Some(clear_caches_after_fork)) };
+            // Release: pairs with the Acquire above and below; a thread that
+            // sees DONE caches only after the handler exists.
+            ATFORK.store(
+                if r == 0 { ATFORK_DONE } else { ATFORK_NONE },
+                Ordering::Release,
+            );
+            r == 0
+        }
+        Err(state) => state == ATFORK_DONE,
+    }
 }
 
 #[inline]
@@ -117,15 +159,71 @@ pub(crate) fn current_pid() -> u32 {
 
 #[cold]
 fn current_pid_slow() -> u32 {
-    if ATFORK.swap(1, Ordering::AcqRel) == 0 {
-        // SAFETY: the handler is a plain `extern "C" fn()` that only stores to
-        // a static atomic: async-signal-safe, as a fork child handler must be.
-        unsafe { libc::pthread_atfork(None, None, Some(clear_pid_after_fork)) };
-    }
+    let cache = may_cache();
     // SAFETY: getpid has no preconditions.
     let p = unsafe { libc::getpid() } as u32;
-    PID.store(p, Ordering::Relaxed);
+    if cache {
+        PID.store(p, Ordering::Relaxed);
+    }
     p
+}
+
+/// This process's start time (field 22 of `/proc/self/stat`, clock ticks
+/// since boot), cached like the pid; `None` without a readable `/proc`.
+pub(crate) fn current_start_ticks() -> Option<u64> {
+    let s = START.load(Ordering::Relaxed);
+    if s != 0 {
+        return Some(s - 1);
+    }
+    let cache = may_cache();
+    let ticks = read_stat(b"self", 4).ok()?.start?;
+    if cache {
+        START.store(ticks + 1, Ordering::Relaxed);
+    }
+    Some(ticks)
+}
+
+/// The start time of process `pid` in clock ticks since boot, or `None` if
+/// no such process runs (it does not exist, or is a zombie), as one read of
+/// `/proc/<pid>/stat`. `Some(None)` means it runs but its start time could
+/// not be read (no `/proc`: the `kill(pid, 0)` probe answered).
+pub(crate) fn pid_start_ticks(pid: u32) -> Option<Option<u64>> {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return None;
+    }
+    let mut digits = [0u8; 10];
+    let n = write_decimal(&mut digits, pid);
+    match read_stat(&digits[..n], n) {
+        Ok(stat) => match stat.state {
+            Some(b'Z' | b'X' | b'x') => None,
+            Some(_) => Some(stat.start),
+            None => kill_probe(pid).then_some(None),
+        },
+        Err(StatError::Gone) => None,
+        Err(StatError::Unreadable) => kill_probe(pid).then_some(None),
+    }
+}
+
+/// The inode number of this process's pid namespace (`/proc/self/ns/pid`),
+/// cached; `None` where it cannot be read.
+pub(crate) fn pid_namespace() -> Option<u64> {
+    let v = PIDNS.load(Ordering::Relaxed);
+    if v != 0 {
+        return Some(v);
+    }
+    let cache = may_cache();
+    // SAFETY: an all-zero `stat` is a valid out-buffer.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: the path is NUL-terminated; `st` is a valid out-pointer.
+    let r = unsafe { libc::stat(c"/proc/self/ns/pid".as_ptr(), &mut st) };
+    if r != 0 || st.st_ino == 0 {
+        return None;
+    }
+    let ino = st.st_ino as u64;
+    if cache {
+        PIDNS.store(ino, Ordering::Relaxed);
+    }
+    Some(ino)
 }
 
 /// Whether `pid` names a running process. A zombie (dead but not reaped) is
@@ -134,13 +232,33 @@ fn current_pid_slow() -> u32 {
 /// Reads the state letter from `/proc/<pid>/stat`; without `/proc`, falls
 /// back to `kill(pid, 0)`, which cannot tell zombies apart.
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
+    pid_start_ticks(pid).is_some()
+}
+
+/// What [`read_stat`] found.
+struct Stat {
+    /// The state letter, if the line could be parsed.
+    state: Option<u8>,
+    /// Field 22, the start time in clock ticks since boot.
+    start: Option<u64>,
+}
+
+enum StatError {
+    /// No such process (or it went away between open and read).
+    Gone,
+    /// `/proc` could not be read for another reason.
+    Unreadable,
+}
+
+/// Reads `/proc/<name>/stat` (`name` is `self` or decimal digits, `len`
+/// bytes of it) with one open, read and close.
+fn read_stat(name: &[u8], len: usize) -> Result<Stat, StatError> {
     let mut path = [0u8; 32];
     let prefix = b"/proc/";
     path[..prefix.len()].copy_from_slice(prefix);
-    let mut n = prefix.len() + write_decimal(&mut path[prefix.len()..], pid);
+    let mut n = prefix.len();
+    path[n..n + len].copy_from_slice(&name[..len]);
+    n += len;
     path[n..n + 5].copy_from_slice(b"/stat");
     n += 5;
     path[n] = 0;
@@ -148,10 +266,10 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     // SAFETY: `path` is NUL-terminated.
     let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
-        return match errno() {
-            libc::ENOENT | libc::ESRCH => false,
-            _ => kill_probe(pid),
-        };
+        return Err(match errno() {
+            libc::ENOENT | libc::ESRCH => StatError::Gone,
+            _ => StatError::Unreadable,
+        });
     }
     let mut buf = [0u8; 512];
     // SAFETY: `buf` is writable for its length; `fd` is open.
@@ -160,13 +278,13 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     unsafe { libc::close(fd) };
     if len <= 0 {
         // The process went away between open and read.
-        return false;
+        return Err(StatError::Gone);
     }
-    match stat_state(&buf[..len as usize]) {
-        Some(b'Z' | b'X' | b'x') => false,
-        Some(_) => true,
-        None => kill_probe(pid),
-    }
+    let stat = &buf[..len as usize];
+    Ok(Stat {
+        state: stat_state(stat),
+        start: stat_start(stat),
+    })
 }
 
 fn kill_probe(pid: u32) -> bool {
@@ -180,6 +298,24 @@ fn kill_probe(pid: u32) -> bool {
 fn stat_state(stat: &[u8]) -> Option<u8> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     stat[close + 1..].iter().copied().find(|b| *b != b' ')
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line (start time, clock ticks since
+/// boot): the 20th field after the command name's closing `)`.
+fn stat_start(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let field = stat[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(19)?;
+    let mut v: u64 = 0;
+    for &b in field {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(v)
 }
 
 /// Writes `v` in decimal at the start of `out`, returning the length.
@@ -202,6 +338,29 @@ fn write_decimal(out: &mut [u8], mut v: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_start_time_field_22() {
+        // Fields 3 (state) to 22 (start time) after the command name.
+        let line =
+            b"77 (a) b (c)) S 1 77 77 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
+        assert_eq!(stat_start(line), Some(123456));
+        assert_eq!(stat_start(b"77 (short) S 1 2"), None);
+        assert_eq!(
+            stat_start(b"77 (x) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 12a4"),
+            None
+        );
+    }
+
+    #[test]
+    fn own_start_time_matches_proc_and_is_stable() {
+        let mine = current_start_ticks().unwrap();
+        assert_eq!(pid_start_ticks(current_pid()), Some(Some(mine)));
+        assert_eq!(current_start_ticks(), Some(mine));
+        assert_eq!(pid_start_ticks(0), None);
+        assert_eq!(pid_start_ticks((1 << 22) + 7), None);
+        assert!(pid_namespace().is_some());
+    }
 
     #[test]
     fn parses_state_after_last_paren() {

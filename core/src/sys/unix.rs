@@ -65,3 +65,17 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == 0 || unsafe { *libc::__error() } == libc::EPERM
 }
+
+/// No portable way to read a process's start time: identities fall back to
+/// the pid alone on this platform (documented in `identity`).
+pub(crate) fn current_start_ticks() -> Option<u64> {
+    None
+}
+
+pub(crate) fn pid_start_ticks(pid: u32) -> Option<Option<u64>> {
+    pid_alive(pid).then_some(None)
+}
+
+pub(crate) fn pid_namespace() -> Option<u64> {
+    None
+}
