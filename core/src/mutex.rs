@@ -974,20 +974,34 @@ impl<'a, T: Pod> Mutex<'a, T> {
 
 /// Holds a [`Mutex`] locked; gives access to the value; unlocks on drop.
 ///
-/// It may be dropped by another thread of the same process (ownership is
-/// per process), so it is `Send` when `T` is.
+/// Not `Send` (as `std`'s guard, and parking_lot's `GuardNoSend`): the
+/// lock belongs to the process that took it, and a guard moved elsewhere
+/// (into another thread that may outlive the lock's owner, or into a
+/// forked child, which would then write through it while the parent's
+/// copy unlocks) would break mutual exclusion:
+///
+/// ```compile_fail
+/// # use multiproc_core::{mutex::Mutex, region::Region};
+/// # #[repr(C, align(128))] struct Mem([u8; 1024]);
+/// # let mem: &'static mut Mem = Box::leak(Box::new(Mem([0; 1024])));
+/// let m: &'static Mutex<'static, u64> =
+///     Box::leak(Box::new(Mutex::create(Region::from_mut_slice(&mut mem.0), 0).unwrap()));
+/// let mut guard = m.lock().unwrap();
+/// std::thread::spawn(move || *guard += 1); // error: the guard is not `Send`
+/// ```
 #[must_use = "if unused the mutex unlocks at once"]
 pub struct MutexGuard<'m, T: Pod> {
     raw: &'m RawMutex,
     data: &'m DataCell<T>,
     /// Behaves like an exclusive borrow of the value.
     _value: PhantomData<&'m mut T>,
+    /// Stays with the locking thread: not `Send`.
+    _not_send: PhantomData<*const ()>,
 }
 
-// SAFETY: unlocking from another thread of the holding process is allowed
-// (ownership is per process), and the guard gives &mut T: like &mut T.
-unsafe impl<T: Pod + Send> Send for MutexGuard<'_, T> {}
-// SAFETY: a shared guard gives only &T.
+// SAFETY: a shared guard gives only &T (and `poison`, an atomic store), so
+// sharing it is sharing &T; the `*const ()` marker is there for `Send`
+// alone (as lock_api's guards).
 unsafe impl<T: Pod + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<'m, T: Pod> MutexGuard<'m, T> {
@@ -997,6 +1011,7 @@ impl<'m, T: Pod> MutexGuard<'m, T> {
             raw,
             data,
             _value: PhantomData,
+            _not_send: PhantomData,
         }
     }
 

@@ -115,4 +115,4 @@ pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
 
 pub use crate::pipe::{bytes_channel, ByteReceiver, ByteSender};
 
-pub(crate) use segment::{after_fork_in_child, hand_over_to};
+pub(crate) use segment::after_fork_in_child;
