@@ -113,8 +113,9 @@
 //! - **Threads.** Ownership is per process. A *thread* that exits holding
 //!   the lock (its guard leaked with `mem::forget`) is not detected, since
 //!   its process still runs; Rust threads unwind and drop their guards. For
-//!   the same reason a guard may be dropped by another thread of the same
-//!   process.
+//!   the same reason the raw lock may be unlocked by another thread of the
+//!   same process; the guard, though, is not `Send` (it could otherwise
+//!   ride into a forked child, or a thread that outlives the lock).
 //! - **exec.** A process that calls `exec` while holding the lock keeps its
 //!   pid: the lock is never released.
 //! - **fork.** A child forked while its parent holds the lock does not
@@ -980,7 +981,7 @@ impl<'a, T: Pod> Mutex<'a, T> {
 /// forked child, which would then write through it while the parent's
 /// copy unlocks) would break mutual exclusion:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use multiproc_core::{mutex::Mutex, region::Region};
 /// # #[repr(C, align(128))] struct Mem([u8; 1024]);
 /// # let mem: &'static mut Mem = Box::leak(Box::new(Mem([0; 1024])));
@@ -1331,12 +1332,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn guard_may_be_dropped_by_another_thread() {
+    fn raw_lock_may_be_unlocked_by_another_thread_of_the_holder() {
         let mut b = buf(Mutex::<u64>::memory_size().unwrap());
         let m = Mutex::<u64>::create(region(&mut b), 0).unwrap();
-        let g = m.lock().unwrap();
+        core::mem::forget(m.lock().unwrap());
+        let raw = m.raw();
         thread::scope(|s| {
-            s.spawn(move || drop(g));
+            // SAFETY: this process holds the lock (the guard was forgotten,
+            // not dropped); ownership is per process.
+            s.spawn(move || unsafe { raw.unlock() });
         });
         assert!(m.try_lock().is_ok());
     }

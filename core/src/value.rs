@@ -900,7 +900,7 @@ impl<'a, T: Pod> Array<'a, T> {
 ///
 /// Not `Send`, as [`MutexGuard`](crate::mutex::MutexGuard):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// # use multiproc_core::{region::Region, value::Array};
 /// # #[repr(C, align(128))] struct Mem([u8; 1024]);
 /// # let mem: &'static mut Mem = Box::leak(Box::new(Mem([0; 1024])));

@@ -585,7 +585,7 @@ fn map(name: Option<&str>, size: Option<usize>) -> Result<SharedMemory, SyncErro
 /// through it while the parent's copy unlocks, or into a thread that
 /// outlives the lock's owner. Neither compiles:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use std::sync::LazyLock;
 /// use multiproc::{sync::Mutex, Process};
 ///
@@ -595,7 +595,7 @@ fn map(name: Option<&str>, size: Option<usize>) -> Result<SharedMemory, SyncErro
 /// Process::new(move || *guard += 1).start().unwrap();
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use std::sync::LazyLock;
 /// use multiproc::sync::Lock;
 ///
