@@ -118,8 +118,16 @@ fn value_moved_into_fork_child_is_dropped_only_there() {
     .start()
     .unwrap();
     cells.wait_for(0, 1);
-    assert_eq!(cells.get(2).load(Ordering::Acquire), 0, "dropped in the parent");
-    assert_eq!(cells.get(3).load(Ordering::Acquire), 0, "dropped in the parent");
+    assert_eq!(
+        cells.get(2).load(Ordering::Acquire),
+        0,
+        "dropped in the parent"
+    );
+    assert_eq!(
+        cells.get(3).load(Ordering::Acquire),
+        0,
+        "dropped in the parent"
+    );
     cells.get(1).store(1, Ordering::Release);
     join_ok(&child);
     assert_eq!(cells.get(2).load(Ordering::Acquire), 1, "dropped once");

@@ -297,7 +297,9 @@ fn condition_notifier_killed_before_notify() {
         // SAFETY: the waiter thread sleeps in the process-shared condition
         // (it sent its message before) and holds no lock of this process;
         // the child takes only the process-shared lock, made for this.
-        unsafe { b.allow_fork_with_threads() }.start().expect("fork")
+        unsafe { b.allow_fork_with_threads() }
+            .start()
+            .expect("fork")
     };
     cells.wait_for(0, 1);
     let pid = child.pid();

@@ -75,8 +75,8 @@
 //! child only async-signal-safe calls until it execs. A closure can do
 //! anything (allocate, print, lock), so a `Fork` start checks that the
 //! calling thread is the only one of the process and otherwise returns
-//! [`ProcessError::ForkWithThreads`] (as Python 3.12 warns, and 3.14 left
-//! `fork` as its default for this reason):
+//! [`ProcessError::ForkWithThreads`] (Python 3.12 warns there, and 3.14
+//! moved its default start method from `fork` to `forkserver` for it):
 //!
 //! * from a multi-threaded program, use [`StartMethod::Spawn`] or
 //!   [`StartMethod::Forkserver`] with a registered entry point: both are
@@ -656,7 +656,10 @@ impl Process {
     /// A process that runs `f` in a forked child.
     ///
     /// `f` returns `()`, an exit code (`i32`), or `Result<(), E>`; see
-    /// [`ChildResult`].
+    /// [`ChildResult`]. What `f` captured moves to the child: it is dropped
+    /// there, never in this process (see the [module docs](self)). The
+    /// start needs a single-threaded process
+    /// ([`ProcessError::ForkWithThreads`]).
     #[allow(clippy::new_ret_no_self)]
     pub fn new<F, R>(f: F) -> Builder
     where
