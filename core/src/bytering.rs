@@ -133,7 +133,7 @@ use core::ptr;
 use core::time::Duration;
 
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
-use crate::role::{RoleTaken, RoleWord};
+use crate::role::{Holder, RoleTaken, RoleWord};
 use crate::sync::{AtomicU64, Ordering};
 use crate::time::Deadline;
 use crate::wait::{EventCount, Spin};
@@ -425,6 +425,7 @@ impl<'a> ByteRing<'a> {
             tail,
             cached_head: head,
             spin: Spin::DEFAULT,
+            held: RoleWord::holder_here(),
             _not_sync: PhantomData,
         })
     }
@@ -450,6 +451,7 @@ impl<'a> ByteRing<'a> {
             cached_tail: head,
             spin: Spin::DEFAULT,
             corrupt: None,
+            held: RoleWord::holder_here(),
             _not_sync: PhantomData,
         })
     }
@@ -713,6 +715,8 @@ pub struct FrameSender<'a> {
     /// The receiver's `head` as last seen.
     cached_head: u64,
     spin: Spin,
+    /// The claim this handle holds; only it releases the role.
+    held: Holder,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -920,7 +924,7 @@ impl<'a> FrameSender<'a> {
 impl Drop for FrameSender<'_> {
     fn drop(&mut self) {
         let b = self.ring.body();
-        b.meta.0.producer.release();
+        b.meta.0.producer.release(self.held);
         b.events.0.not_empty.notify_all();
     }
 }
@@ -1003,6 +1007,8 @@ pub struct FrameReceiver<'a> {
     spin: Spin,
     /// Set once the ring was found corrupt: reported from then on.
     corrupt: Option<Corruption>,
+    /// The claim this handle holds; only it releases the role.
+    held: Holder,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -1190,7 +1196,7 @@ impl<'a> FrameReceiver<'a> {
 impl Drop for FrameReceiver<'_> {
     fn drop(&mut self) {
         let b = self.ring.body();
-        b.meta.0.consumer.release();
+        b.meta.0.consumer.release(self.held);
         b.events.0.not_full.notify_all();
     }
 }

@@ -113,8 +113,9 @@
 //! - **Threads.** Ownership is per process. A *thread* that exits holding
 //!   the lock (its guard leaked with `mem::forget`) is not detected, since
 //!   its process still runs; Rust threads unwind and drop their guards. For
-//!   the same reason a guard may be dropped by another thread of the same
-//!   process.
+//!   the same reason the raw lock may be unlocked by another thread of the
+//!   same process; the guard, though, is not `Send` (it could otherwise
+//!   ride into a forked child, or a thread that outlives the lock).
 //! - **exec.** A process that calls `exec` while holding the lock keeps its
 //!   pid: the lock is never released.
 //! - **fork.** A child forked while its parent holds the lock does not
@@ -974,20 +975,34 @@ impl<'a, T: Pod> Mutex<'a, T> {
 
 /// Holds a [`Mutex`] locked; gives access to the value; unlocks on drop.
 ///
-/// It may be dropped by another thread of the same process (ownership is
-/// per process), so it is `Send` when `T` is.
+/// Not `Send` (as `std`'s guard, and parking_lot's `GuardNoSend`): the
+/// lock belongs to the process that took it, and a guard moved elsewhere
+/// (into another thread that may outlive the lock's owner, or into a
+/// forked child, which would then write through it while the parent's
+/// copy unlocks) would break mutual exclusion:
+///
+/// ```compile_fail,E0277
+/// # use multiproc_core::{mutex::Mutex, region::Region};
+/// # #[repr(C, align(128))] struct Mem([u8; 1024]);
+/// # let mem: &'static mut Mem = Box::leak(Box::new(Mem([0; 1024])));
+/// let m: &'static Mutex<'static, u64> =
+///     Box::leak(Box::new(Mutex::create(Region::from_mut_slice(&mut mem.0), 0).unwrap()));
+/// let mut guard = m.lock().unwrap();
+/// std::thread::spawn(move || *guard += 1); // error: the guard is not `Send`
+/// ```
 #[must_use = "if unused the mutex unlocks at once"]
 pub struct MutexGuard<'m, T: Pod> {
     raw: &'m RawMutex,
     data: &'m DataCell<T>,
     /// Behaves like an exclusive borrow of the value.
     _value: PhantomData<&'m mut T>,
+    /// Stays with the locking thread: not `Send`.
+    _not_send: PhantomData<*const ()>,
 }
 
-// SAFETY: unlocking from another thread of the holding process is allowed
-// (ownership is per process), and the guard gives &mut T: like &mut T.
-unsafe impl<T: Pod + Send> Send for MutexGuard<'_, T> {}
-// SAFETY: a shared guard gives only &T.
+// SAFETY: a shared guard gives only &T (and `poison`, an atomic store), so
+// sharing it is sharing &T; the `*const ()` marker is there for `Send`
+// alone (as lock_api's guards).
 unsafe impl<T: Pod + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<'m, T: Pod> MutexGuard<'m, T> {
@@ -997,6 +1012,7 @@ impl<'m, T: Pod> MutexGuard<'m, T> {
             raw,
             data,
             _value: PhantomData,
+            _not_send: PhantomData,
         }
     }
 
@@ -1316,12 +1332,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn guard_may_be_dropped_by_another_thread() {
+    fn raw_lock_may_be_unlocked_by_another_thread_of_the_holder() {
         let mut b = buf(Mutex::<u64>::memory_size().unwrap());
         let m = Mutex::<u64>::create(region(&mut b), 0).unwrap();
-        let g = m.lock().unwrap();
+        core::mem::forget(m.lock().unwrap());
+        let raw = m.raw();
         thread::scope(|s| {
-            s.spawn(move || drop(g));
+            // SAFETY: this process holds the lock (the guard was forgotten,
+            // not dropped); ownership is per process.
+            s.spawn(move || unsafe { raw.unlock() });
         });
         assert!(m.try_lock().is_ok());
     }

@@ -77,6 +77,13 @@ impl Peer {
     }
 }
 
+/// Which claim of a role a handle holds: the word its
+/// [`claim`](RoleWord::claim) or [`take_over`](RoleWord::take_over) wrote
+/// ([`RoleWord::holder_here`] right after it). Only that holder can
+/// [`release`](RoleWord::release) the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder(u32);
+
 /// The role is held by another live process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleTaken {
@@ -135,11 +142,44 @@ impl RoleWord {
         }
     }
 
-    /// Releases the role (its handle is dropped). Only the holder calls it.
-    pub fn release(&self) {
+    /// The [`Holder`] that a successful [`claim`](Self::claim) or
+    /// [`take_over`](Self::take_over) by this process makes: a role handle
+    /// built right after one keeps it, and shows it to
+    /// [`release`](Self::release).
+    pub fn holder_here() -> Holder {
+        Holder(current_pid() & PID_MASK)
+    }
+
+    /// Releases the role (its handle is dropped), if `holder` still holds
+    /// it: one compare-and-swap from the holder's word to
+    /// `CLOSED_BIT | pid` (this process's). Returns whether it did.
+    ///
+    /// A handle whose role was taken from under it (a claim that found the
+    /// pid it named dead, as a process in another pid namespace does)
+    /// releases nothing: the role stays with its new holder. A store would
+    /// free it for a second claimer while the new holder still uses it.
+    ///
+    /// The holder is the handle's, not the calling process's: a handle that
+    /// moved into a forked child (whose parent forgot its own copy) is
+    /// released by that child, though the word names the parent.
+    pub fn release(&self, holder: Holder) -> bool {
         let me = current_pid() & PID_MASK;
-        // Release: pairs with the Acquire in `claim` and `peer`.
-        self.0.store(CLOSED_BIT | me, Ordering::Release);
+        // Release: pairs with the Acquire in `claim` and `peer`. Relaxed on
+        // failure: nothing is read through a word this handle does not hold.
+        let r = self.0.compare_exchange(
+            holder.0,
+            CLOSED_BIT | me,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        // A handle is built after its claim, and a handed-on handle is
+        // forgotten, never dropped: the word was never 0 or "handed by
+        // this holder" under a live handle.
+        debug_assert!(
+            r.is_ok() || (r != Err(0) && r != Err(HANDED_BIT | holder.0)),
+            "role released by a handle that never held it: {r:?}"
+        );
+        r.is_ok()
     }
 
     /// Marks the role handed on by this process, without releasing it: the
@@ -231,7 +271,7 @@ mod tests {
         let me = current_pid();
         assert_eq!(r.claim(), Err(RoleTaken { pid: me }));
         assert_eq!(r.peer(), Peer::Alive(me));
-        r.release();
+        assert!(r.release(RoleWord::holder_here()));
         assert!(r.is_closed());
         assert_eq!(r.peer(), Peer::Closed(me));
         assert!(r.peer().is_gone());
@@ -258,7 +298,7 @@ mod tests {
         assert!(!r.is_handed());
         assert!(!r.take_over(me), "a second take-over fails");
         assert_eq!(r.peer(), Peer::Alive(me));
-        r.release();
+        assert!(r.release(RoleWord::holder_here()));
         assert!(!r.take_over(me), "a released role is not taken");
         assert_eq!(r.hand_over(), None);
         // Handed on by a process that died: taken over still, or claimed.
@@ -267,6 +307,24 @@ mod tests {
         assert_eq!(r.peer(), Peer::Dead(dead));
         assert_eq!(r.claim(), Ok(Claimed::FromDead(dead)));
         assert!(!r.take_over(dead));
+    }
+
+    #[test]
+    fn release_only_by_the_holder() {
+        let r = RoleWord::new();
+        r.claim().unwrap();
+        let mine = RoleWord::holder_here();
+        // The role is taken from under this handle (by a claimer that saw
+        // its pid dead): the stale handle's release leaves it alone.
+        let other = Holder(mine.0 ^ 1);
+        r.0.store(other.0, Ordering::Relaxed);
+        assert!(!r.release(mine));
+        assert_eq!(r.raw(), other.0, "the new holder keeps the role");
+        // A handle is released by its holder, whichever process drops it
+        // (a handle moved into a forked child).
+        assert!(r.release(other));
+        assert_eq!(r.peer(), Peer::Closed(current_pid() & PID_MASK));
+        assert!(!r.release(other), "released once");
     }
 
     #[test]

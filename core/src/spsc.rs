@@ -160,7 +160,7 @@ use bytemuck::Pod;
 use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
-use crate::role::{Claimed, RoleTaken, RoleWord};
+use crate::role::{Claimed, Holder, RoleTaken, RoleWord};
 use crate::sync::{spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::time::Deadline;
 use crate::wait::{EventCount, Spin, WaitKey};
@@ -770,6 +770,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
             cached_head,
             spin: Spin::DEFAULT,
             claimed,
+            held: RoleWord::holder_here(),
             _not_sync: PhantomData,
         }
     }
@@ -828,6 +829,7 @@ impl<'a, T: Pod> SpscRing<'a, T> {
             cached_tail,
             spin: Spin::DEFAULT,
             claimed,
+            held: RoleWord::holder_here(),
             _not_sync: PhantomData,
         }
     }
@@ -947,6 +949,8 @@ pub struct Producer<'a, T> {
     cached_head: u64,
     spin: Spin,
     claimed: Claimed,
+    /// The claim this handle holds; only it releases the role.
+    held: Holder,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -1242,7 +1246,7 @@ impl<T> Drop for Producer<'_, T> {
         let c = &self.ring.parts.body.control;
         // Release inside `release`: everything published before is seen by a
         // consumer that observes the closed role (Acquire in `is_closed`).
-        c.producer.release();
+        c.producer.release(self.held);
         // Fenced, armed or not: the consumer must see the release.
         c.not_empty.ec.notify_all();
     }
@@ -1314,6 +1318,8 @@ pub struct Consumer<'a, T> {
     cached_tail: u64,
     spin: Spin,
     claimed: Claimed,
+    /// The claim this handle holds; only it releases the role.
+    held: Holder,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -1582,7 +1588,7 @@ impl<T> Drop for Consumer<'_, T> {
         let c = &self.ring.parts.body.control;
         // Release inside `release`: a producer that sees the closed role also
         // sees our last `head`.
-        c.consumer.release();
+        c.consumer.release(self.held);
         // Fenced, armed or not: the producer must see the release.
         c.not_full.ec.notify_all();
     }

@@ -752,6 +752,7 @@ impl<'a, T: Pod> Array<'a, T> {
             elems: self.elems,
             len: self.len,
             _elems: PhantomData,
+            _not_send: PhantomData,
         }
     }
 
@@ -896,6 +897,18 @@ impl<'a, T: Pod> Array<'a, T> {
 }
 
 /// Holds an [`Array`] locked; derefs to its elements; unlocks on drop.
+///
+/// Not `Send`, as [`MutexGuard`](crate::mutex::MutexGuard):
+///
+/// ```compile_fail,E0277
+/// # use multiproc_core::{region::Region, value::Array};
+/// # #[repr(C, align(128))] struct Mem([u8; 1024]);
+/// # let mem: &'static mut Mem = Box::leak(Box::new(Mem([0; 1024])));
+/// let a: &'static Array<'static, u16> =
+///     Box::leak(Box::new(Array::create(Region::from_mut_slice(&mut mem.0), 4, 7).unwrap()));
+/// let mut guard = a.lock().unwrap();
+/// std::thread::spawn(move || guard[0] = 1); // error: the guard is not `Send`
+/// ```
 #[must_use = "if unused the array unlocks at once"]
 pub struct ArrayGuard<'m, T: Pod> {
     raw: &'m RawMutex,
@@ -903,12 +916,13 @@ pub struct ArrayGuard<'m, T: Pod> {
     len: usize,
     /// Behaves like an exclusive borrow of the elements.
     _elems: PhantomData<&'m mut [T]>,
+    /// Stays with the locking thread: not `Send` (see
+    /// [`MutexGuard`](crate::mutex::MutexGuard)).
+    _not_send: PhantomData<*const ()>,
 }
 
-// SAFETY: like &mut [T]; unlocking from another thread of the holding
-// process is allowed (ownership is per process).
-unsafe impl<T: Pod + Send> Send for ArrayGuard<'_, T> {}
-// SAFETY: a shared guard gives only &[T].
+// SAFETY: a shared guard gives only &[T] (and `poison`, an atomic store);
+// the `*const ()` marker is there for `Send` alone.
 unsafe impl<T: Pod + Sync> Sync for ArrayGuard<'_, T> {}
 
 impl<T: Pod> ArrayGuard<'_, T> {

@@ -419,10 +419,17 @@ fn fork_child_can_print_while_another_thread_prints() {
             }
         });
         for _ in 0..20 {
-            let p = multiproc::spawn(|| {
+            let b = Process::new(|| {
                 println!("child output");
-            })
-            .unwrap();
+            });
+            // SAFETY: the other thread only prints, and the stdout lock is
+            // held by the forking thread across the fork (what this test
+            // checks); the child only prints.
+            let p = unsafe { b.allow_fork_with_threads() }.start();
+            let Ok(p) = p else {
+                stop.store(true, Ordering::Relaxed);
+                panic!("{p:?}");
+            };
             let r = p.join_timeout(Duration::from_secs(20)).unwrap();
             assert!(r.is_some_and(|s| s.success()), "{r:?}");
         }

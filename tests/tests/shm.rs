@@ -3,13 +3,16 @@
 //! segments of a killed creator, and typed regions whose header another
 //! process publishes.
 //!
-//! These tests fork (through `multiproc::spawn`), so they run under
-//! cargo-nextest, one process per test.
+//! These tests fork (through `multiproc::spawn`), which needs a
+//! single-threaded process: they run on the main thread, under this
+//! binary's own harness (`harness = false`; libtest would run each test on
+//! a thread of its own), and under cargo-nextest, one process per test.
 
 use std::time::{Duration, Instant};
 
 use multiproc::shm::{cleanup_leaked, SharedMemory, ShmError, ShmOptions};
 use multiproc_core::region::{AttachError, Kind};
+use multiproc_tests::process_support::{run_tests, Test};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -37,7 +40,6 @@ fn wait_for(shm: &mut SharedMemory, off: usize, want: &[u8]) {
     }
 }
 
-#[test]
 fn named_segment_is_shared_with_a_process_that_opens_it() {
     let mut shm = SharedMemory::create_unique(1 << 20).unwrap();
     let name = shm.name().unwrap().to_owned();
@@ -62,7 +64,6 @@ fn named_segment_is_shared_with_a_process_that_opens_it() {
     assert_eq!(&b, b"pong");
 }
 
-#[test]
 fn anonymous_segment_is_inherited_across_fork() {
     let mut shm = SharedMemory::anonymous(4096).unwrap();
     let addr = shm.as_ptr() as usize;
@@ -80,7 +81,6 @@ fn anonymous_segment_is_inherited_across_fork() {
     assert_eq!(&b, b"from child");
 }
 
-#[test]
 fn forked_copy_of_the_creator_does_not_unlink() {
     let shm = SharedMemory::create_unique(64).unwrap();
     let name = shm.name().unwrap().to_owned();
@@ -108,7 +108,6 @@ fn forked_copy_of_the_creator_does_not_unlink() {
     ));
 }
 
-#[test]
 fn open_or_create_races_to_one_creator() {
     let name = format!("/mp-test-race-{}", std::process::id());
     let children: Vec<_> = (0..4)
@@ -142,7 +141,6 @@ fn wait_to_be_killed() {
     }
 }
 
-#[test]
 fn leaked_segment_of_a_killed_creator_is_cleaned_up() {
     let mut board = SharedMemory::anonymous(4096).unwrap();
     let addr = board.as_ptr() as usize;
@@ -189,7 +187,6 @@ fn leaked_segment_of_a_killed_creator_is_cleaned_up() {
     ));
 }
 
-#[test]
 fn typed_region_published_by_another_process_is_attached() {
     let shm = SharedMemory::create_unique(4096).unwrap();
     let name = shm.name().unwrap().to_owned();
@@ -237,7 +234,6 @@ fn typed_region_published_by_another_process_is_attached() {
 /// Real core structures built in named segments by one process and
 /// attached (header validated) by others: an `AtomicValue` counter that
 /// four processes increment, and a lock-protected `Value`.
-#[test]
 fn core_structures_in_named_segments_across_processes() {
     use multiproc_core::value::{AtomicValue, Value};
 
@@ -294,7 +290,6 @@ fn core_structures_in_named_segments_across_processes() {
     assert_eq!(value.get().unwrap(), [4000, 8000]);
 }
 
-#[test]
 fn typed_region_larger_than_the_segment_is_refused() {
     let mut shm = SharedMemory::create_unique(4096).unwrap();
     shm.write_at(12, &(Kind::Array as u32).to_le_bytes())
@@ -309,4 +304,23 @@ fn typed_region_larger_than_the_segment_is_refused() {
         }
     );
     wait_for(&mut shm, 56, &2u32.to_le_bytes());
+}
+
+fn main() {
+    macro_rules! tests {
+        ($($t:ident),* $(,)?) => { &[$(Test { name: stringify!($t), run: $t }),*] };
+    }
+    run_tests(
+        tests![
+            named_segment_is_shared_with_a_process_that_opens_it,
+            anonymous_segment_is_inherited_across_fork,
+            forked_copy_of_the_creator_does_not_unlink,
+            open_or_create_races_to_one_creator,
+            leaked_segment_of_a_killed_creator_is_cleaned_up,
+            typed_region_published_by_another_process_is_attached,
+            core_structures_in_named_segments_across_processes,
+            typed_region_larger_than_the_segment_is_refused,
+        ],
+        WATCHDOG,
+    );
 }

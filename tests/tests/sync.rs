@@ -284,7 +284,7 @@ fn condition_notifier_killed_before_notify() {
     assert_eq!(rx.recv_timeout(WATCHDOG), Ok(None));
     let child = {
         let c = c.clone();
-        start(move || {
+        let b = Process::new::<_, ()>(move || {
             // SAFETY: inherited mapping.
             let cell = unsafe { &*(cp as *const AtomicU64) };
             let mut g = c.lock().unwrap();
@@ -293,7 +293,13 @@ fn condition_notifier_killed_before_notify() {
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
-        })
+        });
+        // SAFETY: the waiter thread sleeps in the process-shared condition
+        // (it sent its message before) and holds no lock of this process;
+        // the child takes only the process-shared lock, made for this.
+        unsafe { b.allow_fork_with_threads() }
+            .start()
+            .expect("fork")
     };
     cells.wait_for(0, 1);
     let pid = child.pid();

@@ -61,8 +61,9 @@
 //! made: an end moved unused into a [`Process`](crate::Process) child (or
 //! a spawned one) claims them in the child, so the role's pid is the
 //! process that really uses it. An end used before the fork keeps the
-//! roles the parent claimed; the child goes on with them (the peer table,
-//! which moves to the child at the fork, decides liveness, never the role
+//! roles the parent claimed; the child goes on with them, and releases them
+//! by the claim its handle holds (the peer table, whose count moves to the
+//! child when it first touches the end, decides liveness, never the role
 //! pid alone). The roles are released when the last copy of the end is
 //! dropped anywhere; that release is what wakes the other end at once.
 //!

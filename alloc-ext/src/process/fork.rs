@@ -2,12 +2,14 @@
 //!
 //! ```text
 //!  parent                                   child
+//!  [unless allowed] count threads: 1, or
+//!        refuse (ForkWithThreads)
 //!  pipe2(O_CLOEXEC|O_NONBLOCK)
 //!  lock: fork server slot, registry,
 //!        stdout, stderr
 //!  fork() -----------------------------------> (copy of the locked state)
 //!  unlock; pidfd_open; register              unlock (we hold them: sound)
-//!                                            forget the fork-server
+//!  forget the job (no destructor runs)       forget the fork-server
 //!                                            connection; take identity
 //!                                            [daemon] PDEATHSIG, getppid
 //!                                            run job under catch_unwind
@@ -15,10 +17,46 @@
 //!  join: poll(pidfd), waitpid                flush, _exit(code)
 //!        read report
 //! ```
+//!
+//! # Why the child may run a closure: the single-thread rule
+//!
+//! A forked child holds a copy of every lock of the parent, in the state
+//! it was in at the fork, with only the forking thread alive to release
+//! it. POSIX therefore allows a child of a multi-threaded process only
+//! async-signal-safe calls until it execs; a closure may allocate, print,
+//! lock, so running it there would be undefined behaviour reachable from
+//! safe code. So a fork start first counts the threads of the process
+//! (one `stat` of `/proc/self/task`, about 2.5 us, whose link count is two
+//! plus the threads), and refuses with [`ProcessError::ForkWithThreads`]
+//! unless this thread is the only one: then no other thread exists to hold
+//! a lock at the fork, or to start one before it (only this thread could).
+//! The locks this crate itself needs in the child are taken by this thread
+//! across the fork anyway (below). A caller that knows what its other
+//! threads hold may opt in with the `unsafe`
+//! [`Builder::allow_fork_with_threads`](super::Builder::allow_fork_with_threads);
+//! the safe ways to start children from a multi-threaded process are
+//! `Spawn` and `Forkserver` (whose server is single-threaded and forks
+//! with `sys::fork` directly, not through here).
+//!
+//! # The job's two copies
+//!
+//! After the fork the job (the closure and every value it captured) exists
+//! twice. The child's copy is the job: it runs and drops it. The parent's
+//! copy is forgotten, never dropped: a destructor there would act on shared
+//! state the child still uses (a lock guard that unlocks, a role handle that
+//! frees its role, a `flock` released for both, a named segment unlinked,
+//! a temporary directory removed). Rust cannot free a value's memory without
+//! running its destructor, so whatever the captured values own on the heap
+//! stays allocated in the parent: leaked, once per start, the only sound
+//! choice. (The job's own box is freed: it holds no destructor of its own.)
+//! The counts of queue and pipe handles that moved into the child move to
+//! it when the child first touches them (see `queue::segment`).
 
+use std::alloc::{dealloc, Layout};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::child::{self, Channel, ChildInner};
 use super::identity::{self, ChildIdent};
@@ -57,9 +95,14 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
     // Output buffered so far must not be written twice.
     let _ = out.flush();
 
-    // SAFETY: the child below takes no lock that another thread may hold
-    // (see above), runs the job under catch_unwind and leaves with _exit,
-    // never returning into the caller's frames.
+    // SAFETY: `Builder::start` checked that this thread is the only one of
+    // the process (`check_threads`), so no other thread holds a lock at the
+    // fork, and the child may run any code; or its caller took on, through
+    // the `unsafe` `allow_fork_with_threads`, that the job only does what is
+    // sound then. The locks this crate uses in the child are held by this
+    // thread across the fork (above) and released in both. The child runs
+    // the job under catch_unwind and leaves with _exit, never returning into
+    // the caller's frames; the parent never drops its copy of the job.
     match unsafe { sys::fork() } {
         Err(e) => Err(ProcessError::Io {
             op: "fork",
@@ -100,12 +143,83 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
             ));
             registry.push(Arc::clone(&inner));
             drop(registry);
-            // The parent's copy of what moved into the child: queue handles
-            // hand their counts to the child as they drop.
-            crate::queue::hand_over_to(pid, job);
+            forget_in_parent(job);
             Ok(inner)
         }
     }
+}
+
+/// The parent's copy of a job that moved into a forked child: forgotten,
+/// so that none of its destructors runs here (see the module docs). Only
+/// the box that holds the closure is freed; what the captured values own
+/// stays allocated.
+fn forget_in_parent(job: Job) {
+    match job {
+        Job::Closure(f) => {
+            let layout = Layout::for_value(&*f);
+            let raw = Box::into_raw(f);
+            if layout.size() != 0 {
+                // SAFETY: `raw` comes from a `Box` of the global allocator
+                // with this layout (`Layout::for_value`, as `Box` frees it);
+                // its contents are never dropped nor used again here (the
+                // child has its own copy).
+                unsafe { dealloc(raw.cast::<u8>(), layout) };
+            }
+        }
+        // Plain bytes: nothing outside this process to act on.
+        Job::Entry(_, args) => drop(args),
+    }
+}
+
+/// How long a fork start waits for threads that just ended (a joined
+/// thread leaves the kernel's count a little after `join` returns) before
+/// it refuses.
+const THREAD_EXIT_GRACE: Duration = Duration::from_millis(20);
+
+/// Checks that the calling thread is the only one of the process, the
+/// condition under which a forked child may run arbitrary code.
+///
+/// # Errors
+///
+/// [`ProcessError::ForkWithThreads`] with the number of threads (`None`
+/// if it cannot be read).
+pub(crate) fn check_threads() -> Result<(), ProcessError> {
+    let mut threads = thread_count();
+    if threads == Some(1) {
+        return Ok(());
+    }
+    let end = Instant::now() + THREAD_EXIT_GRACE;
+    let mut nap = Duration::from_micros(20);
+    while threads.is_some_and(|n| n > 1) && Instant::now() < end {
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(2));
+        threads = thread_count();
+        if threads == Some(1) {
+            return Ok(());
+        }
+    }
+    Err(ProcessError::ForkWithThreads { threads })
+}
+
+/// The number of threads of this process, or `None` if unknown.
+#[cfg(target_os = "linux")]
+fn thread_count() -> Option<usize> {
+    use std::os::unix::fs::MetadataExt;
+    // procfs gives /proc/<pid>/task a link count of 2 plus the number of
+    // threads: one `stat`, no directory read.
+    let links = std::fs::metadata("/proc/self/task").ok()?.nlink();
+    if links > 2 {
+        return usize::try_from(links - 2).ok();
+    }
+    // A procfs that does not count (some emulations): list the directory.
+    let n = std::fs::read_dir("/proc/self/task").ok()?.count();
+    (n > 0).then_some(n)
+}
+
+/// The number of threads of this process, or `None` if unknown.
+#[cfg(not(target_os = "linux"))]
+fn thread_count() -> Option<usize> {
+    None
 }
 
 fn child_main(job: Job, report_w: OwnedFd, daemon: bool, parent: u32) -> ! {

@@ -16,7 +16,7 @@
 //!
 //! | method | what runs in the child | the child's memory | multi-threaded parent | cost (2 vCPU VM) |
 //! |---|---|---|---|---|
-//! | [`Fork`](StartMethod::Fork) | a closure, or an entry point | a copy of the parent's | hazardous, see below | a `fork` |
+//! | [`Fork`](StartMethod::Fork) | a closure, or an entry point | a copy of the parent's | refused, see below | a `fork` |
 //! | [`Spawn`](StartMethod::Spawn) | an entry point ([`register_entry`]) | fresh: the binary is run again up to [`init`](crate::init) | safe (`posix_spawn`) | an `exec` |
 //! | [`Forkserver`](StartMethod::Forkserver) | an entry point | a copy of a fresh, single-threaded server | safe | a `fork` of a small process plus two socket hops |
 //!
@@ -67,23 +67,43 @@
 //! workers see the environment and working directory the client had then,
 //! as Python's forkserver children do.
 //!
-//! # Hazards of `Fork` in a multi-threaded parent
+//! # `Fork` needs a single-threaded parent
 //!
 //! `fork` copies the whole address space but only the calling thread. A
 //! lock held by another thread at that moment stays locked forever in the
-//! child. This crate holds its own locks and Rust's stdout and stderr locks
-//! across the fork, so `println!` and later process starts work in the
-//! child, and glibc's `malloc` is made fork-safe by glibc. Other locks are
-//! not: the environment lock (`std::env::var` while another thread called
-//! `set_var`), `std::sync::Mutex`es of the program, loggers, the dynamic
-//! loader, and locks inside C libraries may deadlock the child. Fork
-//! before starting threads, or use `Spawn`/`Forkserver`.
+//! child, and the data it guards may be half-updated: POSIX allows such a
+//! child only async-signal-safe calls until it execs. A closure can do
+//! anything (allocate, print, lock), so a `Fork` start checks that the
+//! calling thread is the only one of the process and otherwise returns
+//! [`ProcessError::ForkWithThreads`] (Python 3.12 warns there, and 3.14
+//! moved its default start method from `fork` to `forkserver` for it):
+//!
+//! * from a multi-threaded program, use [`StartMethod::Spawn`] or
+//!   [`StartMethod::Forkserver`] with a registered entry point: both are
+//!   safe at any time;
+//! * or start the children before the threads (workers made first thing
+//!   in `main`);
+//! * or, knowing what the other threads hold, opt in with the `unsafe`
+//!   [`Builder::allow_fork_with_threads`], whose `# Safety` says what the
+//!   child may then do.
+//!
+//! The check costs one `stat` of `/proc/self/task` (about 2.5 us beside a
+//! fork's tens to hundreds): single-threaded programs keep the fast path.
+//! This crate starts no thread of its own, and holds its own locks and
+//! Rust's stdout and stderr locks across the fork, so `println!` and later
+//! process starts work in the child.
 //!
 //! Values moved into a `Fork` closure exist twice after the fork: the
-//! child runs the closure, and the parent drops its copy once the child is
-//! started. A creating [`SharedMemory`](crate::shm::SharedMemory) handle
-//! moved into the closure therefore unlinks its name when the parent drops
-//! it (the mapping stays valid in the child).
+//! child runs the closure and drops them; the parent forgets its copy, so
+//! no destructor of a value given to the child ever runs in the parent (a
+//! lock guard could not unlock, a role handle could not free its role
+//! there, a [`SharedMemory`](crate::shm::SharedMemory) could not unlink its
+//! name, a temporary directory could not be removed under the child). What
+//! those values own on the heap stays allocated in the parent: Rust cannot
+//! free it without running their destructors. Queue and pipe handles move
+//! their counts to the child when it first touches them; until then they
+//! count as the parent's (a child killed before it touched a handle leaves
+//! that count with the parent until the parent exits).
 //!
 //! # Exit codes, panics, daemons
 //!
@@ -297,6 +317,18 @@ pub enum ProcessError {
         /// timeout and was killed).
         status: Option<ExitStatus>,
     },
+    /// A `Fork` start from a process that runs other threads than the
+    /// caller: the child could find a lock held forever by a thread that
+    /// does not exist there, so it may only make async-signal-safe calls,
+    /// and a closure cannot promise that. Use [`StartMethod::Spawn`] or
+    /// [`StartMethod::Forkserver`] with an entry point, start the children
+    /// before the threads, or see
+    /// [`Builder::allow_fork_with_threads`] (`unsafe`).
+    ForkWithThreads {
+        /// The threads the process runs (`None`: unknown, as without
+        /// `/proc`).
+        threads: Option<usize>,
+    },
     /// The fork server refused the request or is gone.
     Forkserver {
         /// What happened.
@@ -327,6 +359,15 @@ impl fmt::Display for ProcessError {
                     Some(s) => write!(f, "; it ended with {s}"),
                     None => f.write_str("; it did not answer in time and was killed"),
                 }
+            }
+            ProcessError::ForkWithThreads { threads } => {
+                match threads {
+                    Some(n) => write!(f, "cannot fork: the process runs {n} threads")?,
+                    None => f.write_str("cannot fork: the number of threads of the process is unknown")?,
+                }
+                f.write_str(
+                    " (a forked child of a multi-threaded process may only make async-signal-safe calls); use the spawn or forkserver start method",
+                )
             }
             ProcessError::Forkserver { reason } => write!(f, "fork server: {reason}"),
             ProcessError::Io { op, source } => write!(f, "{op}: {source}"),
@@ -449,6 +490,7 @@ pub struct Builder {
     daemon: bool,
     method: Option<StartMethod>,
     handshake_timeout: Duration,
+    fork_with_threads: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -462,6 +504,7 @@ impl fmt::Debug for Builder {
             .field("name", &self.name)
             .field("daemon", &self.daemon)
             .field("method", &self.method)
+            .field("fork_with_threads", &self.fork_with_threads)
             .finish()
     }
 }
@@ -478,6 +521,7 @@ impl Builder {
             daemon: false,
             method: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            fork_with_threads: false,
         }
     }
 
@@ -507,10 +551,53 @@ impl Builder {
         self
     }
 
+    /// Lets a `Fork` start go ahead while the process runs other threads,
+    /// which [`start`](Self::start) otherwise refuses with
+    /// [`ProcessError::ForkWithThreads`]. No effect on other start methods.
+    ///
+    /// # Safety
+    ///
+    /// In the child, until it exits, the job (the closure or entry point
+    /// and everything it calls, destructors included) must not take a lock
+    /// that another thread of the parent may hold at the fork: only the
+    /// forking thread exists in the child, so such a lock is held forever
+    /// there, and a structure it guards may be half-updated. That includes
+    /// locks inside `std` and C libraries: the environment lock (`env::var`
+    /// while a thread may `set_var`), `std::sync` locks the other threads
+    /// use, loggers, the dynamic loader (first calls into a lazily bound
+    /// library), locks of C libraries. What stays sound: anything the other
+    /// threads never hold a lock for (their own data), this crate's queues,
+    /// pipes and locks (process-shared, with dead-holder detection), memory
+    /// allocation and `println!`/`eprintln!` (glibc's `malloc` and this
+    /// crate's hold of Rust's stdout and stderr locks across the fork make
+    /// them fork-safe), plain computation, system calls. POSIX only
+    /// promises async-signal-safe functions; the list above is what glibc
+    /// on Linux gives beyond that.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// let worker = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)));
+    /// // SAFETY: the child only computes; the other thread holds no lock.
+    /// let p = unsafe { Process::new(|| (1..=10u64).sum::<u64>() as i32 - 55).allow_fork_with_threads() }
+    ///     .start()?;
+    /// assert!(p.join()?.success());
+    /// worker.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn allow_fork_with_threads(mut self) -> Self {
+        self.fork_with_threads = true;
+        self
+    }
+
     /// Starts the process.
     ///
     /// # Errors
     ///
+    /// [`ProcessError::ForkWithThreads`] for a `Fork` start while other
+    /// threads run (unless [allowed](Self::allow_fork_with_threads));
     /// [`ProcessError::ClosureNeedsFork`] for a closure with another method
     /// than `Fork`; [`ProcessError::UnknownEntry`];
     /// [`ProcessError::InitHookMissing`] when a re-executed child does not
@@ -519,6 +606,9 @@ impl Builder {
     /// descriptors or memory).
     pub fn start(self) -> Result<Process, ProcessError> {
         let method = self.method.unwrap_or_else(get_start_method);
+        if method == StartMethod::Fork && !self.fork_with_threads {
+            fork::check_threads()?;
+        }
         child::sweep();
         let ident = identity::next_child(self.name, self.daemon, method);
         let inner = match (self.target, method) {
@@ -566,7 +656,10 @@ impl Process {
     /// A process that runs `f` in a forked child.
     ///
     /// `f` returns `()`, an exit code (`i32`), or `Result<(), E>`; see
-    /// [`ChildResult`].
+    /// [`ChildResult`]. What `f` captured moves to the child: it is dropped
+    /// there, never in this process (see the [module docs](self)). The
+    /// start needs a single-threaded process
+    /// ([`ProcessError::ForkWithThreads`]).
     #[allow(clippy::new_ret_no_self)]
     pub fn new<F, R>(f: F) -> Builder
     where

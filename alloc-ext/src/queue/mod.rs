@@ -54,10 +54,17 @@
 //! ## Handing handles to children
 //!
 //! - **Fork ([`Process`](crate::Process)).** Move handles into the
-//!   closure. The parent drops its copy of the closure right after the
-//!   fork; those drops move each handle's count to the child instead of
-//!   removing it, so a count never drops to zero in between. Handles left
-//!   in the parent are not counted in the child (it cannot reach them).
+//!   closure. The parent forgets its copy of the closure (no destructor of
+//!   it runs there); each handle's count stays the parent's until the child
+//!   first uses, clones or drops the handle, which counts it in the child
+//!   first and then withdraws the parent's, so a count never drops to zero
+//!   in between. A handle passed on, untouched, to a grandchild is taken
+//!   over from the grandparent the same way. A child killed before it
+//!   touched a handle leaves that count with the parent until the parent
+//!   exits (the other side sees the handle connected until then). Handles
+//!   left in the parent are not counted in the child (it cannot reach
+//!   them); a handle in a `static`, reachable from both, is taken over by
+//!   the child at its first use there.
 //! - **Plain `libc::fork`.** A handle used in a process other than the one
 //!   it is counted in counts itself there on first use. Until then it is
 //!   not counted: if the parent drops its copy first, the other side may
@@ -115,4 +122,4 @@ pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
 
 pub use crate::pipe::{bytes_channel, ByteReceiver, ByteSender};
 
-pub(crate) use segment::{after_fork_in_child, hand_over_to};
+pub(crate) use segment::after_fork_in_child;

@@ -9,9 +9,8 @@
 //!  +--------------------+------------------------------------------+
 //! ```
 
-use std::cell::Cell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use multiproc_core::peers::{current_pid, Peers, Side};
 use multiproc_core::region::Region;
@@ -138,44 +137,60 @@ unsafe fn region_at(shm: &SharedMemory, off: usize) -> Region<'static> {
 // ---------------------------------------------------------------------------
 // Fork hand-over
 // ---------------------------------------------------------------------------
+//
+// A handle moved into a `Process` fork child exists twice after the fork:
+// the child's copy, which it uses and drops, and the parent's, which the
+// parent forgets (no destructor of the job runs in the parent: see
+// `process::fork`). Its count stays under the parent's pid until the child
+// first touches the handle (a use, a clone, its drop): the child then
+// counts it and withdraws the parent's count, in that order, so there is no
+// instant when a handle the child holds is counted nowhere.
+//
+// The child tells such a handle by the pid it was last counted under: one of
+// its `Process` ancestors (the parent, or the parent's own fork parent if
+// the parent never touched it). A copy reached otherwise (a plain `fork`,
+// not `Process`) is counted afresh.
+//
+// | handle in the child | first touch in the child | its drop there |
+// |---|---|---|
+// | counted under an ancestor `a` | `add(me)`, then `remove(a)` | `remove(me)` |
+// | never touched here | - | `remove(a)` |
+// | plain `fork` copy | `add(me)` | `remove(me)` |
 
-thread_local! {
-    /// While the parent drops the job it moved into a forked child: the
-    /// child's pid. Handles dropped then move their count to the child.
-    static HANDOVER_TO: Cell<u32> = const { Cell::new(0) };
-}
+/// How many `Process` fork ancestors a child remembers.
+const LINEAGE_LEN: usize = 4;
 
-/// In a child started by `Process` (fork): `parent pid << 32 | own pid`.
-static HANDED: AtomicU64 = AtomicU64::new(0);
-
-/// Called in the parent right after `fork`: drops the job (the parent's
-/// copy of everything moved into the child's closure) while moving each
-/// queue handle's count to the child, so there is no instant when a handle
-/// the child holds is counted nowhere.
-pub(crate) fn hand_over_to<J>(child: u32, job: J) {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            HANDOVER_TO.with(|h| h.set(0));
-        }
-    }
-    HANDOVER_TO.with(|h| h.set(child));
-    let _reset = Reset;
-    drop(job);
-}
+/// In a child started by `Process` (fork): its own pid, then its parent's,
+/// then the parent's own `Process` parent, ...; 0 past the known ones. The
+/// own pid tells a valid lineage from a copy inherited by a plain `fork`.
+static LINEAGE: [AtomicU32; LINEAGE_LEN] = [const { AtomicU32::new(0) }; LINEAGE_LEN];
 
 /// Called in a child started by `Process` (fork), before its job runs.
 pub(crate) fn after_fork_in_child(parent: u32) {
     let me = current_pid();
-    // Relaxed: read by this process's own threads, which start later.
-    HANDED.store((u64::from(parent) << 32) | u64::from(me), Ordering::Relaxed);
+    // Relaxed throughout: read by this process's own threads, which start
+    // later (thread creation orders it).
+    let inherited = LINEAGE[0].load(Ordering::Relaxed) == parent;
+    for i in (2..LINEAGE_LEN).rev() {
+        let up = if inherited {
+            LINEAGE[i - 1].load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        LINEAGE[i].store(up, Ordering::Relaxed);
+    }
+    LINEAGE[1].store(parent, Ordering::Relaxed);
+    LINEAGE[0].store(me, Ordering::Relaxed);
 }
 
-/// The pid whose counts were handed to this process, if this process is a
-/// `Process` fork child.
-fn handed_from(me: u32) -> Option<u32> {
-    let h = HANDED.load(Ordering::Relaxed);
-    (h != 0 && h as u32 == me).then_some((h >> 32) as u32)
+/// Whether `pid` is a `Process` fork ancestor of this process (`me`), whose
+/// copy of a handle counted under it was forgotten when it started us.
+fn handed_from(me: u32, pid: u32) -> bool {
+    pid != 0
+        && LINEAGE[0].load(Ordering::Relaxed) == me
+        && LINEAGE[1..]
+            .iter()
+            .any(|a| a.load(Ordering::Relaxed) == pid)
 }
 
 /// Which process counts a handle: the pid it was last counted under.
@@ -215,35 +230,30 @@ impl Local {
         {
             return; // another thread adopted it
         }
-        let handed = handed_from(me) == Some(pid) && peers.count(me, self.side) > 0;
-        if !handed {
-            // A copy made by a plain fork (or reached otherwise): count it
-            // here now. If the table is full it stays uncounted (a later
-            // disconnection may then be reported early: documented).
-            let _ = peers.add(me, self.side, 1);
+        // Counted here first. If the table is full it stays uncounted here
+        // (a later disconnection may then be reported early: documented),
+        // and a handed count stays with the ancestor (while it lives).
+        if peers.add(me, self.side, 1).is_ok() && handed_from(me, pid) {
+            // Then the forgotten copy's count goes.
+            peers.remove(pid, self.side, 1);
         }
     }
 
-    /// The drop of a handle: uncounts it, or moves its count to a child
-    /// being handed the handle. Returns whether it was the last of its side
-    /// counted anywhere (the caller then wakes the other side).
+    /// The drop of a handle: uncounts it. Returns whether it was the last
+    /// of its side counted anywhere (the caller then wakes the other side).
     pub(crate) fn release(&self, peers: &Peers<'_>) -> bool {
         let me = current_pid();
         let pid = self.pid.load(Ordering::Relaxed);
-        let counted_here = pid == me || handed_from(me) == Some(pid);
-        if !counted_here {
+        if pid == me {
+            peers.remove(me, self.side, 1);
+        } else if handed_from(me, pid) {
+            // Never touched here: its count is still the ancestor's, whose
+            // copy was forgotten.
+            peers.remove(pid, self.side, 1);
+        } else {
             // A copy never used in this process: never counted here.
             return false;
         }
-        let child = HANDOVER_TO.with(Cell::get);
-        if child != 0 {
-            if peers.add(child, self.side, 1).is_ok() {
-                peers.remove(me, self.side, 1);
-            }
-            // Else the count stays with this process (until it exits).
-            return false;
-        }
-        peers.remove(me, self.side, 1);
         !peers.any(self.side)
     }
 

@@ -91,6 +91,7 @@
 //! ```
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -578,14 +579,48 @@ fn map(name: Option<&str>, size: Option<usize>) -> Result<SharedMemory, SyncErro
 /// A core lock guard that poisons its lock when dropped during a panic.
 ///
 /// Derefs to what the core guard derefs to.
+///
+/// Not `Send` (as `std`'s guards): the lock stays with the thread that took
+/// it. Otherwise a guard could ride into a forked child, which would write
+/// through it while the parent's copy unlocks, or into a thread that
+/// outlives the lock's owner. Neither compiles:
+///
+/// ```compile_fail,E0277
+/// use std::sync::LazyLock;
+/// use multiproc::{sync::Mutex, Process};
+///
+/// static M: LazyLock<Mutex<u64>> = LazyLock::new(|| Mutex::new(0).unwrap());
+/// let mut guard = M.lock().unwrap();
+/// // error: the guard is not `Send`
+/// Process::new(move || *guard += 1).start().unwrap();
+/// ```
+///
+/// ```compile_fail,E0277
+/// use std::sync::LazyLock;
+/// use multiproc::sync::Lock;
+///
+/// static L: LazyLock<Lock> = LazyLock::new(|| Lock::new().unwrap());
+/// let guard = L.lock().unwrap();
+/// std::thread::spawn(move || drop(guard)); // error: not `Send`
+/// ```
 #[must_use = "if unused the lock unlocks at once"]
 pub struct Guard<G: CoreLockGuard> {
     inner: G,
+    /// Stays with the locking thread: not `Send`, whatever `G` is.
+    _not_send: PhantomData<*const ()>,
 }
+
+// SAFETY: a shared `Guard` gives `&G` only (deref, `poison`), so it is as
+// shareable as `G`; the `*const ()` marker is there for `Send` alone (as
+// lock_api's `GuardNoSend`).
+unsafe impl<G: CoreLockGuard + Sync> Sync for Guard<G> {}
 
 impl<G: CoreLockGuard> Guard<G> {
     fn new(inner: G) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            _not_send: PhantomData,
+        }
     }
 
     /// Marks the lock poisoned ([`PoisonCause::Panicked`]) now.

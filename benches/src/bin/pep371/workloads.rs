@@ -326,9 +326,15 @@ pub(crate) fn run_once(job: &Job, mode: &str, workers: usize) -> Result<Duration
             let procs = (0..workers)
                 .map(|_| {
                     let job = Arc::clone(job);
-                    Process::new(move || job())
-                        .start_method(StartMethod::Fork)
-                        .start()
+                    let b = Process::new(move || job()).start_method(StartMethod::Fork);
+                    // SAFETY: the only other threads are the loopback HTTP
+                    // server's (`Server`), which take no lock of this
+                    // process beyond `malloc`'s (fork-safe in glibc): they
+                    // accept, read and write their own sockets. The jobs
+                    // compute, read a file and open sockets by address (no
+                    // resolver), so the child takes no lock those threads
+                    // may hold.
+                    unsafe { b.allow_fork_with_threads() }.start()
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("starting a worker process: {e}"))?;

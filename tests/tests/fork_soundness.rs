@@ -1,0 +1,243 @@
+//! The `fork` start method cannot break what safe code relies on:
+//!
+//! * a value moved into a fork child is dropped there only, never also in
+//!   the parent (a core role handle keeps its role; a destructor with a
+//!   cross-process effect runs once);
+//! * queue handles moved into a child hand their counts over without the
+//!   parent's destructor (used, untouched, or passed on to a grandchild);
+//! * a fork start from a multi-threaded process is refused, unless the
+//!   caller opts in through the `unsafe` builder method.
+//!
+//! (That lock guards cannot be moved into a child at all is shown by the
+//! `compile_fail` examples of `multiproc::sync::Guard` and the core guards.)
+//!
+//! The tests fork from the main thread: this binary has its own harness
+//! (`harness = false`), and runs under cargo-nextest, one process per test.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc::process::ProcessError;
+use multiproc::queue::{self, RecvTimeoutError};
+use multiproc::{Process, StartMethod};
+use multiproc_core::role::RoleTaken;
+use multiproc_core::spsc::{PopError, SpscRing};
+use multiproc_tests::process_support::{run_tests, Test};
+use multiproc_tests::SharedMap;
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A few u64 cells in a shared mapping, for handshakes with children.
+struct Cells(SharedMap);
+
+impl Cells {
+    fn new() -> &'static Self {
+        Box::leak(Box::new(Cells(SharedMap::new(4096))))
+    }
+    fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < 512);
+        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
+        // inside; AtomicU64 is valid for every bit pattern.
+        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
+    }
+    fn wait_for(&self, i: usize, v: u64) {
+        let end = Instant::now() + WATCHDOG;
+        while self.get(i).load(Ordering::Acquire) < v {
+            assert!(Instant::now() < end, "handshake {i} timed out");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+fn join_ok(p: &Process) {
+    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
+    assert!(st.success(), "child failed: {st:?}");
+}
+
+/// The repro of the issue: a core `spsc::Producer<'static>` moved into a
+/// fork child. The parent's copy must not release the role: while the
+/// child lives, a second claim of the producer in the parent fails with
+/// `RoleTaken` (else two producers would race on the slots). The child's
+/// drop then releases it (by the claim it holds, though the role word
+/// names the parent), and the role can be claimed again.
+fn core_producer_moved_into_fork_child_keeps_its_role() {
+    let cells = Cells::new();
+    let map: &'static SharedMap = Box::leak(Box::new(SharedMap::new(
+        SpscRing::<u64>::memory_size(16).unwrap(),
+    )));
+    let ring: SpscRing<'static, u64> = SpscRing::create(map.region(), 16).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let mut tx = ring.producer().unwrap();
+    let me = std::process::id();
+    let child = Process::new(move || {
+        tx.try_push(7).unwrap();
+        cells.get(0).store(1, Ordering::Release);
+        cells.wait_for(1, 1);
+        tx.try_push(8).unwrap();
+        // `tx` is dropped here: the role is released.
+    })
+    .start()
+    .unwrap();
+    cells.wait_for(0, 1);
+    // The parent's copy of `tx` is gone (start returned): the role is the
+    // child's, recorded under the parent's pid.
+    assert_eq!(ring.producer().err(), Some(RoleTaken { pid: me }));
+    assert_eq!(rx.try_pop(), Ok(7));
+    cells.get(1).store(1, Ordering::Release);
+    join_ok(&child);
+    assert_eq!(rx.try_pop(), Ok(8));
+    assert_eq!(rx.try_pop(), Err(PopError::Disconnected));
+    let mut tx2 = ring.producer().expect("released by the child");
+    tx2.try_push(9).unwrap();
+    assert_eq!(rx.try_pop(), Ok(9));
+}
+
+/// Counts its drops in shared memory: a stand-in for any value whose
+/// destructor acts outside the process (unlocks, unlinks, releases).
+struct CountsDrops(&'static AtomicU64);
+
+impl Drop for CountsDrops {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A value moved into a fork child is dropped once, by the child: the
+/// parent never runs its destructor (neither at the start nor later).
+fn value_moved_into_fork_child_is_dropped_only_there() {
+    let cells = Cells::new();
+    let drops = CountsDrops(cells.get(2));
+    let boxed = Box::new(CountsDrops(cells.get(3)));
+    let child = Process::new(move || {
+        let _keep = (&drops, &boxed);
+        cells.get(0).store(1, Ordering::Release);
+        cells.wait_for(1, 1);
+        assert_eq!(drops.0.load(Ordering::Acquire), 0, "dropped in the parent");
+        // Both are dropped here, when the closure returns.
+    })
+    .start()
+    .unwrap();
+    cells.wait_for(0, 1);
+    assert_eq!(
+        cells.get(2).load(Ordering::Acquire),
+        0,
+        "dropped in the parent"
+    );
+    assert_eq!(
+        cells.get(3).load(Ordering::Acquire),
+        0,
+        "dropped in the parent"
+    );
+    cells.get(1).store(1, Ordering::Release);
+    join_ok(&child);
+    assert_eq!(cells.get(2).load(Ordering::Acquire), 1, "dropped once");
+    assert_eq!(cells.get(3).load(Ordering::Acquire), 1, "dropped once");
+}
+
+/// A sender moved into a fork child that never touches it: its count is
+/// still the parent's (whose copy is forgotten), and the child's drop
+/// withdraws it, so the parent's receiver sees `Disconnected`.
+fn untouched_sender_in_fork_child_disconnects_at_its_drop() {
+    let cells = Cells::new();
+    let (tx, rx) = queue::channel::<u64>(8).unwrap();
+    let child = Process::new(move || {
+        cells.wait_for(0, 1);
+        drop(tx);
+    })
+    .start()
+    .unwrap();
+    // The child holds the sender: connected.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    cells.get(0).store(1, Ordering::Release);
+    join_ok(&child);
+    assert_eq!(
+        rx.recv_timeout(WATCHDOG),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
+
+/// A sender moved into a child, which moves it on, untouched, into a
+/// grandchild: the grandchild's first send takes the count from the
+/// grandparent (through the child), and its exit disconnects.
+fn sender_passed_on_to_a_grandchild_keeps_counting() {
+    let cells = Cells::new();
+    let (tx, rx) = queue::channel::<u64>(8).unwrap();
+    let child = Process::new(move || {
+        let grandchild = Process::new(move || {
+            tx.send(5).unwrap();
+            cells.wait_for(0, 1);
+            tx.send(6).unwrap();
+        })
+        .start()
+        .unwrap();
+        join_ok(&grandchild);
+    })
+    .start()
+    .unwrap();
+    assert_eq!(rx.recv_timeout(WATCHDOG), Ok(5));
+    // The grandchild still holds the sender: connected.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    cells.get(0).store(1, Ordering::Release);
+    assert_eq!(rx.recv_timeout(WATCHDOG), Ok(6));
+    join_ok(&child);
+    assert_eq!(
+        rx.recv_timeout(WATCHDOG),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
+
+/// A fork start while another thread runs is refused with a typed error
+/// that points to spawn/forkserver; the `unsafe` opt-in starts it; once
+/// the thread is joined, a plain fork start works again.
+fn fork_with_threads_is_refused_unless_allowed() {
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let _ = stop_rx.recv();
+    });
+    let e = Process::new(|| ()).start().unwrap_err();
+    assert!(
+        matches!(e, ProcessError::ForkWithThreads { threads: Some(2) }),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("2 threads") && msg.contains("spawn"), "{msg}");
+    // An entry point with the fork method is refused too.
+    let e = Process::entry("none", Vec::new())
+        .start_method(StartMethod::Fork)
+        .start()
+        .unwrap_err();
+    assert!(matches!(e, ProcessError::ForkWithThreads { .. }), "{e:?}");
+    // SAFETY: the other thread waits on a channel and holds no lock the
+    // child takes; the child only computes.
+    let p = unsafe { Process::new(|| 40 + 2).allow_fork_with_threads() }
+        .start()
+        .unwrap();
+    assert_eq!(p.join_timeout(WATCHDOG).unwrap().unwrap().code(), Some(42));
+    stop_tx.send(()).unwrap();
+    thread.join().unwrap();
+    // The joined thread may leave the kernel's count a moment later: the
+    // start waits for that.
+    join_ok(&Process::new(|| ()).start().unwrap());
+}
+
+fn main() {
+    macro_rules! tests {
+        ($($t:ident),* $(,)?) => { &[$(Test { name: stringify!($t), run: $t }),*] };
+    }
+    run_tests(
+        tests![
+            core_producer_moved_into_fork_child_keeps_its_role,
+            value_moved_into_fork_child_is_dropped_only_there,
+            untouched_sender_in_fork_child_disconnects_at_its_drop,
+            sender_passed_on_to_a_grandchild_keeps_counting,
+            fork_with_threads_is_refused_unless_allowed,
+        ],
+        WATCHDOG,
+    );
+}
