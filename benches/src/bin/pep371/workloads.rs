@@ -245,17 +245,31 @@ impl Drop for Server {
 }
 
 /// What the workloads need: the data file and the server.
+///
+/// The file lives in a private directory (mode 0700, random name, made by
+/// `tempfile`), so no other user can plant a symlink or a file of their
+/// own where it is written, as they could at a predictable
+/// `/tmp/pep371-<pid>.txt`.
 pub(crate) struct Fixture {
+    /// Removed with its file on drop, by the process that made it only.
+    dir: Option<tempfile::TempDir>,
+    owner_pid: u32,
     file: PathBuf,
     server: Server,
 }
 
 impl Fixture {
     pub(crate) fn new() -> std::io::Result<Fixture> {
-        let file = std::env::temp_dir().join(format!("pep371-{}.txt", std::process::id()));
+        let dir = tempfile::Builder::new().prefix("pep371-").tempdir()?;
+        let file = dir.path().join("data.txt");
         make_file(&file)?;
         let server = Server::start()?;
-        Ok(Fixture { file, server })
+        Ok(Fixture {
+            dir: Some(dir),
+            owner_pid: std::process::id(),
+            file,
+            server,
+        })
     }
 
     /// One call of `workload`, as a job any thread or forked process can
@@ -289,7 +303,10 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
+        if std::process::id() != self.owner_pid {
+            // A forked copy: the directory is the parent's.
+            std::mem::forget(self.dir.take());
+        }
     }
 }
 
