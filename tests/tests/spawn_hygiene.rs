@@ -97,6 +97,14 @@ fn parent_fd_without_cloexec_does_not_leak() {
     };
     assert!(fd >= 0, "open: {}", std::io::Error::last_os_error());
     std::fs::remove_file(&path).unwrap();
+    // Away from the low numbers a child's own descriptors take.
+    // SAFETY: F_DUPFD (without close-on-exec) and close on our descriptor.
+    let fd = unsafe {
+        let high = libc::fcntl(fd, libc::F_DUPFD, 64);
+        libc::close(fd);
+        high
+    };
+    assert!(fd >= 64, "F_DUPFD: {}", std::io::Error::last_os_error());
     // SAFETY: F_GETFD on our descriptor.
     assert_eq!(
         unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
