@@ -106,10 +106,8 @@ fn parent_fd_without_cloexec_does_not_leak() {
     };
     assert!(fd >= 64, "F_DUPFD: {}", std::io::Error::last_os_error());
     // SAFETY: F_GETFD on our descriptor.
-    assert_eq!(
-        unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
-        0
-    );
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    assert_eq!(flags & libc::FD_CLOEXEC, 0);
     let id = file_id(fd).unwrap();
     assert_eq!(fds_referring_to(id), vec![fd], "the test's own view");
     for method in [StartMethod::Spawn, StartMethod::Forkserver] {
