@@ -409,5 +409,12 @@ mod tests {
             url_get(fx.server.addr()).unwrap(),
             (URL_FETCHES * PAGE_LINE.len() * PAGE_REPEAT) as u64
         );
+        // The file sits in a private directory, gone with the fixture.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = fx.file.parent().unwrap().to_owned();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        drop(fx);
+        assert!(!dir.exists());
     }
 }
