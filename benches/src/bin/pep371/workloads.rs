@@ -247,7 +247,7 @@ impl Drop for Server {
 /// What the workloads need: the data file and the server.
 ///
 /// The file lives in a private directory (mode 0700, random name, made by
-/// `tempfile`), so no other user can plant a symlink or a file of their
+/// `tempfile`, which never reuses an existing one), so no other user can plant a symlink or a file of their
 /// own where it is written, as they could at a predictable
 /// `/tmp/pep371-<pid>.txt`.
 pub(crate) struct Fixture {
@@ -260,7 +260,13 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) fn new() -> std::io::Result<Fixture> {
-        let dir = tempfile::Builder::new().prefix("pep371-").tempdir()?;
+        use std::os::unix::fs::PermissionsExt;
+        // Mode 0700 asked for explicitly: tempfile's default follows the
+        // umask (0755 here).
+        let dir = tempfile::Builder::new()
+            .prefix("pep371-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
         let file = dir.path().join("data.txt");
         make_file(&file)?;
         let server = Server::start()?;
