@@ -479,7 +479,7 @@ pub(crate) fn spawn_exe(path: &CStr, argv: &[CString], keep: BorrowedFd<'_>) -> 
             // SAFETY: F_SETFD on a descriptor number; no memory is involved.
             cvt(libc::fcntl(keep, libc::F_SETFD, 0))?;
             cloexec_range(3, keep - 1);
-            cloexec_range(keep + 1, RawFd::MAX);
+            cloexec_range((keep + 1).max(3), RawFd::MAX);
             Ok(())
         })
     };
