@@ -15,7 +15,7 @@
 //! | SPSC end token (`spsc::parse_token`) | [`spsc_token_parse`], [`spsc_token_make`] |
 //! | pipe end token (`pipe::PipeToken`) | [`PipeToken::decode`], [`PipeToken::encode`] |
 //! | shm names (`shm::ShmName::parse`) | [`shm_name_parse`] |
-//! | spawn/fork-server frames (`process::wire`) | [`Frames`], [`wire_frame`], [`wire_parse_header`], [`wire_report`], [`wire_decode_status`], [`ForkRequest`] |
+//! | spawn/fork-server frames (`process::wire`) | [`Frames`], [`wire_frame`], [`wire_parse_header`], [`wire_report`], [`wire_decode_status`], [`wire_parse_nonce`], [`ForkRequest`] |
 //! | spawn identity path (`process::spawn::parse_path`) | [`parse_path`], [`path_str`] |
 //! | sync segment type stamps (`sync::attach_checked`) | [`sync_cases`], [`sync_segment_type`], [`sync_handle_from_tag`] |
 
@@ -229,6 +229,14 @@ pub fn wire_frame(tag: u8, payload: &[u8]) -> Vec<u8> {
 /// Decodes a frame header: tag and payload length.
 pub fn wire_parse_header(h: &[u8; WIRE_HEADER]) -> Option<(u8, usize)> {
     wire::parse_header(h)
+}
+
+/// Bytes of a launch challenge (`C` and `K` frames).
+pub const WIRE_NONCE_LEN: usize = wire::NONCE_LEN;
+
+/// Decodes the payload of a `C` (challenge) or `K` (proof) frame.
+pub fn wire_parse_nonce(p: &[u8]) -> Option<[u8; WIRE_NONCE_LEN]> {
+    wire::parse_nonce(p)
 }
 
 /// A report frame of `msg`, cut to [`WIRE_MAX_REPORT`].

@@ -75,6 +75,17 @@ pub use process::{
 /// entry point and exits; in the fork server it serves requests and exits
 /// with its client; in any other process it returns at once (it reads
 /// `argv[1]`, nothing more).
+///
+/// It acts on `--multiproc-spawn ...` or `--multiproc-forkserver ...` only
+/// when the launch proves that it comes from a parent process running this
+/// same program (on Linux: the kernel's record of the parent, of its
+/// executable, and of who answered a random challenge over the socket it
+/// passed). Anyone else who runs the program with those arguments cannot
+/// make it run an entry point: `init` then returns without touching
+/// anything but that socket, and `main` goes on with its command line
+/// unchanged (`std::env::args` still starts with the `--multiproc-*`
+/// argument). A child's descriptors are limited to 0, 1, 2 and its socket:
+/// nothing else of the parent's reaches it, close-on-exec or not.
 pub fn init() {
     process::init();
 }

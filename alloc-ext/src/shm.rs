@@ -149,6 +149,26 @@ pub enum ShmError {
         /// The segment's size.
         actual: u64,
     },
+    /// `open_or_create` found the segment already there, owned by another
+    /// user: it may have been planted to be written or read by this
+    /// process, so it is refused (closed, never unlinked).
+    ForeignOwner {
+        /// The name (with its leading `/`).
+        name: String,
+        /// Its owner.
+        uid: u32,
+    },
+    /// `open_or_create` found the segment already there with permission
+    /// bits wider than [`ShmOptions::mode`]: refused (closed, never
+    /// unlinked), since others may read or write it.
+    ModeTooWide {
+        /// The name (with its leading `/`).
+        name: String,
+        /// Its permission bits.
+        mode: u32,
+        /// The permission bits asked for.
+        requested: u32,
+    },
     /// The operation needs a named segment (this one is anonymous).
     Anonymous,
     /// `read_at`/`write_at` outside the mapping.
@@ -188,6 +208,18 @@ impl fmt::Display for ShmError {
             } => write!(
                 f,
                 "shared memory segment {name:?} has {actual} bytes, {expected} expected"
+            ),
+            ShmError::ForeignOwner { name, uid } => write!(
+                f,
+                "shared memory segment {name:?} belongs to another user (uid {uid})"
+            ),
+            ShmError::ModeTooWide {
+                name,
+                mode,
+                requested,
+            } => write!(
+                f,
+                "shared memory segment {name:?} has mode {mode:03o}, wider than the {requested:03o} asked for"
             ),
             ShmError::Anonymous => f.write_str("anonymous shared memory has no name"),
             ShmError::OutOfBounds { offset, len, size } => write!(
@@ -348,6 +380,13 @@ impl ShmOptions {
 
     /// Opens an existing segment and maps all of it.
     ///
+    /// Whoever owns it and whatever its mode: as Python's
+    /// `shared_memory.SharedMemory(name)`, this opens any segment the
+    /// system lets this process open read-write (a segment shared on
+    /// purpose between users, or made by Python, included). To refuse a
+    /// segment planted by someone else, use
+    /// [`open_or_create`](Self::open_or_create).
+    ///
     /// # Errors
     ///
     /// [`ShmError::InvalidName`], [`ShmError::NotFound`],
@@ -356,7 +395,7 @@ impl ShmOptions {
     /// [`size`](Self::size), or [`ShmError::Io`].
     pub fn open(&self, name: &str) -> Result<SharedMemory, ShmError> {
         let name = ShmName::parse(name)?;
-        self.open_named(name)
+        self.open_named(name, false)
     }
 
     /// Opens the segment if it exists, else creates it; see
@@ -364,9 +403,18 @@ impl ShmOptions {
     /// is creating it at the same moment, waits up to 100 ms for it to reach
     /// its size.
     ///
+    /// A segment that is already there is opened only if it belongs to this
+    /// process's effective user and its permission bits are within
+    /// [`mode`](Self::mode): another user could otherwise pre-create the
+    /// name with mode 0666 and read or write what this process believes
+    /// is its own.
+    ///
     /// # Errors
     ///
-    /// As [`create`](Self::create) and [`open`](Self::open).
+    /// As [`create`](Self::create) and [`open`](Self::open);
+    /// [`ShmError::ForeignOwner`] or [`ShmError::ModeTooWide`] for a
+    /// segment that is there but not this user's as asked (it is left
+    /// alone: closed, not unlinked).
     pub fn open_or_create(&self, name: &str) -> Result<SharedMemory, ShmError> {
         let name = ShmName::parse(name)?;
         if self.size == 0 {
@@ -378,7 +426,7 @@ impl ShmOptions {
                 Err(ShmError::AlreadyExists { .. }) => {}
                 other => return other,
             }
-            match self.open_named(name.clone()) {
+            match self.open_named(name.clone(), true) {
                 // Unlinked in between, or not sized yet by its creator.
                 Err(ShmError::NotFound { .. })
                 | Err(ShmError::ZeroSize)
@@ -446,7 +494,9 @@ impl ShmOptions {
         })
     }
 
-    fn open_named(&self, name: ShmName) -> Result<SharedMemory, ShmError> {
+    /// Opens and maps `name`; with `own_only`, only a segment of this
+    /// process's effective user whose mode is within `self.mode`.
+    fn open_named(&self, name: ShmName, own_only: bool) -> Result<SharedMemory, ShmError> {
         let fd: OwnedFd = sys::shm_open(&name.c, libc::O_RDWR, 0).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ShmError::NotFound {
                 name: name.text.clone(),
@@ -457,7 +507,26 @@ impl ShmOptions {
             },
         })?;
         let file = File::from(fd);
-        let actual = file.metadata().map_err(io_err("fstat"))?.len();
+        let meta = file.metadata().map_err(io_err("fstat"))?;
+        if own_only {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if meta.uid() != me {
+                return Err(ShmError::ForeignOwner {
+                    name: name.text,
+                    uid: meta.uid(),
+                });
+            }
+            let mode = meta.mode() & 0o777;
+            if mode & !self.mode != 0 {
+                return Err(ShmError::ModeTooWide {
+                    name: name.text,
+                    mode,
+                    requested: self.mode,
+                });
+            }
+        }
+        let actual = meta.len();
         if actual == 0 {
             return Err(ShmError::ZeroSize);
         }

@@ -8,7 +8,8 @@
 //!   come out, re-encoded, are exactly the bytes consumed, and a `BadFrame`
 //!   comes only at a header announcing more than `MAX_FRAME` bytes (a
 //!   reference splitter says the same);
-//! - the input as a header, a status payload, a request payload and a path:
+//! - the input as a header, a status payload, a challenge, a request
+//!   payload and a path:
 //!   what decodes encodes back to the input (every encoding is canonical);
 //! - values built from the input round-trip: requests (an identity of up
 //!   to `FORK_REQUEST_MAX_IDENT`), statuses, paths, frames; a report frame
@@ -19,8 +20,8 @@
 use libfuzzer_sys::fuzz_target;
 use multiproc::fuzzing::{
     parse_path, path_str, wire_decode_status, wire_encode_status, wire_frame, wire_parse_header,
-    wire_report, BadFrame, ForkRequest, Frames, FORK_REQUEST_MAX_IDENT, WIRE_HEADER,
-    WIRE_MAX_FRAME, WIRE_MAX_REPORT,
+    wire_parse_nonce, wire_report, BadFrame, ForkRequest, Frames, FORK_REQUEST_MAX_IDENT,
+    WIRE_HEADER, WIRE_MAX_FRAME, WIRE_MAX_REPORT, WIRE_NONCE_LEN,
 };
 
 /// The frames a correct splitter finds in `data`, and whether it stops at a
@@ -84,6 +85,10 @@ fn decode_raw(data: &[u8]) {
     }
     if let Some((signaled, v)) = wire_decode_status(data) {
         assert_eq!(wire_encode_status(signaled, v), data);
+    }
+    match wire_parse_nonce(data) {
+        Some(n) => assert_eq!(n.as_slice(), data),
+        None => assert_ne!(data.len(), WIRE_NONCE_LEN),
     }
     if let Some(r) = ForkRequest::decode(data) {
         assert!(r.ident.len() <= FORK_REQUEST_MAX_IDENT);

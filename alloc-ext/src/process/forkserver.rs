@@ -3,8 +3,10 @@
 //! ```text
 //!  client (this program)            server (this binary, run again,     worker
 //!                                   stopped in init(); single thread)
-//!  first use: posix_spawn ------->  init(): sees MARKER
-//!  <----------------------------- R (ready), over the control socket
+//!  first use: fork+exec --------->  init(): sees MARKER
+//!  <----------------------------- C nonce, over the control socket
+//!  K nonce ---------------------->  proven? (see spawn::prove_launch)
+//!  <----------------------------- R (ready)
 //!  per process:
 //!  socketpair(SEQPACKET) a|b
 //!  Q request + fd b ------------->  look up entry; fork() ------------> close server fds
@@ -25,17 +27,36 @@
 //! stream); daemon workers then die of their parent-death signal, other
 //! workers run on (re-parented to init).
 //!
+//! # Who may ask for a worker
+//!
+//! The server has no address: it is reached only through the control
+//! socket pair its client made and passed at launch (the client's end is
+//! close-on-exec and closed in the client's forked children), and it
+//! serves only once the launch is proven as a spawn child's is
+//! ([`prove_launch`]: the client is its parent, runs the same program and
+//! answers a random challenge from its own pid). Run by an outsider with
+//! `--multiproc-forkserver ...`, `init` returns and `main` goes on.
+//!
+//! # Descriptors
+//!
+//! The server is launched as a spawn child is: it holds 0, 1, 2 and the
+//! control socket of the client's descriptors, nothing else. A worker
+//! closes the server's own descriptors (control socket, the client's
+//! pidfd, the other workers' sockets and pidfds) right after the fork, so
+//! it holds 0, 1, 2, its own socket, and what the server's `main` opened
+//! before `init` (as a spawn child would have).
+//!
 //! The server ignores `SIGINT` (a Ctrl-C in the terminal must not take it
 //! down under a client that handles the signal); workers restore it.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::child::{self, Channel, ChildInner};
 use super::identity::{self, ChildIdent};
-use super::spawn::{child_fd, cstr, envp, exe, reap_failed, recv_frame};
+use super::spawn::{answer_challenge, cstr, exe, prove_launch, reap_failed, recv_frame};
 use super::wire::{self, FrameBuf, Request};
 use super::{
     entry, flush_std_streams, lock, run_guarded, start_err, EntryFn, ProcessError, StartMethod,
@@ -44,7 +65,7 @@ use crate::sys::{self, Forked};
 
 /// `argv[1]` of the fork server.
 pub(crate) const MARKER: &str = "--multiproc-forkserver";
-const VERSION: &str = "1";
+const VERSION: &str = "2";
 
 const REFUSED_UNKNOWN: u8 = 1;
 const REFUSED_FORK: u8 = 2;
@@ -99,20 +120,25 @@ fn connect(timeout: Duration) -> Result<Arc<Server>, ProcessError> {
         }
     }
     let (mine, theirs) = sys::socketpair(libc::SOCK_STREAM).map_err(start_err("socketpair"))?;
-    let fd_no = child_fd(theirs.as_fd());
     let (path, argv0) = exe()?;
     let argv = vec![
         argv0,
         cstr(MARKER)?,
         cstr(VERSION)?,
-        cstr(fd_no.to_string())?,
+        cstr(theirs.as_raw_fd().to_string())?,
         cstr(sys::getpid().to_string())?,
     ];
-    let pid = sys::spawn_exe(&path, &argv, &envp(), (theirs.as_fd(), fd_no))
-        .map_err(start_err("posix_spawn"))?;
+    let pid = sys::spawn_exe(&path, &argv, theirs.as_fd()).map_err(start_err("spawn"))?;
     drop(theirs);
     let mut frames = FrameBuf::default();
-    match recv_frame(mine.as_fd(), &mut frames, Instant::now() + timeout) {
+    let deadline = Instant::now() + timeout;
+    if let Err(timed_out) = answer_challenge(mine.as_fd(), &mut frames, deadline) {
+        let status = reap_failed(pid, true);
+        return Err(ProcessError::InitHookMissing {
+            status: if timed_out { None } else { status },
+        });
+    }
+    match recv_frame(mine.as_fd(), &mut frames, deadline) {
         Ok(Some((wire::READY, _, _))) => {}
         Err(true) => {
             reap_failed(pid, true);
@@ -294,29 +320,29 @@ fn read_request(ctl: &OwnedFd) -> Option<(Vec<u8>, OwnedFd)> {
 }
 
 /// The server, called from [`crate::init`]; `args` is the rest of argv
-/// after [`MARKER`].
-pub(crate) fn server_main(mut args: std::env::ArgsOs) -> ! {
-    let mut next = || {
-        args.next()
-            .and_then(|a| a.into_string().ok())
-            .unwrap_or_default()
+/// after [`MARKER`]. Returns (having changed nothing) unless the launch is
+/// well-formed and proven ([`prove_launch`]); otherwise serves, then exits.
+pub(crate) fn server_main(mut args: std::env::ArgsOs) {
+    let mut next = || args.next().and_then(|a| a.into_string().ok());
+    if next().as_deref() != Some(VERSION) {
+        return;
+    }
+    let Some(fd) = next().and_then(|a| a.parse::<RawFd>().ok()) else {
+        return;
     };
-    if next() != VERSION {
-        eprintln!("multiproc fork server: protocol version mismatch");
-        std::process::exit(2);
+    let Some(client) = next().and_then(|a| a.parse::<u32>().ok()) else {
+        return;
+    };
+    if next().is_some() {
+        return;
     }
-    let fd: RawFd = next().parse().unwrap_or(-1);
-    let client: u32 = next().parse().unwrap_or(0);
-    // SAFETY: F_GETFD only inspects the descriptor table.
-    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        eprintln!("multiproc fork server: the client's descriptor is missing");
-        std::process::exit(2);
-    }
-    // SAFETY: the client passed this descriptor to us alone (checked open
-    // above); nothing else in this fresh process owns it.
-    let ctl = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(ctl.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    let Ok(ctl) = prove_launch(fd, client) else {
+        return;
+    };
+    serve(ctl, client)
+}
+
+fn serve(ctl: OwnedFd, client: u32) -> ! {
     // SAFETY: setting a signal disposition to SIG_IGN installs no handler.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     let client_pidfd = sys::pidfd_open(client).ok().flatten();

@@ -1,11 +1,14 @@
-//! The `spawn` start method: `posix_spawn` of the current executable, which
+//! The `spawn` start method: the current executable run again, which
 //! stops in [`crate::init`] and runs a registered entry point.
 //!
 //! ```text
 //!  parent                                  child (same binary, fresh)
 //!  socketpair (close-on-exec)
-//!  posix_spawn(/proc/self/exe, MARKER ..)  main(): register_entry(..)
-//!     child's end dup2'ed to fd 3/4        init(): sees MARKER
+//!  fork, exec(/proc/self/exe, MARKER ..)   main(): register_entry(..)
+//!    child's end kept at its number,       init(): sees MARKER, checks
+//!    every other fd > 2 closed at exec       fd, getppid, SO_PEERCRED, exe
+//!  <------------------------- C nonce (16 random bytes)
+//!  K nonce (kernel stamps our pid) ------->  sender pid == parent? nonce?
 //!                                          [daemon] PDEATHSIG, getppid
 //!  <------------------------- R (ready) or U (unknown entry)
 //!  A (arguments) ------------------------->
@@ -15,8 +18,25 @@
 //! ```
 //!
 //! If the child closes the socket or says nothing before the handshake
-//! timeout, it never reached `init`: the parent reaps (or kills and reaps)
-//! it and reports [`ProcessError::InitHookMissing`].
+//! timeout, it never reached `init` (or refused the launch): the parent
+//! reaps (or kills and reaps) it and reports
+//! [`ProcessError::InitHookMissing`].
+//!
+//! # Descriptors
+//!
+//! The child holds 0, 1, 2 and its end of the socket, nothing else of the
+//! parent's: every other descriptor, close-on-exec or not, is closed at the
+//! `exec` ([`sys::spawn_exe`]), as Python's spawn does. The fork server is
+//! launched the same way.
+//!
+//! # Who may launch
+//!
+//! `init` acts on `--multiproc-spawn` (or `--multiproc-forkserver`) only
+//! when the launch proves that it comes from a parent running this very
+//! program; see [`prove_launch`]. Anything else (an outsider running the
+//! program with those arguments, whatever descriptors it passes) makes
+//! `init` return without side effects, and `main` goes on with its argv
+//! unchanged.
 
 use std::ffi::{CString, OsString};
 use std::io::Read;
@@ -37,7 +57,12 @@ use crate::sys;
 /// `argv[1]` of a spawned child.
 pub(crate) const MARKER: &str = "--multiproc-spawn";
 /// Protocol version, `argv[2]`.
-const VERSION: &str = "1";
+const VERSION: &str = "2";
+
+/// How long a launched child waits for its parent's proof (`K`) before it
+/// gives the launch up. The parent answers at once; this only bounds a
+/// silent peer.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The executable to run again, and `argv[0]` to give it.
 pub(crate) fn exe() -> Result<(CString, CString), ProcessError> {
@@ -56,29 +81,6 @@ pub(crate) fn exe() -> Result<(CString, CString), ProcessError> {
         })?
     };
     Ok((path, argv0))
-}
-
-/// The environment, as `KEY=VALUE` C strings (read through std, which
-/// holds its environment lock meanwhile).
-pub(crate) fn envp() -> Vec<CString> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).ok()
-        })
-        .collect()
-}
-
-/// The descriptor number the child gets its end of the socket as: 3,
-/// unless that is the source itself.
-pub(crate) fn child_fd(src: BorrowedFd<'_>) -> RawFd {
-    if src.as_raw_fd() == 3 {
-        4
-    } else {
-        3
-    }
 }
 
 pub(crate) fn cstr(s: impl Into<Vec<u8>>) -> Result<CString, ProcessError> {
@@ -172,26 +174,33 @@ pub(crate) fn start(
         });
     }
     let (mine, theirs) = sys::socketpair(libc::SOCK_STREAM).map_err(start_err("socketpair"))?;
-    let fd_no = child_fd(theirs.as_fd());
     let (path, argv0) = exe()?;
     let argv = vec![
         argv0,
         cstr(MARKER)?,
         cstr(VERSION)?,
-        cstr(fd_no.to_string())?,
+        cstr(theirs.as_raw_fd().to_string())?,
         cstr(ident.parent_pid.to_string())?,
         cstr(if ident.daemon { "1" } else { "0" })?,
         cstr(entry_name)?,
         cstr(ident.name.as_bytes())?,
         cstr(path_str(&ident.path))?,
     ];
-    let pid = sys::spawn_exe(&path, &argv, &envp(), (theirs.as_fd(), fd_no))
-        .map_err(start_err("posix_spawn"))?;
+    let pid = sys::spawn_exe(&path, &argv, theirs.as_fd()).map_err(start_err("spawn"))?;
     drop(theirs);
     let pidfd = sys::pidfd_open(pid).ok().flatten();
 
     let deadline = Instant::now() + timeout;
     let mut frames = FrameBuf::default();
+    match answer_challenge(mine.as_fd(), &mut frames, deadline) {
+        Ok(()) => {}
+        Err(timed_out) => {
+            let status = reap_failed(pid, true);
+            return Err(ProcessError::InitHookMissing {
+                status: if timed_out { None } else { status },
+            });
+        }
+    }
     match recv_frame(mine.as_fd(), &mut frames, deadline) {
         Ok(Some((wire::READY, _, _))) => {}
         Ok(Some((wire::UNKNOWN_ENTRY, _, _))) => {
@@ -231,41 +240,209 @@ pub(crate) fn start(
     Ok(inner)
 }
 
-/// Leaves a child whose start-up went wrong, with a message on stderr.
-fn die(msg: &str) -> ! {
-    eprintln!("multiproc spawn child: {msg}");
-    std::process::exit(2)
+/// The parent's half of the launch proof: waits for the child's `C`
+/// challenge and sends its bytes back in a `K` frame from this process,
+/// which the kernel stamps with this process's pid. `Err(true)` at the
+/// deadline, `Err(false)` on anything else than a challenge.
+pub(crate) fn answer_challenge(
+    sock: BorrowedFd<'_>,
+    frames: &mut FrameBuf,
+    deadline: Instant,
+) -> Result<(), bool> {
+    match recv_frame(sock, frames, deadline) {
+        Ok(Some((wire::CHALLENGE, p, _))) => {
+            let nonce = wire::parse_nonce(&p).ok_or(false)?;
+            sys::send_all(sock, &wire::frame(wire::PROOF, &nonce)).map_err(|_| false)
+        }
+        Err(true) => Err(true),
+        _ => Err(false),
+    }
+}
+
+/// Why [`prove_launch`] refused a launch (kept for tests and debugging;
+/// `init` says nothing and returns).
+pub(crate) type Refusal = &'static str;
+
+/// Decides whether the launch that put `fd` in this process (and the
+/// claimed `parent_pid` in its argv) comes from a parent that runs this
+/// very program, and only then takes `fd` over (close-on-exec).
+///
+/// A launch is proven when all of these hold, checked in this order:
+///
+/// 1. `fd` is above the standard streams, open, and a Unix stream socket;
+/// 2. `parent_pid` is this process's parent (`getppid`), and the kernel's
+///    record of who made the socket pair (`SO_PEERCRED`) names it too;
+/// 3. that parent runs the same executable file as this process (device
+///    and inode of `/proc/<pid>/exe`, read through the kernel);
+/// 4. a challenge of 16 bytes from `getrandom(2)` is sent over `fd`, and
+///    the same bytes come back in data that the kernel attests (with
+///    `SCM_CREDENTIALS`, after `SO_PASSCRED`) was sent by the parent
+///    process itself, after the challenge;
+/// 5. steps 2 and 3 still hold.
+///
+/// Why an outsider cannot pass: whoever runs the program is its parent and
+/// may choose argv and every descriptor, so argv and the socket's contents
+/// prove nothing alone. The kernel's facts do: the answer must be sent by
+/// the parent process (3 and 4), while it runs this program (3, before the
+/// challenge and after the answer, so it runs the program throughout: an
+/// outsider that execs the program after forking the child no longer runs
+/// its own code then), and this program answers a challenge only on a
+/// socket it made for a child it just started. An outsider that runs its
+/// own code as the parent fails 3; one that execs the program fails 4, as
+/// only the program could answer and it does not; one whose helper
+/// answers fails 4 (the helper's pid is stamped). Passing needs the
+/// privilege to forge credentials (`CAP_SYS_ADMIN`) or to trace the parent,
+/// which already gives control of the program.
+///
+/// Until the launch is proven, nothing is changed but the challenge written
+/// to `fd` (after 1 to 3 passed) and `SO_PASSCRED` meanwhile (restored); `fd`
+/// is never closed. A legitimate parent whose `/proc/<pid>/exe` the child
+/// may not read (a non-dumpable, e.g. set-user-ID, program) cannot start
+/// children with `Spawn` or `Forkserver`; neither can any parent on a
+/// system other than Linux, which has no kernel-attested sender.
+pub(crate) fn prove_launch(fd: RawFd, parent_pid: u32) -> Result<OwnedFd, Refusal> {
+    if fd <= 2 {
+        return Err("the descriptor is a standard stream");
+    }
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err("the descriptor is not open");
+    }
+    // SAFETY: `fd` is open (checked above); the borrow lives only in this
+    // function, which closes nothing and hands `fd` out only once proven.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    if !sys::is_unix_stream(sock) {
+        return Err("the descriptor is not a Unix stream socket");
+    }
+    let parent_runs_us = || {
+        parent_pid != 0
+            && sys::getppid() == parent_pid
+            && sys::runs_same_executable(parent_pid).unwrap_or(false)
+    };
+    if sys::getppid() != parent_pid || sys::peer_pid(sock).ok() != Some(parent_pid) {
+        return Err("the socket was not made by the parent");
+    }
+    if !parent_runs_us() {
+        return Err("the parent does not run this program");
+    }
+    let mut nonce = [0u8; wire::NONCE_LEN];
+    sys::fill_random(&mut nonce).map_err(|_| "no random bytes")?;
+    let prev = sys::set_pass_credentials(sock, true).map_err(|_| "SO_PASSCRED")?;
+    let answered = challenge(sock, parent_pid, &nonce);
+    let _ = sys::set_pass_credentials(sock, prev);
+    answered?;
+    if !parent_runs_us() {
+        return Err("the parent does not run this program");
+    }
+    // SAFETY: the launch is proven: the parent placed this descriptor for
+    // this process alone, and nothing else in this process owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Keep it from leaking into processes this one execs.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(sock)
+}
+
+/// Step 4 of [`prove_launch`]: sends `nonce` and waits (at most
+/// [`PROOF_TIMEOUT`]) for a `K` frame carrying it, all of whose bytes the
+/// kernel says `parent_pid` sent. Reads no byte past that frame.
+fn challenge(sock: BorrowedFd<'_>, parent_pid: u32, nonce: &[u8]) -> Result<(), Refusal> {
+    sys::send_all(sock, &wire::frame(wire::CHALLENGE, nonce)).map_err(|_| "challenge not sent")?;
+    let want = wire::frame(wire::PROOF, nonce);
+    let mut got = Vec::with_capacity(want.len());
+    let deadline = Instant::now() + PROOF_TIMEOUT;
+    let mut buf = [0u8; wire::HEADER + wire::NONCE_LEN];
+    while got.len() < want.len() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err("no proof in time");
+        }
+        if !sys::poll_readable(sock, Some(deadline - now)).map_err(|_| "poll")? {
+            continue;
+        }
+        let room = want.len() - got.len();
+        match sys::recv_with_sender(sock, &mut buf[..room]) {
+            Ok(None) => {}
+            Ok(Some((0, _))) => return Err("closed before the proof"),
+            Ok(Some((n, sender))) => {
+                if sender != Some(parent_pid) {
+                    return Err("the proof was sent by another process");
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            Err(_) => return Err("recvmsg"),
+        }
+    }
+    if got == want {
+        Ok(())
+    } else {
+        Err("wrong proof")
+    }
+}
+
+/// What a spawned child's argv says (after [`MARKER`]).
+struct Launch {
+    fd: RawFd,
+    parent_pid: u32,
+    daemon: bool,
+    entry_name: String,
+    name: String,
+    path: Vec<u32>,
+}
+
+impl Launch {
+    fn parse(mut args: std::env::ArgsOs) -> Option<Self> {
+        let mut next = || args.next().and_then(|a| a.into_string().ok());
+        if next()? != VERSION {
+            return None;
+        }
+        let fd = next()?.parse().ok()?;
+        let parent_pid = next()?.parse().ok()?;
+        let daemon = match next()?.as_str() {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        let entry_name = next()?;
+        let name = next()?;
+        let path = parse_path(&next()?)?;
+        if next().is_some() {
+            return None;
+        }
+        Some(Self {
+            fd,
+            parent_pid,
+            daemon,
+            entry_name,
+            name,
+            path,
+        })
+    }
 }
 
 /// The child side, called from [`crate::init`]; `args` is the rest of argv
-/// after [`MARKER`].
-pub(crate) fn child_main(mut args: std::env::ArgsOs) -> ! {
-    let mut next = || {
-        args.next()
-            .and_then(|a| a.into_string().ok())
-            .unwrap_or_else(|| die("malformed arguments"))
+/// after [`MARKER`]. Returns (having changed nothing) unless the launch is
+/// well-formed and proven ([`prove_launch`]); otherwise runs the entry
+/// point and exits.
+pub(crate) fn child_main(args: std::env::ArgsOs) {
+    let Some(launch) = Launch::parse(args) else {
+        return;
     };
-    if next() != VERSION {
-        die("protocol version mismatch");
-    }
-    let fd: RawFd = next().parse().unwrap_or_else(|_| die("bad descriptor"));
-    let parent_pid: u32 = next().parse().unwrap_or_else(|_| die("bad parent pid"));
-    let daemon = next() == "1";
-    let entry_name = next();
-    let name = next();
-    let path = parse_path(&next()).unwrap_or_else(|| die("bad identity"));
+    let Ok(sock) = prove_launch(launch.fd, launch.parent_pid) else {
+        return;
+    };
+    run_child(launch, sock)
+}
 
-    // SAFETY: F_GETFD only inspects the descriptor table.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        die("the parent's descriptor is missing");
-    }
-    // SAFETY: the parent passed this descriptor to us alone (checked open
-    // above); nothing else in this fresh process owns it.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Keep it from leaking into processes this child execs.
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-
+fn run_child(launch: Launch, sock: OwnedFd) -> ! {
+    let Launch {
+        parent_pid,
+        daemon,
+        entry_name,
+        name,
+        path,
+        ..
+    } = launch;
     if daemon {
         let _ = sys::set_parent_death_signal(libc::SIGKILL);
         if sys::getppid() != parent_pid {
@@ -304,7 +481,10 @@ pub(crate) fn child_main(mut args: std::env::ArgsOs) -> ! {
             }
             a
         }
-        _ => die("bad arguments frame"),
+        _ => {
+            eprintln!("multiproc spawn child: bad arguments frame");
+            std::process::exit(2)
+        }
     };
     let (code, report) = run_guarded(move || (f(&args), None));
     if let Some(frame) = report {

@@ -9,6 +9,8 @@
 //!
 //! | tag | from -> to | payload |
 //! |---|---|---|
+//! | `C` challenge | spawned child -> parent, server -> client | [`NONCE_LEN`] random bytes |
+//! | `K` proof | parent -> spawned child, client -> server | the challenge's bytes, sent by the parent process itself |
 //! | `R` ready | spawned child -> parent, server -> client | empty |
 //! | `U` unknown entry | spawned child -> parent | entry name |
 //! | `A` arguments | parent -> spawned child | argument bytes |
@@ -19,12 +21,17 @@
 //! | `E` refused | server -> client | reason |
 //! | `S` status | server -> client | kind (0 exit, 1 signal) + i32 LE |
 //!
+//! `C` and `K` come first on every launch: see
+//! [`prove_launch`](super::spawn::prove_launch) for what they prove.
+//!
 //! Every length is checked against [`MAX_FRAME`] and every payload decoded
 //! with bounds checks: a confused or hostile peer yields an error, never a
 //! panic.
 
 use crate::sys::WaitStatus;
 
+pub(crate) const CHALLENGE: u8 = b'C';
+pub(crate) const PROOF: u8 = b'K';
 pub(crate) const READY: u8 = b'R';
 pub(crate) const UNKNOWN_ENTRY: u8 = b'U';
 pub(crate) const ARGS: u8 = b'A';
@@ -44,6 +51,14 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 /// Longest report message: a report frame then fits `PIPE_BUF` (4096), so a
 /// child writes it in one atomic write that never blocks on an empty pipe.
 pub(crate) const MAX_REPORT: usize = 4096 - HEADER;
+
+/// Bytes of the random challenge of a launch.
+pub(crate) const NONCE_LEN: usize = 16;
+
+/// Decodes the payload of a `C` or `K` frame: exactly [`NONCE_LEN`] bytes.
+pub(crate) fn parse_nonce(p: &[u8]) -> Option<[u8; NONCE_LEN]> {
+    p.try_into().ok()
+}
 
 /// Encodes one frame.
 pub(crate) fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
@@ -257,6 +272,16 @@ mod tests {
         let mut bad = e;
         bad[0] = 7;
         assert_eq!(Request::decode(&bad), None);
+    }
+
+    #[test]
+    fn nonces_have_one_length() {
+        let n = [7u8; NONCE_LEN];
+        assert_eq!(parse_nonce(&n), Some(n));
+        assert_eq!(parse_nonce(&n[1..]), None);
+        assert_eq!(parse_nonce(&[0; NONCE_LEN + 1]), None);
+        let f = frame(CHALLENGE, &n);
+        assert_eq!(f.len(), HEADER + NONCE_LEN);
     }
 
     #[test]

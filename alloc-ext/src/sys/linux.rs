@@ -114,3 +114,188 @@ pub(crate) fn socketpair_cloexec(kind: libc::c_int, fds: &mut [RawFd; 2]) -> io:
     })
     .map(drop)
 }
+
+/// Marks every descriptor in `first..=last` close-on-exec:
+/// `close_range(first, last, CLOSE_RANGE_CLOEXEC)` (Linux 5.11), else one
+/// `fcntl` per number below the descriptor limit. Async-signal-safe (only
+/// system calls), for use between `fork` and `exec`.
+pub(crate) fn cloexec_range(first: RawFd, last: RawFd) {
+    if first > last || first < 0 {
+        return;
+    }
+    // SAFETY: close_range takes two descriptor numbers and flags; with
+    // CLOSE_RANGE_CLOEXEC it only sets a flag on open descriptors.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    // ENOSYS (before 5.9) or EINVAL (the flag, before 5.11).
+    super::cloexec_range_by_fcntl(first, last);
+}
+
+/// Fills `buf` from the kernel's random source (`getrandom(2)`, blocking
+/// until it is seeded).
+pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let rest = &mut buf[got..];
+        // SAFETY: `rest` is valid for `rest.len()` writable bytes.
+        let r = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            continue;
+        }
+        got += r as usize;
+    }
+    Ok(())
+}
+
+fn getsockopt_int(sock: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid out-pointer and its length.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+/// Whether `sock` is a Unix-domain stream socket.
+pub(crate) fn is_unix_stream(sock: BorrowedFd<'_>) -> bool {
+    getsockopt_int(sock, libc::SO_DOMAIN).is_ok_and(|d| d == libc::AF_UNIX)
+        && getsockopt_int(sock, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM)
+}
+
+/// The pid the kernel recorded for the peer of a Unix socket
+/// (`SO_PEERCRED`): for a `socketpair`, the process that created the pair.
+pub(crate) fn peer_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: ucred is plain data; all-zero is valid.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid out-pointer and its length.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.pid as u32)
+}
+
+/// Whether process `pid` runs the same executable file as this process
+/// (same device and inode behind `/proc/<pid>/exe` and `/proc/self/exe`).
+/// Fails when `/proc/<pid>/exe` may not be read (another user, or a
+/// non-dumpable process).
+pub(crate) fn runs_same_executable(pid: u32) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let mine = std::fs::metadata("/proc/self/exe")?;
+    let theirs = std::fs::metadata(format!("/proc/{pid}/exe"))?;
+    Ok((mine.dev(), mine.ino()) == (theirs.dev(), theirs.ino()))
+}
+
+/// Sets `SO_PASSCRED` on `sock` (the kernel then attaches the sender's
+/// pid to every message received); returns the previous setting.
+pub(crate) fn set_pass_credentials(sock: BorrowedFd<'_>, on: bool) -> io::Result<bool> {
+    let prev = getsockopt_int(sock, libc::SO_PASSCRED)? != 0;
+    let v = libc::c_int::from(on);
+    // SAFETY: a valid pointer to an int option and its length.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(prev)
+}
+
+/// Receives what is available from a stream socket with `SO_PASSCRED` set
+/// (without blocking), with the pid of the process that sent it as the
+/// kernel attests it: `Ok(None)` when nothing is available, a length of 0
+/// at end of stream. The kernel never merges data of different senders in
+/// one read. Descriptors sent along are closed.
+pub(crate) fn recv_with_sender(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, Option<u32>)>> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for credentials and a few stray descriptors, aligned.
+    let mut cbuf = [0u64; 16];
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let n = loop {
+        // SAFETY: `msg` describes live buffers of the stated sizes.
+        let r = unsafe {
+            libc::recvmsg(
+                sock.as_raw_fd(),
+                &mut msg,
+                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+            )
+        };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    };
+    let mut sender = None;
+    // SAFETY: the kernel filled `msg_controllen` bytes of `cbuf` with
+    // well-formed control messages; the CMSG_* macros walk them in bounds,
+    // and each payload is read unaligned at its stated size.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
+            if (*c).cmsg_level == libc::SOL_SOCKET {
+                if (*c).cmsg_type == libc::SCM_CREDENTIALS
+                    && bytes >= std::mem::size_of::<libc::ucred>()
+                {
+                    let cred = std::ptr::read_unaligned(data.cast::<libc::ucred>());
+                    sender = Some(cred.pid as u32);
+                } else if (*c).cmsg_type == libc::SCM_RIGHTS {
+                    for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                        // Each received descriptor is new and ours: close it.
+                        drop(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
+                            data.cast::<RawFd>().add(i),
+                        )));
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Some((n, sender)))
+}

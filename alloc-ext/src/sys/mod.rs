@@ -13,6 +13,8 @@
 //! | [`cpu_count`] | `sched_getaffinity` | `available_parallelism` |
 //! | [`list_shm_names`] | reads `/dev/shm` | `Unsupported` |
 //! | [`pipe_cloexec`] | `pipe2(O_CLOEXEC)` | `pipe` + `fcntl` |
+//! | [`cloexec_range`] | `close_range(CLOSE_RANGE_CLOEXEC)`, else `fcntl` per fd | `fcntl` per fd |
+//! | [`fill_random`], [`is_unix_stream`], [`peer_pid`], [`runs_same_executable`], [`set_pass_credentials`], [`recv_with_sender`] | `getrandom`, `SO_DOMAIN`/`SO_TYPE`, `SO_PEERCRED`, `/proc/<pid>/exe`, `SO_PASSCRED`, `SCM_CREDENTIALS` | `Unsupported`: a spawn or fork-server launch is never proven |
 //!
 //! Every function returns `io::Result` and takes owned or borrowed file
 //! descriptors, so the callers hold no raw fd longer than a call.
@@ -28,8 +30,9 @@ use std::time::Duration;
 mod imp;
 
 pub(crate) use imp::{
-    cpu_count, list_shm_names, pidfd_open, pidfd_send_signal, pipe_cloexec,
-    set_parent_death_signal, RECV_CLOEXEC, SEND_NOSIGNAL, SHM_NAME_MAX,
+    cloexec_range, cpu_count, fill_random, is_unix_stream, list_shm_names, peer_pid, pidfd_open,
+    pidfd_send_signal, pipe_cloexec, recv_with_sender, runs_same_executable,
+    set_parent_death_signal, set_pass_credentials, RECV_CLOEXEC, SEND_NOSIGNAL, SHM_NAME_MAX,
 };
 
 /// Turns a `-1` return into the thread's `errno`.
@@ -445,98 +448,67 @@ pub(crate) fn recv_with_fd(
     Ok(Some((n, got)))
 }
 
-/// `posix_spawn` of `path` with `argv` and `envp`, the child getting
-/// `keep.0` as descriptor number `keep.1` (every other descriptor of this
-/// process is close-on-exec), with an empty signal mask and `SIGPIPE` back
-/// to its default action. Safe in a multi-threaded parent: nothing runs
-/// between the clone and the exec but the C library's own code.
-pub(crate) fn spawn_exe(
-    path: &CStr,
-    argv: &[CString],
-    envp: &[CString],
-    keep: (BorrowedFd<'_>, RawFd),
-) -> io::Result<u32> {
-    let mut argv_p: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    argv_p.push(std::ptr::null_mut());
-    let mut envp_p: Vec<*mut libc::c_char> = envp.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    envp_p.push(std::ptr::null_mut());
+/// Runs `path` with `argv` (`argv[0]` first) in a new process that holds
+/// `keep` (at the same descriptor number, close-on-exec cleared) and, of
+/// this process's other descriptors, only 0, 1 and 2: every other one is
+/// closed at the `exec`, close-on-exec or not (as Python's spawn does). The
+/// environment is this process's; the signal mask is emptied and `SIGPIPE`
+/// set back to its default action (by std).
+///
+/// Built on `std::process::Command` with a `pre_exec` hook, so std does
+/// the `fork`, the `exec` and the report of an `exec` failure; between them
+/// the hook makes only `fcntl` and `close_range` calls, which are
+/// async-signal-safe: safe in a multi-threaded parent.
+pub(crate) fn spawn_exe(path: &CStr, argv: &[CString], keep: BorrowedFd<'_>) -> io::Result<u32> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
 
-    struct Actions(libc::posix_spawn_file_actions_t);
-    impl Drop for Actions {
-        fn drop(&mut self) {
-            // SAFETY: initialised in `spawn_exe` before this guard exists.
-            unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
-        }
-    }
-    struct Attr(libc::posix_spawnattr_t);
-    impl Drop for Attr {
-        fn drop(&mut self) {
-            // SAFETY: initialised in `spawn_exe` before this guard exists.
-            unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
-        }
-    }
-    fn check(r: libc::c_int) -> io::Result<()> {
-        if r == 0 {
+    let os = |c: &CStr| OsStr::from_bytes(c.to_bytes()).to_owned();
+    let (argv0, rest) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let keep = keep.as_raw_fd();
+    let mut cmd = std::process::Command::new(os(path));
+    cmd.arg0(os(argv0)).args(rest.iter().map(|a| os(a)));
+    // SAFETY: the hook runs in the forked child before `exec`; it makes
+    // only fcntl and close_range system calls (async-signal-safe), touches
+    // no lock and allocates nothing (the closure captures one integer).
+    unsafe {
+        cmd.pre_exec(move || {
+            // SAFETY: F_SETFD on a descriptor number; no memory is involved.
+            cvt(libc::fcntl(keep, libc::F_SETFD, 0))?;
+            cloexec_range(3, keep - 1);
+            cloexec_range((keep + 1).max(3), RawFd::MAX);
             Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(r))
-        }
-    }
+        })
+    };
+    let child = cmd.spawn()?;
+    // Dropping `Child` neither waits nor kills: the caller reaps the pid.
+    Ok(child.id())
+}
 
-    // SAFETY: the structs are plain C data, initialised by the _init calls
-    // below before any other use, and destroyed by the guards.
-    let mut actions = Actions(unsafe { std::mem::zeroed() });
-    // SAFETY: as above.
-    check(unsafe { libc::posix_spawn_file_actions_init(&mut actions.0) })?;
-    // SAFETY: as above.
-    let mut attr = Attr(unsafe { std::mem::zeroed() });
-    // SAFETY: as above.
-    check(unsafe { libc::posix_spawnattr_init(&mut attr.0) })?;
-
-    let (src, dst) = (keep.0.as_raw_fd(), keep.1);
-    if src == dst {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+/// The fallback of [`cloexec_range`]: `fcntl(FD_CLOEXEC)` on each number
+/// in `first..=last` below the soft descriptor limit (a descriptor opened
+/// before the limit was lowered is missed). Only system calls:
+/// async-signal-safe.
+pub(crate) fn cloexec_range_by_fcntl(first: RawFd, last: RawFd) {
+    // SAFETY: rlimit is plain data; all-zero is valid.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    let limit = if known && lim.rlim_cur != libc::RLIM_INFINITY {
+        RawFd::try_from(lim.rlim_cur).unwrap_or(RawFd::MAX)
+    } else {
+        // Unknown or unlimited: Linux's default ceiling (`fs.nr_open`).
+        1 << 20
+    };
+    let mut fd = first.max(0);
+    while fd <= last && fd < limit {
+        // SAFETY: F_SETFD on a descriptor number (EBADF if not open).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        fd += 1;
     }
-    // SAFETY: the actions object is initialised; dup2 of a live descriptor
-    // onto another number clears close-on-exec on the copy.
-    check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut actions.0, src, dst) })?;
-
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
-    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `empty` is a valid sigset_t.
-    unsafe { libc::sigemptyset(&mut empty) };
-    // SAFETY: as above.
-    let mut pipe_set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `pipe_set` is a valid sigset_t.
-    unsafe {
-        libc::sigemptyset(&mut pipe_set);
-        libc::sigaddset(&mut pipe_set, libc::SIGPIPE);
-    }
-    // SAFETY: `attr` is initialised; the sets are valid.
-    unsafe {
-        check(libc::posix_spawnattr_setsigmask(&mut attr.0, &empty))?;
-        check(libc::posix_spawnattr_setsigdefault(&mut attr.0, &pipe_set))?;
-        check(libc::posix_spawnattr_setflags(
-            &mut attr.0,
-            (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as _,
-        ))?;
-    }
-
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: every pointer is valid for the call: `path` and the strings
-    // behind `argv_p`/`envp_p` are NUL-terminated and outlive it, and both
-    // arrays end with a null pointer.
-    check(unsafe {
-        libc::posix_spawn(
-            &mut pid,
-            path.as_ptr(),
-            &actions.0,
-            &attr.0,
-            argv_p.as_ptr(),
-            envp_p.as_ptr(),
-        )
-    })?;
-    Ok(pid as u32)
 }
 
 /// Reads what is available from a socket without blocking: `Ok(None)`

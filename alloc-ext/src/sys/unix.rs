@@ -83,3 +83,44 @@ pub(crate) fn socketpair_cloexec(kind: libc::c_int, fds: &mut [RawFd; 2]) -> io:
     }
     Ok(())
 }
+
+/// Marks every descriptor in `first..=last` close-on-exec, one `fcntl`
+/// per number below the descriptor limit. Async-signal-safe.
+pub(crate) fn cloexec_range(first: RawFd, last: RawFd) {
+    super::cloexec_range_by_fcntl(first, last);
+}
+
+/// No portable kernel-attested sender of a message here: the launch of a
+/// spawn child or fork server cannot be proven, so it is refused (see
+/// `process::spawn::prove_launch`).
+pub(crate) fn fill_random(_buf: &mut [u8]) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// See [`fill_random`]: a launch is never proven here.
+pub(crate) fn is_unix_stream(_sock: BorrowedFd<'_>) -> bool {
+    false
+}
+
+/// See [`fill_random`].
+pub(crate) fn peer_pid(_sock: BorrowedFd<'_>) -> io::Result<u32> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// See [`fill_random`].
+pub(crate) fn runs_same_executable(_pid: u32) -> io::Result<bool> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// See [`fill_random`].
+pub(crate) fn set_pass_credentials(_sock: BorrowedFd<'_>, _on: bool) -> io::Result<bool> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// See [`fill_random`].
+pub(crate) fn recv_with_sender(
+    _sock: BorrowedFd<'_>,
+    _buf: &mut [u8],
+) -> io::Result<Option<(usize, Option<u32>)>> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}

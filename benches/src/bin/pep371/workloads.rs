@@ -245,17 +245,37 @@ impl Drop for Server {
 }
 
 /// What the workloads need: the data file and the server.
+///
+/// The file lives in a private directory (mode 0700, random name, made by
+/// `tempfile`, which never reuses an existing one), so no other user can plant a symlink or a file of their
+/// own where it is written, as they could at a predictable
+/// `/tmp/pep371-<pid>.txt`.
 pub(crate) struct Fixture {
+    /// Removed with its file on drop, by the process that made it only.
+    dir: Option<tempfile::TempDir>,
+    owner_pid: u32,
     file: PathBuf,
     server: Server,
 }
 
 impl Fixture {
     pub(crate) fn new() -> std::io::Result<Fixture> {
-        let file = std::env::temp_dir().join(format!("pep371-{}.txt", std::process::id()));
+        use std::os::unix::fs::PermissionsExt;
+        // Mode 0700 asked for explicitly: tempfile's default follows the
+        // umask (0755 here).
+        let dir = tempfile::Builder::new()
+            .prefix("pep371-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
+        let file = dir.path().join("data.txt");
         make_file(&file)?;
         let server = Server::start()?;
-        Ok(Fixture { file, server })
+        Ok(Fixture {
+            dir: Some(dir),
+            owner_pid: std::process::id(),
+            file,
+            server,
+        })
     }
 
     /// One call of `workload`, as a job any thread or forked process can
@@ -289,7 +309,10 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.file);
+        if std::process::id() != self.owner_pid {
+            // A forked copy: the directory is the parent's.
+            std::mem::forget(self.dir.take());
+        }
     }
 }
 
@@ -398,5 +421,12 @@ mod tests {
             url_get(fx.server.addr()).unwrap(),
             (URL_FETCHES * PAGE_LINE.len() * PAGE_REPEAT) as u64
         );
+        // The file sits in a private directory, gone with the fixture.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = fx.file.parent().unwrap().to_owned();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        drop(fx);
+        assert!(!dir.exists());
     }
 }
