@@ -66,26 +66,34 @@
 //!
 //! ```text
 //!   63        62     61 ........ 40   39 ............. 0
-//!   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40)
+//!   SKIPPED | BUSY | owner pid (22) | stamp (2l or 2l + 1, mod 2^40)
 //! ```
+//!
+//! where `l = p - p % cap` is the first position of `p`'s lap in its slot
+//! (`l = lap × cap`): stamps count laps rather than positions, so that in
+//! the first lap every slot's stamp is 0 and the all-zero slot is `F(i)`.
+//! A ring in freshly zeroed memory is therefore created by writing its
+//! header and body only ([`Region::assume_zeroed`](crate::region::Region::assume_zeroed)): its slots' pages are
+//! not touched until used.
 //!
 //! | state | `seq` | meaning | next step |
 //! |---|---|---|---|
-//! | `F(p)` | `2p` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
-//! | `W(p, pid)` | `BUSY \| pid \| 2p` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
-//! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
-//! | `S(p)` | `SKIPPED \| 2p + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
-//! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` | owner: store `F(p + cap)` |
+//! | `F(p)` | `2l` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
+//! | `W(p, pid)` | `BUSY \| pid \| 2l` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
+//! | `V(p)` | `2l + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
+//! | `S(p)` | `SKIPPED \| 2l + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
+//! | `R(p, pid)` | `BUSY \| pid \| 2l + 1` | process `pid` reads the value of `p` | owner: store `F(p + cap)` |
 //!
 //! A producer claims its position on `tail`, which stays the authority on
 //! what was claimed (and carries the closed flag), then *takes* the slot by
 //! a CAS that records its pid. A consumer claims by the slot CAS itself and
 //! then moves `head` on; whoever finds a taken slot at `head` helps move it
 //! (so `head` lags by the runs being taken, never more). Stamps are doubled
-//! positions so that "holds `p`" and "free for `p + cap`" differ even for a
-//! capacity of 1, where Vyukov's original `p + 1` and `p + cap` coincide;
-//! they are compared as signed 40-bit distances, which the capacity limit
-//! of 2^32 keeps unambiguous.
+//! lap starts so that "holds `p`" (`2l + 1`) and "free for `p + cap`"
+//! (`2(l + cap)`) differ even for a capacity of 1, where Vyukov's original
+//! `p + 1` and `p + cap` coincide; they are compared (always within one
+//! slot) as signed 40-bit distances, which the capacity limit of 2^32 keeps
+//! unambiguous.
 //!
 //! The data is accessed only by the owner of a `W` or `R` slot, between
 //! the CAS that took it (Acquire) and the store that hands it on (Release),
@@ -201,12 +209,13 @@ const NOT_POW2: u64 = u64::MAX;
 // A slot's `seq` word (see "Slot states" in the module docs):
 //
 //   63        62     61 ........ 40   39 ............. 0
-//   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40)
+//   SKIPPED | BUSY | owner pid (22) | stamp (2l or 2l + 1, mod 2^40),
+//   l = p - p % cap (see `MpmcRing::free`)
 
 /// Bit 63 of a slot's `seq`: the slot was published without a value.
 const SKIPPED: u64 = 1 << 63;
-/// Bit 62 of a slot's `seq`: a process is writing (stamp `2p`) or reading
-/// (stamp `2p + 1`) the slot; its pid is in the owner bits.
+/// Bit 62 of a slot's `seq`: a process is writing (stamp `2l`) or reading
+/// (stamp `2l + 1`) the slot; its pid is in the owner bits.
 const BUSY: u64 = 1 << 62;
 /// Width of the stamp field.
 const STAMP_BITS: u32 = 40;
@@ -219,13 +228,15 @@ const OWNER_MASK: u64 = (1 << 22) - 1;
 /// `2(p + cap) + 1`, must stay far apart in the 40-bit stamp space.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
-/// The stamp of a slot free for the producer of position `pos`.
+/// The stamp "free for the producer of `pos`", taken absolute; the ring
+/// applies it to the start of `pos`'s lap ([`MpmcRing::free`]).
 #[inline]
 const fn free_stamp(pos: u64) -> u64 {
     pos.wrapping_mul(2) & STAMP_MASK
 }
 
-/// The stamp of a slot holding the value of position `pos`.
+/// The stamp "holds the value of `pos`", taken absolute; see
+/// [`free_stamp`].
 #[inline]
 const fn full_stamp(pos: u64) -> u64 {
     (pos.wrapping_mul(2) | 1) & STAMP_MASK
@@ -538,8 +549,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 _reserved: AtomicU32::new(0),
             },
         };
-        let parts = Parts::create(region, spec, body, |i| Slot {
-            seq: AtomicU64::new(free_stamp(i as u64)),
+        // Every slot starts as `F(i)`, whose relative stamp is 0: an
+        // all-zero slot, not written at all in a region known to be zeroed.
+        let parts = Parts::create_zeroed_elems(region, spec, body, |_| Slot {
+            seq: AtomicU64::new(0),
             value: UnsafeCell::new(T::zeroed()),
         })?;
         Ok(Self::from_parts(parts))
@@ -1019,8 +1032,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                         // Release: as a skip in `SkipOnUnwind`; a failure
                         // means a consumer stole it first.
                         let _ = self.slot(q).seq.compare_exchange(
-                            free_stamp(q),
-                            full_stamp(q) | SKIPPED,
+                            self.free(q),
+                            self.full(q) | SKIPPED,
                             Ordering::Release,
                             Ordering::Relaxed,
                         );
@@ -1299,6 +1312,22 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         i as usize
     }
 
+    /// The stamp of the slot of `pos` when it is free for the producer of
+    /// `pos`: [`free_stamp`] of the first position of `pos`'s lap in that
+    /// slot (`pos` minus its slot index), so that the stamps of the first
+    /// lap are 0 in every slot and zeroed memory is an empty ring.
+    #[inline(always)]
+    fn free(&self, pos: u64) -> u64 {
+        free_stamp(pos.wrapping_sub(self.index(pos) as u64))
+    }
+
+    /// The stamp of the slot of `pos` when it holds the value of `pos`
+    /// (relative as in [`free`](Self::free)).
+    #[inline(always)]
+    fn full(&self, pos: u64) -> u64 {
+        full_stamp(pos.wrapping_sub(self.index(pos) as u64))
+    }
+
     #[inline]
     fn slot(&self, pos: u64) -> &'a Slot<T> {
         let i = self.index(pos);
@@ -1330,7 +1359,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Acquire: pairs with the Release store in `free_slot`: the last
             // consumer's read of this slot is done before we write it.
             let seq = slot.seq.load(Ordering::Acquire);
-            let want = free_stamp(tail);
+            let want = self.free(tail);
             if seq == want {
                 // SeqCst on success: pairs with sleeping consumers (see
                 // `sleepers`). Relaxed on failure: we just retry.
@@ -1357,7 +1386,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     if !waiting {
                         return Err(Miss::Idle);
                     }
-                    let prev = full_stamp(tail.wrapping_sub(self.capacity));
+                    let prev = self.full(tail.wrapping_sub(self.capacity));
                     return Err(if seq & BUSY != 0 && stamp(seq) == prev {
                         // A consumer is reading the slot (`R`): it frees it
                         // soon, and may have checked for sleepers before we
@@ -1386,7 +1415,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// consumer stole the claim meanwhile (see [`steal`](Self::recover)).
     #[inline(always)]
     fn take_free(&self, slot: &Slot<T>, pos: u64) -> Result<(), Taken> {
-        let want = free_stamp(pos);
+        let want = self.free(pos);
         // AcqRel on success: Acquire as the load before the claim (the slot
         // still holds what we loaded); Release so that whoever sees `W`
         // (Acquire) also sees our claim on `tail` and does not take `W` at
@@ -1422,7 +1451,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Acquire: as in `claim_push`, for every slot of the run.
             while n < limit && {
                 let pos = tail.wrapping_add(n);
-                self.slot(pos).seq.load(Ordering::Acquire) == free_stamp(pos)
+                self.slot(pos).seq.load(Ordering::Acquire) == self.free(pos)
             } {
                 n += 1;
             }
@@ -1467,7 +1496,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     fn publish_skipped(&self, slot: &Slot<T>, pos: u64) {
         // Release: pairs with the Acquire load in `claim_pop`, which frees
         // the slot without reading it.
-        slot.seq.store(full_stamp(pos) | SKIPPED, Ordering::Release);
+        slot.seq.store(self.full(pos) | SKIPPED, Ordering::Release);
         self.wake_consumers();
     }
 
@@ -1478,7 +1507,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         // write of the value is visible to its consumer. A plain store: the
         // slot is ours (`W`), and nobody else changes an owned slot while
         // its owner lives.
-        slot.seq.store(full_stamp(pos), Ordering::Release);
+        slot.seq.store(self.full(pos), Ordering::Release);
     }
 
     /// Takes the oldest published value's slot (state `R`, owned by this
@@ -1503,7 +1532,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Acquire: pairs with the Release store in `publish`: the value
             // is written before we read it.
             let seq = slot.seq.load(Ordering::Acquire);
-            let want = full_stamp(head);
+            let want = self.full(head);
             if seq == want {
                 // SeqCst on success: pairs with sleeping producers (see
                 // `sleepers`); it is the claim. Relaxed on failure: we look
@@ -1528,7 +1557,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     .seq
                     .compare_exchange_weak(
                         seq,
-                        free_stamp(head.wrapping_add(self.capacity)),
+                        self.free(head.wrapping_add(self.capacity)),
                         Ordering::SeqCst,
                         Ordering::Relaxed,
                     )
@@ -1609,7 +1638,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         let mut n = 0u64;
         while n < limit {
             let pos = head.wrapping_add(n);
-            let want = full_stamp(pos);
+            let want = self.full(pos);
             // Orderings as in `claim_pop`. A slot holding `pos`'s value has
             // not been taken, so `head` was not moved past it: the run
             // starts at `head` and stays contiguous.
@@ -1654,7 +1683,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         // read of the value is done before the slot is written again. A
         // plain store: the slot is ours (`R`).
         slot.seq.store(
-            free_stamp(pos.wrapping_add(self.capacity)),
+            self.free(pos.wrapping_add(self.capacity)),
             Ordering::Release,
         );
     }
@@ -1677,17 +1706,17 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
         let Stuck { pos, seq } = stuck;
         let slot = self.slot(pos);
-        let to = if seq == free_stamp(pos) {
-            full_stamp(pos) | SKIPPED
+        let to = if seq == self.free(pos) {
+            self.full(pos) | SKIPPED
         } else if seq & (BUSY | SKIPPED) == BUSY && check_owner {
             let dead = owner(seq) != 0 && !pid_alive(owner(seq));
             if !dead {
                 return false;
             }
-            if stamp(seq) == free_stamp(pos) {
-                full_stamp(pos) | SKIPPED
-            } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
-                free_stamp(pos)
+            if stamp(seq) == self.free(pos) {
+                self.full(pos) | SKIPPED
+            } else if stamp(seq) == self.full(pos.wrapping_sub(self.capacity)) {
+                self.free(pos)
             } else {
                 return false;
             }

@@ -152,8 +152,9 @@ impl<T: Pod> Inner<T> {
             MpmcRing::<T>::memory_size(capacity).ok_or(QueueError::InvalidCapacity { capacity })?;
         let seg = Segment::create(size, name)?;
         // SAFETY: the ring view is stored next to the segment and dropped
-        // with it (field order in Inner).
-        let region = unsafe { seg.ring_region() };
+        // with it (field order in Inner); the segment is new and its ring
+        // area untouched: the ring writes only its header and body.
+        let region = unsafe { seg.fresh_ring_region() };
         let ring = MpmcRing::<T>::create_tagged(region, capacity, type_tag::<T>())
             .map_err(|e| match e {
                 multiproc_core::region::InitError::InvalidCapacity { capacity } => {

@@ -38,6 +38,9 @@ pub(crate) struct Segment {
     ring_off: usize,
     /// The process that created the segment (0 if opened).
     creator: u32,
+    /// Made by [`Segment::create`]: its ring area is still as the kernel
+    /// zero-filled it, until the ring is created there.
+    fresh: bool,
 }
 
 impl Segment {
@@ -59,6 +62,7 @@ impl Segment {
             peers,
             ring_off: off,
             creator: current_pid(),
+            fresh: true,
         })
     }
 
@@ -78,6 +82,7 @@ impl Segment {
             peers,
             ring_off: off,
             creator: 0,
+            fresh: false,
         })
     }
 
@@ -100,6 +105,30 @@ impl Segment {
     pub(crate) unsafe fn ring_region(&self) -> Region<'static> {
         // SAFETY: forwarded to the caller.
         unsafe { region_at(&self.shm, self.ring_off) }
+    }
+
+    /// The ring's region, marked as zero-filled when this process has just
+    /// created the segment (the rings then write their header and body
+    /// only: see [`Region::assume_zeroed`]); as
+    /// [`ring_region`](Self::ring_region) for an opened one.
+    ///
+    /// # Safety
+    ///
+    /// As [`ring_region`](Self::ring_region); and called by the creator to
+    /// create the ring(s), before anything else is written in the ring area.
+    pub(crate) unsafe fn fresh_ring_region(&self) -> Region<'static> {
+        // SAFETY: forwarded to the caller.
+        let region = unsafe { self.ring_region() };
+        if !self.fresh {
+            return region;
+        }
+        // SAFETY: the segment was created by `create` (a new shm object, or
+        // anonymous memory): the kernel zero-filled it, and only the peer
+        // table before `ring_off` has been written since (the caller's
+        // promise). Another process that opened the name and wrote into the
+        // ring area meanwhile would only make the ring start in a state of
+        // its choosing, which the rings tolerate (untrusted memory).
+        unsafe { region.assume_zeroed() }
     }
 
     /// The segment's name, if it has one.

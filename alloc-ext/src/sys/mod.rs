@@ -13,6 +13,8 @@
 //! | [`cpu_count`] | `sched_getaffinity` | `available_parallelism` |
 //! | [`list_shm_names`] | reads `/dev/shm` | `Unsupported` |
 //! | [`pipe_cloexec`] | `pipe2(O_CLOEXEC)` | `pipe` + `fcntl` |
+//! | [`reserve`] | `fallocate` | nothing (no portable call) |
+//! | [`sealed_memfd`] | `memfd_create` + `F_ADD_SEALS` | `Ok(None)`: `MAP_ANONYMOUS` |
 //!
 //! Every function returns `io::Result` and takes owned or borrowed file
 //! descriptors, so the callers hold no raw fd longer than a call.
@@ -28,7 +30,7 @@ use std::time::Duration;
 mod imp;
 
 pub(crate) use imp::{
-    cpu_count, list_shm_names, pidfd_open, pidfd_send_signal, pipe_cloexec,
+    cpu_count, list_shm_names, pidfd_open, pidfd_send_signal, pipe_cloexec, reserve, sealed_memfd,
     set_parent_death_signal, RECV_CLOEXEC, SEND_NOSIGNAL, SHM_NAME_MAX,
 };
 

@@ -83,3 +83,16 @@ pub(crate) fn socketpair_cloexec(kind: libc::c_int, fds: &mut [RawFd; 2]) -> io:
     }
     Ok(())
 }
+
+/// No portable way to reserve the blocks of a shm object (macOS has no
+/// `posix_fallocate`): nothing is reserved, and a write past the room left
+/// raises `SIGBUS` as it always has there.
+pub(crate) fn reserve(_fd: BorrowedFd<'_>, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
+/// No memfds: anonymous segments are `MAP_SHARED | MAP_ANONYMOUS` mappings,
+/// which no descriptor names.
+pub(crate) fn sealed_memfd(_len: usize) -> io::Result<Option<OwnedFd>> {
+    Ok(None)
+}
