@@ -897,6 +897,7 @@ impl PipeToken {
             size: u64::from(self.duplex),
             align: self.stride as u64,
             tag: type_tag::<PipeEndTag>(),
+            ticket: 0,
             name: self.name.clone(),
         }
         .encode()
@@ -989,6 +990,7 @@ mod tests {
             size,
             align,
             tag: type_tag::<PipeEndTag>(),
+            ticket: 0,
             name: "/psm_pipe".into(),
         }
         .encode()

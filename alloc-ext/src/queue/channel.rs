@@ -15,14 +15,11 @@ use super::error::{
     QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use super::segment::{type_tag, Local, Name, Segment, Token};
+use super::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC};
 
 /// How long a blocked call sleeps before it checks whether the other side's
 /// processes still live (a dead process wakes nobody).
 pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(25);
-
-/// The token kind of an MPMC queue.
-const KIND_MPMC: u8 = 1;
 
 /// A multi-producer multi-consumer queue of `T: Pod` in shared memory:
 /// the builder of its [`Sender`]/[`Receiver`] pair.
@@ -180,6 +177,13 @@ impl<T: Pod> Inner<T> {
         // The pending transfer counts as a live handle of this process
         // until the receiving process claims it.
         self.seg.peers.add(me, side, 1)?;
+        // Its ticket makes the claim happen once.
+        let Some(ticket) = self.seg.tickets().issue(me) else {
+            self.seg.peers.remove(me, side, 1);
+            return Err(QueueError::TooManyTokens {
+                max: super::segment::TICKETS,
+            });
+        };
         Ok(Token {
             kind: KIND_MPMC,
             side,
@@ -187,6 +191,7 @@ impl<T: Pod> Inner<T> {
             size: std::mem::size_of::<T>() as u64,
             align: std::mem::align_of::<T>() as u64,
             tag: type_tag::<T>(),
+            ticket,
             name: name.to_owned(),
         }
         .encode())
@@ -196,8 +201,15 @@ impl<T: Pod> Inner<T> {
         let t = Token::decode(token)?;
         t.check::<T>(KIND_MPMC, side)?;
         let inner = Self::open(&t.name)?;
-        inner.seg.peers.add(current_pid(), side, 1)?;
+        let me = current_pid();
         // Count here first, then withdraw the pending count: never zero.
+        inner.seg.peers.add(me, side, 1)?;
+        if !inner.seg.tickets().redeem(t.ticket) {
+            // Claimed before (or void): its pending count is gone already,
+            // and must not be withdrawn twice.
+            inner.seg.peers.remove(me, side, 1);
+            return Err(QueueError::AlreadyClaimed);
+        }
         inner.seg.peers.remove(t.from_pid, side, 1);
         Ok((Arc::new(inner), Local::new(side)))
     }

@@ -213,6 +213,7 @@ pub(crate) fn make_token<T>(side: Side, from_pid: u32, last: bool, name: &str) -
         size: std::mem::size_of::<T>() as u64,
         align: std::mem::align_of::<T>() as u64,
         tag: type_tag::<T>(),
+        ticket: 0,
         name: name.to_owned(),
     }
 }
