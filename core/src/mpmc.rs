@@ -1891,6 +1891,31 @@ mod tests {
         f(MpmcRing::<T>::create(r, cap).unwrap())
     }
 
+    /// A ring made in memory marked zeroed writes no slot: the all-zero
+    /// slot must be `F(i)` for every capacity, and later laps must work.
+    #[test]
+    fn a_ring_in_zeroed_memory_starts_empty_and_wraps() {
+        for cap in [1u64, 2, 3, 5, 8, 13] {
+            let mut b = buf(MpmcRing::<u64>::memory_size(cap).unwrap());
+            // SAFETY: `buf` is zero-filled and nothing else writes it.
+            let r = unsafe { Region::from_mut_slice(bytes(&mut b)).assume_zeroed() };
+            let ring = MpmcRing::<u64>::create(r, cap).unwrap();
+            assert_eq!(ring.try_pop(), Err(PopError::Empty));
+            for lap in 0..5 * cap + 3 {
+                for k in 0..cap {
+                    ring.try_push(lap * 100 + k).unwrap();
+                }
+                assert!(matches!(ring.try_push(0), Err(PushError::Full(0))));
+                for k in 0..cap {
+                    assert_eq!(ring.try_pop(), Ok(lap * 100 + k), "cap {cap}");
+                }
+                // An odd shift of the positions against the slots.
+                ring.try_push(lap).unwrap();
+                assert_eq!(ring.try_pop(), Ok(lap));
+            }
+        }
+    }
+
     #[test]
     fn fifo_and_wrap_around_many_times() {
         for cap in [1u64, 2, 3, 5, 8, 13, 64] {

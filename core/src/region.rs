@@ -895,6 +895,44 @@ mod tests {
     }
 
     #[test]
+    fn elements_are_not_written_in_a_region_marked_zeroed() {
+        let mut b = buf(8);
+        let mem = bytes(&mut b);
+        let elems = Layout::of::<u64, u64>(4).unwrap().array;
+        // Mark the elements' bytes to see whether they are written (the
+        // mark breaks `assume_zeroed`'s promise: the elements then start
+        // with these bytes, which is what this test looks for).
+        mem[elems..elems + 32].fill(0xab);
+        let r = Region::from_mut_slice(mem);
+        // SAFETY: deliberately untrue for the elements, as explained above;
+        // u64 elements are valid for every bit pattern.
+        let zeroed = unsafe { r.assume_zeroed() };
+        assert!(zeroed.is_zeroed() && !r.is_zeroed());
+        assert!(zeroed.split_off(128).unwrap().is_zeroed());
+        let p = Parts::<u64, u64>::create_zeroed_elems(zeroed, spec(4), || 0, |_| 0).unwrap();
+        assert_eq!(*p.elem(3), 0xabab_abab_abab_abab, "skipped");
+        // Unmarked, every element is written.
+        let mut b = buf(8);
+        let mem = bytes(&mut b);
+        mem[elems..elems + 32].fill(0xab);
+        let r = Region::from_mut_slice(mem);
+        let p = Parts::<u64, u64>::create_zeroed_elems(r, spec(4), || 0, |_| 0).unwrap();
+        assert_eq!(*p.elem(3), 0, "written");
+    }
+
+    #[test]
+    fn split_off_stays_inside() {
+        let mut b = buf(2);
+        let r = Region::from_mut_slice(bytes(&mut b));
+        let len = r.len();
+        assert_eq!(r.split_off(len).unwrap().len(), 0);
+        assert!(r.split_off(len + 1).is_none());
+        let tail = r.split_off(128).unwrap();
+        assert_eq!(tail.as_ptr() as usize, r.as_ptr() as usize + 128);
+        assert!(!tail.is_zeroed());
+    }
+
+    #[test]
     fn create_then_open_round_trips() {
         let mut b = buf(4);
         let r = Region::from_mut_slice(bytes(&mut b));

@@ -468,12 +468,19 @@ impl<T: Pod> Sender<T> {
     ///
     /// Until claimed, the transfer counts as a live sender of this process:
     /// receivers do not see `Disconnected` while this process lives, even if
-    /// the token is never used. Claim each token once.
+    /// the token is never used. Each token is claimed once: it records a
+    /// ticket in the queue's segment that the first claim takes, and a
+    /// second claim of the same bytes fails with
+    /// [`QueueError::AlreadyClaimed`] (so it cannot withdraw the count of
+    /// this sender, which stays alive). Make one token per process to hand
+    /// a sender to; at most 64 may wait to be claimed at once.
     ///
     /// # Errors
     ///
     /// [`QueueError::Anonymous`] for an anonymous queue;
-    /// [`QueueError::Peers`] if the transfer cannot be counted.
+    /// [`QueueError::Peers`] if the transfer cannot be counted;
+    /// [`QueueError::TooManyTokens`] if 64 tokens of the queue, made by
+    /// live processes, wait to be claimed.
     pub fn to_token(&self) -> Result<Vec<u8>, QueueError> {
         self.local.ensure(&self.inner.seg.peers);
         self.inner.token(Side::Sender)
@@ -485,7 +492,9 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// [`QueueError::BadToken`] if the token is garbage or names another
-    /// element type or side; segment and attach errors.
+    /// element type or side; [`QueueError::AlreadyClaimed`] if it was
+    /// claimed before (by any process), or its maker died and its ticket
+    /// was reused; segment and attach errors.
     pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
         let (inner, local) = Inner::claim(token, Side::Sender)?;
         Ok(Self { inner, local })
