@@ -66,34 +66,34 @@
 //!
 //! ```text
 //!   63        62     61 ........ 40   39 ............. 0
-//!   SKIPPED | BUSY | owner pid (22) | stamp (2l or 2l + 1, mod 2^40)
+//!   SKIPPED | BUSY | owner pid (22) | stamp (f or 2p + 1, mod 2^40)
 //! ```
 //!
-//! where `l = p - p % cap` is the first position of `p`'s lap in its slot
-//! (`l = lap × cap`): stamps count laps rather than positions, so that in
-//! the first lap every slot's stamp is 0 and the all-zero slot is `F(i)`.
-//! A ring in freshly zeroed memory is therefore created by writing its
-//! header and body only ([`Region::assume_zeroed`](crate::region::Region::assume_zeroed)): its slots' pages are
-//! not touched until used.
+//! where `f`, the stamp of "free for `p`", is `2p`, except in the first
+//! lap (`p < cap`), where it is 0: the all-zero slot is `F(i)` for every
+//! slot `i`. A ring in freshly zeroed memory is therefore created by
+//! writing its header and body only
+//! ([`Region::assume_zeroed`](crate::region::Region::assume_zeroed)): its
+//! slots' pages are not touched until used. (A first-lap `F` or `W` then
+//! compares below every later stamp of its slot, as `2p` did.)
 //!
 //! | state | `seq` | meaning | next step |
 //! |---|---|---|---|
-//! | `F(p)` | `2l` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
-//! | `W(p, pid)` | `BUSY \| pid \| 2l` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
-//! | `V(p)` | `2l + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
-//! | `S(p)` | `SKIPPED \| 2l + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
-//! | `R(p, pid)` | `BUSY \| pid \| 2l + 1` | process `pid` reads the value of `p` | owner: store `F(p + cap)` |
+//! | `F(p)` | `f` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
+//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
+//! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
+//! | `S(p)` | `SKIPPED \| 2p + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
+//! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` | owner: store `F(p + cap)` |
 //!
 //! A producer claims its position on `tail`, which stays the authority on
 //! what was claimed (and carries the closed flag), then *takes* the slot by
 //! a CAS that records its pid. A consumer claims by the slot CAS itself and
 //! then moves `head` on; whoever finds a taken slot at `head` helps move it
 //! (so `head` lags by the runs being taken, never more). Stamps are doubled
-//! lap starts so that "holds `p`" (`2l + 1`) and "free for `p + cap`"
-//! (`2(l + cap)`) differ even for a capacity of 1, where Vyukov's original
-//! `p + 1` and `p + cap` coincide; they are compared (always within one
-//! slot) as signed 40-bit distances, which the capacity limit of 2^32 keeps
-//! unambiguous.
+//! positions so that "holds `p`" and "free for `p + cap`" differ even for a
+//! capacity of 1, where Vyukov's original `p + 1` and `p + cap` coincide;
+//! they are compared as signed 40-bit distances, which the capacity limit
+//! of 2^32 keeps unambiguous.
 //!
 //! The data is accessed only by the owner of a `W` or `R` slot, between
 //! the CAS that took it (Acquire) and the store that hands it on (Release),
@@ -209,13 +209,13 @@ const NOT_POW2: u64 = u64::MAX;
 // A slot's `seq` word (see "Slot states" in the module docs):
 //
 //   63        62     61 ........ 40   39 ............. 0
-//   SKIPPED | BUSY | owner pid (22) | stamp (2l or 2l + 1, mod 2^40),
-//   l = p - p % cap (see `MpmcRing::free`)
+//   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40;
+//   "free for p" is 0 in the first lap: see `MpmcRing::free`)
 
 /// Bit 63 of a slot's `seq`: the slot was published without a value.
 const SKIPPED: u64 = 1 << 63;
-/// Bit 62 of a slot's `seq`: a process is writing (stamp `2l`) or reading
-/// (stamp `2l + 1`) the slot; its pid is in the owner bits.
+/// Bit 62 of a slot's `seq`: a process is writing (stamp `f`) or reading
+/// (stamp `2p + 1`) the slot; its pid is in the owner bits.
 const BUSY: u64 = 1 << 62;
 /// Width of the stamp field.
 const STAMP_BITS: u32 = 40;
@@ -228,15 +228,14 @@ const OWNER_MASK: u64 = (1 << 22) - 1;
 /// `2(p + cap) + 1`, must stay far apart in the 40-bit stamp space.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
-/// The stamp "free for the producer of `pos`", taken absolute; the ring
-/// applies it to the start of `pos`'s lap ([`MpmcRing::free`]).
+/// The stamp "free for the producer of `pos`" after the first lap (see
+/// [`MpmcRing::free`]).
 #[inline]
 const fn free_stamp(pos: u64) -> u64 {
     pos.wrapping_mul(2) & STAMP_MASK
 }
 
-/// The stamp "holds the value of `pos`", taken absolute; see
-/// [`free_stamp`].
+/// The stamp of a slot holding the value of position `pos`.
 #[inline]
 const fn full_stamp(pos: u64) -> u64 {
     (pos.wrapping_mul(2) | 1) & STAMP_MASK
@@ -549,7 +548,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 _reserved: AtomicU32::new(0),
             },
         };
-        // Every slot starts as `F(i)`, whose relative stamp is 0: an
+        // Every slot starts as `F(i)`, which is 0 in the first lap: an
         // all-zero slot, not written at all in a region known to be zeroed.
         let parts = Parts::create_zeroed_elems(region, spec, body, |_| Slot {
             seq: AtomicU64::new(0),
@@ -1033,7 +1032,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                         // means a consumer stole it first.
                         let _ = self.slot(q).seq.compare_exchange(
                             self.free(q),
-                            self.full(q) | SKIPPED,
+                            full_stamp(q) | SKIPPED,
                             Ordering::Release,
                             Ordering::Relaxed,
                         );
@@ -1312,20 +1311,16 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         i as usize
     }
 
-    /// The stamp of the slot of `pos` when it is free for the producer of
-    /// `pos`: [`free_stamp`] of the first position of `pos`'s lap in that
-    /// slot (`pos` minus its slot index), so that the stamps of the first
-    /// lap are 0 in every slot and zeroed memory is an empty ring.
+    /// The `seq` word `F(pos)` of the slot of `pos` free for the producer
+    /// of `pos`: [`free_stamp`], except in the first lap (`pos <
+    /// capacity`), where it is 0, so that zeroed memory is an empty ring.
     #[inline(always)]
     fn free(&self, pos: u64) -> u64 {
-        free_stamp(pos.wrapping_sub(self.index(pos) as u64))
-    }
-
-    /// The stamp of the slot of `pos` when it holds the value of `pos`
-    /// (relative as in [`free`](Self::free)).
-    #[inline(always)]
-    fn full(&self, pos: u64) -> u64 {
-        full_stamp(pos.wrapping_sub(self.index(pos) as u64))
+        if pos < self.capacity {
+            0
+        } else {
+            free_stamp(pos)
+        }
     }
 
     #[inline]
@@ -1386,7 +1381,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     if !waiting {
                         return Err(Miss::Idle);
                     }
-                    let prev = self.full(tail.wrapping_sub(self.capacity));
+                    let prev = full_stamp(tail.wrapping_sub(self.capacity));
                     return Err(if seq & BUSY != 0 && stamp(seq) == prev {
                         // A consumer is reading the slot (`R`): it frees it
                         // soon, and may have checked for sleepers before we
@@ -1496,7 +1491,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     fn publish_skipped(&self, slot: &Slot<T>, pos: u64) {
         // Release: pairs with the Acquire load in `claim_pop`, which frees
         // the slot without reading it.
-        slot.seq.store(self.full(pos) | SKIPPED, Ordering::Release);
+        slot.seq.store(full_stamp(pos) | SKIPPED, Ordering::Release);
         self.wake_consumers();
     }
 
@@ -1507,7 +1502,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         // write of the value is visible to its consumer. A plain store: the
         // slot is ours (`W`), and nobody else changes an owned slot while
         // its owner lives.
-        slot.seq.store(self.full(pos), Ordering::Release);
+        slot.seq.store(full_stamp(pos), Ordering::Release);
     }
 
     /// Takes the oldest published value's slot (state `R`, owned by this
@@ -1532,7 +1527,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Acquire: pairs with the Release store in `publish`: the value
             // is written before we read it.
             let seq = slot.seq.load(Ordering::Acquire);
-            let want = self.full(head);
+            let want = full_stamp(head);
             if seq == want {
                 // SeqCst on success: pairs with sleeping producers (see
                 // `sleepers`); it is the claim. Relaxed on failure: we look
@@ -1557,7 +1552,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     .seq
                     .compare_exchange_weak(
                         seq,
-                        self.free(head.wrapping_add(self.capacity)),
+                        free_stamp(head.wrapping_add(self.capacity)),
                         Ordering::SeqCst,
                         Ordering::Relaxed,
                     )
@@ -1638,7 +1633,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         let mut n = 0u64;
         while n < limit {
             let pos = head.wrapping_add(n);
-            let want = self.full(pos);
+            let want = full_stamp(pos);
             // Orderings as in `claim_pop`. A slot holding `pos`'s value has
             // not been taken, so `head` was not moved past it: the run
             // starts at `head` and stays contiguous.
@@ -1683,7 +1678,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         // read of the value is done before the slot is written again. A
         // plain store: the slot is ours (`R`).
         slot.seq.store(
-            self.free(pos.wrapping_add(self.capacity)),
+            free_stamp(pos.wrapping_add(self.capacity)),
             Ordering::Release,
         );
     }
@@ -1707,15 +1702,15 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         let Stuck { pos, seq } = stuck;
         let slot = self.slot(pos);
         let to = if seq == self.free(pos) {
-            self.full(pos) | SKIPPED
+            full_stamp(pos) | SKIPPED
         } else if seq & (BUSY | SKIPPED) == BUSY && check_owner {
             let dead = owner(seq) != 0 && !pid_alive(owner(seq));
             if !dead {
                 return false;
             }
             if stamp(seq) == self.free(pos) {
-                self.full(pos) | SKIPPED
-            } else if stamp(seq) == self.full(pos.wrapping_sub(self.capacity)) {
+                full_stamp(pos) | SKIPPED
+            } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
                 self.free(pos)
             } else {
                 return false;
