@@ -59,6 +59,8 @@ pub struct QueueToken {
     pub align: u64,
     /// Element type tag.
     pub tag: u64,
+    /// MPMC tokens: the ticket word (0 for the other kinds).
+    pub ticket: u64,
     /// The segment's name.
     pub name: String,
 }
@@ -72,6 +74,7 @@ impl From<Token> for QueueToken {
             size: t.size,
             align: t.align,
             tag: t.tag,
+            ticket: t.ticket,
             name: t.name,
         }
     }
@@ -86,6 +89,7 @@ impl QueueToken {
             size: self.size,
             align: self.align,
             tag: self.tag,
+            ticket: self.ticket,
             name: self.name.clone(),
         }
     }

@@ -336,7 +336,8 @@ impl<'a> ByteRing<'a> {
             capacity,
             count: capacity,
         };
-        let parts = Parts::create(region, spec, || Body::new(max_frame), |_| 0u8)?;
+        // Zero bytes: not written at all in a region known to be zeroed.
+        let parts = Parts::create_zeroed_elems(region, spec, || Body::new(max_frame), |_| 0u8)?;
         Ok(Self {
             parts,
             capacity,

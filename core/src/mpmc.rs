@@ -66,13 +66,21 @@
 //!
 //! ```text
 //!   63        62     61 ........ 40   39 ............. 0
-//!   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40)
+//!   SKIPPED | BUSY | owner pid (22) | stamp (f or 2p + 1, mod 2^40)
 //! ```
+//!
+//! where `f`, the stamp of "free for `p`", is `2p`, except in the first
+//! lap (`p < cap`), where it is 0: the all-zero slot is `F(i)` for every
+//! slot `i`. A ring in freshly zeroed memory is therefore created by
+//! writing its header and body only
+//! ([`Region::assume_zeroed`](crate::region::Region::assume_zeroed)): its
+//! slots' pages are not touched until used. (A first-lap `F` or `W` then
+//! compares below every later stamp of its slot, as `2p` did.)
 //!
 //! | state | `seq` | meaning | next step |
 //! |---|---|---|---|
-//! | `F(p)` | `2p` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
-//! | `W(p, pid)` | `BUSY \| pid \| 2p` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
+//! | `F(p)` | `f` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
+//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
 //! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
 //! | `S(p)` | `SKIPPED \| 2p + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
 //! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` | owner: store `F(p + cap)` |
@@ -201,11 +209,12 @@ const NOT_POW2: u64 = u64::MAX;
 // A slot's `seq` word (see "Slot states" in the module docs):
 //
 //   63        62     61 ........ 40   39 ............. 0
-//   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40)
+//   SKIPPED | BUSY | owner pid (22) | stamp (2p or 2p + 1, mod 2^40;
+//   "free for p" is 0 in the first lap: see `MpmcRing::free`)
 
 /// Bit 63 of a slot's `seq`: the slot was published without a value.
 const SKIPPED: u64 = 1 << 63;
-/// Bit 62 of a slot's `seq`: a process is writing (stamp `2p`) or reading
+/// Bit 62 of a slot's `seq`: a process is writing (stamp `f`) or reading
 /// (stamp `2p + 1`) the slot; its pid is in the owner bits.
 const BUSY: u64 = 1 << 62;
 /// Width of the stamp field.
@@ -219,7 +228,8 @@ const OWNER_MASK: u64 = (1 << 22) - 1;
 /// `2(p + cap) + 1`, must stay far apart in the 40-bit stamp space.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
-/// The stamp of a slot free for the producer of position `pos`.
+/// The stamp "free for the producer of `pos`" after the first lap (see
+/// [`MpmcRing::free`]).
 #[inline]
 const fn free_stamp(pos: u64) -> u64 {
     pos.wrapping_mul(2) & STAMP_MASK
@@ -538,8 +548,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 _reserved: AtomicU32::new(0),
             },
         };
-        let parts = Parts::create(region, spec, body, |i| Slot {
-            seq: AtomicU64::new(free_stamp(i as u64)),
+        // Every slot starts as `F(i)`, which is 0 in the first lap: an
+        // all-zero slot, not written at all in a region known to be zeroed.
+        let parts = Parts::create_zeroed_elems(region, spec, body, |_| Slot {
+            seq: AtomicU64::new(0),
             value: UnsafeCell::new(T::zeroed()),
         })?;
         Ok(Self::from_parts(parts))
@@ -1019,7 +1031,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                         // Release: as a skip in `SkipOnUnwind`; a failure
                         // means a consumer stole it first.
                         let _ = self.slot(q).seq.compare_exchange(
-                            free_stamp(q),
+                            self.free(q),
                             full_stamp(q) | SKIPPED,
                             Ordering::Release,
                             Ordering::Relaxed,
@@ -1299,6 +1311,18 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         i as usize
     }
 
+    /// The `seq` word `F(pos)` of the slot of `pos` free for the producer
+    /// of `pos`: [`free_stamp`], except in the first lap (`pos <
+    /// capacity`), where it is 0, so that zeroed memory is an empty ring.
+    #[inline(always)]
+    fn free(&self, pos: u64) -> u64 {
+        if pos < self.capacity {
+            0
+        } else {
+            free_stamp(pos)
+        }
+    }
+
     #[inline]
     fn slot(&self, pos: u64) -> &'a Slot<T> {
         let i = self.index(pos);
@@ -1330,7 +1354,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Acquire: pairs with the Release store in `free_slot`: the last
             // consumer's read of this slot is done before we write it.
             let seq = slot.seq.load(Ordering::Acquire);
-            let want = free_stamp(tail);
+            let want = self.free(tail);
             if seq == want {
                 // SeqCst on success: pairs with sleeping consumers (see
                 // `sleepers`). Relaxed on failure: we just retry.
@@ -1386,7 +1410,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// consumer stole the claim meanwhile (see [`steal`](Self::recover)).
     #[inline(always)]
     fn take_free(&self, slot: &Slot<T>, pos: u64) -> Result<(), Taken> {
-        let want = free_stamp(pos);
+        let want = self.free(pos);
         // AcqRel on success: Acquire as the load before the claim (the slot
         // still holds what we loaded); Release so that whoever sees `W`
         // (Acquire) also sees our claim on `tail` and does not take `W` at
@@ -1422,7 +1446,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Acquire: as in `claim_push`, for every slot of the run.
             while n < limit && {
                 let pos = tail.wrapping_add(n);
-                self.slot(pos).seq.load(Ordering::Acquire) == free_stamp(pos)
+                self.slot(pos).seq.load(Ordering::Acquire) == self.free(pos)
             } {
                 n += 1;
             }
@@ -1677,17 +1701,17 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
         let Stuck { pos, seq } = stuck;
         let slot = self.slot(pos);
-        let to = if seq == free_stamp(pos) {
+        let to = if seq == self.free(pos) {
             full_stamp(pos) | SKIPPED
         } else if seq & (BUSY | SKIPPED) == BUSY && check_owner {
             let dead = owner(seq) != 0 && !pid_alive(owner(seq));
             if !dead {
                 return false;
             }
-            if stamp(seq) == free_stamp(pos) {
+            if stamp(seq) == self.free(pos) {
                 full_stamp(pos) | SKIPPED
             } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
-                free_stamp(pos)
+                self.free(pos)
             } else {
                 return false;
             }
@@ -1860,6 +1884,31 @@ mod tests {
         let mut b = buf(MpmcRing::<T>::memory_size(cap).unwrap());
         let r = Region::from_mut_slice(bytes(&mut b));
         f(MpmcRing::<T>::create(r, cap).unwrap())
+    }
+
+    /// A ring made in memory marked zeroed writes no slot: the all-zero
+    /// slot must be `F(i)` for every capacity, and later laps must work.
+    #[test]
+    fn a_ring_in_zeroed_memory_starts_empty_and_wraps() {
+        for cap in [1u64, 2, 3, 5, 8, 13] {
+            let mut b = buf(MpmcRing::<u64>::memory_size(cap).unwrap());
+            // SAFETY: `buf` is zero-filled and nothing else writes it.
+            let r = unsafe { Region::from_mut_slice(bytes(&mut b)).assume_zeroed() };
+            let ring = MpmcRing::<u64>::create(r, cap).unwrap();
+            assert_eq!(ring.try_pop(), Err(PopError::Empty));
+            for lap in 0..5 * cap + 3 {
+                for k in 0..cap {
+                    ring.try_push(lap * 100 + k).unwrap();
+                }
+                assert!(matches!(ring.try_push(0), Err(PushError::Full(0))));
+                for k in 0..cap {
+                    assert_eq!(ring.try_pop(), Ok(lap * 100 + k), "cap {cap}");
+                }
+                // An odd shift of the positions against the slots.
+                ring.try_push(lap).unwrap();
+                assert_eq!(ring.try_pop(), Ok(lap));
+            }
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 
 /// The version of the shared layouts. Bumped whenever any structure's bytes
 /// change meaning; a region of another version is refused on attach.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's
 /// memory must have (page-aligned mappings always do).
@@ -280,6 +280,9 @@ impl RegionHeader {
 pub struct Region<'a> {
     ptr: NonNull<u8>,
     len: usize,
+    /// The creator promised that every byte is zero ([`Region::assume_zeroed`]):
+    /// structures whose initial elements are all-zero skip writing them.
+    zeroed: bool,
     _memory: PhantomData<&'a [u8]>,
 }
 
@@ -295,6 +298,7 @@ impl fmt::Debug for Region<'_> {
         f.debug_struct("Region")
             .field("ptr", &self.ptr)
             .field("len", &self.len)
+            .field("zeroed", &self.zeroed)
             .finish()
     }
 }
@@ -309,6 +313,7 @@ impl<'a> Region<'a> {
             // SAFETY: a slice pointer is never null.
             ptr: unsafe { NonNull::new_unchecked(mem.as_mut_ptr()) },
             len: mem.len(),
+            zeroed: false,
             _memory: PhantomData,
         }
     }
@@ -328,8 +333,52 @@ impl<'a> Region<'a> {
         Self {
             ptr,
             len,
+            zeroed: false,
             _memory: PhantomData,
         }
+    }
+
+    /// The same region, marked as holding only zero bytes: a structure
+    /// created in it then writes only its header and body, and leaves the
+    /// elements whose initial state is all-zero (the slots of the rings)
+    /// untouched, so that the pages behind them are not made resident until
+    /// they are used. A freshly created shared memory segment is zero-filled
+    /// by the kernel; memory of any other origin is not known to be, and
+    /// its structures write every element.
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the region is zero, and stays so until a structure is
+    /// created in it (or in a part of it taken with
+    /// [`split_off`](Self::split_off)). A structure created over bytes that
+    /// are not zero starts in whatever state those bytes encode: still
+    /// memory-safe (every element is valid for every bit pattern), but not
+    /// the empty structure `create` promises.
+    #[must_use]
+    pub unsafe fn assume_zeroed(mut self) -> Self {
+        self.zeroed = true;
+        self
+    }
+
+    /// Whether the region was marked with [`assume_zeroed`](Self::assume_zeroed).
+    pub fn is_zeroed(&self) -> bool {
+        self.zeroed
+    }
+
+    /// The part of the region from `offset` on (`None` if `offset` is past
+    /// its end), keeping the [`assume_zeroed`](Self::assume_zeroed) mark.
+    pub fn split_off(self, offset: usize) -> Option<Self> {
+        if offset > self.len {
+            return None;
+        }
+        Some(Self {
+            // SAFETY: offset <= len: inside the region or one past its end,
+            // and the region's pointer is non-null.
+            ptr: unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(offset)) },
+            len: self.len - offset,
+            zeroed: self.zeroed,
+            _memory: PhantomData,
+        })
     }
 
     /// Start of the region.
@@ -483,7 +532,32 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
         region: Region<'a>,
         spec: Spec,
         body: impl FnOnce() -> B,
+        elem: impl FnMut(usize) -> E,
+    ) -> Result<Self, InitError> {
+        Self::create_in(region, spec, body, elem, false)
+    }
+
+    /// As [`create`](Self::create), for elements whose initial value
+    /// `elem(i)` is the all-zero bit pattern for every `i`: in a region
+    /// marked [`Region::assume_zeroed`] they are not written at all (nor
+    /// their pages touched). Under loom, whose atomics are objects that must
+    /// be constructed, they always are.
+    pub(crate) fn create_zeroed_elems(
+        region: Region<'a>,
+        spec: Spec,
+        body: impl FnOnce() -> B,
+        elem: impl FnMut(usize) -> E,
+    ) -> Result<Self, InitError> {
+        let skip = region.zeroed && cfg!(not(multiproc_loom));
+        Self::create_in(region, spec, body, elem, skip)
+    }
+
+    fn create_in(
+        region: Region<'a>,
+        spec: Spec,
+        body: impl FnOnce() -> B,
         mut elem: impl FnMut(usize) -> E,
+        skip_elems: bool,
     ) -> Result<Self, InitError> {
         let layout = Layout::of::<B, E>(spec.count).ok_or(InitError::CapacityOverflow {
             capacity: spec.capacity,
@@ -531,9 +605,11 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
         // <= total <= len (Layout::of); exclusive during initializing.
         let array = unsafe { base.add(layout.array) }.cast::<E>();
         let count = spec.count as usize;
-        for i in 0..count {
-            // SAFETY: i < count, see above.
-            unsafe { array.add(i).write(elem(i)) };
+        if !skip_elems {
+            for i in 0..count {
+                // SAFETY: i < count, see above.
+                unsafe { array.add(i).write(elem(i)) };
+            }
         }
 
         header.magic.store(MAGIC, Ordering::Relaxed);
@@ -816,6 +892,44 @@ mod tests {
 
     fn open(r: Region<'_>) -> Result<Parts<'_, u64, u64>, AttachError> {
         Parts::<u64, u64>::open(r, Kind::Array, ElemType::of::<u64>(), Some, None)
+    }
+
+    #[test]
+    fn elements_are_not_written_in_a_region_marked_zeroed() {
+        let mut b = buf(8);
+        let mem = bytes(&mut b);
+        let elems = Layout::of::<u64, u64>(4).unwrap().array;
+        // Mark the elements' bytes to see whether they are written (the
+        // mark breaks `assume_zeroed`'s promise: the elements then start
+        // with these bytes, which is what this test looks for).
+        mem[elems..elems + 32].fill(0xab);
+        let r = Region::from_mut_slice(mem);
+        // SAFETY: deliberately untrue for the elements, as explained above;
+        // u64 elements are valid for every bit pattern.
+        let zeroed = unsafe { r.assume_zeroed() };
+        assert!(zeroed.is_zeroed() && !r.is_zeroed());
+        assert!(zeroed.split_off(128).unwrap().is_zeroed());
+        let p = Parts::<u64, u64>::create_zeroed_elems(zeroed, spec(4), || 0, |_| 0).unwrap();
+        assert_eq!(*p.elem(3), 0xabab_abab_abab_abab, "skipped");
+        // Unmarked, every element is written.
+        let mut b = buf(8);
+        let mem = bytes(&mut b);
+        mem[elems..elems + 32].fill(0xab);
+        let r = Region::from_mut_slice(mem);
+        let p = Parts::<u64, u64>::create_zeroed_elems(r, spec(4), || 0, |_| 0).unwrap();
+        assert_eq!(*p.elem(3), 0, "written");
+    }
+
+    #[test]
+    fn split_off_stays_inside() {
+        let mut b = buf(2);
+        let r = Region::from_mut_slice(bytes(&mut b));
+        let len = r.len();
+        assert_eq!(r.split_off(len).unwrap().len(), 0);
+        assert!(r.split_off(len + 1).is_none());
+        let tail = r.split_off(128).unwrap();
+        assert_eq!(tail.as_ptr() as usize, r.as_ptr() as usize + 128);
+        assert!(!tail.is_zeroed());
     }
 
     #[test]

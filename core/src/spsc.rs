@@ -652,7 +652,8 @@ impl<'a, T: Pod> SpscRing<'a, T> {
             capacity,
             count: capacity,
         };
-        let parts = Parts::create(region, spec, SpscBody::new, |_| {
+        // All-zero slots: not written at all in a region known to be zeroed.
+        let parts = Parts::create_zeroed_elems(region, spec, SpscBody::new, |_| {
             Slot(UnsafeCell::new(T::zeroed()))
         })?;
         Ok(Self { parts, capacity })

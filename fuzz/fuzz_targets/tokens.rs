@@ -76,7 +76,7 @@ fn decode_raw(data: &[u8]) {
     let plain = QueueToken::decode(data);
     if let Ok(t) = &plain {
         assert!(pid_in_range(t.from_pid), "{t:?}");
-        assert_eq!(t.name.len() + 40, data.len());
+        assert_eq!(t.name.len() + 48, data.len());
         assert_eq!(t.encode(), data, "not canonical: {t:?}");
         check_name(&t.name);
     }
@@ -133,6 +133,7 @@ fn build_and_claim(data: &[u8], absent: &str) {
         size: inp.u64(),
         align: inp.u64(),
         tag: inp.u64(),
+        ticket: inp.u64(),
         name: String::from_utf8_lossy(inp.0).into_owned(),
     };
     match flags >> 1 & 3 {
@@ -168,6 +169,10 @@ fn build_and_claim(data: &[u8], absent: &str) {
     }
     if flags & 6 != 0 {
         t.from_pid = t.from_pid % i32::MAX as u32 + 1;
+    }
+    if t.kind != KIND_MPMC {
+        // Only MPMC tokens carry a ticket.
+        t.ticket = 0;
     }
     let bytes = t.encode();
     match QueueToken::decode(&bytes) {

@@ -83,7 +83,6 @@ mod error;
 
 use std::fmt;
 use std::mem::ManuallyDrop;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -263,7 +262,7 @@ impl Pipe {
         for (i, slot) in rings.iter_mut().take(nrings).enumerate() {
             // SAFETY: the rings live in `Inner` next to the segment they
             // borrow, and never outlive it.
-            let region = unsafe { sub_region(&seg, i * stride) };
+            let region = unsafe { fresh_sub_region(&seg, i * stride) };
             let r = ByteRing::create(region, ring, self.max_message).map_err(|e| match e {
                 InitError::InvalidCapacity { .. } => PipeError::InvalidSize {
                     ring_size: ring,
@@ -290,23 +289,20 @@ pub(crate) fn ring_stride(ring: u64) -> Option<usize> {
     Some(ByteRing::memory_size(ring)?.next_multiple_of(128))
 }
 
-/// The part of the segment's ring area from `off` on.
+/// The part of a just-created segment's ring area from `off` on, marked
+/// zero-filled (each ring then writes only its header and body).
 ///
 /// # Safety
 ///
-/// The region (and every view built on it) must not outlive `seg`.
-unsafe fn sub_region(seg: &Segment, off: usize) -> Region<'static> {
+/// The region (and every view built on it) must not outlive `seg`; called
+/// by the segment's creator before anything else is written in that part
+/// of the ring area.
+unsafe fn fresh_sub_region(seg: &Segment, off: usize) -> Region<'static> {
     // SAFETY: forwarded to the caller.
-    let all = unsafe { seg.ring_region() };
-    assert!(off < all.len(), "pipe ring outside its segment");
-    // SAFETY: `off < len`: inside the mapping, non-null; the lifetime is
-    // the caller's promise.
-    unsafe {
-        Region::from_raw_parts(
-            NonNull::new_unchecked(all.as_ptr().add(off)),
-            all.len() - off,
-        )
-    }
+    let all = unsafe { seg.fresh_ring_region() };
+    all.split_off(off)
+        .filter(|r| r.len() > 0)
+        .expect("pipe ring outside its segment")
 }
 
 struct Inner {
@@ -346,7 +342,7 @@ impl Inner {
                 return Err(bad_token("segment too small for the pipe"));
             }
             // SAFETY: as in `Pipe::open`.
-            let region = unsafe { sub_region(&seg, i * stride) };
+            let region = unsafe { fresh_sub_region(&seg, i * stride) };
             let r = ByteRing::attach(region).map_err(QueueError::Attach)?;
             if ring_stride(r.capacity()) != Some(stride) {
                 return Err(bad_token("ring size differs from the token's"));
@@ -902,6 +898,7 @@ impl PipeToken {
             size: u64::from(self.duplex),
             align: self.stride as u64,
             tag: type_tag::<PipeEndTag>(),
+            ticket: 0,
             name: self.name.clone(),
         }
         .encode()
@@ -994,6 +991,7 @@ mod tests {
             size,
             align,
             tag: type_tag::<PipeEndTag>(),
+            ticket: 0,
             name: "/psm_pipe".into(),
         }
         .encode()

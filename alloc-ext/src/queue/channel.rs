@@ -15,14 +15,11 @@ use super::error::{
     QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use super::segment::{type_tag, Local, Name, Segment, Token};
+use super::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC};
 
 /// How long a blocked call sleeps before it checks whether the other side's
 /// processes still live (a dead process wakes nobody).
 pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(25);
-
-/// The token kind of an MPMC queue.
-const KIND_MPMC: u8 = 1;
 
 /// A multi-producer multi-consumer queue of `T: Pod` in shared memory:
 /// the builder of its [`Sender`]/[`Receiver`] pair.
@@ -152,8 +149,9 @@ impl<T: Pod> Inner<T> {
             MpmcRing::<T>::memory_size(capacity).ok_or(QueueError::InvalidCapacity { capacity })?;
         let seg = Segment::create(size, name)?;
         // SAFETY: the ring view is stored next to the segment and dropped
-        // with it (field order in Inner).
-        let region = unsafe { seg.ring_region() };
+        // with it (field order in Inner); the segment is new and its ring
+        // area untouched: the ring writes only its header and body.
+        let region = unsafe { seg.fresh_ring_region() };
         let ring = MpmcRing::<T>::create_tagged(region, capacity, type_tag::<T>())
             .map_err(|e| match e {
                 multiproc_core::region::InitError::InvalidCapacity { capacity } => {
@@ -179,6 +177,13 @@ impl<T: Pod> Inner<T> {
         // The pending transfer counts as a live handle of this process
         // until the receiving process claims it.
         self.seg.peers.add(me, side, 1)?;
+        // Its ticket makes the claim happen once.
+        let Some(ticket) = self.seg.tickets().issue(me) else {
+            self.seg.peers.remove(me, side, 1);
+            return Err(QueueError::TooManyTokens {
+                max: super::segment::TICKETS,
+            });
+        };
         Ok(Token {
             kind: KIND_MPMC,
             side,
@@ -186,6 +191,7 @@ impl<T: Pod> Inner<T> {
             size: std::mem::size_of::<T>() as u64,
             align: std::mem::align_of::<T>() as u64,
             tag: type_tag::<T>(),
+            ticket,
             name: name.to_owned(),
         }
         .encode())
@@ -195,8 +201,15 @@ impl<T: Pod> Inner<T> {
         let t = Token::decode(token)?;
         t.check::<T>(KIND_MPMC, side)?;
         let inner = Self::open(&t.name)?;
-        inner.seg.peers.add(current_pid(), side, 1)?;
+        let me = current_pid();
         // Count here first, then withdraw the pending count: never zero.
+        inner.seg.peers.add(me, side, 1)?;
+        if !inner.seg.tickets().redeem(t.ticket) {
+            // Claimed before (or void): its pending count is gone already,
+            // and must not be withdrawn twice.
+            inner.seg.peers.remove(me, side, 1);
+            return Err(QueueError::AlreadyClaimed);
+        }
         inner.seg.peers.remove(t.from_pid, side, 1);
         Ok((Arc::new(inner), Local::new(side)))
     }
@@ -455,12 +468,19 @@ impl<T: Pod> Sender<T> {
     ///
     /// Until claimed, the transfer counts as a live sender of this process:
     /// receivers do not see `Disconnected` while this process lives, even if
-    /// the token is never used. Claim each token once.
+    /// the token is never used. Each token is claimed once: it records a
+    /// ticket in the queue's segment that the first claim takes, and a
+    /// second claim of the same bytes fails with
+    /// [`QueueError::AlreadyClaimed`] (so it cannot withdraw the count of
+    /// this sender, which stays alive). Make one token per process to hand
+    /// a sender to; at most 64 may wait to be claimed at once.
     ///
     /// # Errors
     ///
     /// [`QueueError::Anonymous`] for an anonymous queue;
-    /// [`QueueError::Peers`] if the transfer cannot be counted.
+    /// [`QueueError::Peers`] if the transfer cannot be counted;
+    /// [`QueueError::TooManyTokens`] if 64 tokens of the queue, made by
+    /// live processes, wait to be claimed.
     pub fn to_token(&self) -> Result<Vec<u8>, QueueError> {
         self.local.ensure(&self.inner.seg.peers);
         self.inner.token(Side::Sender)
@@ -472,7 +492,9 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// [`QueueError::BadToken`] if the token is garbage or names another
-    /// element type or side; segment and attach errors.
+    /// element type or side; [`QueueError::AlreadyClaimed`] if it was
+    /// claimed before (by any process), or its maker died and its ticket
+    /// was reused; segment and attach errors.
     pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
         let (inner, local) = Inner::claim(token, Side::Sender)?;
         Ok(Self { inner, local })

@@ -203,9 +203,15 @@ pub enum QueueError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// The token of a unique handle (an SPSC end) was claimed already: each
-    /// such token is claimed once.
+    /// The token was claimed already: each token (of a queue handle or an
+    /// SPSC end) is claimed once.
     AlreadyClaimed,
+    /// `to_token`: this many tokens of the queue are made and not claimed
+    /// yet (by live processes); claim some first.
+    TooManyTokens {
+        /// The most tokens pending at once.
+        max: usize,
+    },
 }
 
 impl fmt::Display for QueueError {
@@ -223,6 +229,9 @@ impl fmt::Display for QueueError {
             }
             QueueError::BadToken { reason } => write!(f, "bad queue token: {reason}"),
             QueueError::AlreadyClaimed => f.write_str("queue token already claimed"),
+            QueueError::TooManyTokens { max } => {
+                write!(f, "{max} queue tokens already wait to be claimed")
+            }
         }
     }
 }

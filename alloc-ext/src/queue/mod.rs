@@ -30,6 +30,32 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Memory
+//!
+//! A queue of capacity `n` takes one segment of about `n × (8 + size_of::<T>())`
+//! bytes (a sequence word per slot; 16 bytes for `u64`) plus 2 KiB of
+//! headers and tables. Creating it writes the headers only: a slot's
+//! all-zero bytes are its initial state, so its page is not touched until a
+//! message reaches it.
+//!
+//! - **Anonymous** (the default): memory is taken page by page as the ring
+//!   fills, and counts in the resident size (RSS) of the processes that
+//!   touch it. Measured on a 2-vCPU VM (debug build): a 256 MiB queue
+//!   (`Queue::<u64>::new(1 << 24)`) is created in about 50 µs and adds
+//!   24 KiB to VmRSS, a 1 GiB one (`1 << 26`) about 40 µs and 4 KiB;
+//!   before slots were left unwritten, the same queues took 0.5 s and
+//!   4.2 s and added 256 MiB and 1 GiB of RSS at creation. Anonymous memory
+//!   is not bounded by `/dev/shm`'s size; a size beyond the machine's memory
+//!   plus swap is refused ([`ShmError::NoSpace`](crate::shm::ShmError::NoSpace)).
+//! - **Named** ([`Queue::named`], [`Queue::unique_name`]): the whole segment
+//!   is reserved in `/dev/shm` at creation (`fallocate`), so that no send
+//!   can later find the file system full and die of `SIGBUS`; a queue that
+//!   does not fit is refused with
+//!   [`ShmError::NoSpace`](crate::shm::ShmError::NoSpace) and leaves
+//!   nothing behind. Reserving takes the memory at once (it shows in
+//!   `df /dev/shm` and the system's `Shmem`, about 0.25 s per GiB here),
+//!   but not in any process's RSS until the slots are touched.
+//!
 //! # Disconnection
 //!
 //! When every sender is gone, receivers get every value already sent and
@@ -77,10 +103,11 @@
 //!   [`Sender::from_token`]/[`Receiver::from_token`], which check the
 //!   element type (size, alignment and a tag of its name). An unclaimed
 //!   token counts as a live handle of the process that made it, for as long
-//!   as that process lives. The [`spsc`] channel's ends move the same way
-//!   ([`spsc::Spsc::named`], [`spsc::Producer::into_token`],
+//!   as that process lives. Each token is claimed once (a second claim is
+//!   [`QueueError::AlreadyClaimed`]). The [`spsc`] channel's ends move the
+//!   same way ([`spsc::Spsc::named`], [`spsc::Producer::into_token`],
 //!   [`spsc::Consumer::into_token`]), except that `into_token` gives the
-//!   end up and its token can be claimed only once.
+//!   end up.
 //!
 //! A process that holds handles counts as one of the other side's peers
 //! until it drops them or exits, whether or not it still uses them.

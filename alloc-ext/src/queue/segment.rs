@@ -3,16 +3,22 @@
 //!
 //! ```text
 //!  0                    P = Peers::memory_size(slots), rounded to 128
-//!  +--------------------+------------------------------------------+
-//!  | Peers region       | ring region (MpmcRing<T> or SpscRing<T>) |
-//!  | pid|senders|recvs  | header (elem size, align, type tag, cap)  |
-//!  +--------------------+------------------------------------------+
+//!  +--------------------+-----------------+------------------------------+
+//!  | Peers region       | ticket table    | ring region (MpmcRing<T>,    |
+//!  | pid|senders|recvs  | 64 x u64        |  SpscRing<T> or byte rings)  |
+//!  +--------------------+-----------------+------------------------------+
+//!                       P                 P + 512
 //! ```
+//!
+//! The ticket table records the MPMC tokens made and not yet claimed (see
+//! [`Tickets`]), so that each is claimed once.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use multiproc_core::peers::{current_pid, Peers, Side};
+use multiproc_core::peers::{current_pid, process_alive, Peers, Side};
 use multiproc_core::region::Region;
 
 use super::error::QueueError;
@@ -21,9 +27,17 @@ use crate::shm::SharedMemory;
 /// Peer slots of a queue: processes that may hold its handles at once.
 pub(crate) const DEFAULT_SLOTS: u64 = 64;
 
+/// Slots of the ticket table: MPMC tokens pending at once per queue.
+pub(crate) const TICKETS: usize = 64;
+
+/// Where the ticket table starts, for a peer table of `peers_size` bytes.
+fn tickets_offset(peers_size: usize) -> usize {
+    peers_size.next_multiple_of(128)
+}
+
 /// Where the ring starts, for a peer table of `peers_size` bytes.
 pub(crate) fn ring_offset(peers_size: usize) -> usize {
-    peers_size.next_multiple_of(128)
+    tickets_offset(peers_size) + TICKETS * 8
 }
 
 /// A mapped queue segment and the peer table at its start.
@@ -37,6 +51,9 @@ pub(crate) struct Segment {
     ring_off: usize,
     /// The process that created the segment (0 if opened).
     creator: u32,
+    /// Made by [`Segment::create`]: its ring area is still as the kernel
+    /// zero-filled it, until the ring is created there.
+    fresh: bool,
 }
 
 impl Segment {
@@ -58,6 +75,7 @@ impl Segment {
             peers,
             ring_off: off,
             creator: current_pid(),
+            fresh: true,
         })
     }
 
@@ -77,6 +95,7 @@ impl Segment {
             peers,
             ring_off: off,
             creator: 0,
+            fresh: false,
         })
     }
 
@@ -101,9 +120,128 @@ impl Segment {
         unsafe { region_at(&self.shm, self.ring_off) }
     }
 
+    /// The ring's region, marked as zero-filled when this process has just
+    /// created the segment (the rings then write their header and body
+    /// only: see [`Region::assume_zeroed`]); as
+    /// [`ring_region`](Self::ring_region) for an opened one.
+    ///
+    /// # Safety
+    ///
+    /// As [`ring_region`](Self::ring_region); and called by the creator to
+    /// create the ring(s), before anything else is written in the ring area.
+    pub(crate) unsafe fn fresh_ring_region(&self) -> Region<'static> {
+        // SAFETY: forwarded to the caller.
+        let region = unsafe { self.ring_region() };
+        if !self.fresh {
+            return region;
+        }
+        // SAFETY: the segment was created by `create` (a new shm object, or
+        // anonymous memory): the kernel zero-filled it, and only the peer
+        // table before `ring_off` has been written since (the caller's
+        // promise). Another process that opened the name and wrote into the
+        // ring area meanwhile would only make the ring start in a state of
+        // its choosing, which the rings tolerate (untrusted memory).
+        unsafe { region.assume_zeroed() }
+    }
+
     /// The segment's name, if it has one.
     pub(crate) fn name(&self) -> Option<&str> {
         self.shm.name()
+    }
+
+    /// The ticket table of the segment's pending MPMC tokens.
+    pub(crate) fn tickets(&self) -> Tickets<'_> {
+        let off = tickets_offset(self.peers.total_size() as usize);
+        assert!(off + TICKETS * 8 <= self.ring_off && self.ring_off <= self.shm.len());
+        // SAFETY: the table lies inside the mapping (checked: it ends at or
+        // before the ring, which starts inside it), 128-aligned (the mapping
+        // is page-aligned), and lives as long as `&self`; it is reached only
+        // through atomics, valid for every bit pattern.
+        let words = unsafe { &*self.shm.as_ptr().add(off).cast::<[AtomicU64; TICKETS]>() };
+        Tickets { words }
+    }
+}
+
+/// The table of MPMC tokens made and not claimed yet: one `u64` per pending
+/// token, `0` for a free entry.
+///
+/// ```text
+///   63          32 31            0
+///  +--------------+---------------+
+///  |  maker pid   |  nonce (!= 0) |     the token carries this word
+///  +--------------+---------------+
+/// ```
+///
+/// [`issue`](Self::issue) stores a fresh word in a free entry (CAS from 0);
+/// [`redeem`](Self::redeem) CASes the token's word back to 0, which
+/// succeeds once: a second claim of the same token finds the word gone.
+/// The nonce (random per process, then counted) keeps a token of an
+/// earlier, already claimed transfer from matching a later one in the same
+/// entry. When every entry is taken, entries of dead makers are freed
+/// (their tokens become void: a claim fails as already claimed).
+#[derive(Clone, Copy)]
+pub(crate) struct Tickets<'a> {
+    words: &'a [AtomicU64; TICKETS],
+}
+
+impl Tickets<'_> {
+    /// Records a new pending token of process `pid`; its word, or `None`
+    /// if every entry is held by a live process.
+    pub(crate) fn issue(&self, pid: u32) -> Option<u64> {
+        let word = u64::from(pid) << 32 | u64::from(next_nonce());
+        for reclaim in [false, true] {
+            for w in self.words {
+                // Relaxed: a guess the CAS confirms.
+                let cur = w.load(Ordering::Relaxed);
+                let free = cur == 0 || (reclaim && !process_alive((cur >> 32) as u32));
+                // AcqRel: orders the entry with the peer-table count made
+                // just before (Release), for the claimer (Acquire in redeem).
+                if free
+                    && w.compare_exchange(cur, word, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return Some(word);
+                }
+            }
+        }
+        None
+    }
+
+    /// Withdraws the pending token `word`: `true` once, for the first
+    /// claim; `false` if it was claimed (or voided) already.
+    pub(crate) fn redeem(&self, word: u64) -> bool {
+        if word == 0 {
+            return false;
+        }
+        self.words.iter().any(|w| {
+            // AcqRel: pairs with the CAS in `issue`; a single winner.
+            w.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+}
+
+/// A nonce for a ticket word: random per process (so a pid reused by
+/// another process makes other words), then counted; never 0.
+fn next_nonce() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Relaxed: only uniqueness within this process matters.
+    let mut n = NEXT.load(Ordering::Relaxed);
+    if n == 0 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u32(current_pid());
+        let seed = (h.finish() as u32) | 1;
+        n = match NEXT.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => seed,
+            Err(now) => now,
+        };
+    }
+    loop {
+        let next = n.wrapping_add(1).max(1);
+        match NEXT.compare_exchange_weak(n, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return n,
+            Err(now) => n = now,
+        }
     }
 }
 
@@ -282,7 +420,12 @@ pub(crate) fn type_tag<T>() -> u64 {
 // ---------------------------------------------------------------------------
 
 const TOKEN_MAGIC: &[u8; 4] = b"MPQT";
-const TOKEN_VERSION: u8 = 1;
+/// 2: the ticket word (MPMC tokens) after the tag.
+const TOKEN_VERSION: u8 = 2;
+/// Bytes before the name.
+const TOKEN_HEAD: usize = 48;
+/// The token kind of an MPMC queue (the only kind with a ticket).
+pub(crate) const KIND_MPMC: u8 = 1;
 
 /// What a token carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,12 +436,15 @@ pub(crate) struct Token {
     pub(crate) size: u64,
     pub(crate) align: u64,
     pub(crate) tag: u64,
+    /// MPMC tokens: the word of their entry in the segment's ticket table
+    /// ([`Tickets`]); 0 for other kinds.
+    pub(crate) ticket: u64,
     pub(crate) name: String,
 }
 
 impl Token {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(40 + self.name.len());
+        let mut v = Vec::with_capacity(TOKEN_HEAD + self.name.len());
         v.extend_from_slice(TOKEN_MAGIC);
         v.push(TOKEN_VERSION);
         v.push(self.kind);
@@ -311,6 +457,7 @@ impl Token {
         v.extend_from_slice(&self.size.to_le_bytes());
         v.extend_from_slice(&self.align.to_le_bytes());
         v.extend_from_slice(&self.tag.to_le_bytes());
+        v.extend_from_slice(&self.ticket.to_le_bytes());
         v.extend_from_slice(&(self.name.len() as u32).to_le_bytes());
         v.extend_from_slice(self.name.as_bytes());
         v
@@ -321,7 +468,7 @@ impl Token {
     /// the same bytes), and the pid is one a process can have.
     pub(crate) fn decode(b: &[u8]) -> Result<Self, QueueError> {
         let bad = |reason| QueueError::BadToken { reason };
-        let Some((head, rest)) = b.split_first_chunk::<40>() else {
+        let Some((head, rest)) = b.split_first_chunk::<TOKEN_HEAD>() else {
             return Err(bad("not a queue token"));
         };
         if &head[..4] != TOKEN_MAGIC {
@@ -345,7 +492,11 @@ impl Token {
             return Err(bad("pid out of range"));
         }
         // Compared as u64: no sum that could overflow a 32-bit usize.
-        if rest.len() as u64 != u64::from(u32_at(36)) {
+        let ticket = u64_at(36);
+        if ticket != 0 && head[5] != KIND_MPMC {
+            return Err(bad("ticket on a token of another kind"));
+        }
+        if rest.len() as u64 != u64::from(u32_at(44)) {
             return Err(bad("truncated token"));
         }
         let name = std::str::from_utf8(rest)
@@ -358,6 +509,7 @@ impl Token {
             size: u64_at(12),
             align: u64_at(20),
             tag: u64_at(28),
+            ticket,
             name,
         })
     }
@@ -393,6 +545,7 @@ mod tests {
             size: 8,
             align: 8,
             tag: type_tag::<u64>(),
+            ticket: 0,
             name: "/psm_token".into(),
         }
     }
@@ -432,7 +585,7 @@ mod tests {
             c
         };
         assert_eq!(reason(&with(0, b"MPQX")), "not a queue token");
-        assert_eq!(reason(&with(4, &[2])), "token of another version");
+        assert_eq!(reason(&with(4, &[1])), "token of another version");
         assert_eq!(reason(&with(6, &[2])), "unknown side");
         // The reserved byte: a token that decodes encodes to its bytes.
         assert_eq!(reason(&with(7, &[1])), "reserved byte set");
@@ -444,11 +597,22 @@ mod tests {
         );
         assert!(Token::decode(&with(8, &(i32::MAX as u32).to_le_bytes())).is_ok());
         // A name length past the end (and one that would overflow a 32-bit
-        // `40 + len`).
+        // `48 + len`).
         assert_eq!(
-            reason(&with(36, &u32::MAX.to_le_bytes())),
+            reason(&with(44, &u32::MAX.to_le_bytes())),
             "truncated token"
         );
+        // A ticket only on MPMC tokens.
+        assert_eq!(
+            reason(&with(36, &7u64.to_le_bytes())),
+            "ticket on a token of another kind"
+        );
+        let mpmc = Token {
+            kind: KIND_MPMC,
+            ticket: 7 << 32 | 9,
+            ..token()
+        };
+        assert_eq!(Token::decode(&mpmc.encode()).unwrap(), mpmc);
         let mut bad_utf8 = b.clone();
         *bad_utf8.last_mut().unwrap() = 0xff;
         assert_eq!(reason(&bad_utf8), "name is not UTF-8");

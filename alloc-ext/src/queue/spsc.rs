@@ -213,6 +213,7 @@ pub(crate) fn make_token<T>(side: Side, from_pid: u32, last: bool, name: &str) -
         size: std::mem::size_of::<T>() as u64,
         align: std::mem::align_of::<T>() as u64,
         tag: type_tag::<T>(),
+        ticket: 0,
         name: name.to_owned(),
     }
 }
@@ -341,8 +342,9 @@ impl<T: Pod> Spsc<T> {
         seg.peers.add(me, Side::Receiver, 1)?;
         let inner = Arc::new(Inner { seg });
         // SAFETY: the ring and its role handles are kept next to the Arc
-        // that owns the segment, in the handles below, and never outlive it.
-        let region = unsafe { inner.seg.ring_region() };
+        // that owns the segment, in the handles below, and never outlive it;
+        // the segment is new and its ring area untouched.
+        let region = unsafe { inner.seg.fresh_ring_region() };
         let ring = SpscRing::<T>::create_tagged(region, capacity, type_tag::<T>()).map_err(
             |e| match e {
                 multiproc_core::region::InitError::InvalidCapacity { capacity } => {

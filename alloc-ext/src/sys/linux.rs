@@ -1,9 +1,10 @@
-//! Linux: pidfds, the parent-death signal, the affinity mask, `/dev/shm`.
+//! Linux: pidfds, the parent-death signal, the affinity mask, `/dev/shm`,
+//! space reservation (`fallocate`) and sealed memfds.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use super::cvt;
+use super::{cvt, cvt_retry};
 
 /// Longest shm name, leading `/` included: a file name in `/dev/shm`
 /// (`NAME_MAX` = 255) plus the slash.
@@ -298,4 +299,74 @@ pub(crate) fn recv_with_sender(
         }
     }
     Ok(Some((n, sender)))
+}
+
+/// Allocates the blocks of bytes `0..len` of `fd` (`fallocate(fd, 0, 0,
+/// len)`), so that writing any of them later cannot fail for lack of room:
+/// on tmpfs (`/dev/shm`) this takes the pages now (counted in the size of
+/// the mount and in the system's `Shmem`), and fails at once with
+/// `ENOSPC` when they do not fit. `EINTR` (a signal during a large
+/// allocation, which the kernel has undone) is retried.
+pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: fallocate on a descriptor we hold, with plain integers.
+    cvt_retry(|| unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) }).map(drop)
+}
+
+/// A memfd of `len` zero bytes sealed against shrinking and growing (and
+/// against further seal changes), close-on-exec: the backing of anonymous
+/// segments. Whoever gets hold of the descriptor or the mapping's file
+/// (`/proc/<pid>/map_files`) cannot truncate the pages from under the
+/// processes that map it (`ftruncate` fails with `EPERM`).
+///
+/// `Ok(None)` on a kernel without sealable memfds (before 3.17): the caller
+/// falls back to `MAP_SHARED | MAP_ANONYMOUS`.
+///
+/// A memfd's pages are charged as they are touched, unlike a shared
+/// anonymous mapping, which is charged when mapped; so that an absurd size
+/// still fails here as it would there (the kernel's default heuristic), a
+/// size above the machine's memory plus swap is refused with `ENOMEM`.
+pub(crate) fn sealed_memfd(len: usize) -> io::Result<Option<OwnedFd>> {
+    if len as u128 > total_memory() {
+        return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+    }
+    // SAFETY: a NUL-terminated name and flags; returns a new descriptor or -1.
+    let r = unsafe {
+        libc::memfd_create(
+            c"multiproc".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS) | Some(libc::EINVAL) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: memfd_create returned a new descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(r) };
+    let size = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: ftruncate on the descriptor we own.
+    cvt_retry(|| unsafe { libc::ftruncate(fd.as_raw_fd(), size) })?;
+    // SAFETY: fcntl(F_ADD_SEALS) on the descriptor we own, with seal bits.
+    cvt(unsafe {
+        libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+        )
+    })?;
+    Ok(Some(fd))
+}
+
+/// RAM plus swap, in bytes (`u128::MAX` if unknown).
+fn total_memory() -> u128 {
+    // SAFETY: sysinfo is plain data; all-zero is a valid value.
+    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    if unsafe { libc::sysinfo(&mut si) } != 0 {
+        return u128::MAX;
+    }
+    (u128::from(si.totalram) + u128::from(si.totalswap)) * u128::from(si.mem_unit.max(1))
 }

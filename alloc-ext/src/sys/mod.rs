@@ -15,6 +15,8 @@
 //! | [`pipe_cloexec`] | `pipe2(O_CLOEXEC)` | `pipe` + `fcntl` |
 //! | [`cloexec_range`] | `close_range(CLOSE_RANGE_CLOEXEC)`, else `fcntl` per fd | `fcntl` per fd |
 //! | [`fill_random`], [`is_unix_stream`], [`peer_pid`], [`runs_same_executable`], [`set_pass_credentials`], [`recv_with_sender`] | `getrandom`, `SO_DOMAIN`/`SO_TYPE`, `SO_PEERCRED`, `/proc/<pid>/exe`, `SO_PASSCRED`, `SCM_CREDENTIALS` | `Unsupported`: a spawn or fork-server launch is never proven |
+//! | [`reserve`] | `fallocate` | nothing (no portable call) |
+//! | [`sealed_memfd`] | `memfd_create` + `F_ADD_SEALS` | `Ok(None)`: `MAP_ANONYMOUS` |
 //!
 //! Every function returns `io::Result` and takes owned or borrowed file
 //! descriptors, so the callers hold no raw fd longer than a call.
@@ -31,7 +33,7 @@ mod imp;
 
 pub(crate) use imp::{
     cloexec_range, cpu_count, fill_random, is_unix_stream, list_shm_names, peer_pid, pidfd_open,
-    pidfd_send_signal, pipe_cloexec, recv_with_sender, runs_same_executable,
+    pidfd_send_signal, pipe_cloexec, recv_with_sender, reserve, runs_same_executable, sealed_memfd,
     set_parent_death_signal, set_pass_credentials, RECV_CLOEXEC, SEND_NOSIGNAL, SHM_NAME_MAX,
 };
 

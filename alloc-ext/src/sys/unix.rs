@@ -124,3 +124,16 @@ pub(crate) fn recv_with_sender(
 ) -> io::Result<Option<(usize, Option<u32>)>> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
+
+/// No portable way to reserve the blocks of a shm object (macOS has no
+/// `posix_fallocate`): nothing is reserved, and a write past the room left
+/// raises `SIGBUS` as it always has there.
+pub(crate) fn reserve(_fd: BorrowedFd<'_>, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
+/// No memfds: anonymous segments are `MAP_SHARED | MAP_ANONYMOUS` mappings,
+/// which no descriptor names.
+pub(crate) fn sealed_memfd(_len: usize) -> io::Result<Option<OwnedFd>> {
+    Ok(None)
+}
