@@ -197,6 +197,10 @@ struct Body {
 
 #[cfg(not(multiproc_loom))]
 static_assertions::assert_eq_size!(Body, [u8; 512]);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(Meta, consumer), 8);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(Meta, max_frame), 16);
 static_assertions::const_assert_eq!(core::mem::align_of::<Body>(), 128);
 
 // SAFETY: repr(C) of 128-aligned lines holding atomics, eventcounts and role
@@ -1498,7 +1502,7 @@ mod tests {
             AttachError::NotReady
         );
         let ring = ByteRing::create(r, 64, 24).unwrap();
-        scribble(&ring, 512 + 8, &25u64.to_le_bytes());
+        scribble(&ring, 512 + 16, &25u64.to_le_bytes());
         assert_eq!(
             ByteRing::attach(r).unwrap_err(),
             AttachError::CorruptCapacity { capacity: 64 }
@@ -1826,7 +1830,7 @@ mod tests {
     }
 
     /// A pid that cannot exist (pid_max is at most 2^22).
-    const DEAD_PID: u32 = (1 << 22) + 5;
+    const DEAD_PID: u32 = (1 << 22) - 5;
 
     #[test]
     fn dead_peer_is_noticed_by_blocking_calls() {
@@ -1834,7 +1838,11 @@ mod tests {
         let ring = ByteRing::create(Region::from_mut_slice(bytes(&mut m)), 64, 24).unwrap();
         let mut rx = ring.receiver().unwrap();
         // The producer role is held by a process that died.
-        scribble(&ring, 512, &DEAD_PID.to_le_bytes());
+        scribble(
+            &ring,
+            512,
+            &crate::role::dead_identity(DEAD_PID).to_le_bytes(),
+        );
         let mut buf = [0u8; 24];
         assert_eq!(rx.try_recv_into(&mut buf), Err(RecvError::Empty));
         assert_eq!(
@@ -1848,7 +1856,11 @@ mod tests {
         assert_eq!(rx.try_recv_into(&mut buf), Err(RecvError::Empty));
         // Same for a dead receiver, once the ring is full.
         drop(rx);
-        scribble(&ring, 516, &DEAD_PID.to_le_bytes());
+        scribble(
+            &ring,
+            520,
+            &crate::role::dead_identity(DEAD_PID).to_le_bytes(),
+        );
         tx.try_send(&[0; 24]).unwrap();
         tx.try_send(&[0; 24]).unwrap();
         assert_eq!(
