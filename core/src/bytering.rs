@@ -2250,11 +2250,15 @@ mod loom_tests {
     fn frames_cross_the_wrap_with_blocking() {
         loom::model(|| {
             let ring = ring(64, 24);
-            let (mut tx, mut rx) = ring.split().unwrap();
-            tx.set_spin(Spin::NONE);
+            // Each role is claimed by the thread (loom's process) that
+            // uses and drops it: a release is a CAS from the holder's own
+            // identity, which differs per thread under loom.
+            let mut rx = ring.receiver().unwrap();
             rx.set_spin(Spin::NONE);
             let sizes = [17usize, 10, 16];
             let t = thread::spawn(move || {
+                let mut tx = ring.sender().unwrap();
+                tx.set_spin(Spin::NONE);
                 for (i, &n) in sizes.iter().enumerate() {
                     tx.send(&frame(i as u8, n)).unwrap();
                 }
@@ -2298,11 +2302,14 @@ mod loom_tests {
     fn blocked_send_woken_by_receiver_drop() {
         loom::model(|| {
             let ring = ring(64, 24);
-            let (mut tx, rx) = ring.split().unwrap();
+            // The receiver is claimed by the thread that drops it (see
+            // `frames_cross_the_wrap_with_blocking`); until then the sender
+            // finds it never claimed, which is not gone.
+            let mut tx = ring.sender().unwrap();
             tx.set_spin(Spin::NONE);
             tx.try_send(&[1; 24]).unwrap();
             tx.try_send(&[2; 24]).unwrap();
-            let t = thread::spawn(move || drop(rx));
+            let t = thread::spawn(move || drop(ring.receiver().unwrap()));
             assert_eq!(tx.send(&[3; 8]), Err(SendError::Disconnected));
             t.join().unwrap();
         });

@@ -2360,9 +2360,13 @@ mod loom_tests {
     fn spsc_drop_producer_wakes_and_disconnects() {
         loom::model(|| {
             let r = ring(2);
-            let (mut tx, mut rx) = r.split().unwrap();
+            // The producer is claimed by the thread that drops it: a
+            // release is a CAS from the holder's own identity, which
+            // differs per thread under loom.
+            let mut rx = r.consumer().unwrap();
             rx.set_spin(Spin::NONE);
             let t = thread::spawn(move || {
+                let mut tx = r.producer().unwrap();
                 tx.try_push(7).unwrap();
                 drop(tx);
             });
