@@ -197,6 +197,10 @@ struct Body {
 
 #[cfg(not(multiproc_loom))]
 static_assertions::assert_eq_size!(Body, [u8; 512]);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(Meta, consumer), 8);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(Meta, max_frame), 16);
 static_assertions::const_assert_eq!(core::mem::align_of::<Body>(), 128);
 
 // SAFETY: repr(C) of 128-aligned lines holding atomics, eventcounts and role
@@ -1505,7 +1509,7 @@ mod tests {
             AttachError::NotReady
         );
         let ring = ByteRing::create(r, 64, 24).unwrap();
-        scribble(&ring, 512 + 8, &25u64.to_le_bytes());
+        scribble(&ring, 512 + 16, &25u64.to_le_bytes());
         assert_eq!(
             ByteRing::attach(r).unwrap_err(),
             AttachError::CorruptCapacity { capacity: 64 }
@@ -1833,7 +1837,7 @@ mod tests {
     }
 
     /// A pid that cannot exist (pid_max is at most 2^22).
-    const DEAD_PID: u32 = (1 << 22) + 5;
+    const DEAD_PID: u32 = (1 << 22) - 5;
 
     #[test]
     fn dead_peer_is_noticed_by_blocking_calls() {
@@ -1841,7 +1845,11 @@ mod tests {
         let ring = ByteRing::create(Region::from_mut_slice(bytes(&mut m)), 64, 24).unwrap();
         let mut rx = ring.receiver().unwrap();
         // The producer role is held by a process that died.
-        scribble(&ring, 512, &DEAD_PID.to_le_bytes());
+        scribble(
+            &ring,
+            512,
+            &crate::role::dead_identity(DEAD_PID).to_le_bytes(),
+        );
         let mut buf = [0u8; 24];
         assert_eq!(rx.try_recv_into(&mut buf), Err(RecvError::Empty));
         assert_eq!(
@@ -1855,7 +1863,11 @@ mod tests {
         assert_eq!(rx.try_recv_into(&mut buf), Err(RecvError::Empty));
         // Same for a dead receiver, once the ring is full.
         drop(rx);
-        scribble(&ring, 516, &DEAD_PID.to_le_bytes());
+        scribble(
+            &ring,
+            520,
+            &crate::role::dead_identity(DEAD_PID).to_le_bytes(),
+        );
         tx.try_send(&[0; 24]).unwrap();
         tx.try_send(&[0; 24]).unwrap();
         assert_eq!(
@@ -2245,11 +2257,15 @@ mod loom_tests {
     fn frames_cross_the_wrap_with_blocking() {
         loom::model(|| {
             let ring = ring(64, 24);
-            let (mut tx, mut rx) = ring.split().unwrap();
-            tx.set_spin(Spin::NONE);
+            // Each role is claimed by the thread (loom's process) that
+            // uses and drops it: a release is a CAS from the holder's own
+            // identity, which differs per thread under loom.
+            let mut rx = ring.receiver().unwrap();
             rx.set_spin(Spin::NONE);
             let sizes = [17usize, 10, 16];
             let t = thread::spawn(move || {
+                let mut tx = ring.sender().unwrap();
+                tx.set_spin(Spin::NONE);
                 for (i, &n) in sizes.iter().enumerate() {
                     tx.send(&frame(i as u8, n)).unwrap();
                 }
@@ -2293,11 +2309,14 @@ mod loom_tests {
     fn blocked_send_woken_by_receiver_drop() {
         loom::model(|| {
             let ring = ring(64, 24);
-            let (mut tx, rx) = ring.split().unwrap();
+            // The receiver is claimed by the thread that drops it (see
+            // `frames_cross_the_wrap_with_blocking`); until then the sender
+            // finds it never claimed, which is not gone.
+            let mut tx = ring.sender().unwrap();
             tx.set_spin(Spin::NONE);
             tx.try_send(&[1; 24]).unwrap();
             tx.try_send(&[2; 24]).unwrap();
-            let t = thread::spawn(move || drop(rx));
+            let t = thread::spawn(move || drop(ring.receiver().unwrap()));
             assert_eq!(tx.send(&[3; 8]), Err(SendError::Disconnected));
             t.join().unwrap();
         });

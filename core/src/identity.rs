@@ -5,11 +5,15 @@
 //! killed with `SIGKILL` can have its pid reused by an unrelated process
 //! within milliseconds, and "is pid 4242 alive?" then answers for the wrong
 //! process. An [`Identity`] is the pid **plus the process's start time**
-//! (field 22 of `/proc/<pid>/stat`, in clock ticks since boot), which the
-//! kernel never repeats for another process with the same pid: two
-//! processes with one pid cannot both have started at the same tick, since
-//! the first must have exited and been reaped before the pid was handed out
-//! again. (The same pair is systemd's `pidref` without the pidfd.)
+//! (field 22 of `/proc/<pid>/stat`, in clock ticks since boot). A later
+//! process with the same pid started later, so it fails the comparison,
+//! as long as the two starts fall in different clock ticks (10 ms at the
+//! usual 100 Hz). Pids are handed out cyclically, so for two processes
+//! with one pid to start within one tick, the first must start, exit, be
+//! reaped, and the whole pid space be used up in between: not by chance,
+//! only on purpose (`ns_last_pid`, `clone3` with `set_tid`; tests that
+//! arrange a reuse wait two ticks first). (The same pair is systemd's
+//! `pidref` without the pidfd.)
 //!
 //! # The identity word
 //!

@@ -1,4 +1,4 @@
-//! A process-shared, robust mutex: [`RawMutex`] (8 bytes, embeddable in any
+//! A process-shared, robust mutex: [`RawMutex`] (16 bytes, embeddable in any
 //! shared structure) and [`Mutex<T>`](Mutex), a region holding a lock and a
 //! `T: Pod`, with a guard and poisoning like `std::sync::Mutex`.
 //!
@@ -46,13 +46,15 @@
 //!   mutex, and initialises its attributes from uninitialised memory.
 //!
 //! So this is an own futex mutex in the style of Drepper's "Futexes Are
-//! Tricky" (mutex 3), with the owner's pid in the word so that death is
-//! detectable from user space.
+//! Tricky" (mutex 3), with the owner's pid in the word and its
+//! [identity](crate::identity) (pid plus start time) beside it, so that
+//! death is detectable from user space, and a reused pid is not taken for
+//! the dead owner.
 //!
 //! # The lock word
 //!
-//! [`RawMutex`] is `#[repr(C)] { word: u32 futex, poison: u32 }`, 8 bytes,
-//! alignment 4, the same on every target:
+//! [`RawMutex`] is `#[repr(C)] { word: u32 futex, poison: u32, owner: u64 }`,
+//! 16 bytes, alignment 8, the same on every target:
 //!
 //! | `word` | meaning |
 //! |---|---|
@@ -73,6 +75,11 @@
 //! The latest cause is recorded. Poison is sticky, as in std: every later
 //! lock reports it until [`Mutex::clear_poison`].
 //!
+//! | `owner` | meaning |
+//! |---|---|
+//! | `0` | unlocked, or the holder has not recorded itself yet (or died before it could) |
+//! | identity word | the holder's pid and start time ([`crate::identity`]) |
+//!
 //! # Locking
 //!
 //! ```text
@@ -83,30 +90,72 @@
 //!             (a woken waiter cannot know whether others still sleep)
 //!             set WAITERS_BIT, futex_wait(word) until woken or the
 //!             liveness interval (1 ms doubling to 100 ms) or the deadline
-//!             on time-out: owner process dead? CAS word -> me | WAITERS_BIT,
-//!                          poison = OWNER_DIED_BIT | owner; done (poisoned)
-//!  unlock:  old = swap(word, 0)                 (Release)
+//!             on time-out: w = word (Acquire), o = owner
+//!                          holder of w dead (by o if it names w's pid,
+//!                          else by the pid)?
+//!                            CAS owner o -> 0, CAS word w -> me | WAITERS_BIT
+//!                            (AcqRel), poison = OWNER_DIED_BIT | pid;
+//!                            done (poisoned)
+//!  then:    owner = my identity                 (Relaxed)
+//!  unlock:  owner = 0                           (Relaxed)
+//!           old = swap(word, 0)                 (Release)
 //!           old has WAITERS_BIT -> futex_wake(word, 1)
 //! ```
 //!
-//! An uncontended lock and unlock is one CAS, one load and one swap: no
-//! system call and no clock read. The pid comes from a per-process cache.
+//! An uncontended lock and unlock is one CAS, two stores and one swap, on
+//! one cache line: no system call and no clock read. The pid and identity
+//! come from a per-process cache.
 //!
 //! A waiter notices a dead owner within one liveness interval (at most
 //! 100 ms, plus one read of `/proc/<pid>/stat`); a zombie counts as dead.
 //! The same check makes a waiter whose wake-up was lost (the woken process
 //! was killed before taking the lock) go on after one interval.
 //!
+//! # Owner identity
+//!
+//! The futex word is 32 bits (the kernel sleeps on 32-bit words), too
+//! small for a pid plus start time, so the holder's identity sits in
+//! `owner` beside it and is written after the word is won. A waiter
+//! deciding liveness loads the word (`Acquire`), then `owner`:
+//!
+//! - `owner` names the word's pid: the identity decides, and a process
+//!   that merely reuses the pid fails it (different start time).
+//! - Anything else (0, or another pid): the holder is between its CAS and
+//!   its store of `owner`, or died there. The pid alone decides, which can
+//!   only err towards "alive".
+//!
+//! Why a waiter never reads a *stale dead* identity under the pid of a live
+//! holder: every write to the word is an RMW, so every value it loads
+//! continues the release sequence of every earlier unlock (Release swap)
+//! and takeover (AcqRel CAS). Its Acquire load therefore synchronises with
+//! them, and each of those cleared `owner` before its Release: `owner`
+//! reads as this hold's own record, or 0. A takeover clears `owner` with a
+//! CAS from the exact identity it judged dead, so two waiters cannot both
+//! take one dead hold over, and the clear is what stops a waiter from
+//! judging a live taker that reuses the dead holder's pid by the dead
+//! identity. The loom models `dead_holder_is_taken_over_at_every_point`
+//! and `reused_pid_taker_is_never_taken_over` check this; the second
+//! fails (a double hold) when the takeover's word CAS is only `Acquire`,
+//! when the waiter's word load is `Relaxed`, or when the takeover does not
+//! clear `owner`.
+//!
 //! # Limits (read these)
 //!
-//! - **Pid reuse.** Death is detected by asking whether the owner's pid
-//!   still runs. If a new process gets the same pid between the owner's
-//!   death and the check, it is taken as alive and the waiters keep waiting
-//!   until that process exits. Linux hands out pids cyclically up to
-//!   `pid_max`, so this needs a wrap-around of the whole pid space in that
-//!   window.
+//! - **Pid reuse, narrowed.** A holder killed in the few instructions
+//!   between winning the word and recording its identity is judged by its
+//!   pid alone: if that pid is reused before a waiter looks, the waiters
+//!   wait until the new process exits. Equally, a waiter that finds the
+//!   pid dead, with no identity recorded, and takes the word over, races
+//!   a process that reuses the pid *and* takes the lock in the
+//!   microseconds between the check and the CAS. Any other hold is judged
+//!   by pid plus start time, which a reused pid cannot pass. Where `/proc`
+//!   cannot be read, the start time is unknown and only the pid counts.
 //! - **Pid namespaces.** Processes in different pid namespaces see
-//!   different pids for the same process: they must not share a mutex.
+//!   different pids for the same process. A region records its creator's
+//!   pid namespace and refuses an attach from another one
+//!   ([`AttachError::ForeignPidNamespace`]); a bare [`RawMutex`] placed in
+//!   memory by other means has no such check: don't share it across pid
+//!   namespaces.
 //! - **Not re-entrant.** A process (any of its threads) that locks a mutex
 //!   it already holds waits for itself forever. An `RLock` is built in the
 //!   std layer.
@@ -124,8 +173,9 @@
 //! - **try_lock** never makes a system call, so it never detects a dead
 //!   owner; [`Mutex::lock`] and [`Mutex::lock_timeout`] (even with a zero
 //!   timeout) do.
-//! - Under loom the pid is a per-thread id and every pid is alive: deaths
-//!   are tested with real processes and `kill -9`.
+//! - Under loom the pid is a per-thread id, and a thread may die
+//!   (`loom_die`) and have its pid reused by another (`loom_reuse_pid`);
+//!   real deaths are tested with real processes and `kill -9`.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -134,8 +184,12 @@ use core::time::Duration;
 
 use bytemuck::Pod;
 
+use crate::identity::Identity;
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
-use crate::sync::{current_pid, pid_alive, AtomicU32, Futex, Ordering, UnsafeCell, WaitOutcome};
+use crate::sync::{
+    current_identity, current_pid, identity_alive, pid_alive, AtomicU32, AtomicU64, Futex,
+    Ordering, UnsafeCell, WaitOutcome,
+};
 use crate::time::Deadline;
 use crate::wait::Spin;
 
@@ -378,16 +432,22 @@ pub struct RawMutex {
     /// `0`, [`POISON_PANICKED`], or [`OWNER_DIED_BIT`] with a pid. Written
     /// only by a holder (or by `clear_poison`).
     poison: AtomicU32,
+    /// `0`, or the [identity word](crate::identity) of the holder: written
+    /// by a holder right after it takes the word, cleared before it gives
+    /// the word back. Tells a dead holder from a live process that reuses
+    /// its pid (see "Owner identity" in the module docs).
+    owner: AtomicU64,
 }
 
 #[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(RawMutex, u64);
+static_assertions::assert_eq_size!(RawMutex, [u64; 2]);
 #[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_align!(RawMutex, u32);
+static_assertions::assert_eq_align!(RawMutex, u64);
 
 // SAFETY: repr(C) of two 32-bit atomics (the futex is a transparent
-// AtomicU32): no pointers, every bit pattern valid (a garbage word at worst
-// names a wrong owner, which the liveness check takes over); size pinned.
+// AtomicU32) and a 64-bit one: no pointers, every bit pattern valid (a
+// garbage word at worst names a wrong owner, which the liveness check takes
+// over); size and alignment pinned.
 unsafe impl ShmSafe for RawMutex {}
 
 /// How the slow path got the lock.
@@ -413,6 +473,7 @@ impl RawMutex {
         Self {
             word: Futex::new(0),
             poison: AtomicU32::new(0),
+            owner: AtomicU64::new(0),
         }
     }
 
@@ -433,13 +494,7 @@ impl RawMutex {
     #[inline]
     pub fn lock(&self) -> LockResult<()> {
         let me = Self::me();
-        // Acquire: pairs with the Release swap in `unlock`, so the data the
-        // previous holder wrote is visible to this one.
-        if self
-            .word
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.try_acquire(me) {
             // Without a deadline the slow path never times out; the loop only
             // keeps that fact out of the types.
             let how = loop {
@@ -449,6 +504,7 @@ impl RawMutex {
             };
             self.after_slow(how);
         }
+        self.set_owner();
         self.poison_result()
     }
 
@@ -461,14 +517,11 @@ impl RawMutex {
     /// if acquired but poisoned (the lock is held then).
     #[inline]
     pub fn try_lock(&self) -> Result<(), TryLockError<()>> {
-        let me = Self::me();
-        // Acquire: as in `lock`.
-        match self
-            .word
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => Ok(self.poison_result()?),
-            Err(_) => Err(TryLockError::WouldBlock),
+        if self.try_acquire(Self::me()) {
+            self.set_owner();
+            Ok(self.poison_result()?)
+        } else {
+            Err(TryLockError::WouldBlock)
         }
     }
 
@@ -493,18 +546,39 @@ impl RawMutex {
     /// As [`lock_timeout`](Self::lock_timeout).
     pub fn lock_deadline(&self, deadline: Option<Deadline>) -> Result<(), LockTimeoutError<()>> {
         let me = Self::me();
-        // Acquire: as in `lock`.
-        if self
-            .word
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.try_acquire(me) {
             match self.lock_slow(me, deadline) {
                 Ok(how) => self.after_slow(how),
                 Err(TimedOut) => return Err(LockTimeoutError::TimedOut),
             }
         }
+        self.set_owner();
         Ok(self.poison_result()?)
+    }
+
+    /// The fast path: takes a free word with one CAS.
+    #[inline]
+    fn try_acquire(&self, me: u32) -> bool {
+        // Acquire: pairs with the Release swap in `unlock`, so the data the
+        // previous holder wrote (and its clear of `owner`) is visible to
+        // this one.
+        self.word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Records this process's identity as the holder's. Called by every
+    /// path right after it took the word.
+    #[inline]
+    fn set_owner(&self) {
+        // Relaxed: readers order their load of `owner` after an Acquire
+        // load of `word` (see `holder_alive`); this store, made after our
+        // CAS, is at worst not seen yet, and then `owner` still reads 0
+        // (or a cleared or stale identity naming another pid), which means
+        // "ask about the pid alone" and errs only towards "alive". Our
+        // clear in `unlock` is sequenced after it, so it never outlives
+        // our hold.
+        self.owner.store(current_identity(), Ordering::Relaxed);
     }
 
     /// Records a takeover from a dead owner. The caller holds the lock.
@@ -530,6 +604,22 @@ impl RawMutex {
         }
     }
 
+    /// Whether the process holding the word `pid` still runs, given
+    /// `owner`, loaded after an Acquire load of the word that returned
+    /// `pid` (see "Owner identity" in the module docs).
+    ///
+    /// An identity naming `pid` decides (a reused pid fails it). Anything
+    /// else (0, or an identity naming another pid) means the holder is
+    /// between taking the word and recording itself, or died there: then
+    /// the pid alone decides, which can wrongly say "alive" (a reused pid)
+    /// but never wrongly "dead".
+    fn holder_alive(pid: u32, owner: u64) -> bool {
+        match Identity::from_word(owner) {
+            Some(id) if id.pid() == pid => identity_alive(owner),
+            _ => pid_alive(pid),
+        }
+    }
+
     /// Spins, then sleeps on the word, checking the owner's liveness each
     /// time a liveness interval passes without a wake-up.
     #[cold]
@@ -546,12 +636,7 @@ impl RawMutex {
         let mut backoff = spin.start();
         while backoff.spin() {
             // Relaxed: only a hint for the CAS, which carries the Acquire.
-            if self.word.load(Ordering::Relaxed) & PID_MASK == 0
-                && self
-                    .word
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.word.load(Ordering::Relaxed) & PID_MASK == 0 && self.try_acquire(me) {
                 return Ok(Acquired::Clean);
             }
         }
@@ -596,35 +681,82 @@ impl RawMutex {
                 }
             }
             // Never sleep past the liveness interval: a dead owner wakes
-            // nobody. Under loom the clock is frozen and this never fires.
+            // nobody. Under loom the clock is frozen and this fires only
+            // for a deadline already past.
             let nap = Deadline::after(interval).min(deadline);
             let outcome = self.word.wait(w, Some(nap));
-            // Relaxed: as above.
-            w = self.word.load(Ordering::Relaxed);
             if outcome == WaitOutcome::TimedOut {
-                let owner = w & PID_MASK;
-                if owner != 0 && !pid_alive(owner) {
-                    // The owner died holding the lock. Acquire: whatever it
-                    // managed to write before dying is visible (it is dead:
-                    // nothing more will come).
-                    match self.word.compare_exchange(
-                        w,
-                        me | WAITERS_BIT,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => return Ok(Acquired::FromDead(owner)),
-                        // Someone else took it over (or it changed): retry.
-                        Err(now) => {
-                            w = now;
-                            continue;
+                // Acquire: synchronises with the Release of every earlier
+                // unlock and takeover of the word (all writes to it are
+                // RMWs, so each continues their release sequences): the
+                // `owner` load below sees each earlier holder's clear, and
+                // so never an identity older than this holder's hold.
+                w = self.word.load(Ordering::Acquire);
+                let owner_pid = w & PID_MASK;
+                if owner_pid != 0 {
+                    // Relaxed: ordered after the Acquire above (see there).
+                    let o = self.owner.load(Ordering::Relaxed);
+                    if !Self::holder_alive(owner_pid, o) {
+                        if let Some(how) = self.take_over_dead(me, w, o) {
+                            return Ok(how);
                         }
+                        // Someone else took it over (or unlocked): retry.
+                        w = self.word.load(Ordering::Relaxed);
+                        continue;
                     }
                 }
                 if deadline.is_some_and(|d| d.has_passed()) {
                     return Err(TimedOut);
                 }
                 interval = (interval * 2).min(LIVENESS_MAX);
+            } else {
+                // Relaxed: as above.
+                w = self.word.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes the word `w` over from its holder, found dead with `owner`
+    /// (the identity word read with it); `None` if another waiter took it
+    /// over first, or it changed.
+    ///
+    /// First `owner` is cleared, by a CAS from exactly the value the
+    /// decision was made on: of several waiters that found the holder dead,
+    /// one passes this step per decision, and the value left in `owner`
+    /// can never be a dead identity while a live process holds the word
+    /// under the same pid (which would make a waiter take a live hold over:
+    /// the case of a taker that reuses the dead holder's pid). Then the
+    /// word: its CAS is `AcqRel` so that a waiter that loads our value
+    /// (Acquire) also sees the clear.
+    fn take_over_dead(&self, me: u32, mut w: u32, owner: u64) -> Option<Acquired> {
+        let dead = w & PID_MASK;
+        // Relaxed: an RMW reads the latest value; what must be seen with
+        // this clear is published by the word's Release below.
+        if self
+            .owner
+            .compare_exchange(owner, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        loop {
+            // Acquire: whatever the dead owner managed to write before
+            // dying is visible (it is dead: nothing more will come).
+            // Release: the clear of `owner` above is visible to every
+            // waiter that loads this value of the word (`lock_slow`).
+            match self.word.compare_exchange(
+                w,
+                me | WAITERS_BIT,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Acquired::FromDead(dead)),
+                // The same dead holder, a waiter changed the waiters bit:
+                // still ours to take (no other waiter takes a hold whose
+                // `owner` we cleared: it finds the pid dead and its own
+                // clear fails, or the pid alive and waits).
+                Err(now) if now & PID_MASK == dead => w = now,
+                Err(_) => return None,
             }
         }
     }
@@ -643,8 +775,26 @@ impl RawMutex {
             Self::me(),
             "unlock by a process that does not hold the lock"
         );
+        self.clear_owner();
+        self.release_word();
+    }
+
+    /// The first half of `unlock`: this holder's identity leaves `owner`.
+    #[inline]
+    fn clear_owner(&self) {
+        // Relaxed: published by the Release swap in `release_word`, which
+        // every later holder's and waiter's Acquire on the word
+        // synchronises with.
+        self.owner.store(0, Ordering::Relaxed);
+    }
+
+    /// The second half of `unlock`: frees the word, waking a sleeper.
+    #[inline]
+    fn release_word(&self) {
         // Release: pairs with the Acquire CAS in `lock`, `try_lock` and
-        // `lock_slow`: the next holder sees every write made under the lock.
+        // `lock_slow`: the next holder sees every write made under the lock;
+        // and with the Acquire load of a waiter's liveness check, which
+        // then sees `owner` cleared.
         let old = self.word.swap(0, Ordering::Release);
         if old & WAITERS_BIT != 0 {
             self.word.wake_one();
@@ -768,7 +918,7 @@ impl LockLine {
 /// ```text
 ///  0          128                        256
 ///  +----------+--------------------------+--------+
-///  | header   | RawMutex (8 B) + padding | T      |
+///  | header   | RawMutex (16 B), padding | T      |
 ///  +----------+--------------------------+--------+
 /// ```
 ///
@@ -1111,7 +1261,9 @@ pub(crate) mod tests {
 
     #[test]
     fn layout_is_pinned() {
-        assert_eq!(core::mem::size_of::<RawMutex>(), 8);
+        assert_eq!(core::mem::size_of::<RawMutex>(), 16);
+        assert_eq!(core::mem::align_of::<RawMutex>(), 8);
+        assert_eq!(core::mem::offset_of!(RawMutex, owner), 8);
         assert_eq!(Mutex::<u64>::memory_size(), Some(264));
         assert_eq!(Mutex::<[u8; 1000]>::memory_size(), Some(1256));
     }
@@ -1288,6 +1440,70 @@ pub(crate) mod tests {
         // it sticky.
         assert_eq!(died.load(Ordering::Relaxed), 3);
         assert!(!m.is_locked());
+    }
+
+    /// The holder's pid runs again, but as another process (its start time
+    /// differs): the owner is dead and its lock taken over, promptly.
+    #[test]
+    fn a_reused_pid_does_not_keep_a_dead_owner_alive() {
+        let me = Identity::current();
+        let t = me.start_ticks().expect("start times are readable here");
+        let earlier = Identity::new(me.pid(), Some(t.saturating_sub(1))).unwrap();
+        for waiters in [0, WAITERS_BIT] {
+            let m = RawMutex::new();
+            // Held by a process that had this very pid before us and died.
+            m.word.store(me.pid() | waiters, Ordering::Relaxed);
+            m.owner.store(earlier.to_word(), Ordering::Relaxed);
+            match m.lock_timeout(Duration::ZERO) {
+                Err(LockTimeoutError::Poisoned(p)) => {
+                    assert_eq!(p.cause(), PoisonCause::OwnerDied { pid: me.pid() });
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(m.owner.load(Ordering::Relaxed), me.to_word());
+            // SAFETY: taken over above.
+            unsafe { m.unlock() };
+            assert_eq!(m.owner.load(Ordering::Relaxed), 0);
+        }
+    }
+
+    /// An identity naming another pid than the word's says nothing about
+    /// the holder (it is between its CAS and its store): the pid decides,
+    /// and a live pid is never taken over.
+    #[test]
+    fn an_identity_of_another_pid_falls_back_to_the_pid() {
+        let m = RawMutex::new();
+        m.word.store(current_pid(), Ordering::Relaxed);
+        let other = Identity::new(4_000_000, Some(1)).unwrap();
+        m.owner.store(other.to_word(), Ordering::Relaxed);
+        assert!(matches!(
+            m.lock_timeout(Duration::ZERO),
+            Err(LockTimeoutError::TimedOut)
+        ));
+        // And the identity of a live process under the word's pid (this
+        // one) is alive.
+        m.owner
+            .store(Identity::current().to_word(), Ordering::Relaxed);
+        assert!(matches!(
+            m.lock_timeout(Duration::ZERO),
+            Err(LockTimeoutError::TimedOut)
+        ));
+        // Every lock records its holder, and unlock clears it.
+        let n = RawMutex::new();
+        for how in 0..3 {
+            match how {
+                0 => n.lock().unwrap(),
+                1 => n.try_lock().unwrap(),
+                _ => n.lock_timeout(Duration::ZERO).unwrap(),
+            }
+            assert_eq!(
+                n.owner.load(Ordering::Relaxed),
+                Identity::current().to_word()
+            );
+            // SAFETY: locked above.
+            unsafe { n.unlock() };
+            assert_eq!(n.owner.load(Ordering::Relaxed), 0);
+        }
     }
 
     #[test]
@@ -1484,6 +1700,7 @@ pub(crate) mod tests {
 #[cfg(all(test, multiproc_loom))]
 mod loom_tests {
     use super::*;
+    use core::time::Duration;
     use loom::sync::Arc;
     use loom::thread;
 
@@ -1552,6 +1769,132 @@ mod loom_tests {
             // SAFETY: every thread joined: no concurrent access.
             assert_eq!(s.count.with(|p| unsafe { *p }), 3);
             assert_eq!(s.lock.word.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    /// Tries `lock_timeout(ZERO)` (one liveness check under loom's frozen
+    /// clock) until it returns a hold; `Some(pid)` if taken from a dead one.
+    fn lock_checking(m: &RawMutex) -> Option<u32> {
+        loop {
+            match m.lock_timeout(Duration::ZERO) {
+                Ok(()) => return None,
+                Err(LockTimeoutError::Poisoned(p)) => match p.cause() {
+                    PoisonCause::OwnerDied { pid } => return Some(pid),
+                    PoisonCause::Panicked => unreachable!(),
+                },
+                Err(LockTimeoutError::TimedOut) => thread::yield_now(),
+            }
+        }
+    }
+
+    /// A holder killed at each point of its protocol: (0) after winning
+    /// the word, before recording its identity; (1) while holding, recorded;
+    /// (2) after clearing its identity, before freeing the word. A waiter
+    /// racing with it never takes a live hold over (loom sees the race on
+    /// `count`), and once the holder is dead takes the lock over, poisoned
+    /// with the holder's pid.
+    #[test]
+    fn dead_holder_is_taken_over_at_every_point() {
+        let only: Option<u32> = std::env::var("POINT").ok().map(|v| v.parse().unwrap());
+        for point in (0..3).filter(|p| only.is_none_or(|o| o == *p)) {
+            loom::model(move || {
+                let s = Arc::new(Shared::new());
+                let s2 = s.clone();
+                let t = thread::spawn(move || {
+                    let me = RawMutex::me();
+                    // Contended with the waiter's own acquisitions: wait
+                    // for the word like a locker would, then follow the
+                    // protocol step by step up to the death point.
+                    while !s2.lock.try_acquire(me) {
+                        thread::yield_now();
+                    }
+                    // SAFETY: held.
+                    s2.count.with_mut(|p| unsafe { *p += 1 });
+                    if point >= 1 {
+                        s2.lock.set_owner();
+                    }
+                    if point >= 2 {
+                        s2.lock.clear_owner();
+                    }
+                    crate::sync::loom_die();
+                    me
+                });
+                // One attempt while the holder runs (it may also be dead
+                // already), then the rest after.
+                let early = match s.lock.lock_timeout(Duration::ZERO) {
+                    Ok(()) => Some(None),
+                    Err(LockTimeoutError::Poisoned(p)) => Some(Some(p.cause())),
+                    Err(LockTimeoutError::TimedOut) => None,
+                };
+                let took_over = match early {
+                    Some(cause) => {
+                        // SAFETY: held.
+                        s.count.with_mut(|p| unsafe { *p += 1 });
+                        // SAFETY: held.
+                        unsafe { s.lock.unlock() };
+                        cause.is_some()
+                    }
+                    None => false,
+                };
+                let dead = t.join().unwrap();
+                let died = lock_checking(&s.lock);
+                if took_over {
+                    // The poison is sticky.
+                    assert_eq!(
+                        s.lock.poison_cause(),
+                        Some(PoisonCause::OwnerDied { pid: dead })
+                    );
+                } else {
+                    assert_eq!(died, Some(dead));
+                }
+                // SAFETY: held.
+                s.count.with_mut(|p| unsafe { *p += 1 });
+                // SAFETY: held.
+                unsafe { s.lock.unlock() };
+            });
+        }
+    }
+
+    /// The holder dies holding; then a thread that reuses its pid and a
+    /// third one both lock. Exactly one takes the dead hold over, and the
+    /// third never takes over the reuser's hold while it runs (in the
+    /// reuser's window between its takeover and recording its identity,
+    /// `owner` must not show the dead identity under the reused pid).
+    #[test]
+    fn reused_pid_taker_is_never_taken_over() {
+        loom::model(|| {
+            let s = Arc::new(Shared::new());
+            let s2 = s.clone();
+            let dead = thread::spawn(move || {
+                s2.lock.lock().unwrap();
+                crate::sync::loom_die();
+                RawMutex::me()
+            })
+            .join()
+            .unwrap();
+            let s3 = s.clone();
+            let other = thread::spawn(move || {
+                let died = lock_checking(&s3.lock);
+                // SAFETY: held.
+                s3.count.with_mut(|p| unsafe { *p += 1 });
+                // SAFETY: held.
+                unsafe { s3.lock.unlock() };
+                died
+            });
+            crate::sync::loom_reuse_pid();
+            assert_eq!(RawMutex::me(), dead);
+            let mine = lock_checking(&s.lock);
+            // SAFETY: held.
+            s.count.with_mut(|p| unsafe { *p += 1 });
+            // SAFETY: held.
+            unsafe { s.lock.unlock() };
+            let theirs = other.join().unwrap();
+            // One of the two took the dead hold over, the other found the
+            // poison it left (sticky) or took it cleanly after.
+            assert!(mine == Some(dead) || theirs == Some(dead));
+            // SAFETY: joined.
+            assert_eq!(s.count.with(|p| unsafe { *p }), 2);
+            assert!(!s.lock.is_locked());
         });
     }
 

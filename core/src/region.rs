@@ -20,6 +20,20 @@
 //! capacity describes a layout that fits the memory it was handed. Anything
 //! else is a typed [`AttachError`], whatever bytes the memory holds.
 //!
+//! # Pid namespaces
+//!
+//! The structures name processes by pid (locks, roles, peer tables), and a
+//! pid means nothing in another pid namespace: the same process has another
+//! pid there, and a pid from outside names another process or none (so a
+//! live lock holder would look dead, or a dead one alive). The header
+//! records the creator's pid namespace (the inode of `/proc/self/ns/pid`),
+//! and attaching from another one fails with
+//! [`AttachError::ForeignPidNamespace`], as with two containers sharing
+//! `/dev/shm` (`docker --ipc=host`) but not their pids. Where either side
+//! cannot read its namespace (no `/proc`), it is unknown and the attach is
+//! allowed: the check cannot be made, and pid namespaces then are rarely
+//! in play.
+//!
 //! Every field a process can write lives in an atomic, so reading memory that
 //! a foreign, buggy or dead process wrote is never a data race and never an
 //! invalid value: at worst it is a wrong number, which each structure bounds-
@@ -41,7 +55,11 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 
 /// The version of the shared layouts. Bumped whenever any structure's bytes
 /// change meaning; a region of another version is refused on attach.
-pub const LAYOUT_VERSION: u32 = 3;
+///
+/// 4: the header records the creator's pid namespace; mutexes carry their
+/// holder's identity (16 bytes); role words are 64-bit identity words; an
+/// MPMC slot free for its first lap reads 0 (rings start all-zero).
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's
 /// memory must have (page-aligned mappings always do).
@@ -216,10 +234,16 @@ pub struct RegionHeader {
     /// on it until the creator publishes.
     state: Futex,
     _reserved: u32,
+    /// The inode of the creator's pid namespace; 0 if it could not be read.
+    pid_ns: AtomicU64,
 }
 
 #[cfg(not(multiproc_loom))]
 assert_eq_size!(RegionHeader, [u8; REGION_ALIGN]);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(RegionHeader, state), 56);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(RegionHeader, pid_ns), 64);
 static_assertions::const_assert_eq!(align_of::<RegionHeader>(), REGION_ALIGN);
 
 impl RegionHeader {
@@ -237,6 +261,7 @@ impl RegionHeader {
             total_size: AtomicU64::new(0),
             state: Futex::new(STATE_UNINIT),
             _reserved: 0,
+            pid_ns: AtomicU64::new(0),
         }
     }
 
@@ -262,6 +287,14 @@ impl RegionHeader {
     /// Total bytes the structure occupies, header included.
     pub fn total_size(&self) -> u64 {
         self.total_size.load(Ordering::Relaxed)
+    }
+
+    /// The inode number of the creator's pid namespace, if it was known.
+    pub fn creator_pid_namespace(&self) -> Option<u64> {
+        match self.pid_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(ns),
+        }
     }
 
     /// Whether the creator has published the region.
@@ -620,6 +653,9 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
         header.elem_tag.store(spec.elem.tag, Ordering::Relaxed);
         header.capacity.store(spec.capacity, Ordering::Relaxed);
         header
+            .pid_ns
+            .store(crate::sync::pid_namespace().unwrap_or(0), Ordering::Relaxed);
+        header
             .total_size
             .store(layout.total as u64, Ordering::Relaxed);
         // Release: pairs with the Acquire load of `state` in `open`, which
@@ -662,6 +698,7 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
                 expected: LAYOUT_VERSION,
             });
         }
+        check_pid_namespace(header)?;
         let found_kind = header.kind.load(Ordering::Relaxed);
         if found_kind != kind as u32 {
             return Err(AttachError::KindMismatch {
@@ -693,6 +730,17 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
             array: unsafe { NonNull::new_unchecked(base.add(layout.array).cast::<E>()) },
             count: count as usize,
         })
+    }
+}
+
+/// Refuses a region made in another pid namespace than this process's
+/// (both known): the pids in it would name other processes here.
+pub fn check_pid_namespace(header: &RegionHeader) -> Result<(), AttachError> {
+    match (header.creator_pid_namespace(), crate::sync::pid_namespace()) {
+        (Some(creator), Some(ours)) if creator != ours => {
+            Err(AttachError::ForeignPidNamespace { creator, ours })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -833,6 +881,15 @@ pub enum AttachError {
     },
     /// The creator has not published the region (in time).
     NotReady,
+    /// Made by a process in another pid namespace: the pids that locks,
+    /// roles and peer tables record there name other processes here, so
+    /// sharing it would break death detection (see the module docs).
+    ForeignPidNamespace {
+        /// The inode of the creator's pid namespace.
+        creator: u64,
+        /// The inode of this process's.
+        ours: u64,
+    },
 }
 
 impl fmt::Display for AttachError {
@@ -868,6 +925,10 @@ impl fmt::Display for AttachError {
                 write!(f, "corrupt region: init state {found}")
             }
             AttachError::NotReady => f.write_str("region not initialized in time"),
+            AttachError::ForeignPidNamespace { creator, ours } => write!(
+                f,
+                "region made in another pid namespace (pid:[{creator}], this process is in pid:[{ours}])"
+            ),
         }
     }
 }
@@ -1061,6 +1122,39 @@ mod tests {
             open(Region::from_mut_slice(c)),
             Err(AttachError::TooSmall { .. })
         ));
+    }
+
+    #[test]
+    fn attach_from_another_pid_namespace_is_refused() {
+        let mut b = buf(4);
+        let all = bytes(&mut b);
+        let r = Region::from_mut_slice(&mut *all);
+        let p = Parts::<u64, u64>::create(r, spec(1), || 0, |_| 0).unwrap();
+        let ours = crate::identity::pid_namespace().unwrap();
+        assert_eq!(p.header.creator_pid_namespace(), Some(ours));
+        assert!(open(r).is_ok());
+        // pid_ns at offset 64: another namespace.
+        all[64..72].copy_from_slice(&(ours + 1).to_le_bytes());
+        let r = Region::from_mut_slice(&mut *all);
+        assert_eq!(
+            open(r).unwrap_err(),
+            AttachError::ForeignPidNamespace {
+                creator: ours + 1,
+                ours
+            }
+        );
+        // Unknown (the creator could not read it): allowed.
+        all[64..72].copy_from_slice(&0u64.to_le_bytes());
+        let r = Region::from_mut_slice(&mut *all);
+        assert!(open(r).is_ok());
+        let e = AttachError::ForeignPidNamespace {
+            creator: 4026531836,
+            ours: 4026532290,
+        };
+        assert_eq!(
+            std::format!("{e}"),
+            "region made in another pid namespace (pid:[4026531836], this process is in pid:[4026532290])"
+        );
     }
 
     #[test]

@@ -3,23 +3,28 @@
 //! whether it left cleanly.
 //!
 //! The borrow checker cannot see other processes, so a role that must be
-//! unique is handed out through a word in shared memory:
+//! unique is handed out through a 64-bit word in shared memory, holding an
+//! [identity word](crate::identity) (pid plus start time, bits 0 to 61)
+//! and two marks:
 //!
 //! | word | meaning |
 //! |---|---|
 //! | `0` | never claimed |
-//! | `pid` | held by process `pid` |
-//! | `CLOSED_BIT \| pid` | released by `pid` (its handle was dropped) |
-//! | `HANDED_BIT \| pid` | held by `pid`, handed on: waiting to be taken over |
+//! | `id` | held by process `id` |
+//! | `CLOSED_BIT \| id` | released by `id` (its handle was dropped) |
+//! | `HANDED_BIT \| id` | held by `id`, handed on: waiting to be taken over |
 //!
 //! A role whose holder died without releasing it (killed with `SIGKILL`) can
-//! be claimed again: [`RoleWord::claim`] checks the holder's liveness. Peers
-//! waiting on the role holder use [`RoleWord::peer`] to tell "slow" from
-//! "gone".
+//! be claimed again: [`RoleWord::claim`] checks the holder's liveness, by
+//! identity, so a process that reuses a dead holder's pid does not keep its
+//! role held. Peers waiting on the role holder use [`RoleWord::peer`] to
+//! tell "slow" from "gone". The pids the API reports ([`Peer`],
+//! [`Claimed`], [`RoleTaken`]) are for display; decisions use the whole
+//! identity.
 //!
 //! A role can also move to another process without ever being free: its
-//! holder marks it handed on under its own pid ([`RoleWord::hand_over`])
-//! and gives its handle up; another process then
+//! holder marks it handed on under its own identity
+//! ([`RoleWord::hand_over`]) and gives its handle up; another process then
 //! [`take_over`](RoleWord::take_over)s the role from that pid, at most once
 //! (the mark tells a hand-over from a handle still in use, even within one
 //! process). Meanwhile the role stays held, by the handing process, for as
@@ -27,23 +32,29 @@
 
 use core::fmt;
 
-use crate::sync::{current_pid, pid_alive, AtomicU32, Ordering};
+use crate::identity::{Identity, IDENTITY_MASK};
+use crate::sync::{current_identity, identity_alive, AtomicU64, Ordering};
 
 /// Set in a role word once its holder released it.
-pub const CLOSED_BIT: u32 = 1 << 31;
-/// Set in a role word while its holder hands it on (pids stay below 2^30).
-pub const HANDED_BIT: u32 = 1 << 30;
-const PID_MASK: u32 = !(CLOSED_BIT | HANDED_BIT);
+pub const CLOSED_BIT: u64 = 1 << 63;
+/// Set in a role word while its holder hands it on.
+pub const HANDED_BIT: u64 = 1 << 62;
+const ID_MASK: u64 = IDENTITY_MASK;
+
+// The marks sit in the two bits an identity word leaves free.
+static_assertions::const_assert_eq!((CLOSED_BIT | HANDED_BIT) & IDENTITY_MASK, 0);
 
 /// A role word, living in shared memory.
 #[repr(C)]
 #[derive(Debug)]
-pub struct RoleWord(AtomicU32);
+pub struct RoleWord(AtomicU64);
 
 #[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(RoleWord, u32);
+static_assertions::assert_eq_size!(RoleWord, u64);
+#[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_align!(RoleWord, u64);
 
-// SAFETY: repr(C) over one 32-bit atomic: valid for every bit pattern, no
+// SAFETY: repr(C) over one 64-bit atomic: valid for every bit pattern, no
 // pointers.
 unsafe impl crate::region::ShmSafe for RoleWord {}
 
@@ -62,11 +73,12 @@ pub enum Claimed {
 pub enum Peer {
     /// Nobody has claimed the role yet.
     NeverClaimed,
-    /// Held by a live process.
+    /// Held by a live process (this pid).
     Alive(u32),
     /// Released by its holder.
     Closed(u32),
-    /// Held by a process that no longer runs.
+    /// Held by a process that no longer runs (its pid may run another
+    /// process by now).
     Dead(u32),
 }
 
@@ -82,7 +94,7 @@ impl Peer {
 /// ([`RoleWord::holder_here`] right after it). Only that holder can
 /// [`release`](RoleWord::release) the role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Holder(u32);
+pub struct Holder(u64);
 
 /// The role is held by another live process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,10 +117,15 @@ impl Default for RoleWord {
     }
 }
 
+/// The pid of the identity in a role word (0 for none).
+fn pid_of(w: u64) -> u32 {
+    Identity::from_word(w).map_or(0, Identity::pid)
+}
+
 impl RoleWord {
     /// An unclaimed role.
     pub fn new() -> Self {
-        Self(AtomicU32::new(0))
+        Self(AtomicU64::new(0))
     }
 
     /// Claims the role for this process.
@@ -118,17 +135,17 @@ impl RoleWord {
     /// [`RoleTaken`] if a live process holds it (this one included: a role
     /// is held at most once per process too).
     pub fn claim(&self) -> Result<Claimed, RoleTaken> {
-        let me = current_pid() & PID_MASK;
+        let me = current_identity();
         let mut w = self.0.load(Ordering::Acquire);
         loop {
-            let claimed = if w == 0 || w & CLOSED_BIT != 0 {
+            let claimed = if w & ID_MASK == 0 || w & CLOSED_BIT != 0 {
                 Claimed::Fresh
             } else {
-                let pid = w & PID_MASK;
-                if pid == me || pid_alive(pid) {
-                    return Err(RoleTaken { pid });
+                let id = w & ID_MASK;
+                if id == me || identity_alive(id) {
+                    return Err(RoleTaken { pid: pid_of(id) });
                 }
-                Claimed::FromDead(pid)
+                Claimed::FromDead(pid_of(id))
             };
             // Acquire: pairs with the Release in `release`, so the new holder
             // sees everything the old one did with the role.
@@ -147,23 +164,23 @@ impl RoleWord {
     /// built right after one keeps it, and shows it to
     /// [`release`](Self::release).
     pub fn holder_here() -> Holder {
-        Holder(current_pid() & PID_MASK)
+        Holder(current_identity())
     }
 
     /// Releases the role (its handle is dropped), if `holder` still holds
-    /// it: one compare-and-swap from the holder's word to
-    /// `CLOSED_BIT | pid` (this process's). Returns whether it did.
+    /// it: one compare-and-swap from exactly the holder's identity word to
+    /// `CLOSED_BIT |` this process's identity. Returns whether it did.
     ///
-    /// A handle whose role was taken from under it (a claim that found the
-    /// pid it named dead, as a process in another pid namespace does)
-    /// releases nothing: the role stays with its new holder. A store would
-    /// free it for a second claimer while the new holder still uses it.
+    /// A handle whose role was taken from under it (a claim that found its
+    /// holder dead) releases nothing: the role stays with its new holder. A
+    /// store would free it for a second claimer while the new holder still
+    /// uses it.
     ///
     /// The holder is the handle's, not the calling process's: a handle that
     /// moved into a forked child (whose parent forgot its own copy) is
     /// released by that child, though the word names the parent.
     pub fn release(&self, holder: Holder) -> bool {
-        let me = current_pid() & PID_MASK;
+        let me = current_identity();
         // Release: pairs with the Acquire in `claim` and `peer`. Relaxed on
         // failure: nothing is read through a word this handle does not hold.
         let r = self.0.compare_exchange(
@@ -185,19 +202,19 @@ impl RoleWord {
     /// Marks the role handed on by this process, without releasing it: the
     /// first half of a hand-over to another process (or thread), which
     /// completes it with [`take_over`](Self::take_over). Only the holder
-    /// calls it (whoever has the role's handle, whatever pid the word
+    /// calls it (whoever has the role's handle, whatever identity the word
     /// names), and gives its handle up right after. Until taken over, the
     /// role counts as held by this process ([`peer`](Self::peer),
     /// [`claim`](Self::claim)).
     ///
     /// Returns this process's pid (for `take_over`), or `None` if the word
-    /// is not held any more (a claimer took it, the pid it named looking
-    /// dead).
+    /// is not held any more (a claimer took it, the identity it named
+    /// looking dead).
     pub fn hand_over(&self) -> Option<u32> {
-        let me = current_pid() & PID_MASK;
+        let me = current_identity();
         // Relaxed: the CAS below checks the value; nothing is read through it.
         let w = self.0.load(Ordering::Relaxed);
-        if w == 0 || w & (CLOSED_BIT | HANDED_BIT) != 0 {
+        if w & ID_MASK == 0 || w & (CLOSED_BIT | HANDED_BIT) != 0 {
             return None;
         }
         // Release: pairs with the Acquire in `take_over`, so the taker sees
@@ -205,7 +222,7 @@ impl RoleWord {
         self.0
             .compare_exchange(w, HANDED_BIT | me, Ordering::Release, Ordering::Relaxed)
             .ok()
-            .map(|_| me)
+            .map(|_| pid_of(me))
     }
 
     /// Takes the role over from `holder` (a pid returned by
@@ -213,17 +230,29 @@ impl RoleWord {
     /// the word says "handed on by `holder`": once per hand-over (a role
     /// already taken over, released, or never handed on is not taken).
     pub fn take_over(&self, holder: u32) -> bool {
-        let me = current_pid() & PID_MASK;
-        if holder == 0 || holder & !PID_MASK != 0 {
+        let me = current_identity();
+        if holder == 0 {
             return false;
         }
-        // SeqCst (Acquire would do for the role itself: it pairs with the
-        // Release in `hand_over`, so this taker sees everything the holder
-        // did): takers of two roles that then look at each other's word
-        // with `is_handed` (SeqCst) cannot both miss the other's take-over.
-        self.0
-            .compare_exchange(HANDED_BIT | holder, me, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
+        // Relaxed: the CAS below decides, from this exact value.
+        let mut w = self.0.load(Ordering::Relaxed);
+        loop {
+            if w & (CLOSED_BIT | HANDED_BIT) != HANDED_BIT || pid_of(w) != holder {
+                return false;
+            }
+            // SeqCst (Acquire would do for the role itself: it pairs with
+            // the Release in `hand_over`, so this taker sees everything the
+            // holder did): takers of two roles that then look at each
+            // other's word with `is_handed` (SeqCst) cannot both miss the
+            // other's take-over.
+            match self
+                .0
+                .compare_exchange(w, me, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => w = now,
+            }
+        }
     }
 
     /// Whether the role was handed on and not taken over yet (one load).
@@ -232,18 +261,19 @@ impl RoleWord {
         self.0.load(Ordering::SeqCst) & HANDED_BIT != 0
     }
 
-    /// The holder's state. Checks liveness (a few system calls) when the
-    /// role is held: call it on slow paths only.
+    /// The holder's state. Checks liveness (a read of `/proc/<pid>/stat`)
+    /// when the role is held: call it on slow paths only.
     pub fn peer(&self) -> Peer {
         let w = self.0.load(Ordering::Acquire);
-        if w == 0 {
+        let id = w & ID_MASK;
+        if id == 0 {
             Peer::NeverClaimed
         } else if w & CLOSED_BIT != 0 {
-            Peer::Closed(w & PID_MASK)
-        } else if pid_alive(w & PID_MASK) {
-            Peer::Alive(w & PID_MASK)
+            Peer::Closed(pid_of(id))
+        } else if identity_alive(id) {
+            Peer::Alive(pid_of(id))
         } else {
-            Peer::Dead(w & PID_MASK)
+            Peer::Dead(pid_of(id))
         }
     }
 
@@ -253,9 +283,27 @@ impl RoleWord {
         self.0.load(Ordering::Acquire) & CLOSED_BIT != 0
     }
 
-    /// The raw word (for diagnostics).
-    pub fn raw(&self) -> u32 {
+    /// The raw word (for diagnostics): an identity word and the marks.
+    pub fn raw(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// An identity word of a process that cannot run: the pid with a start
+/// time of 5 clock ticks after boot, long gone on any machine that runs
+/// tests (for tests that make a holder look dead).
+#[cfg(all(test, not(multiproc_loom)))]
+pub(crate) fn dead_identity(pid: u32) -> u64 {
+    Identity::new(pid, Some(5))
+        .expect("a pid below 2^22")
+        .to_word()
+}
+
+#[cfg(all(test, not(multiproc_loom)))]
+impl RoleWord {
+    /// Tests: stores `word` as is (an identity word and marks).
+    pub(crate) fn force(&self, word: u64) {
+        self.0.store(word, Ordering::Relaxed);
     }
 }
 
@@ -263,12 +311,31 @@ impl RoleWord {
 mod tests {
     use super::*;
 
+    fn me() -> u32 {
+        Identity::current().pid()
+    }
+
+    /// An identity no process has: a pid above Linux's pid_max limit.
+    fn nobody() -> u64 {
+        dead_identity((1 << 22) - 3)
+    }
+
+    /// This process's pid with another start time: the process that had
+    /// this pid before (or after) us.
+    fn reused() -> u64 {
+        let me = Identity::current();
+        Identity::new(me.pid(), Some(me.start_ticks().unwrap() + 1))
+            .unwrap()
+            .to_word()
+    }
+
     #[test]
     fn claim_release_reclaim() {
         let r = RoleWord::new();
         assert_eq!(r.peer(), Peer::NeverClaimed);
         assert_eq!(r.claim(), Ok(Claimed::Fresh));
-        let me = current_pid();
+        let me = me();
+        assert_eq!(r.raw(), Identity::current().to_word());
         assert_eq!(r.claim(), Err(RoleTaken { pid: me }));
         assert_eq!(r.peer(), Peer::Alive(me));
         assert!(r.release(RoleWord::holder_here()));
@@ -279,12 +346,26 @@ mod tests {
     }
 
     #[test]
+    fn only_the_holder_releases() {
+        let r = RoleWord::new();
+        // Held by another (here: dead) process: our release changes nothing.
+        r.0.store(nobody(), Ordering::Relaxed);
+        assert!(!r.release(RoleWord::holder_here()));
+        assert_eq!(r.raw(), nobody());
+        // Held by this pid with another start time (a reused pid): ours is
+        // not the holder's identity either.
+        r.0.store(reused(), Ordering::Relaxed);
+        assert!(!r.release(RoleWord::holder_here()));
+        assert!(!r.is_closed());
+    }
+
+    #[test]
     fn hand_over_then_take_over_once() {
         let r = RoleWord::new();
         assert_eq!(r.hand_over(), None, "never claimed: nothing to hand");
         assert!(!r.take_over(0));
         r.claim().unwrap();
-        let me = current_pid();
+        let me = me();
         assert!(!r.take_over(me), "not handed on yet");
         assert!(!r.is_handed());
         assert_eq!(r.hand_over(), Some(me));
@@ -293,7 +374,6 @@ mod tests {
         assert_eq!(r.peer(), Peer::Alive(me), "held while in transit");
         assert_eq!(r.claim(), Err(RoleTaken { pid: me }));
         assert!(!r.take_over(me + 1), "only from the pid it names");
-        assert!(!r.take_over(CLOSED_BIT | me));
         assert!(r.take_over(me));
         assert!(!r.is_handed());
         assert!(!r.take_over(me), "a second take-over fails");
@@ -302,11 +382,12 @@ mod tests {
         assert!(!r.take_over(me), "a released role is not taken");
         assert_eq!(r.hand_over(), None);
         // Handed on by a process that died: taken over still, or claimed.
-        let dead = (1 << 22) + 3;
+        let dead = nobody();
+        let dead_pid = pid_of(dead);
         r.0.store(HANDED_BIT | dead, Ordering::Relaxed);
-        assert_eq!(r.peer(), Peer::Dead(dead));
-        assert_eq!(r.claim(), Ok(Claimed::FromDead(dead)));
-        assert!(!r.take_over(dead));
+        assert_eq!(r.peer(), Peer::Dead(dead_pid));
+        assert_eq!(r.claim(), Ok(Claimed::FromDead(dead_pid)));
+        assert!(!r.take_over(dead_pid));
     }
 
     #[test]
@@ -323,16 +404,26 @@ mod tests {
         // A handle is released by its holder, whichever process drops it
         // (a handle moved into a forked child).
         assert!(r.release(other));
-        assert_eq!(r.peer(), Peer::Closed(current_pid() & PID_MASK));
+        assert_eq!(r.peer(), Peer::Closed(me()));
         assert!(!r.release(other), "released once");
     }
 
     #[test]
     fn dead_holder_is_reclaimed() {
         let r = RoleWord::new();
-        // pid_max is at most 2^22: this pid cannot exist.
-        r.0.store((1 << 22) + 5, Ordering::Relaxed);
-        assert_eq!(r.peer(), Peer::Dead((1 << 22) + 5));
-        assert_eq!(r.claim(), Ok(Claimed::FromDead((1 << 22) + 5)));
+        r.0.store(nobody(), Ordering::Relaxed);
+        assert_eq!(r.peer(), Peer::Dead(pid_of(nobody())));
+        assert_eq!(r.claim(), Ok(Claimed::FromDead(pid_of(nobody()))));
+    }
+
+    /// A holder whose pid now runs another process (this one) is dead: its
+    /// role is claimed again, not reported taken by "a live process".
+    #[test]
+    fn a_reused_pid_does_not_keep_a_role() {
+        let r = RoleWord::new();
+        r.0.store(reused(), Ordering::Relaxed);
+        assert_eq!(r.peer(), Peer::Dead(me()));
+        assert_eq!(r.claim(), Ok(Claimed::FromDead(me())));
+        assert_eq!(r.peer(), Peer::Alive(me()));
     }
 }

@@ -370,6 +370,7 @@ mod layout_pins {
     static_assertions::assert_eq_size!(Control, [u8; 128]);
     static_assertions::assert_eq_size!(SpscBody, [u8; 384]);
     static_assertions::const_assert_eq!(offset_of!(Control, producer), 24);
+    static_assertions::const_assert_eq!(offset_of!(Control, consumer), 32);
     static_assertions::const_assert_eq!(offset_of!(SpscBody, tail), 0);
     static_assertions::const_assert_eq!(offset_of!(SpscBody, head), 128);
     static_assertions::const_assert_eq!(offset_of!(SpscBody, control), 256);
@@ -808,6 +809,20 @@ impl<'a, T: Pod> SpscRing<'a, T> {
     pub fn in_hand_over(&self) -> bool {
         let c = &self.parts.body.control;
         c.producer.is_handed() || c.consumer.is_handed()
+    }
+
+    /// The state of the producer role's holder (a liveness check by pid
+    /// plus start time when it is held: a few system calls). A role handed
+    /// on and not yet taken over counts as held by the process that handed
+    /// it on.
+    pub fn producer_peer(&self) -> crate::role::Peer {
+        self.parts.body.control.producer.peer()
+    }
+
+    /// The state of the consumer role's holder; see
+    /// [`producer_peer`](Self::producer_peer).
+    pub fn consumer_peer(&self) -> crate::role::Peer {
+        self.parts.body.control.consumer.peer()
     }
 
     /// The consumer handle, once its role is this process's.
@@ -1923,7 +1938,7 @@ mod tests {
             assert_eq!(*s, 10);
             core::mem::forget(s);
             core::mem::forget(rx);
-            let dead = (1 << 22) + 7; // above pid_max: cannot be alive
+            let dead = (1 << 22) - 7; // started at tick 5: cannot be alive
             ring.parts.body.control.consumer.claim().unwrap_err();
             force_role(&ring.parts.body.control.consumer, dead);
             let mut rx2 = ring.consumer().unwrap();
@@ -1967,11 +1982,10 @@ mod tests {
     }
 
     /// Overwrites a role word (as a dead process would have left it).
+    /// Makes `r` look held by process `pid`, dead (its start time is one
+    /// no process of that pid has).
     fn force_role(r: &RoleWord, pid: u32) {
-        // A role word is one u32 atomic; reach it through its address.
-        let p = r as *const RoleWord as *const crate::sync::AtomicU32;
-        // SAFETY: RoleWord is repr(C) over one AtomicU32.
-        unsafe { &*p }.store(pid, Ordering::Relaxed);
+        r.force(crate::role::dead_identity(pid));
     }
 
     #[test]
@@ -2013,7 +2027,7 @@ mod tests {
         with_ring::<u64, _>(1, |ring| {
             let (mut tx, rx) = ring.split().unwrap();
             core::mem::forget(rx);
-            force_role(&ring.parts.body.control.consumer, (1 << 22) + 9);
+            force_role(&ring.parts.body.control.consumer, (1 << 22) - 9);
             tx.try_push(1).unwrap();
             // Full, consumer dead but not closed: try_push says Full, the
             // blocking push notices the death.
@@ -2023,7 +2037,7 @@ mod tests {
         with_ring::<u64, _>(1, |ring| {
             let (tx, mut rx) = ring.split().unwrap();
             core::mem::forget(tx);
-            force_role(&ring.parts.body.control.producer, (1 << 22) + 9);
+            force_role(&ring.parts.body.control.producer, (1 << 22) - 9);
             assert_eq!(rx.try_pop(), Err(PopError::Empty));
             assert_eq!(rx.pop(), Err(PopError::Disconnected));
         });
@@ -2353,9 +2367,13 @@ mod loom_tests {
     fn spsc_drop_producer_wakes_and_disconnects() {
         loom::model(|| {
             let r = ring(2);
-            let (mut tx, mut rx) = r.split().unwrap();
+            // The producer is claimed by the thread that drops it: a
+            // release is a CAS from the holder's own identity, which
+            // differs per thread under loom.
+            let mut rx = r.consumer().unwrap();
             rx.set_spin(Spin::NONE);
             let t = thread::spawn(move || {
+                let mut tx = r.producer().unwrap();
                 tx.try_push(7).unwrap();
                 drop(tx);
             });

@@ -312,39 +312,33 @@ pub(crate) fn current_pid() -> u32 {
     #[cfg(not(multiproc_loom))]
     return crate::sys::current_pid();
     #[cfg(multiproc_loom)]
-    {
-        loom::thread_local! {
-            static ID: u32 = {
-                static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            };
-        }
-        ID.with(|id| *id)
-    }
+    return (loom_identity::get() & LOOM_PID_MASK) as u32;
 }
 
 /// The identity word ([`crate::identity`]) of this process, or under loom
-/// of this thread (its per-thread id with start time 1).
+/// of this thread (its per-thread id with start time 1, or 2 once it took
+/// a dead thread's pid over with `loom_reuse_pid`).
 #[inline]
 pub(crate) fn current_identity() -> u64 {
     #[cfg(not(multiproc_loom))]
     return crate::identity::current_word();
     #[cfg(multiproc_loom)]
-    {
-        u64::from(current_pid()) | 1 << crate::identity::PID_BITS
-    }
+    return loom_identity::get();
 }
 
 /// Whether the process with this identity word runs (pid and start time
-/// both match). Under loom, as [`pid_alive`] for the word's thread id.
+/// both match). Under loom: the word is not that of the thread that died,
+/// and its pid names a thread (a reused pid's new word is alive, the dead
+/// thread's word is not).
 #[inline]
 pub(crate) fn identity_alive(word: u64) -> bool {
     #[cfg(not(multiproc_loom))]
     return crate::identity::alive_word(word);
     #[cfg(multiproc_loom)]
     {
-        let pid = (word & ((1 << crate::identity::PID_BITS) - 1)) as u32;
-        pid != 0 && pid_alive(pid)
+        let w = word & crate::identity::IDENTITY_MASK;
+        // SeqCst: as in `pid_alive`.
+        w & LOOM_PID_MASK != 0 && LOOM_DEAD.load(Ordering::SeqCst) != w
     }
 }
 
@@ -360,29 +354,74 @@ pub(crate) fn pid_namespace() -> Option<u64> {
 
 /// Whether process `pid` still runs (a zombie counts as dead). Under loom a
 /// thread is alive unless it declared itself dead with [`loom_die`] (at most
-/// one per model run); real deaths are tested with real processes and
-/// `kill -9`.
+/// one per model run), and a dead thread's pid runs again once another
+/// thread took it over with [`loom_reuse_pid`]; real deaths are tested with
+/// real processes and `kill -9`.
 #[inline]
 pub(crate) fn pid_alive(pid: u32) -> bool {
     #[cfg(not(multiproc_loom))]
     return crate::sys::pid_alive(pid);
     #[cfg(multiproc_loom)]
     {
-        // SeqCst: the model's stand-in for the kernel's view of a death;
-        // simplest to reason about, and it is not the code under test.
-        LOOM_DEAD.load(Ordering::SeqCst) != pid
+        // SeqCst: the model's stand-in for the kernel's view of a death
+        // (a death happens before any process observes it); simplest to
+        // reason about, and it is not the code under test.
+        let dead = LOOM_DEAD.load(Ordering::SeqCst);
+        u64::from(pid) != dead & LOOM_PID_MASK || LOOM_REUSED.load(Ordering::SeqCst) == pid
+    }
+}
+
+#[cfg(multiproc_loom)]
+const LOOM_PID_MASK: u64 = (1 << crate::identity::PID_BITS) - 1;
+
+#[cfg(multiproc_loom)]
+mod loom_identity {
+    use core::cell::Cell;
+
+    loom::thread_local! {
+        /// This thread's identity word: a fresh pid (below 2^22), start 1.
+        static ID: Cell<u64> = Cell::new({
+            static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            u64::from(n % ((1 << crate::identity::PID_BITS) - 2) + 1)
+                | 1 << crate::identity::PID_BITS
+        });
+    }
+
+    pub(super) fn get() -> u64 {
+        ID.with(Cell::get)
+    }
+
+    #[cfg(test)]
+    pub(super) fn set(word: u64) {
+        ID.with(|c| c.set(word));
     }
 }
 
 #[cfg(multiproc_loom)]
 loom::lazy_static! {
-    /// The identity of the thread that declared itself dead, or 0.
-    static ref LOOM_DEAD: AtomicU32 = AtomicU32::new(0);
+    /// The identity word of the thread that declared itself dead, or 0.
+    static ref LOOM_DEAD: AtomicU64 = AtomicU64::new(0);
+    /// The dead thread's pid once another thread reused it, or 0.
+    static ref LOOM_REUSED: AtomicU32 = AtomicU32::new(0);
 }
 
 /// Under loom: the calling thread counts as a dead process from now on (as
 /// if killed with `SIGKILL`); it must not touch shared state after this.
 #[cfg(all(test, multiproc_loom))]
 pub(crate) fn loom_die() {
-    LOOM_DEAD.store(current_pid(), Ordering::SeqCst);
+    LOOM_DEAD.store(current_identity(), Ordering::SeqCst);
+}
+
+/// Under loom: the calling thread becomes a new process that got the pid
+/// of the thread that died ([`loom_die`], which must have happened before:
+/// join the dead thread first), with another start time. Its old pid is
+/// simply never used again in the model.
+#[cfg(all(test, multiproc_loom))]
+pub(crate) fn loom_reuse_pid() {
+    let dead = LOOM_DEAD.load(Ordering::SeqCst);
+    assert!(dead != 0, "loom_reuse_pid needs a thread that died first");
+    let pid = dead & LOOM_PID_MASK;
+    loom_identity::set(pid | 2 << crate::identity::PID_BITS);
+    LOOM_REUSED.store(pid as u32, Ordering::SeqCst);
 }

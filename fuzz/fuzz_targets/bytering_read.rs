@@ -112,11 +112,16 @@ fuzz_target!(|data: &[u8]| {
     }
     // Either keep the handles (a peer scribbles while we hold our role), or
     // claim the roles again, taking head and tail from the scribbled memory.
-    // Dropping writes the role words, so the new claims find them free.
+    // Dropping releases a role only while its word still names this
+    // process; a scribbled word names some other process, dead (claimed
+    // over) or, rarely, alive (pid and start time both match, or a pid
+    // with an unknown start time): then the role is refused, a typed error.
     if mode & 2 == 2 {
         drop((tx, rx));
-        tx = ring.sender().unwrap();
-        rx = ring.receiver().unwrap();
+        match (ring.sender(), ring.receiver()) {
+            (Ok(t), Ok(r)) => (tx, rx) = (t, r),
+            _ => return,
+        }
     }
 
     let mut corrupt = None;

@@ -26,6 +26,9 @@ struct Identity {
     method: Option<StartMethod>,
     path: Vec<u32>,
     parent_pid: Option<u32>,
+    /// The parent's identity word (pid plus start time), taken while it
+    /// surely ran: `None` in the main process, or if it had exited already.
+    parent: Option<u64>,
 }
 
 /// Null: the main process. Otherwise a leaked `Identity`, set once per
@@ -63,7 +66,20 @@ pub(crate) fn prepare(ident: &ChildIdent) -> Prepared {
         method: Some(ident.method),
         path: ident.path.clone(),
         parent_pid: Some(ident.parent_pid),
+        parent: parent_identity(ident.parent_pid),
     }))
+}
+
+/// The identity of `parent_pid`: this process's own when it is the one
+/// preparing its child (fork: no system call), else read from `/proc`
+/// (spawn and forkserver: the child asks about its parent, which is
+/// waiting for it).
+fn parent_identity(parent_pid: u32) -> Option<u64> {
+    let me = multiproc_core::identity::Identity::current();
+    if me.pid() == parent_pid {
+        return Some(me.to_word());
+    }
+    multiproc_core::identity::of_pid(parent_pid).map(|id| id.to_word())
 }
 
 /// Records this process's identity as a child (in a forked child, right
@@ -139,13 +155,21 @@ pub fn current_process() -> CurrentProcess {
 pub struct ParentProcess {
     /// Its pid.
     pub pid: u32,
+    /// Its identity word (pid plus start time), if it was known.
+    ident: Option<u64>,
 }
 
 impl ParentProcess {
-    /// Whether it still runs (a zombie counts as running; a pid reused
-    /// after its death would too).
+    /// Whether it still runs. It is dead once it exited, even before it is
+    /// reaped (a zombie), and a process that reuses its pid afterwards is
+    /// not taken for it (its start time differs). As Python, which asks the
+    /// parent's sentinel.
     pub fn is_alive(&self) -> bool {
-        sys::pid_alive(self.pid)
+        match self.ident {
+            Some(word) => multiproc_core::identity::word_alive(word),
+            // The parent had exited when this process looked it up.
+            None => false,
+        }
     }
 }
 
@@ -153,7 +177,10 @@ impl ParentProcess {
 /// main process (as Python). For a `Forkserver` child it is the process
 /// that asked for it, not the server.
 pub fn parent_process() -> Option<ParentProcess> {
-    current()
-        .and_then(|id| id.parent_pid)
-        .map(|pid| ParentProcess { pid })
+    current().and_then(|id| {
+        id.parent_pid.map(|pid| ParentProcess {
+            pid,
+            ident: id.parent,
+        })
+    })
 }

@@ -189,7 +189,9 @@ pub enum QueueError {
     Shm(ShmError),
     /// The structures could not be built in the segment.
     Init(InitError),
-    /// The segment does not hold a queue of this kind and element type.
+    /// The segment does not hold a queue of this kind and element type, or
+    /// it was made in another pid namespace
+    /// ([`AttachError::ForeignPidNamespace`]).
     Attach(AttachError),
     /// The peer table has no room for this process (or this process holds
     /// too many handles).

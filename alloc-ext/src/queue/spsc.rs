@@ -79,6 +79,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 use multiproc_core::peers::{current_pid, Side};
+use multiproc_core::role::Peer;
 use multiproc_core::spsc::SpscRing;
 use multiproc_core::spsc::{
     Consumer as CoreConsumer, PopError, Producer as CoreProducer, PushError,
@@ -168,7 +169,7 @@ impl Inner {
         });
         let ring = inner.attach::<T>()?;
         let peers = &inner.seg.peers;
-        if !crate::sys::pid_alive(t.from_pid) {
+        if !maker_alive(&ring, side, t.from_pid) {
             // Its pending count died with it: the other side may already
             // have seen the end gone for good. Its other tokens are void
             // too: nobody else would unlink a name it left behind.
@@ -196,6 +197,24 @@ impl Inner {
             let _ = SharedMemory::unlink_name(&t.name);
         }
         Ok((inner, handle))
+    }
+}
+
+/// Whether process `from_pid`, which made a token of `ring`'s `side` end,
+/// still runs. While the role word still records the hand-over, it holds
+/// the maker's identity (pid plus start time), which a process reusing the
+/// pid does not pass. Otherwise (the role was taken over or released since,
+/// so the claim fails anyway) the pid alone is asked, which only picks the
+/// error the claim reports.
+fn maker_alive<T: Pod>(ring: &SpscRing<'_, T>, side: Side, from_pid: u32) -> bool {
+    let state = match side {
+        Side::Sender => ring.producer_peer(),
+        Side::Receiver => ring.consumer_peer(),
+    };
+    match state {
+        Peer::Alive(pid) if pid == from_pid => true,
+        Peer::Dead(pid) if pid == from_pid => false,
+        _ => multiproc_core::identity::of_pid(from_pid).is_some(),
     }
 }
 

@@ -367,7 +367,9 @@ pub enum SyncError {
     /// of range such as a barrier of zero parties, an unsupported type).
     Init(InitError),
     /// The segment does not hold a published structure (not ready in time,
-    /// too small, truncated, corrupt, of another layout version).
+    /// too small, truncated, corrupt, of another layout version), or it was
+    /// made in another pid namespace
+    /// ([`AttachError::ForeignPidNamespace`]).
     Attach(AttachError),
     /// The segment holds another handle's structure (a plain semaphore
     /// opened as a bounded one, a queue opened as a lock), or this handle's

@@ -67,18 +67,17 @@ pub(crate) fn getppid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
-/// Whether a process with this id exists (it may be a zombie, or belong to
-/// another user).
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+// Liveness of other processes is `multiproc_core::identity` (pid plus start
+// time; a zombie is dead), the one test both crates use: there is no
+// `kill(pid, 0)` probe here, which would take a zombie or a reused pid for
+// the process it asks about.
+
+/// `flock(fd, op)`, retrying on `EINTR`; `op` is `LOCK_SH`, `LOCK_EX` or
+/// `LOCK_UN`, maybe with `LOCK_NB` (then a held lock is `WouldBlock`).
+pub(crate) fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is an open descriptor for the call; flock takes no
+    // pointers.
+    cvt_retry(|| unsafe { libc::flock(fd.as_raw_fd(), op) }).map(drop)
 }
 
 /// `shm_open(name, flags, mode)`; the descriptor is close-on-exec.
