@@ -101,8 +101,14 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
             registry.push(Arc::clone(&inner));
             drop(registry);
             // The parent's copy of what moved into the child: queue handles
-            // hand their counts to the child as they drop.
-            crate::queue::hand_over_to(pid, job);
+            // hand their counts to the child as they drop. One that cannot
+            // be counted there (a full peer table) must not run uncounted:
+            // the child is killed and reaped, and the start fails.
+            if let Err(e) = crate::queue::hand_over_to(pid, job) {
+                let _ = inner.signal(libc::SIGKILL);
+                let _ = inner.wait(None);
+                return Err(ProcessError::PeerTableFull(e));
+            }
             Ok(inner)
         }
     }

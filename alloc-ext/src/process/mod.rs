@@ -302,6 +302,11 @@ pub enum ProcessError {
         /// What happened.
         reason: String,
     },
+    /// A handle moved into the child (a queue's, a pipe end) could not be
+    /// counted in its peer table: the table is full of live processes
+    /// (see [`Queue::max_peers`](crate::queue::Queue::max_peers)). The
+    /// child was killed before it could use the handle uncounted.
+    PeerTableFull(multiproc_core::peers::PeersError),
     /// A system call failed.
     Io {
         /// Which one.
@@ -329,6 +334,7 @@ impl fmt::Display for ProcessError {
                 }
             }
             ProcessError::Forkserver { reason } => write!(f, "fork server: {reason}"),
+            ProcessError::PeerTableFull(e) => write!(f, "cannot hand a handle to the child: {e}"),
             ProcessError::Io { op, source } => write!(f, "{op}: {source}"),
         }
     }
@@ -338,6 +344,7 @@ impl std::error::Error for ProcessError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ProcessError::Io { source, .. } => Some(source),
+            ProcessError::PeerTableFull(e) => Some(e),
             _ => None,
         }
     }

@@ -108,8 +108,8 @@ pub mod spsc;
 
 pub use channel::{channel, Queue, Receiver, RecvRef, SendRef, Sender};
 pub use error::{
-    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
-    TryRecvError, TrySendError,
+    JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TaskDoneError, TryRecvError, TrySendError,
 };
 pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
 

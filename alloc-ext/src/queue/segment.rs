@@ -5,22 +5,38 @@
 //!  0                    P = Peers::memory_size(slots), rounded to 128
 //!  +--------------------+------------------------------------------+
 //!  | Peers region       | ring region (MpmcRing<T> or SpscRing<T>) |
-//!  | pid|senders|recvs  | header (elem size, align, type tag, cap)  |
+//!  | slots: identity,   | header (elem size, align, type tag, cap)  |
+//!  | counts             |                                          |
 //!  +--------------------+------------------------------------------+
 //! ```
+//!
+//! The peer table has `max_peers` slots (default
+//! [`DEFAULT_SLOTS`](multiproc_core::peers::DEFAULT_SLOTS), 512: 8 KiB),
+//! one per process holding handles. Where a handle cannot be counted (the
+//! table is full of live processes) the caller gets
+//! [`PeersError::Full`](multiproc_core::peers::PeersError): `Queue::channel`,
+//! `try_clone`, tokens, and the fork hand-over ([`hand_over_to`], which
+//! `Process::start` turns into `ProcessError::PeerTableFull`).
 
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use multiproc_core::peers::{current_pid, Peers, Side};
+use multiproc_core::identity::{self, Identity};
+use multiproc_core::peers::{current_pid, Peers, PeersError, Side, MAX_SLOTS};
 use multiproc_core::region::Region;
 
 use super::error::QueueError;
 use crate::shm::SharedMemory;
 
-/// Peer slots of a queue: processes that may hold its handles at once.
-pub(crate) const DEFAULT_SLOTS: u64 = 64;
+/// Checks a `max_peers` value of a builder.
+pub(crate) fn check_max_peers(max_peers: u64) -> Result<u64, QueueError> {
+    if (1..=MAX_SLOTS).contains(&max_peers) {
+        Ok(max_peers)
+    } else {
+        Err(QueueError::InvalidMaxPeers { max_peers })
+    }
+}
 
 /// Where the ring starts, for a peer table of `peers_size` bytes.
 pub(crate) fn ring_offset(peers_size: usize) -> usize {
@@ -38,12 +54,20 @@ pub(crate) struct Segment {
     ring_off: usize,
     /// The process that created the segment (0 if opened).
     creator: u32,
+    /// Per side (sender, receiver): the slot (index + 1) of the holder
+    /// found alive last time, asked first by [`side_alive`](Self::side_alive).
+    witness: [AtomicU64; 2],
 }
 
 impl Segment {
-    /// Maps a segment for a ring of `ring_size` bytes: anonymous, or named.
-    pub(crate) fn create(ring_size: usize, name: Name<'_>) -> Result<Self, QueueError> {
-        let psize = Peers::memory_size(DEFAULT_SLOTS).expect("valid slot count");
+    /// Maps a segment for a ring of `ring_size` bytes behind a peer table
+    /// of `slots` slots: anonymous, or named.
+    pub(crate) fn create(
+        ring_size: usize,
+        name: Name<'_>,
+        slots: u64,
+    ) -> Result<Self, QueueError> {
+        let psize = Peers::memory_size(check_max_peers(slots)?).expect("valid slot count");
         let off = ring_offset(psize);
         let total = off + ring_size;
         let shm = match name {
@@ -53,12 +77,13 @@ impl Segment {
         };
         // SAFETY: the region covers the mapping, which lives as long as the
         // Segment that holds both (see `region_at`).
-        let peers = Peers::create(unsafe { region_at(&shm, 0) }, DEFAULT_SLOTS)?;
+        let peers = Peers::create(unsafe { region_at(&shm, 0) }, slots)?;
         Ok(Self {
             shm,
             peers,
             ring_off: off,
             creator: current_pid(),
+            witness: Default::default(),
         })
     }
 
@@ -78,6 +103,7 @@ impl Segment {
             peers,
             ring_off: off,
             creator: 0,
+            witness: Default::default(),
         })
     }
 
@@ -100,6 +126,20 @@ impl Segment {
     pub(crate) unsafe fn ring_region(&self) -> Region<'static> {
         // SAFETY: forwarded to the caller.
         unsafe { region_at(&self.shm, self.ring_off) }
+    }
+
+    /// Whether some live process holds a handle of `side`: counts first
+    /// (no system call when the count is 0), then asks the kernel about one
+    /// holder, the one found alive last time (see
+    /// [`Peers::any_alive`]). The question a blocked call asks once per
+    /// liveness slice.
+    pub(crate) fn side_alive(&self, side: Side) -> bool {
+        let w = &self.witness[usize::from(side == Side::Receiver)];
+        // Relaxed: a hint; `any_alive` re-checks the slot it names.
+        let mut hint = w.load(Ordering::Relaxed);
+        let alive = self.peers.any_alive(side, &mut hint);
+        w.store(hint, Ordering::Relaxed);
+        alive
     }
 
     /// The segment's name, if it has one.
@@ -139,10 +179,23 @@ unsafe fn region_at(shm: &SharedMemory, off: usize) -> Region<'static> {
 // Fork hand-over
 // ---------------------------------------------------------------------------
 
+/// Where the handles dropped while [`hand_over_to`] runs move their count.
+#[derive(Clone, Copy)]
+enum HandOver {
+    /// Not handing over: a drop uncounts the handle.
+    None,
+    /// To the child with this identity word.
+    To(u64),
+    /// The child already died: its copies are gone, just uncount.
+    ChildDead,
+}
+
 thread_local! {
-    /// While the parent drops the job it moved into a forked child: the
-    /// child's pid. Handles dropped then move their count to the child.
-    static HANDOVER_TO: Cell<u32> = const { Cell::new(0) };
+    /// While the parent drops the job it moved into a forked child: where
+    /// the handles dropped then move their count.
+    static HANDOVER_TO: Cell<HandOver> = const { Cell::new(HandOver::None) };
+    /// The first hand-over that could not be counted in the child.
+    static HANDOVER_FAILED: Cell<Option<PeersError>> = const { Cell::new(None) };
 }
 
 /// In a child started by `Process` (fork): `parent pid << 32 | own pid`.
@@ -152,16 +205,36 @@ static HANDED: AtomicU64 = AtomicU64::new(0);
 /// copy of everything moved into the child's closure) while moving each
 /// queue handle's count to the child, so there is no instant when a handle
 /// the child holds is counted nowhere.
-pub(crate) fn hand_over_to<J>(child: u32, job: J) {
+///
+/// # Errors
+///
+/// [`PeersError`] if some handle could not be counted in the child (its
+/// table is full of live processes). That handle is then counted nowhere:
+/// the caller must stop the child (`Process::start` kills it and returns
+/// `ProcessError::PeerTableFull`), never let it run with an uncounted
+/// handle.
+///
+/// A hand-over that forgets the job instead of dropping it must call
+/// [`Local::hand_over`] for each handle (or drop them inside this
+/// function's scope), with the same result.
+pub(crate) fn hand_over_to<J>(child: u32, job: J) -> Result<(), PeersError> {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            HANDOVER_TO.with(|h| h.set(0));
+            HANDOVER_TO.with(|h| h.set(HandOver::None));
         }
     }
-    HANDOVER_TO.with(|h| h.set(child));
-    let _reset = Reset;
+    // The child runs (or ran) now; not reaped, so the pid is still its.
+    let to = match identity::of_pid(child) {
+        Some(id) => HandOver::To(id.to_word()),
+        None => HandOver::ChildDead,
+    };
+    HANDOVER_FAILED.with(|f| f.set(None));
+    HANDOVER_TO.with(|h| h.set(to));
+    let reset = Reset;
     drop(job);
+    drop(reset);
+    HANDOVER_FAILED.with(Cell::take).map_or(Ok(()), Err)
 }
 
 /// Called in a child started by `Process` (fork), before its job runs.
@@ -179,6 +252,10 @@ fn handed_from(me: u32) -> Option<u32> {
 }
 
 /// Which process counts a handle: the pid it was last counted under.
+///
+/// A pid is enough here: the handle is in this process's memory, so it
+/// was counted by this process or by an ancestor it was forked from, and
+/// no ancestor alive at the fork shares this process's pid.
 #[derive(Debug)]
 pub(crate) struct Local {
     pid: AtomicU32,
@@ -215,12 +292,14 @@ impl Local {
         {
             return; // another thread adopted it
         }
-        let handed = handed_from(me) == Some(pid) && peers.count(me, self.side) > 0;
+        let handed =
+            handed_from(me) == Some(pid) && peers.count(Identity::current(), self.side) > 0;
         if !handed {
             // A copy made by a plain fork (or reached otherwise): count it
             // here now. If the table is full it stays uncounted (a later
-            // disconnection may then be reported early: documented).
-            let _ = peers.add(me, self.side, 1);
+            // disconnection may then be reported early: documented; the
+            // `Process` hand-over reports it instead).
+            let _ = peers.add(Identity::current(), self.side, 1);
         }
     }
 
@@ -235,25 +314,55 @@ impl Local {
             // A copy never used in this process: never counted here.
             return false;
         }
-        let child = HANDOVER_TO.with(Cell::get);
-        if child != 0 {
-            if peers.add(child, self.side, 1).is_ok() {
-                peers.remove(me, self.side, 1);
+        match HANDOVER_TO.with(Cell::get) {
+            HandOver::To(child) => {
+                self.hand_over(peers, child);
+                false
             }
-            // Else the count stays with this process (until it exits).
-            return false;
+            HandOver::ChildDead | HandOver::None => {
+                peers.remove(Identity::current(), self.side, 1);
+                !peers.any(self.side)
+            }
         }
-        peers.remove(me, self.side, 1);
-        !peers.any(self.side)
+    }
+
+    /// Moves this handle's count from this process to the forked `child`
+    /// (an identity word) that holds its copy: counted there first, then
+    /// uncounted here, so never counted nowhere. If the child cannot be
+    /// counted, the count is dropped here anyway and the error is kept for
+    /// [`hand_over_to`] to return (the child must then be stopped).
+    pub(crate) fn hand_over(&self, peers: &Peers<'_>, child: u64) {
+        let added = Identity::from_word(child)
+            .ok_or(PeersError::Full { slots: 0 })
+            .and_then(|id| peers.add(id, self.side, 1));
+        if let Err(e) = added {
+            HANDOVER_FAILED.with(|f| {
+                if f.get().is_none() {
+                    f.set(Some(e));
+                }
+            });
+        }
+        peers.remove(Identity::current(), self.side, 1);
     }
 
     /// Counts one more handle of this side in this process (a clone).
-    pub(crate) fn clone_in(&self, peers: &Peers<'_>) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`PeersError`] if the table cannot count it.
+    pub(crate) fn try_clone_in(&self, peers: &Peers<'_>) -> Result<Self, PeersError> {
         self.ensure(peers);
-        if let Err(e) = peers.add(current_pid(), self.side, 1) {
-            panic!("cannot clone a queue handle: {e}");
+        peers.add(Identity::current(), self.side, 1)?;
+        Ok(Self::new(self.side))
+    }
+
+    /// As [`try_clone_in`](Self::try_clone_in), panicking on failure (for
+    /// `Clone`, which cannot fail).
+    pub(crate) fn clone_in(&self, peers: &Peers<'_>) -> Self {
+        match self.try_clone_in(peers) {
+            Ok(l) => l,
+            Err(e) => panic!("cannot clone a queue handle: {e}"),
         }
-        Self::new(self.side)
     }
 }
 
