@@ -436,12 +436,10 @@ impl<'a> Peers<'a> {
         // Release: pairs with the claimer's Acquire CAS in `claim`: the V
         // state written before is seen by whoever takes the slot next. A
         // failure means another reclaimer did it (the owner never returns).
-        let _ = self.slot(i).owner.compare_exchange(
-            owner,
-            0,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        let _ = self
+            .slot(i)
+            .owner
+            .compare_exchange(owner, 0, Ordering::Release, Ordering::Relaxed);
     }
 
     /// FREE -> CLAIMED -> HELD with `delta` as the first counts. Returns
@@ -449,8 +447,7 @@ impl<'a> Peers<'a> {
     fn claim(&self, i: usize, me: u64, delta: u64) -> bool {
         let s = self.slot(i);
         // Acquire: pairs with `free_owner`'s Release (the V state is seen).
-        if s
-            .owner
+        if s.owner
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
@@ -576,10 +573,8 @@ impl<'a> Peers<'a> {
         for pass in 0..2 {
             for i in 0..self.parts.count {
                 let (st, owner) = self.load(i);
-                if owner != 0 {
-                    if pass == 0 || self.check_owner(i, st, owner, me) == Found::Alive {
-                        continue;
-                    }
+                if owner != 0 && (pass == 0 || self.check_owner(i, st, owner, me) == Found::Alive) {
+                    continue;
                 }
                 if self.claim(i, me, delta) {
                     return Ok(());
@@ -803,9 +798,7 @@ impl<'a> Peers<'a> {
                 && !vacant(st)
                 && field(st, TASK_SHIFT) > 0
                 && (st - (1 << TASK_SHIFT)) & COUNTS != 0
-                && self
-                    .update(i, owner, st, st - (1 << TASK_SHIFT))
-                    .is_ok()
+                && self.update(i, owner, st, st - (1 << TASK_SHIFT)).is_ok()
             {
                 break;
             }
@@ -977,7 +970,11 @@ mod tests {
         p.add(Identity::current(), Side::Receiver, 1).unwrap();
         assert!(p.any_alive(Side::Sender, &mut w));
         assert_eq!(w, 2, "init's slot is the witness");
-        assert_eq!(p.count(dead(1), Side::Sender), 0, "the dead one was released");
+        assert_eq!(
+            p.count(dead(1), Side::Sender),
+            0,
+            "the dead one was released"
+        );
         assert!(p.any_alive(Side::Sender, &mut w));
         assert!(p.remove(init, Side::Sender, 1));
         assert!(!p.any_alive(Side::Sender, &mut w));
@@ -1039,7 +1036,10 @@ mod tests {
         p.task_done(Identity::current()).unwrap();
         assert_eq!(p.unfinished(), 0);
         assert_eq!(p.count(init, Side::Receiver), 1);
-        assert_eq!(field(p.slot(0).state.load(Ordering::Relaxed), TASK_SHIFT), 0);
+        assert_eq!(
+            field(p.slot(0).state.load(Ordering::Relaxed), TASK_SHIFT),
+            0
+        );
     }
 
     #[test]
@@ -1151,7 +1151,12 @@ mod loom_tests {
     /// is known dead, the slot is always reclaimable and the counts exact.
     #[test]
     fn peers_killed_at_each_step() {
-        for kill in [Kill::AfterOwner, Kill::Holding, Kill::AfterRelease, Kill::AfterAll] {
+        for kill in [
+            Kill::AfterOwner,
+            Kill::Holding,
+            Kill::AfterRelease,
+            Kill::AfterAll,
+        ] {
             loom::model(move || {
                 let p = table(1);
                 let d = thread::spawn(move || {

@@ -61,7 +61,8 @@ fn idle_receiver_syscalls() {
             Process::new(move || {
                 let _tx = tx;
                 cells.get(0).fetch_add(1, Ordering::AcqRel);
-                while cells.get(1).load(Ordering::Acquire) == 0 {
+                let end = Instant::now() + WATCHDOG;
+                while cells.get(1).load(Ordering::Acquire) == 0 && Instant::now() < end {
                     std::thread::sleep(Duration::from_millis(200));
                 }
             })
@@ -101,7 +102,6 @@ fn idle_receiver_syscalls() {
     }
 }
 
-
 fn join_ok(p: &Process) {
     let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
     assert!(st.success(), "child failed: {st:?}");
@@ -123,7 +123,8 @@ fn many_forked_senders_are_all_counted() {
                 let again = tx.clone();
                 again.send(i as u64).unwrap();
                 cells.get(0).fetch_add(1, Ordering::AcqRel);
-                while cells.get(1).load(Ordering::Acquire) == 0 {
+                let end = Instant::now() + WATCHDOG;
+                while cells.get(1).load(Ordering::Acquire) == 0 && Instant::now() < end {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             })
@@ -162,7 +163,8 @@ fn small_table_refuses_the_extra_process() {
             Process::new(move || {
                 let _tx = tx;
                 cells.get(0).fetch_add(1, Ordering::AcqRel);
-                while cells.get(1).load(Ordering::Acquire) == 0 {
+                let end = Instant::now() + WATCHDOG;
+                while cells.get(1).load(Ordering::Acquire) == 0 && Instant::now() < end {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             })
@@ -227,9 +229,8 @@ fn reused_pid_sender_still_disconnects() {
     let child = Process::new::<_, ()>(move || {
         let _tx = tx;
         cells.get(0).store(1, Ordering::Release);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        // Killed by the parent; gone by itself after the watchdog.
+        std::thread::sleep(WATCHDOG);
     })
     .start()
     .unwrap();
@@ -265,9 +266,8 @@ fn joinable_consumer_killed_before_task_done() {
         worker.task_done().unwrap();
         worker.get().unwrap();
         cells.get(0).store(1, Ordering::Release);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        // Killed by the parent; gone by itself after the watchdog.
+        std::thread::sleep(WATCHDOG);
     })
     .start()
     .unwrap();

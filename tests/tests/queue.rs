@@ -179,14 +179,17 @@ fn operations_and_errors() {
     j.put(1).unwrap();
     j.put(2).unwrap();
     assert_eq!(j.unfinished(), 2);
-    assert!(!j.join_timeout(Duration::from_millis(20)));
+    assert_eq!(
+        j.join_timeout(Duration::from_millis(20)),
+        Err(queue::JoinError::Timeout)
+    );
     assert_eq!(j.get(), Ok(1));
     j.task_done().unwrap();
     assert_eq!(j.get(), Ok(2));
     j.task_done().unwrap();
     assert!(j.task_done().is_err());
-    assert!(j.join_timeout(Duration::ZERO));
-    j.join();
+    assert_eq!(j.join_timeout(Duration::ZERO), Ok(()));
+    j.join().unwrap();
 }
 
 fn errors_format_without_debug_bound() {

@@ -9,8 +9,8 @@ use multiproc_core::time::Deadline;
 
 use super::channel::{Queue, Receiver, Sender};
 use super::error::{
-    JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
-    TaskDoneError, TryRecvError, TrySendError,
+    JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
+    TryRecvError, TrySendError,
 };
 
 /// The capacity of [`SimpleQueue::new`] and [`JoinableQueue::new`].
@@ -280,9 +280,7 @@ impl<T: Pod> JoinableQueue<T> {
     ///
     /// [`JoinError::Timeout`], or as [`join`](Self::join).
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        Ok(self
-            .peers()
-            .wait_tasks(Some(Deadline::after(timeout)))?)
+        Ok(self.peers().wait_tasks(Some(Deadline::after(timeout)))?)
     }
 
     /// Whether the queue is empty (a snapshot).

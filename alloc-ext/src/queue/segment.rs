@@ -62,11 +62,7 @@ pub(crate) struct Segment {
 impl Segment {
     /// Maps a segment for a ring of `ring_size` bytes behind a peer table
     /// of `slots` slots: anonymous, or named.
-    pub(crate) fn create(
-        ring_size: usize,
-        name: Name<'_>,
-        slots: u64,
-    ) -> Result<Self, QueueError> {
+    pub(crate) fn create(ring_size: usize, name: Name<'_>, slots: u64) -> Result<Self, QueueError> {
         let psize = Peers::memory_size(check_max_peers(slots)?).expect("valid slot count");
         let off = ring_offset(psize);
         let total = off + ring_size;
