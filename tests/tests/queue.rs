@@ -179,14 +179,17 @@ fn operations_and_errors() {
     j.put(1).unwrap();
     j.put(2).unwrap();
     assert_eq!(j.unfinished(), 2);
-    assert!(!j.join_timeout(Duration::from_millis(20)));
+    assert_eq!(
+        j.join_timeout(Duration::from_millis(20)),
+        Err(queue::JoinError::Timeout)
+    );
     assert_eq!(j.get(), Ok(1));
     j.task_done().unwrap();
     assert_eq!(j.get(), Ok(2));
     j.task_done().unwrap();
     assert!(j.task_done().is_err());
-    assert!(j.join_timeout(Duration::ZERO));
-    j.join();
+    assert_eq!(j.join_timeout(Duration::ZERO), Ok(()));
+    j.join().unwrap();
 }
 
 fn errors_format_without_debug_bound() {
@@ -506,8 +509,8 @@ fn receiver_killed_holding_a_slot(by_ref: bool) {
     );
 }
 
-/// A JoinableQueue worker killed before `task_done`: `join_timeout` gives
-/// up instead of hanging; the other items were done.
+/// A JoinableQueue worker killed before `task_done`: `join_timeout` reports
+/// the task lost instead of hanging; the other items were done.
 fn joinable_worker_killed_join_times_out() {
     let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
     let q = JoinableQueue::<u64>::with_capacity(16).unwrap();
@@ -533,9 +536,12 @@ fn joinable_worker_killed_join_times_out() {
     child.kill().unwrap();
     child.join_timeout(WATCHDOG).unwrap();
     assert_eq!(q.unfinished(), 1);
-    assert!(!q.join_timeout(Duration::from_millis(100)));
-    q.task_done().unwrap(); // the parent takes over the lost task
-    assert!(q.join_timeout(WATCHDOG));
+    assert!(matches!(
+        q.join_timeout(WATCHDOG),
+        Err(queue::JoinError::TaskLost { tasks: 1, .. })
+    ));
+    q.task_done().unwrap(); // the parent acknowledges the lost task
+    assert_eq!(q.join_timeout(WATCHDOG), Ok(()));
 }
 
 /// JoinableQueue across processes: two workers, the parent joins.
@@ -558,7 +564,7 @@ fn joinable_join_across_processes() {
     for i in 1..=1000 {
         q.put(i).unwrap();
     }
-    q.join();
+    q.join().unwrap();
     assert_eq!(
         cells.get(0).load(Ordering::Relaxed) + cells.get(1).load(Ordering::Relaxed),
         1000 * 1001 / 2

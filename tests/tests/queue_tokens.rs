@@ -2,10 +2,13 @@
 //! claimed once, and a token claimed twice (by two processes) cannot take
 //! away the count of the handles its maker still holds.
 //!
-//! These tests fork (through `multiproc::spawn`), so they run under
-//! cargo-nextest, one process per test.
+//! These tests fork (through `multiproc::spawn`) from a single-threaded
+//! process: their own harness (no libtest threads), one process per test
+//! under cargo-nextest.
 
 use std::time::Duration;
+
+use multiproc_tests::process_support::{run_tests, Test};
 
 use multiproc::queue::{Queue, QueueError, Receiver, Sender, TryRecvError};
 
@@ -44,7 +47,6 @@ fn claim_and_send(token: Vec<u8>, v: u64) -> multiproc::Process {
     .unwrap()
 }
 
-#[test]
 fn a_sender_token_claimed_twice_leaves_the_makers_sender_counted() {
     let (tx, rx) = Queue::<u64>::new(16).unique_name().channel().unwrap();
     let token = tx.to_token().unwrap();
@@ -70,7 +72,6 @@ fn a_sender_token_claimed_twice_leaves_the_makers_sender_counted() {
     assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
 }
 
-#[test]
 fn concurrent_claims_of_one_token_succeed_once() {
     let (tx, rx) = Queue::<u64>::new(16).unique_name().channel().unwrap();
     let token = tx.to_token().unwrap();
@@ -88,7 +89,6 @@ fn concurrent_claims_of_one_token_succeed_once() {
     assert_eq!(rx.recv_timeout(WATCHDOG), Ok(5));
 }
 
-#[test]
 fn receiver_tokens_are_claimed_once_each() {
     let (tx, rx) = Queue::<u64>::new(16).unique_name().channel().unwrap();
     let t1 = rx.to_token().unwrap();
@@ -105,4 +105,19 @@ fn receiver_tokens_are_claimed_once_each() {
     assert!(!tx.is_disconnected());
     tx.send(7).unwrap();
     assert_eq!(rx.try_recv(), Ok(7));
+}
+
+fn main() {
+    multiproc::init();
+    macro_rules! tests {
+        ($($t:ident),* $(,)?) => { &[$(Test { name: stringify!($t), run: $t }),*] };
+    }
+    run_tests(
+        tests![
+            a_sender_token_claimed_twice_leaves_the_makers_sender_counted,
+            concurrent_claims_of_one_token_succeed_once,
+            receiver_tokens_are_claimed_once_each,
+        ],
+        WATCHDOG,
+    )
 }

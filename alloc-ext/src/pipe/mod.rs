@@ -47,11 +47,12 @@
 //! | event | the other end's `recv` | the other end's `send` |
 //! |---|---|---|
 //! | end dropped or [`close`](Connection::close)d (its last copy) | drains, then `Disconnected` at once | `Disconnected` at once |
-//! | every process holding the end died (even `SIGKILL`) | drains, then `Disconnected` within about 25 ms of waiting | `Disconnected` within about 25 ms of waiting |
+//! | every process holding the end died (even `SIGKILL`) | drains, then `Disconnected` within about 50 ms of waiting | `Disconnected` within about 50 ms of waiting |
 //!
 //! The ends are counted per process in the pipe's peer table (as queue
 //! handles are, see [`crate::queue`]): a blocked call sleeps in slices of
-//! 25 ms and, after each, counts the other end's holders that still live.
+//! 50 ms and, after each, reads the other end's count and, if it is not 0,
+//! asks the kernel whether one of its holders still lives.
 //! A [`Connection`] is `Send` but not `Clone` or `Sync`: one thread of one
 //! process uses an end at a time.
 //!
@@ -90,7 +91,8 @@ use bytemuck::Pod;
 use multiproc_core::bytering::{
     ByteRing, FrameReceiver, FrameSender, RecvError, SendError, HEADER_LEN,
 };
-use multiproc_core::peers::{current_pid, Side};
+use multiproc_core::identity::Identity;
+use multiproc_core::peers::{current_pid, Side, DEFAULT_SLOTS};
 use multiproc_core::region::{InitError, Region};
 use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
@@ -105,8 +107,9 @@ use crate::queue::QueueError;
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 20;
 
 /// How long a blocked call sleeps before it checks that the other end's
-/// processes still live.
-const LIVENESS_SLICE: Duration = Duration::from_millis(25);
+/// processes still live (the count first, then the kernel about one
+/// holder: see [`crate::queue::Queue::max_peers`] and the queue docs).
+const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 
 /// The token kind of a pipe end.
 const KIND_PIPE: u8 = 3;
@@ -153,6 +156,7 @@ pub struct Pipe {
     duplex: bool,
     name: Option<String>,
     unique: bool,
+    max_peers: u64,
 }
 
 impl Default for Pipe {
@@ -170,7 +174,20 @@ impl Pipe {
             duplex: true,
             name: None,
             unique: false,
+            max_peers: DEFAULT_SLOTS,
         }
+    }
+
+    /// How many processes may hold an end of the pipe at once: the slots
+    /// of its peer table (default [`DEFAULT_SLOTS`], 512, 16 bytes each).
+    /// An end that one process too many would hold is refused with
+    /// [`PipeError::Setup`] (`QueueError::Peers`) where it would be
+    /// counted (tokens); an end that a `Process` fork child inherited and
+    /// cannot count in its own name stays counted under its parent (see
+    /// [`Queue::max_peers`](crate::queue::Queue::max_peers)).
+    pub fn max_peers(mut self, n: u64) -> Self {
+        self.max_peers = n;
+        self
     }
 
     /// The longest message, in bytes (default 1 MiB).
@@ -250,8 +267,8 @@ impl Pipe {
             (None, true) => Name::Unique,
             (None, false) => Name::Anonymous,
         };
-        let seg = Segment::create(stride * nrings, name)?;
-        let me = current_pid();
+        let seg = Segment::create(stride * nrings, name, self.max_peers)?;
+        let me = Identity::current();
         seg.peers
             .add(me, Side::Sender, 1)
             .map_err(QueueError::from)?;
@@ -352,9 +369,10 @@ impl Inner {
         Ok(Self { rings, seg, duplex })
     }
 
-    /// Whether no live process holds `end` (a few system calls).
+    /// Whether no live process holds `end`: its count first (shared
+    /// memory), then the kernel about one holder.
     fn gone(&self, end: Side) -> bool {
-        self.seg.peers.live(end) == 0
+        !self.seg.side_alive(end)
     }
 }
 
@@ -839,7 +857,7 @@ impl Connection {
         self.inner
             .seg
             .peers
-            .add(me, self.end, 1)
+            .add(Identity::current(), self.end, 1)
             .map_err(QueueError::from)?;
         Ok(PipeToken {
             end: self.end,
@@ -864,10 +882,10 @@ impl Connection {
         inner
             .seg
             .peers
-            .add(current_pid(), t.end, 1)
+            .add(Identity::current(), t.end, 1)
             .map_err(QueueError::from)?;
         // Count here first, then withdraw the pending count: never zero.
-        inner.seg.peers.remove(t.from_pid, t.end, 1);
+        inner.seg.peers.remove_pid(t.from_pid, t.end, 1);
         Ok(Self::new(Arc::new(inner), t.end))
     }
 }

@@ -83,6 +83,8 @@ impl Job {
 pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, ProcessError> {
     let (reports, report_w) = sys::pipe_cloexec(libc::O_NONBLOCK).map_err(start_err("pipe2"))?;
     let parent = sys::getpid();
+    // Taken before the fork: the child's caches are cleared by it.
+    let parent_identity = multiproc_core::identity::Identity::current().to_word();
     let prepared = identity::prepare(&ident);
 
     // Take every lock the child may need, so that none is held by another
@@ -120,7 +122,7 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
             forkserver::forget_in_child(server);
             drop(reports);
             identity::install(prepared);
-            crate::queue::after_fork_in_child(parent);
+            crate::queue::after_fork_in_child(parent_identity);
             child_main(job, report_w, ident.daemon, parent)
         }
         Ok(Forked::Parent(pid)) => {

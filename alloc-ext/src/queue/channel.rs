@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
+use multiproc_core::identity::Identity;
 use multiproc_core::mpmc::{MpmcRing, PopError, PopRef, PushError, PushRef};
-use multiproc_core::peers::{current_pid, Side};
+use multiproc_core::peers::{current_pid, Side, DEFAULT_SLOTS};
 use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
 
@@ -18,8 +19,12 @@ use super::error::{
 use super::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC};
 
 /// How long a blocked call sleeps before it checks whether the other side's
-/// processes still live (a dead process wakes nobody).
-pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(25);
+/// processes still live (a dead process wakes nobody). Each check reads the
+/// side's count (shared memory) and, if it is not 0, asks the kernel about
+/// one holder (3 system calls): an idle blocked receiver makes about 20
+/// futex waits and 60 other system calls a second, however many senders
+/// there are (see the [module docs](super) for the figures).
+pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(50);
 
 /// A multi-producer multi-consumer queue of `T: Pod` in shared memory:
 /// the builder of its [`Sender`]/[`Receiver`] pair.
@@ -39,6 +44,7 @@ pub struct Queue<T> {
     capacity: u64,
     name: NameOwned,
     spin: Spin,
+    max_peers: u64,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -57,8 +63,41 @@ impl<T: Pod> Queue<T> {
             capacity,
             name: NameOwned::Anonymous,
             spin: Spin::DEFAULT,
+            max_peers: DEFAULT_SLOTS,
             _t: PhantomData,
         }
+    }
+
+    /// How many processes may hold handles of the queue at once: the slots
+    /// of its peer table (default [`DEFAULT_SLOTS`], 512: a `Pool` on a
+    /// 128-core machine with room to spare; 16 bytes a slot, 8 KiB).
+    ///
+    /// A handle that a process beyond that number would hold cannot be
+    /// counted, and is refused with an error where it would be counted:
+    /// [`QueueError::Peers`] from [`channel`](Self::channel),
+    /// [`Sender::try_clone`] and the tokens. Slots of processes that died
+    /// are reused.
+    ///
+    /// A handle moved into a `Process` fork child stays counted under the
+    /// parent until the child first uses it, and is then counted under the
+    /// child. If the child's table is full at that moment, the handle
+    /// stays counted under the parent: exact while the parent lives; if the
+    /// parent exits first, that handle is no longer counted, and the other
+    /// side may see `Disconnected` while the child still holds it. Size the
+    /// table for every process that will hold a handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (tx, _rx) = multiproc::Queue::<u64>::new(16).max_peers(1).channel()?;
+    /// // One process (this one) fits; a second would not.
+    /// assert!(tx.try_clone().is_ok());
+    /// # Ok::<(), multiproc::queue::QueueError>(())
+    /// ```
+    #[must_use]
+    pub fn max_peers(mut self, n: u64) -> Self {
+        self.max_peers = n;
+        self
     }
 
     /// Puts the queue in a named segment (`shm_open`), so that
@@ -89,7 +128,8 @@ impl<T: Pod> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`QueueError::InvalidCapacity`] for a zero capacity; segment errors.
+    /// [`QueueError::InvalidCapacity`] for a zero capacity;
+    /// [`QueueError::InvalidMaxPeers`]; segment errors.
     pub fn channel(self) -> Result<(Sender<T>, Receiver<T>), QueueError> {
         let inner = Arc::new(Inner::<T>::create(
             self.capacity,
@@ -99,8 +139,9 @@ impl<T: Pod> Queue<T> {
                 NameOwned::Given(n) => Name::Given(n),
             },
             self.spin,
+            self.max_peers,
         )?);
-        let me = current_pid();
+        let me = Identity::current();
         inner.seg.peers.add(me, Side::Sender, 1)?;
         inner.seg.peers.add(me, Side::Receiver, 1)?;
         Ok((
@@ -144,10 +185,15 @@ impl<T: Pod> fmt::Debug for Inner<T> {
 }
 
 impl<T: Pod> Inner<T> {
-    fn create(capacity: u64, name: Name<'_>, spin: Spin) -> Result<Self, QueueError> {
+    fn create(
+        capacity: u64,
+        name: Name<'_>,
+        spin: Spin,
+        max_peers: u64,
+    ) -> Result<Self, QueueError> {
         let size =
             MpmcRing::<T>::memory_size(capacity).ok_or(QueueError::InvalidCapacity { capacity })?;
-        let seg = Segment::create(size, name)?;
+        let seg = Segment::create(size, name, max_peers)?;
         // SAFETY: the ring view is stored next to the segment and dropped
         // with it (field order in Inner); the segment is new and its ring
         // area untouched: the ring writes only its header and body.
@@ -173,12 +219,12 @@ impl<T: Pod> Inner<T> {
 
     fn token(&self, side: Side) -> Result<Vec<u8>, QueueError> {
         let name = self.seg.name().ok_or(QueueError::Anonymous)?;
-        let me = current_pid();
         // The pending transfer counts as a live handle of this process
         // until the receiving process claims it.
+        let me = Identity::current();
         self.seg.peers.add(me, side, 1)?;
         // Its ticket makes the claim happen once.
-        let Some(ticket) = self.seg.tickets().issue(me) else {
+        let Some(ticket) = self.seg.tickets().issue(me.pid()) else {
             self.seg.peers.remove(me, side, 1);
             return Err(QueueError::TooManyTokens {
                 max: super::segment::TICKETS,
@@ -187,7 +233,7 @@ impl<T: Pod> Inner<T> {
         Ok(Token {
             kind: KIND_MPMC,
             side,
-            from_pid: me,
+            from_pid: current_pid(),
             size: std::mem::size_of::<T>() as u64,
             align: std::mem::align_of::<T>() as u64,
             tag: type_tag::<T>(),
@@ -201,7 +247,7 @@ impl<T: Pod> Inner<T> {
         let t = Token::decode(token)?;
         t.check::<T>(KIND_MPMC, side)?;
         let inner = Self::open(&t.name)?;
-        let me = current_pid();
+        let me = Identity::current();
         // Count here first, then withdraw the pending count: never zero.
         inner.seg.peers.add(me, side, 1)?;
         if !inner.seg.tickets().redeem(t.ticket) {
@@ -210,13 +256,14 @@ impl<T: Pod> Inner<T> {
             inner.seg.peers.remove(me, side, 1);
             return Err(QueueError::AlreadyClaimed);
         }
-        inner.seg.peers.remove(t.from_pid, side, 1);
+        inner.seg.peers.remove_pid(t.from_pid, side, 1);
         Ok((Arc::new(inner), Local::new(side)))
     }
 
-    /// Whether no live process holds a handle of `side` (system calls).
+    /// Whether no live process holds a handle of `side`: the side's count
+    /// first (shared memory), then the kernel about one holder.
     fn side_gone(&self, side: Side) -> bool {
-        self.seg.peers.live(side) == 0
+        !self.seg.side_alive(side)
     }
 }
 
@@ -246,7 +293,8 @@ impl<T: Pod> Clone for Sender<T> {
     /// # Panics
     ///
     /// If the peer table cannot count it (65535 senders in one process, or
-    /// a full table).
+    /// a table full of other live processes, see [`Queue::max_peers`]);
+    /// [`try_clone`](Sender::try_clone) returns that as an error.
     fn clone(&self) -> Self {
         Self {
             local: self.local.clone_in(&self.inner.seg.peers),
@@ -265,6 +313,21 @@ impl<T: Pod> Drop for Sender<T> {
 }
 
 impl<T: Pod> Sender<T> {
+    /// Another sender, counted in this process: [`Clone`] without the
+    /// panic.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Peers`] if the peer table cannot count it (a table
+    /// full of other live processes, see [`Queue::max_peers`], or 65535
+    /// senders in this process).
+    pub fn try_clone(&self) -> Result<Self, QueueError> {
+        Ok(Self {
+            local: self.local.try_clone_in(&self.inner.seg.peers)?,
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
     #[inline]
     fn ring(&self) -> &MpmcRing<'static, T> {
         self.local.ensure(&self.inner.seg.peers);
@@ -298,7 +361,7 @@ impl<T: Pod> Sender<T> {
     /// # Errors
     ///
     /// [`SendError`] with `v` when every receiver is gone (dropped, or
-    /// died: noticed within about 25 ms of waiting).
+    /// died: noticed within about 50 ms of waiting).
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         self.send_deadline(v, || None)
             .map_err(|e| SendError(e.into_inner()))
@@ -576,6 +639,19 @@ impl<T: Pod> Drop for Receiver<T> {
 }
 
 impl<T: Pod> Receiver<T> {
+    /// Another receiver, counted in this process: [`Clone`] without the
+    /// panic.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::try_clone`].
+    pub fn try_clone(&self) -> Result<Self, QueueError> {
+        Ok(Self {
+            local: self.local.try_clone_in(&self.inner.seg.peers)?,
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
     #[inline]
     fn ring(&self) -> &MpmcRing<'static, T> {
         self.local.ensure(&self.inner.seg.peers);
@@ -607,7 +683,7 @@ impl<T: Pod> Receiver<T> {
     /// # Errors
     ///
     /// [`RecvError`] once the queue is empty and every sender is gone
-    /// (dropped, or died: noticed within about 25 ms of waiting).
+    /// (dropped, or died: noticed within about 50 ms of waiting).
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_deadline(|| None).map_err(|_| RecvError)
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use multiproc_core::peers::{PeersError, TooManyTaskDone};
+use multiproc_core::peers::{PeersError, TasksError, TooManyTaskDone};
 use multiproc_core::region::{AttachError, InitError};
 
 use crate::shm::ShmError;
@@ -185,6 +185,12 @@ pub enum QueueError {
         /// The capacity asked for.
         capacity: u64,
     },
+    /// A peer table size (`max_peers`) of zero, or above
+    /// [`MAX_SLOTS`](multiproc_core::peers::MAX_SLOTS), was asked for.
+    InvalidMaxPeers {
+        /// The size asked for.
+        max_peers: u64,
+    },
     /// The shared memory segment could not be made or opened.
     Shm(ShmError),
     /// The structures could not be built in the segment.
@@ -221,6 +227,9 @@ impl fmt::Display for QueueError {
         match self {
             QueueError::InvalidCapacity { capacity } => {
                 write!(f, "invalid queue capacity {capacity}")
+            }
+            QueueError::InvalidMaxPeers { max_peers } => {
+                write!(f, "invalid peer table size {max_peers}")
             }
             QueueError::Shm(e) => write!(f, "queue segment: {e}"),
             QueueError::Init(e) => write!(f, "queue init: {e}"),
@@ -286,5 +295,47 @@ impl std::error::Error for TaskDoneError {}
 impl From<TooManyTaskDone> for TaskDoneError {
     fn from(_: TooManyTaskDone) -> Self {
         TaskDoneError
+    }
+}
+
+/// Why [`JoinableQueue::join`](super::JoinableQueue::join) (or
+/// `join_timeout`) returned before every task was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// `join_timeout`'s time ran out.
+    Timeout,
+    /// A process took tasks with `get` and died before marking them done:
+    /// they will never be. Each further `task_done` (in a process that has
+    /// no task of its own outstanding) acknowledges one of them; `join`
+    /// waits again once all are acknowledged.
+    TaskLost {
+        /// The pid of the (last) process found dead holding tasks.
+        pid: u32,
+        /// How many tasks were lost and are not yet acknowledged.
+        tasks: u64,
+    },
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Timeout => f.write_str("timed out waiting for every task to be done"),
+            JoinError::TaskLost { pid, tasks } => write!(
+                f,
+                "{tasks} task(s) lost: process {pid} died after get and before task_done"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+impl From<TasksError> for JoinError {
+    fn from(e: TasksError) -> Self {
+        match e {
+            TasksError::TimedOut => JoinError::Timeout,
+            TasksError::Lost { pid, tasks } => JoinError::TaskLost { pid, tasks },
+        }
     }
 }

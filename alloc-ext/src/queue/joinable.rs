@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use bytemuck::Pod;
+use multiproc_core::identity::Identity;
 use multiproc_core::time::Deadline;
 
 use super::channel::{Queue, Receiver, Sender};
 use super::error::{
-    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
+    JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
     TryRecvError, TrySendError,
 };
 
@@ -104,12 +105,26 @@ impl<T: Pod> SimpleQueue<T> {
 /// each item done with [`task_done`](Self::task_done), so that a producer
 /// can [`join`](Self::join) until every item put was processed.
 ///
-/// A worker killed between `get` and `task_done` leaves its task
-/// unfinished for good, and so does a producer killed inside `put` (the
+/// # Tasks lost with their process
+///
+/// Each process's peer slot counts the tasks it took with `get` and has
+/// not marked done. A worker killed between `get` and `task_done` leaves
+/// its tasks unfinished for good: [`join`](Self::join) finds it dead (it
+/// looks every 50 ms while it waits) and returns
+/// [`JoinError::TaskLost`] instead of waiting forever. A `task_done` in a
+/// process with no task of its own outstanding then acknowledges one lost
+/// task; once all are, `join` waits for the others again.
+///
+/// `task_done` may be called in another process than the `get` (as in
+/// Python): it lowers the caller's own outstanding count if it has one,
+/// else acknowledges a lost task if there is one, else lowers another
+/// process's count. Loss reports are exact when each process marks done
+/// the tasks it took. Not covered: a producer killed inside `put` (the
 /// task is counted before the item is sent, and the receivers step over
-/// the unfinished item): `join` would wait forever, so use
-/// [`join_timeout`](Self::join_timeout) when processes may die, and
-/// [`task_done`](Self::task_done) for a task known lost.
+/// the unfinished item) and a consumer killed in the few instructions
+/// between taking an item from the ring and counting it: `join` then
+/// waits for that task; use [`join_timeout`](Self::join_timeout) where
+/// that matters, and [`task_done`](Self::task_done) for a task known lost.
 ///
 /// # Examples
 ///
@@ -119,10 +134,10 @@ impl<T: Pod> SimpleQueue<T> {
 /// let worker = q.clone();
 /// let v = worker.get().unwrap();
 /// worker.task_done().unwrap();
-/// q.join();
+/// q.join()?;
 /// assert_eq!(v, 1);
 /// assert!(q.task_done().is_err()); // more than items put
-/// # Ok::<(), multiproc::queue::QueueError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct JoinableQueue<T: Pod> {
@@ -203,7 +218,7 @@ impl<T: Pod> JoinableQueue<T> {
     ///
     /// [`RecvError`] once the queue is closed and drained.
     pub fn get(&self) -> Result<T, RecvError> {
-        self.rx.recv()
+        self.rx.recv().inspect(|_| self.taken())
     }
 
     /// Takes the oldest value without blocking.
@@ -212,7 +227,7 @@ impl<T: Pod> JoinableQueue<T> {
     ///
     /// As [`Receiver::try_recv`].
     pub fn try_get(&self) -> Result<T, TryRecvError> {
-        self.rx.try_recv()
+        self.rx.try_recv().inspect(|_| self.taken())
     }
 
     /// Takes the oldest value, blocking at most `timeout`.
@@ -221,16 +236,26 @@ impl<T: Pod> JoinableQueue<T> {
     ///
     /// As [`Receiver::recv_timeout`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.rx.recv_timeout(timeout)
+        self.rx.recv_timeout(timeout).inspect(|_| self.taken())
     }
 
-    /// Marks one task taken with `get` as done.
+    /// Counts a task this process took, in its peer slot, so that `join`
+    /// reports it lost if the process dies before `task_done`.
+    fn taken(&self) {
+        // If it cannot be counted (65535 tasks outstanding here), that task
+        // is not reported lost if this process dies: documented.
+        let _ = self.peers().task_taken(Identity::current());
+    }
+
+    /// Marks one task taken with `get` as done (see the [type
+    /// docs](Self#tasks-lost-with-their-process) for which process's count
+    /// it lowers).
     ///
     /// # Errors
     ///
     /// [`TaskDoneError`] if called more times than items were put.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        Ok(self.peers().task_done()?)
+        Ok(self.peers().task_done(Identity::current())?)
     }
 
     /// The number of tasks put and not yet marked done.
@@ -239,14 +264,23 @@ impl<T: Pod> JoinableQueue<T> {
     }
 
     /// Blocks until every item put has been marked done.
-    pub fn join(&self) {
-        self.peers().wait_tasks(None);
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::TaskLost`] once a process that took tasks is found
+    /// dead before marking them done (within about 50 ms of its death),
+    /// instead of waiting forever.
+    pub fn join(&self) -> Result<(), JoinError> {
+        Ok(self.peers().wait_tasks(None)?)
     }
 
-    /// As [`join`](Self::join), giving up after `timeout`; returns whether
-    /// every task is done.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.peers().wait_tasks(Some(Deadline::after(timeout)))
+    /// As [`join`](Self::join), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Timeout`], or as [`join`](Self::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        Ok(self.peers().wait_tasks(Some(Deadline::after(timeout)))?)
     }
 
     /// Whether the queue is empty (a snapshot).

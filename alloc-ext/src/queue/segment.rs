@@ -5,27 +5,44 @@
 //!  0                    P = Peers::memory_size(slots), rounded to 128
 //!  +--------------------+-----------------+------------------------------+
 //!  | Peers region       | ticket table    | ring region (MpmcRing<T>,    |
-//!  | pid|senders|recvs  | 64 x u64        |  SpscRing<T> or byte rings)  |
+//!  | slots: identity,   | 64 x u64        |  SpscRing<T> or byte rings)  |
+//!  | counts             |                 |                              |
 //!  +--------------------+-----------------+------------------------------+
 //!                       P                 P + 512
 //! ```
 //!
 //! The ticket table records the MPMC tokens made and not yet claimed (see
 //! [`Tickets`]), so that each is claimed once.
+//!
+//! The peer table has `max_peers` slots (default
+//! [`DEFAULT_SLOTS`](multiproc_core::peers::DEFAULT_SLOTS), 512: 8 KiB),
+//! one per process holding handles. Where a handle cannot be counted (the
+//! table is full of live processes) the caller gets
+//! [`PeersError::Full`](multiproc_core::peers::PeersError): `Queue::channel`,
+//! `try_clone`, tokens. A handle that a `Process` fork child inherited and
+//! cannot count in its own name stays counted under its ancestor (see
+//! "Fork hand-over" below).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use multiproc_core::peers::{current_pid, process_alive, Peers, Side};
+use multiproc_core::identity::Identity;
+use multiproc_core::peers::{current_pid, process_alive, Peers, PeersError, Side, MAX_SLOTS};
 use multiproc_core::region::Region;
 
 use super::error::QueueError;
 use crate::shm::SharedMemory;
 
-/// Peer slots of a queue: processes that may hold its handles at once.
-pub(crate) const DEFAULT_SLOTS: u64 = 64;
+/// Checks a `max_peers` value of a builder.
+pub(crate) fn check_max_peers(max_peers: u64) -> Result<u64, QueueError> {
+    if (1..=MAX_SLOTS).contains(&max_peers) {
+        Ok(max_peers)
+    } else {
+        Err(QueueError::InvalidMaxPeers { max_peers })
+    }
+}
 
 /// Slots of the ticket table: MPMC tokens pending at once per queue.
 pub(crate) const TICKETS: usize = 64;
@@ -54,12 +71,16 @@ pub(crate) struct Segment {
     /// Made by [`Segment::create`]: its ring area is still as the kernel
     /// zero-filled it, until the ring is created there.
     fresh: bool,
+    /// Per side (sender, receiver): the slot (index + 1) of the holder
+    /// found alive last time, asked first by [`side_alive`](Self::side_alive).
+    witness: [AtomicU64; 2],
 }
 
 impl Segment {
-    /// Maps a segment for a ring of `ring_size` bytes: anonymous, or named.
-    pub(crate) fn create(ring_size: usize, name: Name<'_>) -> Result<Self, QueueError> {
-        let psize = Peers::memory_size(DEFAULT_SLOTS).expect("valid slot count");
+    /// Maps a segment for a ring of `ring_size` bytes behind a peer table
+    /// of `slots` slots: anonymous, or named.
+    pub(crate) fn create(ring_size: usize, name: Name<'_>, slots: u64) -> Result<Self, QueueError> {
+        let psize = Peers::memory_size(check_max_peers(slots)?).expect("valid slot count");
         let off = ring_offset(psize);
         let total = off + ring_size;
         let shm = match name {
@@ -69,13 +90,14 @@ impl Segment {
         };
         // SAFETY: the region covers the mapping, which lives as long as the
         // Segment that holds both (see `region_at`).
-        let peers = Peers::create(unsafe { region_at(&shm, 0) }, DEFAULT_SLOTS)?;
+        let peers = Peers::create(unsafe { region_at(&shm, 0) }, slots)?;
         Ok(Self {
             shm,
             peers,
             ring_off: off,
             creator: current_pid(),
             fresh: true,
+            witness: Default::default(),
         })
     }
 
@@ -96,6 +118,7 @@ impl Segment {
             ring_off: off,
             creator: 0,
             fresh: false,
+            witness: Default::default(),
         })
     }
 
@@ -142,6 +165,20 @@ impl Segment {
         // ring area meanwhile would only make the ring start in a state of
         // its choosing, which the rings tolerate (untrusted memory).
         unsafe { region.assume_zeroed() }
+    }
+
+    /// Whether some live process holds a handle of `side`: counts first
+    /// (no system call when the count is 0), then asks the kernel about one
+    /// holder, the one found alive last time (see
+    /// [`Peers::any_alive`]). The question a blocked call asks once per
+    /// liveness slice.
+    pub(crate) fn side_alive(&self, side: Side) -> bool {
+        let w = &self.witness[usize::from(side == Side::Receiver)];
+        // Relaxed: a hint; `any_alive` re-checks the slot it names.
+        let mut hint = w.load(Ordering::Relaxed);
+        let alive = self.peers.any_alive(side, &mut hint);
+        w.store(hint, Ordering::Relaxed);
+        alive
     }
 
     /// The segment's name, if it has one.
@@ -298,14 +335,16 @@ unsafe fn region_at(shm: &SharedMemory, off: usize) -> Region<'static> {
 /// How many `Process` fork ancestors a child remembers.
 const LINEAGE_LEN: usize = 4;
 
-/// In a child started by `Process` (fork): its own pid, then its parent's,
-/// then the parent's own `Process` parent, ...; 0 past the known ones. The
-/// own pid tells a valid lineage from a copy inherited by a plain `fork`.
-static LINEAGE: [AtomicU32; LINEAGE_LEN] = [const { AtomicU32::new(0) }; LINEAGE_LEN];
+/// In a child started by `Process` (fork): the identity words of itself,
+/// then of its parent, then of the parent's own `Process` parent, ...; 0
+/// past the known ones. The own identity tells a valid lineage from a copy
+/// inherited by a plain `fork`.
+static LINEAGE: [AtomicU64; LINEAGE_LEN] = [const { AtomicU64::new(0) }; LINEAGE_LEN];
 
-/// Called in a child started by `Process` (fork), before its job runs.
-pub(crate) fn after_fork_in_child(parent: u32) {
-    let me = current_pid();
+/// Called in a child started by `Process` (fork), before its job runs,
+/// with its parent's identity word (taken in the parent before the fork).
+pub(crate) fn after_fork_in_child(parent: u64) {
+    let me = Identity::current().to_word();
     // Relaxed throughout: read by this process's own threads, which start
     // later (thread creation orders it).
     let inherited = LINEAGE[0].load(Ordering::Relaxed) == parent;
@@ -321,20 +360,26 @@ pub(crate) fn after_fork_in_child(parent: u32) {
     LINEAGE[0].store(me, Ordering::Relaxed);
 }
 
-/// Whether `pid` is a `Process` fork ancestor of this process (`me`), whose
-/// copy of a handle counted under it was forgotten when it started us.
-fn handed_from(me: u32, pid: u32) -> bool {
-    pid != 0
+/// Whether `owner` (an identity word) is a `Process` fork ancestor of this
+/// process (`me`), whose copy of a handle counted under it was forgotten
+/// when it started us.
+fn handed_from(me: u64, owner: u64) -> bool {
+    owner != 0
         && LINEAGE[0].load(Ordering::Relaxed) == me
         && LINEAGE[1..]
             .iter()
-            .any(|a| a.load(Ordering::Relaxed) == pid)
+            .any(|a| a.load(Ordering::Relaxed) == owner)
 }
 
-/// Which process counts a handle: the pid it was last counted under.
+/// Which process counts a handle: the identity word it was last counted
+/// under.
+///
+/// The handle is in this process's memory, so it was counted by this
+/// process or by an ancestor it was forked from; identities (pid plus start
+/// time) also tell this process from an ancestor whose pid it reuses.
 #[derive(Debug)]
 pub(crate) struct Local {
-    pid: AtomicU32,
+    owner: AtomicU64,
     side: Side,
 }
 
@@ -342,7 +387,7 @@ impl Local {
     /// A handle counted (already) under this process.
     pub(crate) fn new(side: Side) -> Self {
         Self {
-            pid: AtomicU32::new(current_pid()),
+            owner: AtomicU64::new(Identity::current().to_word()),
             side,
         }
     }
@@ -350,44 +395,54 @@ impl Local {
     /// Makes sure this process counts the handle; call before each use.
     #[inline]
     pub(crate) fn ensure(&self, peers: &Peers<'_>) {
-        let me = current_pid();
+        let me = Identity::current().to_word();
         // Relaxed: only this process's threads touch this handle's field,
         // and the CAS below decides among them.
-        let pid = self.pid.load(Ordering::Relaxed);
-        if pid != me {
-            self.adopt(peers, pid, me);
+        let owner = self.owner.load(Ordering::Relaxed);
+        if owner != me {
+            self.adopt(peers, owner, me);
         }
     }
 
     #[cold]
-    fn adopt(&self, peers: &Peers<'_>, pid: u32, me: u32) {
+    fn adopt(&self, peers: &Peers<'_>, owner: u64, me: u64) {
         if self
-            .pid
-            .compare_exchange(pid, me, Ordering::Relaxed, Ordering::Relaxed)
+            .owner
+            .compare_exchange(owner, me, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
             return; // another thread adopted it
         }
-        // Counted here first. If the table is full it stays uncounted here
-        // (a later disconnection may then be reported early: documented),
-        // and a handed count stays with the ancestor (while it lives).
-        if peers.add(me, self.side, 1).is_ok() && handed_from(me, pid) {
-            // Then the forgotten copy's count goes.
-            peers.remove(pid, self.side, 1);
+        let Some(me_id) = Identity::from_word(me) else {
+            return;
+        };
+        // Counted here first, then the forgotten copy's count goes.
+        match peers.add(me_id, self.side, 1) {
+            Ok(()) => {
+                if handed_from(me, owner) {
+                    if let Some(a) = Identity::from_word(owner) {
+                        peers.remove(a, self.side, 1);
+                    }
+                }
+            }
+            // The table is full: the handle stays counted where it was (a
+            // handed count with the ancestor, while it lives: documented at
+            // `Queue::max_peers`), and the next use tries again.
+            Err(_) => self.owner.store(owner, Ordering::Relaxed),
         }
     }
 
     /// The drop of a handle: uncounts it. Returns whether it was the last
     /// of its side counted anywhere (the caller then wakes the other side).
     pub(crate) fn release(&self, peers: &Peers<'_>) -> bool {
-        let me = current_pid();
-        let pid = self.pid.load(Ordering::Relaxed);
-        if pid == me {
-            peers.remove(me, self.side, 1);
-        } else if handed_from(me, pid) {
-            // Never touched here: its count is still the ancestor's, whose
-            // copy was forgotten.
-            peers.remove(pid, self.side, 1);
+        let me = Identity::current().to_word();
+        let owner = self.owner.load(Ordering::Relaxed);
+        if owner == me || handed_from(me, owner) {
+            // Counted here; or never touched here, so its count is still
+            // the ancestor's, whose copy was forgotten.
+            if let Some(id) = Identity::from_word(owner) {
+                peers.remove(id, self.side, 1);
+            }
         } else {
             // A copy never used in this process: never counted here.
             return false;
@@ -396,12 +451,23 @@ impl Local {
     }
 
     /// Counts one more handle of this side in this process (a clone).
-    pub(crate) fn clone_in(&self, peers: &Peers<'_>) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`PeersError`] if the table cannot count it.
+    pub(crate) fn try_clone_in(&self, peers: &Peers<'_>) -> Result<Self, PeersError> {
         self.ensure(peers);
-        if let Err(e) = peers.add(current_pid(), self.side, 1) {
-            panic!("cannot clone a queue handle: {e}");
+        peers.add(Identity::current(), self.side, 1)?;
+        Ok(Self::new(self.side))
+    }
+
+    /// As [`try_clone_in`](Self::try_clone_in), panicking on failure (for
+    /// `Clone`, which cannot fail).
+    pub(crate) fn clone_in(&self, peers: &Peers<'_>) -> Self {
+        match self.try_clone_in(peers) {
+            Ok(l) => l,
+            Err(e) => panic!("cannot clone a queue handle: {e}"),
         }
-        Self::new(self.side)
     }
 }
 

@@ -18,7 +18,7 @@
 //! released only when the last handle of a side is dropped (so a consumer
 //! blocked in the ring wakes at once). Whether the other side still lives
 //! is decided by the channel's peer table, as for [`crate::queue::Queue`]:
-//! a blocked call notices within about 25 ms that every process holding
+//! a blocked call notices within about 50 ms that every process holding
 //! the other end died, even by `SIGKILL`.
 //!
 //! # Spawn and forkserver
@@ -78,7 +78,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
-use multiproc_core::peers::{current_pid, Side};
+use multiproc_core::identity::Identity;
+use multiproc_core::peers::{Side, DEFAULT_SLOTS};
 use multiproc_core::role::Peer;
 use multiproc_core::spsc::SpscRing;
 use multiproc_core::spsc::{
@@ -138,7 +139,7 @@ impl Inner {
         let peers = &self.seg.peers;
         let name = self.seg.name().ok_or(QueueError::Anonymous)?;
         local.ensure(peers);
-        let me = current_pid();
+        let me = Identity::current();
         peers.add(me, side, 1)?;
         let Some(holder) = hand_over() else {
             // The role was taken from under the end (a claim that found the
@@ -149,7 +150,7 @@ impl Inner {
                 reason: "the end's role was taken by another process",
             });
         };
-        debug_assert_eq!(holder, me);
+        debug_assert_eq!(holder, me.pid());
         // The end's own count goes; the pending token's stays.
         local.release(peers);
         Ok(make_token::<T>(side, holder, last, name).encode())
@@ -180,14 +181,14 @@ impl Inner {
                 reason: "the process that made the token has exited",
             });
         }
-        let me = current_pid();
+        let me = Identity::current();
         peers.add(me, side, 1)?;
         let Some(handle) = take_over(&ring, t.from_pid) else {
             peers.remove(me, side, 1);
             return Err(QueueError::AlreadyClaimed);
         };
         // Counted here first, then the pending count goes: never zero.
-        peers.remove(t.from_pid, side, 1);
+        peers.remove_pid(t.from_pid, side, 1);
         if last && !ring.in_hand_over() {
             // The maker left the name with its last handle, and no other
             // token of this channel waits to be claimed: nobody needs the
@@ -355,8 +356,9 @@ impl<T: Pod> Spsc<T> {
                 NameOwned::Unique => Name::Unique,
                 NameOwned::Given(n) => Name::Given(n),
             },
+            DEFAULT_SLOTS,
         )?;
-        let me = current_pid();
+        let me = Identity::current();
         seg.peers.add(me, Side::Sender, 1)?;
         seg.peers.add(me, Side::Receiver, 1)?;
         let inner = Arc::new(Inner { seg });
@@ -465,7 +467,7 @@ impl<T: Pod> Producer<T> {
     /// # Errors
     ///
     /// [`SendError`] once the consumer is gone (dropped, or died: noticed
-    /// within about 25 ms of waiting).
+    /// within about 50 ms of waiting).
     pub fn send(&mut self, v: T) -> Result<(), SendError<T>> {
         self.send_deadline(v, || None)
             .map_err(|e| SendError(e.into_inner()))
@@ -503,7 +505,7 @@ impl<T: Pod> Producer<T> {
                 Err(PushError::Corrupt(back)) => return Err(SendTimeoutError::Disconnected(back)),
             }
             self.core.set_spin(Spin::NONE);
-            if self.inner.seg.peers.live(Side::Receiver) == 0 {
+            if !self.inner.seg.side_alive(Side::Receiver) {
                 self.core.set_spin(Spin::DEFAULT);
                 return Err(SendTimeoutError::Disconnected(v));
             }
@@ -621,7 +623,7 @@ impl<T: Pod> Producer<T> {
 
     /// Whether the consumer is gone (dropped or dead: a few system calls).
     pub fn is_disconnected(&self) -> bool {
-        self.inner.seg.peers.live(Side::Receiver) == 0
+        !self.inner.seg.side_alive(Side::Receiver)
     }
 
     /// The number of queued values, approximately.
@@ -702,7 +704,7 @@ impl<T: Pod> Consumer<T> {
     /// # Errors
     ///
     /// [`RecvError`] once the ring is drained and the producer is gone
-    /// (dropped, or died: noticed within about 25 ms of waiting).
+    /// (dropped, or died: noticed within about 50 ms of waiting).
     pub fn recv(&mut self) -> Result<T, RecvError> {
         self.recv_deadline(|| None).map_err(|_| RecvError)
     }
@@ -741,7 +743,7 @@ impl<T: Pod> Consumer<T> {
                 Err(PopError::Corrupt) => return Err(RecvTimeoutError::Disconnected),
             }
             self.core.set_spin(Spin::NONE);
-            if self.inner.seg.peers.live(Side::Sender) == 0 {
+            if !self.inner.seg.side_alive(Side::Sender) {
                 self.core.set_spin(Spin::DEFAULT);
                 return self
                     .core
@@ -841,7 +843,7 @@ impl<T: Pod> Consumer<T> {
     /// Whether the producer is gone (dropped or dead: a few system calls).
     /// Values may still be queued.
     pub fn is_disconnected(&self) -> bool {
-        self.inner.seg.peers.live(Side::Sender) == 0
+        !self.inner.seg.side_alive(Side::Sender)
     }
 
     /// The number of values ready to receive.
@@ -884,7 +886,7 @@ impl SidePoller {
             return true;
         }
         if self.check_at.has_passed() {
-            if inner.seg.peers.live(other) == 0 {
+            if !inner.seg.side_alive(other) {
                 return false;
             }
             self.check_at = Deadline::after(LIVENESS_SLICE);
