@@ -41,7 +41,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 
 /// The version of the shared layouts. Bumped whenever any structure's bytes
 /// change meaning; a region of another version is refused on attach.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's
 /// memory must have (page-aligned mappings always do).
