@@ -118,7 +118,7 @@ use crate::wait::{EventCount, Spin};
 mod tests;
 
 #[cfg(all(test, multiproc_loom))]
-mod loom;
+mod loom_tests;
 
 /// The largest count a semaphore may hold (`u32::MAX / 2`): a release that
 /// would go past it fails with [`SemaphoreError::Overflow`].
@@ -563,7 +563,20 @@ impl RawSemaphore {
 
     /// Moves one unit between the count and `slots[i]`, which this process
     /// owns (see the module docs): takes one if `give` is false.
+    #[inline]
     fn move_unit(&self, slots: &[HolderSlot], i: usize, give: bool) -> Result<(), MoveFail> {
+        self.move_steps(slots, i, give, u8::MAX)
+    }
+
+    /// [`move_unit`](Self::move_unit), stopping after step `stop` (1: 1a,
+    /// 2: 1b, 3: 2) as if killed there: loom models kill a mover at each.
+    fn move_steps(
+        &self,
+        slots: &[HolderSlot],
+        i: usize,
+        give: bool,
+        stop: u8,
+    ) -> Result<(), MoveFail> {
         let slot = &slots[i];
         let limit = self.limit();
         let lock = (i as u64 + 1) << M_SLOT_SHIFT | M_LOCK_BIT;
@@ -577,11 +590,14 @@ impl RawSemaphore {
             if !give && c == 0 {
                 return Err(MoveFail::Empty);
             }
-            // Acquire: pairs with the Release of whatever gave the unit (or
-            // cleared the last marker), and of the last move of our slot.
+            // AcqRel. Acquire: pairs with the Release of whatever gave the
+            // unit (or cleared the last marker). Release: a resolver that
+            // loads this marker (Acquire) sees our claim of the slot, so
+            // its liveness check reads our identity, not a stale 0 that
+            // would pass us for dead (loom finds that with Acquire alone).
             if self
                 .word
-                .compare_exchange(w, u64::from(c) | lock, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(w, u64::from(c) | lock, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 break c;
@@ -591,6 +607,9 @@ impl RawSemaphore {
         // need the word), and nobody adopts it (its owner lives): `state` is
         // stable. Relaxed: our Acquire CAS above ordered it.
         let state = slot.state.load(Ordering::Relaxed);
+        if stop == 1 {
+            return Ok(());
+        }
         if give && held_of(state) == 0 {
             // Release: as the clearing store of step 3.
             self.word.store(u64::from(c), Ordering::Release);
@@ -602,10 +621,16 @@ impl RawSemaphore {
         // before giving a unit back.
         self.word
             .store(u64::from(c2) | marker(i, state, give), Ordering::Release);
+        if stop == 2 {
+            return Ok(());
+        }
         // Step 2: the slot, with its sequence bumped. Release: pairs with
         // the Acquire load of `state` in `resolve`.
         let next = if give { state - 1 } else { state + 1 }.wrapping_add(SEQ_ONE);
         slot.state.store(next, Ordering::Release);
+        if stop == 3 {
+            return Ok(());
+        }
         // Step 3: clear the marker. Release: pairs with the Acquire load of
         // the next operation on the word.
         self.word.store(u64::from(c2), Ordering::Release);
@@ -856,6 +881,11 @@ impl<'a> Semaphore<'a> {
     /// Where the search for `me`'s slot starts.
     #[inline]
     fn start(&self, me: u64) -> usize {
+        // Under loom, thread ids differ from one run of a model to the next:
+        // a fixed start keeps the model deterministic.
+        if cfg!(multiproc_loom) {
+            return 0;
+        }
         (me.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % self.slots.len()
     }
 
@@ -1004,6 +1034,15 @@ impl<'a> Semaphore<'a> {
             if self.try_acquire() {
                 self.raw.ec.cancel_wait(key);
                 return Ok(true);
+            }
+            // Under loom no nap ends by itself (its clock is frozen): a
+            // model's dying thread notifies once, which may come before
+            // this sleep, so check the holders before it as well.
+            if cfg!(multiproc_loom) {
+                if let Some(pid) = self.recover_one() {
+                    self.raw.ec.cancel_wait(key);
+                    return Err(OwnerDied { pid });
+                }
             }
             let _ = self.raw.ec.wait(key, deadline);
             if self.try_acquire() {
