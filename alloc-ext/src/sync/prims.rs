@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use multiproc_core::barrier::{self, BarrierError, BarrierWaitResult};
 use multiproc_core::event;
-use multiproc_core::semaphore::{self, SemaphoreError};
+use multiproc_core::semaphore::{self, OwnerDied, SemaphoreError};
 
 use super::{attach_stamped, map, HandleKind, Owned, SyncError};
 use crate::shm::SharedMemory;
@@ -19,17 +19,30 @@ use crate::shm::SharedMemory;
 macro_rules! semaphore_methods {
     () => {
         /// Takes a unit, blocking until one is available.
-        pub fn acquire(&self) {
-            self.0.view().acquire();
+        ///
+        /// # Errors
+        ///
+        /// [`OwnerDied`] if the unit taken is one a process held when it
+        /// died (noticed within about 50 ms of waiting; see
+        /// [Dead holders](Semaphore#dead-holders)). The unit **is** acquired
+        /// then, as a poisoned lock is locked: release it as any other.
+        pub fn acquire(&self) -> Result<(), OwnerDied> {
+            self.0.view().acquire()
         }
 
-        /// Takes a unit if one is available now.
+        /// Takes a unit if one is available now (it does not look for dead
+        /// holders; [`recover`](Self::recover) does).
         pub fn try_acquire(&self) -> bool {
             self.0.view().try_acquire()
         }
 
-        /// Takes a unit, giving up after `timeout`; `true` if taken.
-        pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        /// Takes a unit, giving up after `timeout`: `Ok(true)` if taken,
+        /// `Ok(false)` if the time ran out.
+        ///
+        /// # Errors
+        ///
+        /// As [`acquire`](Self::acquire): the unit is acquired.
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied> {
             self.0.view().acquire_timeout(timeout)
         }
 
@@ -38,11 +51,37 @@ macro_rules! semaphore_methods {
         pub fn value(&self) -> u32 {
             self.0.view().value()
         }
+
+        /// The units this process holds (acquired and not yet released).
+        pub fn held_by_me(&self) -> u32 {
+            self.0.view().held_by_me()
+        }
+
+        /// Gives the units of dead holders back to the semaphore now;
+        /// returns how many came back. [`acquire`](Self::acquire) does this
+        /// on its own while it waits: this is for callers that only poll
+        /// with [`try_acquire`](Self::try_acquire).
+        pub fn recover(&self) -> u32 {
+            self.0.view().recover()
+        }
     };
 }
 
 /// A counting semaphore shared between processes: Python's
 /// `multiprocessing.Semaphore`.
+///
+/// # Dead holders
+///
+/// The segment records, per process, the units it holds (up to
+/// [`DEFAULT_HOLDERS`](multiproc_core::semaphore::DEFAULT_HOLDERS) = 64
+/// processes at once; a further process acquires untracked). A unit held
+/// by a process that dies, killed with `SIGKILL` included, comes back: an
+/// `acquire` that waits for it gets it within about 50 ms, as
+/// `Err(OwnerDied { pid })`. A pid reused by another process does not pass
+/// for the dead holder (identity = pid plus start time). `release` gives
+/// back a unit this process holds, or else an anonymous one (a semaphore
+/// used as a signal between processes, as Python allows). See
+/// [`multiproc_core::semaphore`] for the protocol.
 ///
 /// # Examples
 ///
@@ -50,7 +89,7 @@ macro_rules! semaphore_methods {
 /// use multiproc::sync::Semaphore;
 ///
 /// let s = Semaphore::new(1)?;
-/// s.acquire();
+/// s.acquire()?;
 /// assert!(!s.try_acquire());
 /// s.release()?;
 /// assert_eq!(s.value(), 1);
@@ -138,6 +177,11 @@ impl Semaphore {
 /// A semaphore that may never hold more than its initial value: Python's
 /// `multiprocessing.BoundedSemaphore`.
 ///
+/// Units of dead holders come back as for a [`Semaphore`] (see
+/// [Dead holders](Semaphore#dead-holders)), never past the bound: a
+/// returning unit that finds the semaphore full (anonymous releases
+/// refilled it) is dropped.
+///
 /// # Examples
 ///
 /// ```
@@ -145,7 +189,7 @@ impl Semaphore {
 ///
 /// let s = BoundedSemaphore::new(1)?;
 /// assert_eq!(s.release(), Err(SemaphoreError::Overflow));
-/// s.acquire();
+/// s.acquire()?;
 /// s.release()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
