@@ -384,6 +384,19 @@ impl Event {
 /// A barrier for a fixed number of parties, reusable generation after
 /// generation: Python's `multiprocessing.Barrier`.
 ///
+/// # Dead parties
+///
+/// The segment records the identity (pid plus start time) of each party
+/// process: one registers on its first `wait`, or up front with
+/// [`register`](Self::register). A registered party that dies (killed with
+/// `SIGKILL` included) without arriving in a generation breaks it within
+/// about 50 ms: every waiter gets [`BarrierError::PartyDied`] naming its
+/// pid, instead of waiting forever. A process that dies before it
+/// registered is unknown to the barrier (the others wait as for a slow
+/// party): call `register` at the start of each party process. A
+/// registered process that exits while the others go on counts as dead:
+/// call [`leave`](Self::leave) first. See [`multiproc_core::barrier`].
+///
 /// # Examples
 ///
 /// ```
@@ -409,9 +422,9 @@ impl fmt::Debug for Barrier {
 }
 
 impl Barrier {
-    /// Bytes of the segment.
-    pub fn memory_size() -> usize {
-        barrier::Barrier::memory_size()
+    /// Bytes of the segment of a barrier for `parties` parties.
+    pub fn memory_size(parties: u32) -> usize {
+        barrier::Barrier::memory_size(parties)
     }
 
     /// A barrier for `parties` parties in an anonymous segment.
@@ -422,7 +435,7 @@ impl Barrier {
     /// [`MAX_PARTIES`](multiproc_core::barrier::MAX_PARTIES);
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(parties: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Some(Self::memory_size()))?, parties)
+        Self::create_in(map(None, Some(Self::memory_size(parties)))?, parties)
     }
 
     /// A barrier in a new segment named `name`.
@@ -431,7 +444,7 @@ impl Barrier {
     ///
     /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
     pub fn named(name: &str, parties: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Some(Self::memory_size()))?, parties)
+        Self::create_in(map(Some(name), Some(Self::memory_size(parties)))?, parties)
     }
 
     /// Builds the barrier in `shm`.
@@ -454,12 +467,30 @@ impl Barrier {
         .map(Self)
     });
 
-    /// Waits until `parties` callers wait, then releases them all.
+    /// Registers this process as a party, so that its death before its
+    /// first [`wait`](Self::wait) is noticed too (see
+    /// [Dead parties](Barrier#dead-parties)). Returns `false` if the
+    /// party table is full (the process then takes part untracked).
+    pub fn register(&self) -> bool {
+        self.0.view().register()
+    }
+
+    /// Withdraws this process from the parties: for a process that stops
+    /// taking part while the others go on, whose exit would otherwise
+    /// break the barrier as a death. Returns whether it was registered.
+    pub fn leave(&self) -> bool {
+        self.0.view().leave()
+    }
+
+    /// Waits until `parties` callers wait, then releases them all;
+    /// registers this process as a party first.
     ///
     /// # Errors
     ///
-    /// [`BarrierError::Broken`] if the barrier is or becomes broken (aborted,
-    /// reset, a waiter timed out).
+    /// [`BarrierError::PartyDied`] if a registered party died without
+    /// arriving (noticed within about 50 ms); [`BarrierError::Broken`] if
+    /// the barrier is or becomes broken otherwise (aborted, reset, a waiter
+    /// timed out).
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
         self.0.view().wait()
     }
