@@ -271,7 +271,7 @@ fn plant_dead(s: &Semaphore<'_>, i: usize, held: u32) {
     s.slots[i].owner.store(dead_word(), Ordering::Relaxed);
     s.slots[i]
         .state
-        .store(u64::from(held) | 7 * SEQ_ONE, Ordering::Relaxed);
+        .store(u64::from(held) | (7 * SEQ_ONE), Ordering::Relaxed);
 }
 
 #[test]
