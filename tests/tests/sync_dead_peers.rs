@@ -135,6 +135,11 @@ fn semaphore_holder_pid_reused_still_recovered() {
         holder(&cells, move || s.acquire().unwrap())
     };
     let pid = kill_and_reap(&child);
+    // Start times are kept in clock ticks (10 ms at 100 Hz): a process
+    // given the pid within the same tick as its dead owner started would
+    // look like it. `ns_last_pid` makes reuse immediate; the kernel's own
+    // wrap-around through `pid_max` pids takes far longer than a tick.
+    std::thread::sleep(Duration::from_millis(50));
     let sleeper = reuse_pid(pid).expect("could not hand the victim's pid to a new process");
     assert_eq!(s.acquire(), Err(OwnerDied { pid }));
     kill9(sleeper);
