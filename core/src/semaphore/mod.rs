@@ -35,8 +35,10 @@
 //! not, leaves its slot to be reused. When N live processes already own
 //! slots, a further process acquires **untracked**: its units are counted
 //! but not recorded, and are lost if it dies (as with every unit of a
-//! Python semaphore). [`Semaphore::holder_slots_free`] tells how many slots
-//! are left.
+//! Python semaphore); each of its acquires first looks for a slot to
+//! take, reading the liveness of the owners holding nothing (one read of
+//! `/proc` each): size the table for the processes that acquire.
+//! [`Semaphore::holder_slots_free`] tells how many slots are left.
 //!
 //! `release` gives back a unit the calling process holds, if it holds one;
 //! otherwise the unit is **anonymous** (a plain semaphore used as a signal:
@@ -1065,8 +1067,12 @@ impl<'a> Semaphore<'a> {
         let mut n = 0;
         while let Some(k) = self.adopt_dead_holder() {
             n += k.1;
-            // Give back the unit `adopt_dead_holder` kept.
-            let _ = self.give_from(k.0);
+            // Give back the unit `adopt_dead_holder` kept; with no room
+            // under the bound, drop it.
+            if self.give_from(k.0) == Err(MoveFail::Overflow) {
+                // AcqRel: keeps the RMW chain of `state`.
+                self.slots[k.0].state.fetch_sub(1, Ordering::AcqRel);
+            }
         }
         n
     }

@@ -333,6 +333,7 @@ fn recovery_keeps_the_bound() {
     plant_dead(&s, 3, 1);
     assert_eq!(s.recover(), 1);
     assert_eq!(s.value(), 1, "the unit with no room is dropped");
+    assert_eq!(s.held_by_me(), 0);
     assert_eq!(s.release(), Err(SemaphoreError::Overflow));
 }
 
