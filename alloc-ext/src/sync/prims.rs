@@ -144,6 +144,30 @@ impl Semaphore {
         })?)))
     }
 
+    /// A semaphore holding `initial` units whose segment records up to
+    /// `holders` holding processes (instead of
+    /// [`DEFAULT_HOLDERS`](multiproc_core::semaphore::DEFAULT_HOLDERS)), in
+    /// an anonymous segment; see [Dead holders](Semaphore#dead-holders).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`] if `holders` is 0 or above
+    /// [`MAX_HOLDERS`](multiproc_core::semaphore::MAX_HOLDERS), or `initial`
+    /// above [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
+    /// [`SyncError::Shm`] if the mapping fails.
+    pub fn with_holders(initial: u32, holders: u32) -> Result<Self, SyncError> {
+        let shm = map(None, Some(semaphore::Semaphore::memory_size_for(holders)))?;
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            semaphore::Semaphore::create_with(
+                r,
+                initial,
+                false,
+                holders,
+                HandleKind::Semaphore.tag::<()>(),
+            )
+        })?)))
+    }
+
     open_attach!("semaphore", |shm| {
         attach_stamped::<(), _>(
             shm,
@@ -241,6 +265,30 @@ impl BoundedSemaphore {
             semaphore::Semaphore::create_bounded_tagged(
                 r,
                 initial,
+                HandleKind::BoundedSemaphore.tag::<()>(),
+            )
+        })?)))
+    }
+
+    /// A bounded semaphore holding `initial` units whose segment records up to
+    /// `holders` holding processes (instead of
+    /// [`DEFAULT_HOLDERS`](multiproc_core::semaphore::DEFAULT_HOLDERS)), in
+    /// an anonymous segment; see [Dead holders](Semaphore#dead-holders).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`] if `holders` is 0 or above
+    /// [`MAX_HOLDERS`](multiproc_core::semaphore::MAX_HOLDERS), or `initial`
+    /// above [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
+    /// [`SyncError::Shm`] if the mapping fails.
+    pub fn with_holders(initial: u32, holders: u32) -> Result<Self, SyncError> {
+        let shm = map(None, Some(semaphore::Semaphore::memory_size_for(holders)))?;
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            semaphore::Semaphore::create_with(
+                r,
+                initial,
+                true,
+                holders,
                 HandleKind::BoundedSemaphore.tag::<()>(),
             )
         })?)))
