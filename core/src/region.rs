@@ -59,7 +59,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 /// 4: the header records the creator's pid namespace; mutexes carry their
 /// holder's identity (16 bytes); role words are 64-bit identity words; an
 /// MPMC slot free for its first lap reads 0 (rings start all-zero); peer
-/// slots are two words (identity, counts).
+/// slots are two words (identity, counts); semaphores record their
+/// holders and barriers their parties (identity words).
 pub const LAYOUT_VERSION: u32 = 4;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's

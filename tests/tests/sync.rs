@@ -330,7 +330,7 @@ fn semaphore_bound_three_processes() {
                 // SAFETY: as above.
                 let max = unsafe { &*((cp + 8) as *const AtomicU64) };
                 for _ in 0..PER {
-                    assert!(s.acquire_timeout(WATCHDOG), "semaphore starved");
+                    assert!(s.acquire_timeout(WATCHDOG).unwrap(), "semaphore starved");
                     let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     max.fetch_max(n, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_micros(20));
@@ -347,15 +347,15 @@ fn semaphore_bound_three_processes() {
     assert!(max <= 2, "{max} inside a Semaphore(2)");
     assert_eq!(s.value(), 2);
     // Held by the parent: a timed acquire runs out.
-    s.acquire();
+    s.acquire().unwrap();
     assert!(s.try_acquire());
-    assert!(!s.acquire_timeout(SHORT));
+    assert!(!s.acquire_timeout(SHORT).unwrap());
     s.release_n(2).unwrap();
 
     let b = BoundedSemaphore::new(1).unwrap();
     assert_eq!(b.release(), Err(SemaphoreError::Overflow));
     assert!(b.try_acquire());
-    assert!(!b.acquire_timeout(SHORT));
+    assert!(!b.acquire_timeout(SHORT).unwrap());
     b.release().unwrap();
     assert_eq!((b.value(), b.max_value()), (1, 1));
 }

@@ -157,6 +157,36 @@ impl<T: Pod> Queue<T> {
     }
 }
 
+/// Opens both ends of the queue in the named segment `name` (made by
+/// [`Queue::named`] in another process), counting them for this process:
+/// what `SimpleQueue::open` and `JoinableQueue::open` stand on.
+pub(crate) fn open_pair<T: Pod>(name: &str) -> Result<(Sender<T>, Receiver<T>), QueueError> {
+    let inner = Arc::new(Inner::<T>::open(name)?);
+    let me = Identity::current();
+    inner.seg.peers.add(me, Side::Sender, 1)?;
+    if let Err(e) = inner.seg.peers.add(me, Side::Receiver, 1) {
+        inner.seg.peers.remove(me, Side::Sender, 1);
+        return Err(e.into());
+    }
+    Ok((
+        Sender {
+            inner: Arc::clone(&inner),
+            local: Local::new(Side::Sender),
+        },
+        Receiver {
+            inner,
+            local: Local::new(Side::Receiver),
+        },
+    ))
+}
+
+impl<T: Pod> Sender<T> {
+    /// The name of the queue's segment (`None` when anonymous).
+    pub(crate) fn segment_name(&self) -> Option<&str> {
+        self.inner.seg.name()
+    }
+}
+
 /// A bounded MPMC queue of `capacity` slots in an anonymous shared segment:
 /// `Queue::new(capacity).channel()`.
 ///

@@ -7,7 +7,7 @@ use bytemuck::Pod;
 use multiproc_core::identity::Identity;
 use multiproc_core::time::Deadline;
 
-use super::channel::{Queue, Receiver, Sender};
+use super::channel::{open_pair, Queue, Receiver, Sender};
 use super::error::{
     JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
     TryRecvError, TrySendError,
@@ -19,6 +19,105 @@ use super::error::{
 /// a feeder thread buffering in memory); these live in a fixed shared
 /// segment, so they are bounded: `put` blocks while the queue is full.
 pub const DEFAULT_CAPACITY: u64 = 1024;
+
+/// Generates the named and token constructors both queues share: a queue
+/// reaches spawn and forkserver children (which inherit no mapping) by its
+/// segment's name or by a token, as [`Queue`] does. `$magic` tells the two
+/// kinds of token apart.
+macro_rules! named_and_token {
+    ($ty:ident, $magic:literal, $what:literal) => {
+        impl<T: Pod> $ty<T> {
+            #[doc = concat!("A ", $what, " of `capacity` slots in a new segment named `name`")]
+            /// (`shm_open`), which other processes, spawned ones included,
+            /// reach with [`open`](Self::open). This process unlinks the
+            /// name when its last handle is dropped.
+            ///
+            /// # Errors
+            ///
+            /// [`QueueError::InvalidCapacity`] for zero; segment errors
+            /// (invalid name, name taken).
+            pub fn named(name: &str, capacity: u64) -> Result<Self, QueueError> {
+                let (tx, rx) = Queue::new(capacity).named(name).channel()?;
+                Ok(Self { tx, rx })
+            }
+
+            /// As [`named`](Self::named), with a generated unique name
+            /// ([`name`](Self::name) tells it).
+            ///
+            /// # Errors
+            ///
+            /// As [`named`](Self::named).
+            pub fn with_unique_name(capacity: u64) -> Result<Self, QueueError> {
+                let (tx, rx) = Queue::new(capacity).unique_name().channel()?;
+                Ok(Self { tx, rx })
+            }
+
+            #[doc = concat!("Opens the ", $what, " made with [`named`](Self::named) in another process.")]
+            ///
+            /// # Errors
+            ///
+            /// Segment errors (no such name); attach errors, among them
+            /// another element type.
+            pub fn open(name: &str) -> Result<Self, QueueError> {
+                let (tx, rx) = open_pair(name)?;
+                Ok(Self { tx, rx })
+            }
+
+            /// The name of the queue's segment (`None` when anonymous).
+            pub fn name(&self) -> Option<&str> {
+                self.tx.segment_name()
+            }
+
+            /// Hands a handle to another process (typically a spawned
+            /// one): the token carries the segment name, the element type
+            /// and a pending handle of this process for each end, claimed by
+            /// [`from_token`](Self::from_token). Claim each token once.
+            ///
+            /// # Errors
+            ///
+            /// [`QueueError::Anonymous`] for a queue in an anonymous segment;
+            /// as [`Sender::to_token`].
+            pub fn to_token(&self) -> Result<Vec<u8>, QueueError> {
+                let tx = self.tx.to_token()?;
+                let rx = self.rx.to_token()?;
+                let mut v = Vec::with_capacity(8 + tx.len() + rx.len());
+                v.extend_from_slice($magic);
+                v.extend_from_slice(&(tx.len() as u32).to_le_bytes());
+                v.extend_from_slice(&tx);
+                v.extend_from_slice(&rx);
+                Ok(v)
+            }
+
+            /// Claims a token made by [`to_token`](Self::to_token).
+            ///
+            /// # Errors
+            ///
+            #[doc = concat!("[`QueueError::BadToken`] if it is no ", $what, " token, or names")]
+            /// another element type; segment and attach errors.
+            pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
+                let bad = || QueueError::BadToken {
+                    reason: concat!("not a ", $what, " token"),
+                };
+                let (magic, rest) = token.split_first_chunk::<4>().ok_or_else(bad)?;
+                if magic != $magic {
+                    return Err(bad());
+                }
+                let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+                let len = u32::from_le_bytes(*len) as usize;
+                if len > rest.len() {
+                    return Err(bad());
+                }
+                let (tx, rx) = rest.split_at(len);
+                let tx = Sender::from_token(tx)?;
+                let rx = Receiver::from_token(rx)?;
+                Ok(Self { tx, rx })
+            }
+        }
+    };
+}
+
+named_and_token!(SimpleQueue, b"MPSQ", "simple queue");
+named_and_token!(JoinableQueue, b"MPJQ", "joinable queue");
 
 /// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `empty`, `close`,
 /// as one clonable handle holding both ends. Bounded (see

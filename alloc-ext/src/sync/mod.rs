@@ -161,7 +161,7 @@ pub use multiproc_core::condvar::WaitTimeoutResult;
 pub use multiproc_core::mutex::{
     LockResult, LockTimeoutError, PoisonCause, PoisonError, TryLockError,
 };
-pub use multiproc_core::semaphore::SemaphoreError;
+pub use multiproc_core::semaphore::{OwnerDied, SemaphoreError};
 pub use multiproc_core::value::ArrayError;
 pub use prims::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, ArrayGuard, AtomicValue, Value};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use multiproc_core::barrier::{self, BarrierError, BarrierWaitResult};
 use multiproc_core::event;
-use multiproc_core::semaphore::{self, SemaphoreError};
+use multiproc_core::semaphore::{self, OwnerDied, SemaphoreError};
 
 use super::{attach_stamped, map, HandleKind, Owned, SyncError};
 use crate::shm::SharedMemory;
@@ -19,17 +19,30 @@ use crate::shm::SharedMemory;
 macro_rules! semaphore_methods {
     () => {
         /// Takes a unit, blocking until one is available.
-        pub fn acquire(&self) {
-            self.0.view().acquire();
+        ///
+        /// # Errors
+        ///
+        /// [`OwnerDied`] if the unit taken is one a process held when it
+        /// died (noticed within about 50 ms of waiting; see
+        /// [Dead holders](Semaphore#dead-holders)). The unit **is** acquired
+        /// then, as a poisoned lock is locked: release it as any other.
+        pub fn acquire(&self) -> Result<(), OwnerDied> {
+            self.0.view().acquire()
         }
 
-        /// Takes a unit if one is available now.
+        /// Takes a unit if one is available now (it does not look for dead
+        /// holders; [`recover`](Self::recover) does).
         pub fn try_acquire(&self) -> bool {
             self.0.view().try_acquire()
         }
 
-        /// Takes a unit, giving up after `timeout`; `true` if taken.
-        pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        /// Takes a unit, giving up after `timeout`: `Ok(true)` if taken,
+        /// `Ok(false)` if the time ran out.
+        ///
+        /// # Errors
+        ///
+        /// As [`acquire`](Self::acquire): the unit is acquired.
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied> {
             self.0.view().acquire_timeout(timeout)
         }
 
@@ -38,11 +51,37 @@ macro_rules! semaphore_methods {
         pub fn value(&self) -> u32 {
             self.0.view().value()
         }
+
+        /// The units this process holds (acquired and not yet released).
+        pub fn held_by_me(&self) -> u32 {
+            self.0.view().held_by_me()
+        }
+
+        /// Gives the units of dead holders back to the semaphore now;
+        /// returns how many came back. [`acquire`](Self::acquire) does this
+        /// on its own while it waits: this is for callers that only poll
+        /// with [`try_acquire`](Self::try_acquire).
+        pub fn recover(&self) -> u32 {
+            self.0.view().recover()
+        }
     };
 }
 
 /// A counting semaphore shared between processes: Python's
 /// `multiprocessing.Semaphore`.
+///
+/// # Dead holders
+///
+/// The segment records, per process, the units it holds (up to
+/// [`DEFAULT_HOLDERS`](multiproc_core::semaphore::DEFAULT_HOLDERS) = 64
+/// processes at once; a further process acquires untracked). A unit held
+/// by a process that dies, killed with `SIGKILL` included, comes back: an
+/// `acquire` that waits for it gets it within about 50 ms, as
+/// `Err(OwnerDied { pid })`. A pid reused by another process does not pass
+/// for the dead holder (identity = pid plus start time). `release` gives
+/// back a unit this process holds, or else an anonymous one (a semaphore
+/// used as a signal between processes, as Python allows). See
+/// [`multiproc_core::semaphore`] for the protocol.
 ///
 /// # Examples
 ///
@@ -50,7 +89,7 @@ macro_rules! semaphore_methods {
 /// use multiproc::sync::Semaphore;
 ///
 /// let s = Semaphore::new(1)?;
-/// s.acquire();
+/// s.acquire()?;
 /// assert!(!s.try_acquire());
 /// s.release()?;
 /// assert_eq!(s.value(), 1);
@@ -105,6 +144,30 @@ impl Semaphore {
         })?)))
     }
 
+    /// A semaphore holding `initial` units whose segment records up to
+    /// `holders` holding processes (instead of
+    /// [`DEFAULT_HOLDERS`](multiproc_core::semaphore::DEFAULT_HOLDERS)), in
+    /// an anonymous segment; see [Dead holders](Semaphore#dead-holders).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`] if `holders` is 0 or above
+    /// [`MAX_HOLDERS`](multiproc_core::semaphore::MAX_HOLDERS), or `initial`
+    /// above [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
+    /// [`SyncError::Shm`] if the mapping fails.
+    pub fn with_holders(initial: u32, holders: u32) -> Result<Self, SyncError> {
+        let shm = map(None, Some(semaphore::Semaphore::memory_size_for(holders)))?;
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            semaphore::Semaphore::create_with(
+                r,
+                initial,
+                false,
+                holders,
+                HandleKind::Semaphore.tag::<()>(),
+            )
+        })?)))
+    }
+
     open_attach!("semaphore", |shm| {
         attach_stamped::<(), _>(
             shm,
@@ -138,6 +201,11 @@ impl Semaphore {
 /// A semaphore that may never hold more than its initial value: Python's
 /// `multiprocessing.BoundedSemaphore`.
 ///
+/// Units of dead holders come back as for a [`Semaphore`] (see
+/// [Dead holders](Semaphore#dead-holders)), never past the bound: a
+/// returning unit that finds the semaphore full (anonymous releases
+/// refilled it) is dropped.
+///
 /// # Examples
 ///
 /// ```
@@ -145,7 +213,7 @@ impl Semaphore {
 ///
 /// let s = BoundedSemaphore::new(1)?;
 /// assert_eq!(s.release(), Err(SemaphoreError::Overflow));
-/// s.acquire();
+/// s.acquire()?;
 /// s.release()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -197,6 +265,30 @@ impl BoundedSemaphore {
             semaphore::Semaphore::create_bounded_tagged(
                 r,
                 initial,
+                HandleKind::BoundedSemaphore.tag::<()>(),
+            )
+        })?)))
+    }
+
+    /// A bounded semaphore holding `initial` units whose segment records up to
+    /// `holders` holding processes (instead of
+    /// [`DEFAULT_HOLDERS`](multiproc_core::semaphore::DEFAULT_HOLDERS)), in
+    /// an anonymous segment; see [Dead holders](Semaphore#dead-holders).
+    ///
+    /// # Errors
+    ///
+    /// [`SyncError::Init`] if `holders` is 0 or above
+    /// [`MAX_HOLDERS`](multiproc_core::semaphore::MAX_HOLDERS), or `initial`
+    /// above [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
+    /// [`SyncError::Shm`] if the mapping fails.
+    pub fn with_holders(initial: u32, holders: u32) -> Result<Self, SyncError> {
+        let shm = map(None, Some(semaphore::Semaphore::memory_size_for(holders)))?;
+        Ok(Self(Arc::new(Owned::create(shm, |r| {
+            semaphore::Semaphore::create_with(
+                r,
+                initial,
+                true,
+                holders,
                 HandleKind::BoundedSemaphore.tag::<()>(),
             )
         })?)))
@@ -340,6 +432,19 @@ impl Event {
 /// A barrier for a fixed number of parties, reusable generation after
 /// generation: Python's `multiprocessing.Barrier`.
 ///
+/// # Dead parties
+///
+/// The segment records the identity (pid plus start time) of each party
+/// process: one registers on its first `wait`, or up front with
+/// [`register`](Self::register). A registered party that dies (killed with
+/// `SIGKILL` included) without arriving in a generation breaks it within
+/// about 50 ms: every waiter gets [`BarrierError::PartyDied`] naming its
+/// pid, instead of waiting forever. A process that dies before it
+/// registered is unknown to the barrier (the others wait as for a slow
+/// party): call `register` at the start of each party process. A
+/// registered process that exits while the others go on counts as dead:
+/// call [`leave`](Self::leave) first. See [`multiproc_core::barrier`].
+///
 /// # Examples
 ///
 /// ```
@@ -365,9 +470,9 @@ impl fmt::Debug for Barrier {
 }
 
 impl Barrier {
-    /// Bytes of the segment.
-    pub fn memory_size() -> usize {
-        barrier::Barrier::memory_size()
+    /// Bytes of the segment of a barrier for `parties` parties.
+    pub fn memory_size(parties: u32) -> usize {
+        barrier::Barrier::memory_size(parties)
     }
 
     /// A barrier for `parties` parties in an anonymous segment.
@@ -378,7 +483,7 @@ impl Barrier {
     /// [`MAX_PARTIES`](multiproc_core::barrier::MAX_PARTIES);
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(parties: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Some(Self::memory_size()))?, parties)
+        Self::create_in(map(None, Some(Self::memory_size(parties)))?, parties)
     }
 
     /// A barrier in a new segment named `name`.
@@ -387,7 +492,7 @@ impl Barrier {
     ///
     /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
     pub fn named(name: &str, parties: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Some(Self::memory_size()))?, parties)
+        Self::create_in(map(Some(name), Some(Self::memory_size(parties)))?, parties)
     }
 
     /// Builds the barrier in `shm`.
@@ -410,12 +515,30 @@ impl Barrier {
         .map(Self)
     });
 
-    /// Waits until `parties` callers wait, then releases them all.
+    /// Registers this process as a party, so that its death before its
+    /// first [`wait`](Self::wait) is noticed too (see
+    /// [Dead parties](Barrier#dead-parties)). Returns `false` if the
+    /// party table is full (the process then takes part untracked).
+    pub fn register(&self) -> bool {
+        self.0.view().register()
+    }
+
+    /// Withdraws this process from the parties: for a process that stops
+    /// taking part while the others go on, whose exit would otherwise
+    /// break the barrier as a death. Returns whether it was registered.
+    pub fn leave(&self) -> bool {
+        self.0.view().leave()
+    }
+
+    /// Waits until `parties` callers wait, then releases them all;
+    /// registers this process as a party first.
     ///
     /// # Errors
     ///
-    /// [`BarrierError::Broken`] if the barrier is or becomes broken (aborted,
-    /// reset, a waiter timed out).
+    /// [`BarrierError::PartyDied`] if a registered party died without
+    /// arriving (noticed within about 50 ms); [`BarrierError::Broken`] if
+    /// the barrier is or becomes broken otherwise (aborted, reset, a waiter
+    /// timed out).
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
         self.0.view().wait()
     }

@@ -434,3 +434,20 @@ fn an_array_cut_short_is_too_small() {
         })
     ));
 }
+
+#[test]
+fn semaphore_holder_table_sizes() {
+    let s = super::Semaphore::with_holders(1, 2).unwrap();
+    s.acquire().unwrap();
+    assert_eq!(s.held_by_me(), 1);
+    s.release().unwrap();
+    assert_eq!(s.recover(), 0);
+    let b = super::BoundedSemaphore::with_holders(1, 1).unwrap();
+    assert!(b.try_acquire());
+    b.release().unwrap();
+    assert!(b.release().is_err());
+    assert!(matches!(
+        super::Semaphore::with_holders(1, 0),
+        Err(super::SyncError::Init(_))
+    ));
+}
