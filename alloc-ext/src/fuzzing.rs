@@ -153,6 +153,8 @@ pub struct PipeToken {
     pub duplex: bool,
     /// Bytes per ring region.
     pub stride: usize,
+    /// Its ticket word (claimed once).
+    pub ticket: u64,
     /// The segment's name.
     pub name: String,
 }
@@ -164,6 +166,7 @@ impl PipeToken {
             from_pid: self.from_pid,
             duplex: self.duplex,
             stride: self.stride,
+            ticket: self.ticket,
             name: self.name.clone(),
         }
     }
@@ -185,6 +188,7 @@ impl PipeToken {
             from_pid: t.from_pid,
             duplex: t.duplex,
             stride: t.stride,
+            ticket: t.ticket,
             name: t.name,
         })
     }

@@ -101,6 +101,7 @@ fn decode_raw(data: &[u8]) {
         assert_eq!((p.end, p.from_pid, &p.name), (t.side, t.from_pid, &t.name));
         assert_eq!(p.duplex, t.size == 1);
         assert_eq!(p.stride as u64, t.align);
+        assert_eq!(p.ticket, t.ticket);
         assert!((0..64).any(|k| pipe_ring_stride(1 << k) == Some(p.stride)));
         assert_eq!(p.encode(), data);
     }
@@ -153,6 +154,7 @@ fn build_and_claim(data: &[u8], absent: &str) {
                 from_pid: t.from_pid,
                 duplex: flags & 8 != 0,
                 stride: 0,
+                ticket: t.ticket,
                 name: String::new(),
             };
             // Take the pipe's kind and tag from an encoded pipe token.

@@ -454,6 +454,35 @@ fn spawn_hand_over_by_token() {
     join_ok(&child);
 }
 
+/// A pipe end's token is claimed once: after a spawned process claimed it,
+/// a second claim (here, in this process) is refused with
+/// `AlreadyClaimed` and takes nothing away (the pipe keeps working, and the
+/// child sees the end of the stream only when the other end is dropped).
+fn pipe_token_is_claimed_once() {
+    let (mut a, b) = Pipe::new().unique_name().open().unwrap();
+    let token = b.into_token().unwrap();
+    let child = Process::entry("pipe_echo", token.clone())
+        .start_method(StartMethod::Spawn)
+        .start()
+        .unwrap();
+    a.send_bytes(b"first").unwrap();
+    assert_eq!(a.recv_bytes_timeout(WATCHDOG).unwrap(), b"first");
+    match multiproc::Connection::from_token(&token) {
+        Err(PipeError::Setup(queue::QueueError::AlreadyClaimed)) => {}
+        other => panic!(
+            "a second claim must be refused, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+    for i in 0..50u64 {
+        let m = pattern(i, 100);
+        a.send_bytes(&m).unwrap();
+        assert_eq!(a.recv_bytes_timeout(WATCHDOG).unwrap(), m);
+    }
+    drop(a);
+    join_ok(&child);
+}
+
 fn entry_pipe_echo(args: &[u8]) -> i32 {
     match multiproc::Connection::from_token(args) {
         Ok(c) => echo(c),
@@ -478,6 +507,7 @@ fn main() {
             bytes_channel_across_fork,
             end_used_before_fork_moves_to_child,
             spawn_hand_over_by_token,
+            pipe_token_is_claimed_once,
         ],
         WATCHDOG,
     );

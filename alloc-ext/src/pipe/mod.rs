@@ -92,7 +92,7 @@ use multiproc_core::bytering::{
     ByteRing, FrameReceiver, FrameSender, RecvError, SendError, HEADER_LEN,
 };
 use multiproc_core::identity::Identity;
-use multiproc_core::peers::{current_pid, Side, DEFAULT_SLOTS};
+use multiproc_core::peers::{Side, DEFAULT_SLOTS};
 use multiproc_core::region::{InitError, Region};
 use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
@@ -100,7 +100,7 @@ use multiproc_core::wait::Spin;
 pub use bytes::{bytes_channel, ByteReceiver, ByteSender};
 pub use error::PipeError;
 
-use crate::queue::segment::{type_tag, Local, Name, Segment, Token};
+use crate::queue::segment::{type_tag, Local, Name, Segment, Token, KIND_PIPE};
 use crate::queue::QueueError;
 
 /// The default maximum message: 1 MiB.
@@ -110,9 +110,6 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 20;
 /// processes still live (the count first, then the kernel about one
 /// holder: see [`crate::queue::Queue::max_peers`] and the queue docs).
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
-
-/// The token kind of a pipe end.
-const KIND_PIPE: u8 = 3;
 
 /// Tags a pipe token (see `type_tag`).
 struct PipeEndTag;
@@ -853,17 +850,23 @@ impl Connection {
             },
         )?;
         self.local.ensure(&self.inner.seg.peers);
-        let me = current_pid();
-        self.inner
-            .seg
-            .peers
-            .add(Identity::current(), self.end, 1)
-            .map_err(QueueError::from)?;
+        let me = Identity::current();
+        let peers = &self.inner.seg.peers;
+        peers.add(me, self.end, 1).map_err(QueueError::from)?;
+        // Its ticket makes the claim happen once.
+        let Some(ticket) = self.inner.seg.tickets().issue(me.pid()) else {
+            peers.remove(me, self.end, 1);
+            return Err(QueueError::TooManyTokens {
+                max: crate::queue::segment::TICKETS,
+            }
+            .into());
+        };
         Ok(PipeToken {
             end: self.end,
-            from_pid: me,
+            from_pid: me.pid(),
             duplex: self.inner.duplex,
             stride,
+            ticket,
             name: name.to_owned(),
         }
         .encode())
@@ -879,12 +882,19 @@ impl Connection {
     pub fn from_token(token: &[u8]) -> Result<Self, PipeError> {
         let t = PipeToken::decode(token)?;
         let inner = Inner::open(&t.name, t.duplex, t.stride)?;
+        let me = Identity::current();
+        // Count here first, then withdraw the pending count: never zero.
         inner
             .seg
             .peers
-            .add(Identity::current(), t.end, 1)
+            .add(me, t.end, 1)
             .map_err(QueueError::from)?;
-        // Count here first, then withdraw the pending count: never zero.
+        if !inner.seg.tickets().redeem(t.ticket) {
+            // Claimed before (or void): its pending count is gone already,
+            // and must not be withdrawn twice.
+            inner.seg.peers.remove(me, t.end, 1);
+            return Err(QueueError::AlreadyClaimed.into());
+        }
         inner.seg.peers.remove_pid(t.from_pid, t.end, 1);
         Ok(Self::new(Arc::new(inner), t.end))
     }
@@ -903,6 +913,8 @@ pub(crate) struct PipeToken {
     pub(crate) duplex: bool,
     /// Bytes of each ring's region: the `ring_stride` of a ring size.
     pub(crate) stride: usize,
+    /// The word of its entry in the segment's ticket table (claimed once).
+    pub(crate) ticket: u64,
     /// The segment's name.
     pub(crate) name: String,
 }
@@ -916,7 +928,7 @@ impl PipeToken {
             size: u64::from(self.duplex),
             align: self.stride as u64,
             tag: type_tag::<PipeEndTag>(),
-            ticket: 0,
+            ticket: self.ticket,
             name: self.name.clone(),
         }
         .encode()
@@ -944,6 +956,7 @@ impl PipeToken {
             from_pid: t.from_pid,
             duplex,
             stride,
+            ticket: t.ticket,
             name: t.name,
         })
     }
@@ -997,6 +1010,7 @@ mod tests {
             from_pid: 77,
             duplex: true,
             stride: ring_stride(4096).unwrap(),
+            ticket: 0x1234_5678,
             name: "/psm_pipe".into(),
         }
     }

@@ -490,8 +490,10 @@ const TOKEN_MAGIC: &[u8; 4] = b"MPQT";
 const TOKEN_VERSION: u8 = 2;
 /// Bytes before the name.
 const TOKEN_HEAD: usize = 48;
-/// The token kind of an MPMC queue (the only kind with a ticket).
+/// The token kind of an MPMC queue (tickets: MPMC queues and pipes).
 pub(crate) const KIND_MPMC: u8 = 1;
+/// The token kind of a pipe end (also claimed once, through a ticket).
+pub(crate) const KIND_PIPE: u8 = 3;
 
 /// What a token carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,7 +561,7 @@ impl Token {
         }
         // Compared as u64: no sum that could overflow a 32-bit usize.
         let ticket = u64_at(36);
-        if ticket != 0 && head[5] != KIND_MPMC {
+        if ticket != 0 && head[5] != KIND_MPMC && head[5] != KIND_PIPE {
             return Err(bad("ticket on a token of another kind"));
         }
         if rest.len() as u64 != u64::from(u32_at(44)) {
