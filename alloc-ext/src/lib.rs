@@ -65,7 +65,7 @@ pub use sync::{
 
 pub use process::{
     active_children, cpu_count, current_process, get_start_method, parent_process, register_entry,
-    set_start_method, spawn, ExitStatus, JoinError, Process, ProcessError, StartMethod,
+    set_start_method, spawn, ExitStatus, Inherit, JoinError, Process, ProcessError, StartMethod,
 };
 
 /// The init hook: call it first thing in `main`, after registering entry

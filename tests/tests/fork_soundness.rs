@@ -159,6 +159,34 @@ fn untouched_sender_in_fork_child_disconnects_at_its_drop() {
     );
 }
 
+/// A sender given to a fork child as the argument of `Process::with` and
+/// never used there: the child is killed with SIGKILL, and the parent's
+/// receiver sees `Disconnected` (the child counted the sender in its own
+/// name before its function ran). With the sender captured instead, the
+/// count would stay with the parent until the child's first use.
+fn sender_given_with_process_with_goes_with_a_killed_child() {
+    let cells = Cells::new();
+    let (tx, rx) = queue::channel::<u64>(8).unwrap();
+    let child = Process::with(tx, move |_tx| {
+        cells.get(0).store(1, Ordering::Release);
+        std::thread::sleep(WATCHDOG);
+    })
+    .start()
+    .unwrap();
+    cells.wait_for(0, 1);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(50)),
+        Err(RecvTimeoutError::Timeout),
+        "the child holds the sender"
+    );
+    child.kill().unwrap();
+    let _ = child.join_timeout(WATCHDOG).unwrap();
+    assert_eq!(
+        rx.recv_timeout(WATCHDOG),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
+
 /// A sender moved into a child, which moves it on, untouched, into a
 /// grandchild: the grandchild's first send takes the count from the
 /// grandparent (through the child), and its exit disconnects.
@@ -236,6 +264,7 @@ fn main() {
             value_moved_into_fork_child_is_dropped_only_there,
             untouched_sender_in_fork_child_disconnects_at_its_drop,
             sender_passed_on_to_a_grandchild_keeps_counting,
+            sender_given_with_process_with_goes_with_a_killed_child,
             fork_with_threads_is_refused_unless_allowed,
         ],
         WATCHDOG,

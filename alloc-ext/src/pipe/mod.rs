@@ -900,6 +900,12 @@ impl Connection {
     }
 }
 
+impl crate::process::Inherit for Connection {
+    fn inherit(&self) {
+        self.local.ensure(&self.inner.seg.peers);
+    }
+}
+
 /// What a pipe end's token carries, in the fields of a queue [`Token`]:
 /// `size` is 1 for a duplex pipe, 0 for a one-way one; `align` is the
 /// stride of each ring in the segment.

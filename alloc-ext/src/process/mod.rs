@@ -139,11 +139,13 @@ mod entry;
 mod fork;
 mod forkserver;
 mod identity;
+mod inherit;
 pub(crate) mod spawn;
 pub(crate) mod wire;
 
 pub use entry::{args_as, register_entry, EntryFn, RegisterError, MAX_ENTRY_NAME};
 pub use identity::{current_process, parent_process, CurrentProcess, ParentProcess};
+pub use inherit::Inherit;
 
 use child::ChildInner;
 
@@ -667,6 +669,48 @@ impl Process {
         R: ChildResult,
     {
         Builder::with(Target::Closure(Box::new(move || f().into_exit())))
+    }
+
+    /// A process that runs `f(args)` in a forked child, where `args` holds
+    /// the queue and pipe handles the child needs.
+    ///
+    /// As [`new`](Self::new), except for how the handles in `args` are
+    /// counted: the child counts them in its own name before `f` runs, so a
+    /// child killed at any moment after its start takes their count with
+    /// it, and the other side sees `Disconnected` when they were the last.
+    /// A handle that `f` captured instead is counted under this process
+    /// until the child first uses it (see [`Inherit`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, Queue};
+    ///
+    /// # multiproc::init();
+    /// let (tx, rx) = Queue::<u64>::new(16).channel()?;
+    /// let offset = 10;
+    /// let child = Process::with((tx.clone(), tx), move |(a, b)| {
+    ///     a.send(offset).unwrap();
+    ///     b.send(offset + 1).unwrap();
+    /// })
+    /// .start()?;
+    /// child.join()?;
+    /// assert_eq!(rx.recv()? + rx.recv()?, 21);
+    /// assert!(rx.recv().is_err(), "both senders went with the child");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with<A, F, R>(args: A, f: F) -> Builder
+    where
+        A: Inherit + Send + 'static,
+        F: FnOnce(A) -> R + Send + 'static,
+        R: ChildResult,
+    {
+        Builder::with(Target::Closure(Box::new(move || {
+            // Runs in the child only, first thing: the handles are counted
+            // here before anything else can happen to this process.
+            args.inherit();
+            f(args).into_exit()
+        })))
     }
 
     /// A process that runs the entry point registered as `name` (with

@@ -333,6 +333,12 @@ impl<T: Pod> Clone for Sender<T> {
     }
 }
 
+impl<T: Pod> crate::process::Inherit for Sender<T> {
+    fn inherit(&self) {
+        self.local.ensure(&self.inner.seg.peers);
+    }
+}
+
 impl<T: Pod> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.local.release(&self.inner.seg.peers) {
@@ -656,6 +662,12 @@ impl<T: Pod> Clone for Receiver<T> {
             local: self.local.clone_in(&self.inner.seg.peers),
             inner: Arc::clone(&self.inner),
         }
+    }
+}
+
+impl<T: Pod> crate::process::Inherit for Receiver<T> {
+    fn inherit(&self) {
+        self.local.ensure(&self.inner.seg.peers);
     }
 }
 

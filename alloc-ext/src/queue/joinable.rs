@@ -397,3 +397,17 @@ impl<T: Pod> JoinableQueue<T> {
         self.tx.close();
     }
 }
+
+impl<T: Pod> crate::process::Inherit for SimpleQueue<T> {
+    fn inherit(&self) {
+        self.tx.inherit();
+        self.rx.inherit();
+    }
+}
+
+impl<T: Pod> crate::process::Inherit for JoinableQueue<T> {
+    fn inherit(&self) {
+        self.tx.inherit();
+        self.rx.inherit();
+    }
+}

@@ -897,6 +897,18 @@ impl SidePoller {
     }
 }
 
+impl<T: Pod> crate::process::Inherit for Producer<T> {
+    fn inherit(&self) {
+        self.local.ensure(&self.inner.seg.peers);
+    }
+}
+
+impl<T: Pod> crate::process::Inherit for Consumer<T> {
+    fn inherit(&self) {
+        self.local.ensure(&self.inner.seg.peers);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
