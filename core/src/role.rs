@@ -189,13 +189,11 @@ impl RoleWord {
             Ordering::Release,
             Ordering::Relaxed,
         );
-        // A handle is built after its claim, and a handed-on handle is
-        // forgotten, never dropped: the word was never 0 or "handed by
-        // this holder" under a live handle.
-        debug_assert!(
-            r.is_ok() || (r != Err(0) && r != Err(HANDED_BIT | holder.0)),
-            "role released by a handle that never held it: {r:?}"
-        );
+        // No assertion on what was found instead: the word is shared memory
+        // that another process may have scribbled on (a handle is built
+        // after its claim and a handed-on handle is forgotten, so a sane
+        // word is never 0 or "handed by this holder" here, but garbage is
+        // allowed to be anything, and changes nothing).
         r.is_ok()
     }
 
