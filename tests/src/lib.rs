@@ -8,6 +8,7 @@
 
 use std::io;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc_core::region::Region;
@@ -209,3 +210,75 @@ pub fn checksum(acc: u64, v: u64) -> u64 {
 // Support for the `multiproc` std layer's tests (process starts, zombies,
 // a libtest-compatible harness for test binaries that need `main`).
 pub mod process_support;
+
+/// A few `u64` cells in a shared mapping (inherited across fork), for
+/// handshakes between a test and its children.
+#[derive(Debug)]
+pub struct Cells(SharedMap);
+
+impl Cells {
+    /// How long [`wait_for`](Self::wait_for) waits before it fails.
+    pub const LIMIT: Duration = Duration::from_secs(120);
+
+    /// 512 cells, all 0.
+    pub fn new() -> Self {
+        Cells(SharedMap::new(4096))
+    }
+
+    /// As [`new`](Self::new), leaked: for closures that must be `'static`.
+    pub fn leaked() -> &'static Self {
+        Box::leak(Box::new(Self::new()))
+    }
+
+    /// Cell `i` (below 512).
+    pub fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < 512);
+        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
+        // inside; AtomicU64 is valid for every bit pattern.
+        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
+    }
+
+    /// Waits until cell `i` holds at least `v`; panics after [`LIMIT`](Self::LIMIT).
+    pub fn wait_for(&self, i: usize, v: u64) {
+        let end = Instant::now() + Self::LIMIT;
+        while self.get(i).load(Ordering::Acquire) < v {
+            assert!(Instant::now() < end, "handshake {i} timed out");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+impl Default for Cells {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Starts `sleep 20` so that it gets pid `want`, by writing `want - 1` to
+/// `/proc/sys/kernel/ns_last_pid` (root) right before; retries while other
+/// processes of the machine take the pid first. `None` if that never
+/// worked (or the file cannot be written). The caller kills and reaps it.
+pub fn spawn_with_pid(want: u32) -> Option<std::process::Child> {
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string()).ok()?;
+        let mut c = std::process::Command::new("sleep")
+            .arg("20")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        if c.id() == want {
+            return Some(c);
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    None
+}
+
+/// Joins a `multiproc::Process` within `timeout`; panics unless it exited
+/// with success.
+pub fn join_process_ok(p: &multiproc::Process, timeout: Duration) {
+    let st = p.join_timeout(timeout).expect("join").expect("child hung");
+    assert!(st.success(), "child failed: {st:?}");
+}

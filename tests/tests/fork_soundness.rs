@@ -15,7 +15,7 @@
 //! (`harness = false`), and runs under cargo-nextest, one process per test.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc::process::ProcessError;
 use multiproc::queue::{self, RecvTimeoutError};
@@ -24,34 +24,12 @@ use multiproc_core::role::RoleTaken;
 use multiproc_core::spsc::{PopError, SpscRing};
 use multiproc_tests::process_support::{run_tests, Test};
 use multiproc_tests::SharedMap;
+use multiproc_tests::{join_process_ok, Cells};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// A few u64 cells in a shared mapping, for handshakes with children.
-struct Cells(SharedMap);
-
-impl Cells {
-    fn new() -> &'static Self {
-        Box::leak(Box::new(Cells(SharedMap::new(4096))))
-    }
-    fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 512);
-        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
-        // inside; AtomicU64 is valid for every bit pattern.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-    fn wait_for(&self, i: usize, v: u64) {
-        let end = Instant::now() + WATCHDOG;
-        while self.get(i).load(Ordering::Acquire) < v {
-            assert!(Instant::now() < end, "handshake {i} timed out");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
-
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
-    assert!(st.success(), "child failed: {st:?}");
+    join_process_ok(p, WATCHDOG);
 }
 
 /// The repro of the issue: a core `spsc::Producer<'static>` moved into a
@@ -61,7 +39,7 @@ fn join_ok(p: &Process) {
 /// drop then releases it (by the claim it holds, though the role word
 /// names the parent), and the role can be claimed again.
 fn core_producer_moved_into_fork_child_keeps_its_role() {
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let map: &'static SharedMap = Box::leak(Box::new(SharedMap::new(
         SpscRing::<u64>::memory_size(16).unwrap(),
     )));
@@ -105,7 +83,7 @@ impl Drop for CountsDrops {
 /// A value moved into a fork child is dropped once, by the child: the
 /// parent never runs its destructor (neither at the start nor later).
 fn value_moved_into_fork_child_is_dropped_only_there() {
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let drops = CountsDrops(cells.get(2));
     let boxed = Box::new(CountsDrops(cells.get(3)));
     let child = Process::new(move || {
@@ -138,7 +116,7 @@ fn value_moved_into_fork_child_is_dropped_only_there() {
 /// still the parent's (whose copy is forgotten), and the child's drop
 /// withdraws it, so the parent's receiver sees `Disconnected`.
 fn untouched_sender_in_fork_child_disconnects_at_its_drop() {
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let (tx, rx) = queue::channel::<u64>(8).unwrap();
     let child = Process::new(move || {
         cells.wait_for(0, 1);
@@ -165,7 +143,7 @@ fn untouched_sender_in_fork_child_disconnects_at_its_drop() {
 /// name before its function ran). With the sender captured instead, the
 /// count would stay with the parent until the child's first use.
 fn sender_given_with_process_with_goes_with_a_killed_child() {
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let (tx, rx) = queue::channel::<u64>(8).unwrap();
     let child = Process::with(tx, move |_tx| {
         cells.get(0).store(1, Ordering::Release);
@@ -191,7 +169,7 @@ fn sender_given_with_process_with_goes_with_a_killed_child() {
 /// grandchild: the grandchild's first send takes the count from the
 /// grandparent (through the child), and its exit disconnects.
 fn sender_passed_on_to_a_grandchild_keeps_counting() {
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let (tx, rx) = queue::channel::<u64>(8).unwrap();
     let child = Process::new(move || {
         let grandchild = Process::new(move || {

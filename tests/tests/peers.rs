@@ -6,40 +6,19 @@
 //!
 //! A custom harness (`harness = false`); every test runs under a watchdog.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc::core::peers::PeersError;
 use multiproc::queue::{JoinError, JoinableQueue, Queue, QueueError, RecvTimeoutError};
 use multiproc::Process;
 use multiproc_tests::process_support::{run_tests, Test};
-use multiproc_tests::{fork, Exit, SharedMap};
+use multiproc_tests::{fork, Exit};
+use multiproc_tests::{join_process_ok, spawn_with_pid, Cells};
 
 const WATCHDOG: Duration = Duration::from_secs(120);
 /// Generous bound for "noticed a death" (the docs say about 25 ms).
 const DEATH_BOUND: Duration = Duration::from_secs(10);
-
-/// u64 cells in a shared mapping, for children to report to the parent.
-struct Cells(SharedMap);
-
-impl Cells {
-    fn new() -> Self {
-        Cells(SharedMap::new(4096))
-    }
-    fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 512);
-        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
-        // inside; AtomicU64 is valid for every bit pattern.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-    fn wait_for(&self, i: usize, v: u64) {
-        let end = Instant::now() + WATCHDOG;
-        while self.get(i).load(Ordering::Acquire) < v {
-            assert!(Instant::now() < end, "handshake {i} timed out");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
 
 /// The system calls per second of a receiver blocked in `recv` while
 /// `SENDERS` forked children hold idle senders: `strace -c -f -p` over
@@ -53,7 +32,7 @@ fn idle_receiver_syscalls() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
-    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let cells = Cells::leaked();
     let (tx, rx) = Queue::<u64>::new(16).channel().unwrap();
     let children: Vec<Process> = (0..senders)
         .map(|_| {
@@ -103,8 +82,7 @@ fn idle_receiver_syscalls() {
 }
 
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
-    assert!(st.success(), "child failed: {st:?}");
+    join_process_ok(p, WATCHDOG);
 }
 
 /// More forked children than the old 64-slot table held, each holding a
@@ -114,7 +92,7 @@ fn join_ok(p: &Process) {
 /// never did, and the 64th child's `clone` panicked).
 fn many_forked_senders_are_all_counted() {
     const N: usize = 80;
-    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let cells = Cells::leaked();
     let (tx, rx) = Queue::<u64>::new(128).channel().unwrap();
     let children: Vec<Process> = (0..N)
         .map(|i| {
@@ -156,7 +134,7 @@ fn many_forked_senders_are_all_counted() {
 /// error too; and the counts stay exact: the receiver sees `Disconnected`
 /// once every child has exited and the parent dropped its sender.
 fn small_table_refuses_the_extra_process() {
-    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let cells = Cells::leaked();
     let (tx, rx) = Queue::<u64>::new(16).max_peers(4).channel().unwrap();
     let children: Vec<Process> = (0..3)
         .map(|_| {
@@ -211,27 +189,11 @@ fn small_table_refuses_the_extra_process() {
     );
 }
 
-/// The pid of a process started now by `Command`, made to be `want` by
-/// writing `want - 1` to `ns_last_pid` (root); `None` if another process
-/// took it first every time.
-fn spawn_with_pid(want: u32) -> Option<std::process::Child> {
-    for _ in 0..50 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string()).ok()?;
-        let mut c = std::process::Command::new("sleep").arg("20").spawn().ok()?;
-        if c.id() == want {
-            return Some(c);
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    None
-}
-
 /// The only sender is killed with SIGKILL and its pid is reused at once by
 /// an unrelated process (`sleep 20`): the receiver still sees
 /// `Disconnected` (a slot names its owner by pid plus start time).
 fn reused_pid_sender_still_disconnects() {
-    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let cells = Cells::leaked();
     let (tx, rx) = Queue::<u64>::new(16).channel().unwrap();
     let child = Process::new::<_, ()>(move || {
         // A use counts the handle under this child (a handle it never
@@ -266,7 +228,7 @@ fn reused_pid_sender_still_disconnects() {
 /// returns `TaskLost` naming it instead of waiting forever; a `task_done`
 /// acknowledges the loss and `join` then succeeds.
 fn joinable_consumer_killed_before_task_done() {
-    let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
+    let cells = Cells::leaked();
     let q = JoinableQueue::<u64>::with_capacity(8).unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();

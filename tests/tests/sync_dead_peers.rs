@@ -10,46 +10,23 @@
 //! `multiproc::init()` first. Every test runs under a watchdog: a wait that
 //! never learns of a dead peer fails it instead of hanging.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc::queue::{JoinableQueue, SimpleQueue};
 use multiproc::sync::{Barrier, BarrierError, BoundedSemaphore, OwnerDied, Semaphore};
 use multiproc::{Process, StartMethod};
 use multiproc_tests::process_support::{kill9, run_tests, wait_dead, Test};
-use multiproc_tests::SharedMap;
+use multiproc_tests::{join_process_ok, Cells};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// u64 cells in a shared mapping, for children to report to the parent.
-struct Cells(SharedMap);
-
-impl Cells {
-    fn new() -> Self {
-        Cells(SharedMap::new(4096))
-    }
-    fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 512);
-        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
-        // inside; AtomicU64 is valid for every bit pattern.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-    fn wait_for(&self, i: usize, v: u64) {
-        let end = Instant::now() + WATCHDOG;
-        while self.get(i).load(Ordering::Acquire) < v {
-            assert!(Instant::now() < end, "handshake {i} timed out");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
 
 fn start(f: impl FnOnce() + Send + 'static) -> Process {
     Process::new(f).start().expect("fork")
 }
 
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
-    assert!(st.success(), "child failed: {st:?}");
+    join_process_ok(p, WATCHDOG);
 }
 
 fn unique(tag: &str) -> String {
@@ -57,12 +34,10 @@ fn unique(tag: &str) -> String {
 }
 
 /// A child that runs `f`, reports on cell 0, then sleeps until killed.
-fn holder(cells: &Cells, f: impl FnOnce() + Send + 'static) -> Process {
-    let cp = cells.0.as_ptr() as usize;
+fn holder(cells: &'static Cells, f: impl FnOnce() + Send + 'static) -> Process {
     let p = start(move || {
         f();
-        // SAFETY: inherited mapping; cell 0 is an AtomicU64.
-        unsafe { &*(cp as *const AtomicU64) }.store(1, Ordering::Release);
+        cells.get(0).store(1, Ordering::Release);
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }
@@ -84,10 +59,10 @@ fn kill_and_reap(p: &Process) -> u32 {
 /// timeout) gets the unit and learns that its holder died.
 fn semaphore_holder_killed_next_acquire_learns() {
     let s = Semaphore::new(1).unwrap();
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let child = {
         let s = s.clone();
-        holder(&cells, move || s.acquire().unwrap())
+        holder(cells, move || s.acquire().unwrap())
     };
     assert!(!s.try_acquire());
     let pid = kill_and_reap(&child);
@@ -104,10 +79,10 @@ fn semaphore_holder_killed_next_acquire_learns() {
 /// holds afterwards.
 fn bounded_semaphore_keeps_bound_after_recovery() {
     let s = BoundedSemaphore::new(2).unwrap();
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let child = {
         let s = s.clone();
-        holder(&cells, move || {
+        holder(cells, move || {
             s.acquire().unwrap();
             s.acquire().unwrap();
         })
@@ -129,10 +104,10 @@ fn bounded_semaphore_keeps_bound_after_recovery() {
 /// is pid plus start time) and the unit comes back.
 fn semaphore_holder_pid_reused_still_recovered() {
     let s = Semaphore::new(1).unwrap();
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let child = {
         let s = s.clone();
-        holder(&cells, move || s.acquire().unwrap())
+        holder(cells, move || s.acquire().unwrap())
     };
     let pid = kill_and_reap(&child);
     // Start times are kept in clock ticks (10 ms at 100 Hz): a process
@@ -173,19 +148,17 @@ fn reuse_pid(pid: u32) -> Option<u32> {
 /// both get `PartyDied` naming it.
 fn barrier_party_killed_before_arriving() {
     let b = Barrier::new(3).unwrap();
-    let cells = Cells::new();
+    let cells = Cells::leaked();
     let victim = {
         let b = b.clone();
-        holder(&cells, move || assert!(b.register()))
+        holder(cells, move || assert!(b.register()))
     };
     let vpid = victim.pid();
-    let cp = cells.0.as_ptr() as usize;
     let other = {
         let b = b.clone();
         start(move || {
             let r = b.wait();
-            // SAFETY: inherited mapping; cell 1 is an AtomicU64.
-            let cell = unsafe { &*((cp + 8) as *const AtomicU64) };
+            let cell = cells.get(1);
             match r {
                 Err(BarrierError::PartyDied { pid }) => {
                     cell.store(u64::from(pid), Ordering::Release)
