@@ -131,12 +131,13 @@ def py312(role, where, key):
             path = os.path.join("/tmp", "conn-peer-%d-%s.sock" % (os.getpid(), os.urandom(4).hex()))
             lst = socket.socket(socket.AF_UNIX)
             lst.bind(path)
+            lst.listen(1)
             say(path)
         else:
             lst = socket.socket(socket.AF_INET)
             lst.bind(("127.0.0.1", 0))
+            lst.listen(1)
             say("127.0.0.1:%d" % lst.getsockname()[1])
-        lst.listen(1)
         s, _ = lst.accept()
         lst.close()
         if where == "unix":
