@@ -18,6 +18,8 @@
 //! | spawn/fork-server frames (`process::wire`) | [`Frames`], [`wire_frame`], [`wire_parse_header`], [`wire_report`], [`wire_decode_status`], [`wire_parse_nonce`], [`ForkRequest`] |
 //! | spawn identity path (`process::spawn::parse_path`) | [`parse_path`], [`path_str`] |
 //! | sync segment type stamps (`sync::attach_checked`) | [`sync_cases`], [`sync_segment_type`], [`sync_handle_from_tag`] |
+//! | socket connection frames (`connection::wire`) | [`conn_parse_header`], [`conn_frame`], [`conn_read_frames`] |
+//! | socket handshake, both roles (`connection::handshake`) | [`conn_handshake`] |
 
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ use multiproc_core::{barrier, event, mutex, semaphore, value};
 
 pub use multiproc_core::peers::Side;
 
+use crate::connection::wire::{Dest, FrameReader, MemTransport};
+use crate::connection::{Challenge, ConnectionError};
 use crate::pipe::PipeError;
 use crate::process::{spawn, wire};
 use crate::queue::segment::{self, Token};
@@ -520,6 +524,110 @@ pub fn sync_handle_kinds() -> Vec<(HandleKind, u64, Kind)> {
         .map(|h| (h, h.tag::<()>() >> 48, h.core_kind()))
         .collect()
 }
+
+// ---------------------------------------------------------------------------
+// Socket connections
+// ---------------------------------------------------------------------------
+
+/// Decodes a frame header (Python's): `Ok(Some((payload_len,
+/// header_len)))`, `Ok(None)` if `b` is too short.
+///
+/// # Errors
+///
+/// [`ConnectionError::BadLength`].
+pub fn conn_parse_header(b: &[u8]) -> Result<Option<(u64, usize)>, ConnectionError> {
+    crate::connection::wire::parse_header(b)
+}
+
+/// One frame (header and payload) as a connection sends it.
+pub fn conn_frame(payload: &[u8]) -> Vec<u8> {
+    let mut t = MemTransport::default();
+    let r = crate::connection::wire::write_frame(&mut t, &mut Vec::new(), payload, None);
+    debug_assert!(r.is_ok());
+    t.output
+}
+
+/// What a connection's reader makes of `input`: the payloads it returns,
+/// in order, until the first error (the last element), reading at most
+/// `chunk` bytes per read (0: any), buffering `buf_cap` bytes, with `max`
+/// as each call's maximum; every other frame goes through `recv_bytes_into`
+/// with a buffer of `max` bytes. A `TooLarge` is retried once with a
+/// larger maximum (`2 * max`), as a caller may.
+pub fn conn_read_frames(
+    input: &[u8],
+    chunk: usize,
+    buf_cap: usize,
+    max: usize,
+) -> Vec<Result<Vec<u8>, ConnectionError>> {
+    let mut t = MemTransport {
+        input: input.to_vec(),
+        chunk,
+        ..Default::default()
+    };
+    let mut r = FrameReader::with_capacity(buf_cap);
+    let mut out = Vec::new();
+    let mut retried = false;
+    for i in 0.. {
+        let m = if retried { max.saturating_mul(2) } else { max };
+        let got = if i % 2 == 0 {
+            let mut v = Vec::new();
+            r.read_frame(&mut t, None, m, Dest::Vec(&mut v)).map(|_| v)
+        } else {
+            let mut b = vec![0u8; m.min(1 << 20)];
+            r.read_frame(&mut t, None, m, Dest::Slice(&mut b))
+                .map(|n| b[..n].to_vec())
+        };
+        match got {
+            Ok(v) => {
+                retried = false;
+                out.push(Ok(v));
+            }
+            Err(ConnectionError::TooLarge { .. }) if !retried => retried = true,
+            Err(e) => {
+                out.push(Err(e));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Runs one side of the handshake against `input` (the peer's bytes):
+/// the listener's (deliver, then answer) if `listener`, else the client's
+/// (answer, then deliver); the delivered challenge is legacy if `legacy`,
+/// its random bytes all `fill`. Returns the outcome and what this side
+/// wrote.
+pub fn conn_handshake(
+    input: &[u8],
+    key: &[u8],
+    listener: bool,
+    legacy: bool,
+    fill: u8,
+) -> (Result<(), ConnectionError>, Vec<u8>) {
+    use crate::connection::{answer_challenge, deliver_challenge};
+    let mut t = MemTransport {
+        input: input.to_vec(),
+        ..Default::default()
+    };
+    let mut r = FrameReader::default();
+    let kind = if legacy {
+        Challenge::Legacy
+    } else {
+        Challenge::Sha256
+    };
+    let random = |b: &mut [u8]| b.fill(fill);
+    let res = if listener {
+        deliver_challenge(&mut t, &mut r, key, kind, random, None)
+            .and_then(|()| answer_challenge(&mut t, &mut r, key, None))
+    } else {
+        answer_challenge(&mut t, &mut r, key, None)
+            .and_then(|()| deliver_challenge(&mut t, &mut r, key, kind, random, None))
+    };
+    (res, t.output)
+}
+
+/// The longest frame a handshake reads.
+pub const CONN_MAX_HANDSHAKE_FRAME: usize = crate::connection::MAX_HANDSHAKE_FRAME;
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@
 //! | [`queue`], [`spsc`] | MPMC `Queue` (`Sender`/`Receiver`), `SimpleQueue`, `JoinableQueue`, SPSC channel, surviving killed peers | `Queue`, `SimpleQueue`, `JoinableQueue` |
 //! | [`sync`] | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `AtomicValue`, `Array`, robust against killed holders | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `Array` |
 //! | [`pipe`](mod@pipe) | duplex and one-way [`Pipe`] of byte messages and `Pod` values; SPSC byte-message queue ([`queue::bytes_channel`]) | `Pipe`, `Connection` |
+//! | [`connection`] | authenticated message connections over Unix and TCP sockets, wire-compatible with Python (both handshake generations) | `connection.Listener`, `connection.Client` |
 //! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
 //!
 //! # Example
@@ -45,6 +46,7 @@
 
 pub use multiproc_core as core;
 
+pub mod connection;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
