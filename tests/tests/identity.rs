@@ -6,6 +6,8 @@
 //!   next locker takes the lock over (`OwnerDied`) instead of timing out;
 //! - an SPSC role holder killed and its pid reused: the role is claimed
 //!   again (`FromDead`) instead of "held by a live process";
+//! - an MPMC producer killed holding a slot and its pid reused: consumers
+//!   step over the dead slot instead of waiting for the reuser to exit;
 //! - a mutex shared with a process in another pid namespace (`unshare
 //!   --pid --fork --mount-proc`): the attach is refused with
 //!   `AttachError::ForeignPidNamespace`, in both directions, where it used
@@ -27,6 +29,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use multiproc::shm::{cleanup_leaked, SharedMemory, ShmOptions};
+use multiproc_core::mpmc::{MpmcRing, PopError};
 use multiproc_core::mutex::{LockTimeoutError, Mutex, PoisonCause};
 use multiproc_core::region::AttachError;
 use multiproc_core::role::Claimed;
@@ -60,6 +63,7 @@ fn main() {
         tests![
             mutex_owner_killed_and_pid_reused_is_taken_over,
             spsc_role_holder_killed_and_pid_reused_is_claimed_again,
+            mpmc_slot_owner_killed_and_pid_reused_is_recovered,
             mutex_in_another_pid_namespace_is_refused_child_side,
             mutex_in_another_pid_namespace_is_refused_host_side,
             cleanup_from_another_pid_namespace_keeps_a_live_creators_segment,
@@ -306,6 +310,37 @@ fn spsc_role_holder_killed_and_pid_reused_is_claimed_again() {
     }
     let mut c = ring.consumer().unwrap();
     assert_eq!(c.try_pop(), Ok(5));
+}
+
+/// Repro: an MPMC producer is SIGKILLed holding a slot it took to write
+/// in place (`W` under its pid) and its pid reused by `sleep`: consumers
+/// must step over the dead slot and get the values pushed after it (they
+/// used to wait until the sleeper exited, the slot's owner pid looking
+/// alive).
+fn mpmc_slot_owner_killed_and_pid_reused_is_recovered() {
+    let map = SharedMap::new(1 << 16);
+    let ring = MpmcRing::<u64>::create(map.region(), 4).unwrap();
+    ring.try_push(1).unwrap();
+    let victim = kill_holder(&map, move || {
+        let mut slot = ring.try_push_ref().unwrap();
+        *slot = 99;
+        // Held until the kill: never published.
+        std::mem::forget(slot);
+    });
+    let _sleeper = reuse_pid(victim);
+    ring.try_push(2).unwrap();
+    ring.try_push(3).unwrap();
+    for want in 1..=3 {
+        match ring.pop_timeout(PATIENCE) {
+            Ok(v) => assert_eq!(v, want),
+            Err(PopError::Empty) => panic!(
+                "timed out before value {want}: the slot of dead pid {victim} was taken \
+                 for held by the sleeper that reuses its pid"
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ring.try_pop(), Err(PopError::Empty));
 }
 
 // ---------------------------------------------------------------------------
