@@ -49,13 +49,16 @@
 //!  +---------+-------------+-------------+----------------+---------------------------+
 //!  | header  | tail: u64   | head: u64   | not_empty ec   | Slot 0     | Slot 1 | ... |
 //!  | (kind   | next push   | next pop    | not_full ec    | seq: u64   |        |     |
-//!  |  Mpmc)  | + CLOSED bit| position    | empty_sleepers | value: T   |        |     |
-//!  |         |             |             | full_sleepers  |            |        |     |
+//!  |  Mpmc)  | + CLOSED bit| position    | empty_sleepers | owner: u64 |        |     |
+//!  |         |             |             | full_sleepers  | value: T   |        |     |
 //!  |         |             |             | closed (hint)  |            |        |     |
 //!  +---------+-------------+-------------+----------------+---------------------------+
 //! ```
 //!
-//! Positions are free-running u64 counters; position `p` uses slot
+//! A slot is `seq` (below), `owner` (the identity word of the process
+//! that owns the slot now, or 0: see "Processes killed in the middle of an
+//! operation") and the value, padded to the value's alignment: 24 bytes for
+//! a `u64`. Positions are free-running u64 counters; position `p` uses slot
 //! `p % capacity` (a mask when the capacity is a power of two, a division
 //! otherwise: the choice is made once, when the view is built).
 //!
@@ -74,26 +77,27 @@
 //! slot `i`. A ring in freshly zeroed memory is therefore created by
 //! writing its header and body only
 //! ([`Region::assume_zeroed`](crate::region::Region::assume_zeroed)): its
-//! slots' pages are not touched until used. (A first-lap `F` or `W` then
+//! slots' pages are not touched until used; a zero `owner` is "nobody",
+//! as a free slot's must be. (A first-lap `F` or `W` then
 //! compares below every later stamp of its slot, as `2p` did.)
 //!
 //! | state | `seq` | meaning | next step |
 //! |---|---|---|---|
 //! | `F(p)` | `f` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
-//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` | owner: store `V` (or `S` if its closure panics) |
+//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` (its identity in `owner`) | owner: store `V` (or `S` if its closure panics) |
 //! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
 //! | `S(p)` | `SKIPPED \| 2p + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
-//! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` | owner: store `F(p + cap)` |
+//! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` (its identity in `owner`) | owner: store `F(p + cap)` |
 //!
 //! A producer claims its position on `tail`, which stays the authority on
 //! what was claimed (and carries the closed flag), then *takes* the slot by
-//! a CAS that records its pid. A consumer claims by the slot CAS itself and
-//! then moves `head` on; whoever finds a taken slot at `head` helps move it
-//! (so `head` lags by the runs being taken, never more). Stamps are doubled
-//! positions so that "holds `p`" and "free for `p + cap`" differ even for a
-//! capacity of 1, where Vyukov's original `p + 1` and `p + cap` coincide;
-//! they are compared as signed 40-bit distances, which the capacity limit
-//! of 2^32 keeps unambiguous.
+//! a CAS that records its pid (then its identity, in `owner`). A consumer
+//! claims by the slot CAS itself and then moves `head` on; whoever finds a
+//! taken slot at `head` helps move it (so `head` lags by the runs being
+//! taken, never more). Stamps are doubled positions so that "holds `p`" and
+//! "free for `p + cap`" differ even for a capacity of 1, where Vyukov's
+//! original `p + 1` and `p + cap` coincide; they are compared as signed
+//! 40-bit distances, which the capacity limit of 2^32 keeps unambiguous.
 //!
 //! The data is accessed only by the owner of a `W` or `R` slot, between
 //! the CAS that took it (Acquire) and the store that hands it on (Release),
@@ -147,27 +151,50 @@
 //!   consumer *steals* the claim (`F` to `S`). This is safe whatever the
 //!   producer's state: it has written nothing, and if alive it fails to
 //!   take the slot and pushes at another position.
-//! - `W(p, pid)` with `pid` dead: the producer died writing. Its value was
+//! - `W(p, pid)` whose owner is dead: the producer died writing. Its value was
 //!   never complete; the consumer makes the slot `S` and steps over it.
-//! - `R(p, pid)` with `pid` dead: the consumer died reading, and its value
+//! - `R(p, pid)` whose owner is dead: the consumer died reading, and its value
 //!   is lost with it. A producer one lap later frees the slot.
 //!
 //! A live owner's slot is never touched, however long it holds it (a long
 //! closure in [`try_push_with`](MpmcRing::try_push_with) or
 //! [`try_pop_with`](MpmcRing::try_pop_with) makes the others wait). Whether
 //! an owner lives is asked (a read of `/proc` on Linux) only once a blocked
-//! call has waited about a millisecond. Pids identify owners: a dead
-//! owner's pid reused by a new process before anyone looked delays the
-//! recovery until that process exits; it never makes a live owner look
-//! dead. The non-blocking calls never recover (`try_pop` reports
-//! [`PopError::Empty`] at such a slot); any blocking or timed call does.
-//! A closure that *panics* is simpler still: its thread lives and knows the
-//! claim is abandoned, so the slot becomes `S` (pushes) or is freed (pops)
-//! at once.
+//! call has waited about a millisecond.
+//!
+//! Owners are known by their [identity](crate::identity) (pid plus start
+//! time), not by their pid alone, which a new process may reuse within
+//! milliseconds of a `kill -9`. `seq` has room for the pid only, so the
+//! slot's `owner` word holds the identity: the owner stores it (a plain
+//! store to the line its CAS just took) right after the CAS that took the
+//! slot, and clears it to 0 right before the Release store that hands the
+//! slot on. A recoverer that finds `W(p, pid)` or `R(p, pid)` reads `owner`
+//! after an Acquire load of `seq`:
+//!
+//! - it names `pid`: that identity decides, and a process that merely
+//!   reuses the pid fails it (its start time differs);
+//! - 0 (the owner is between its take and its record, or between its clear
+//!   and its hand-on, or was killed there): the pid alone decides, which
+//!   can only err towards "alive".
+//!
+//! The recoverer clears `owner` (a CAS from exactly the record it judged
+//! on) before its recovery CAS on `seq`, so a dead identity is never read
+//! against a later owner that reuses the pid; why no stale identity can be
+//! read at all is argued at `clear_dead_owner` in the source. What is left
+//! of the pid's weakness is that window of a few instructions: an owner
+//! killed inside it whose pid is reused before anyone looks holds its slot
+//! until the new process exits. Where start times cannot be read (no
+//! `/proc`), an identity is a pid. The non-blocking calls never recover
+//! (`try_pop` reports [`PopError::Empty`] at such a slot); any blocking or
+//! timed call does. A closure that *panics* is simpler still: its thread
+//! lives and knows the claim is abandoned, so the slot becomes `S` (pushes)
+//! or is freed (pops) at once.
 //!
 //! Under loom, recovery runs at the first sight of a held slot, so the
 //! models check that stealing a live producer's claim at any moment is
-//! harmless; three models kill a thread at each point of an operation.
+//! harmless; three models kill a thread at each point of an operation, and
+//! three more let a live thread take a dead thread's pid over (the dead
+//! owner's slot is still recovered; the reuser's own slots never are).
 //!
 //! A process killed while blocked leaves its sleeper count (and the
 //! eventcount's waiter count) raised: every later push (pop) then pays a
@@ -190,11 +217,14 @@ use bytemuck::Pod;
 
 pub use crate::spsc::{PopError, PushError};
 
+use crate::identity::Identity;
 use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
 use crate::spsc::{nap, IndexLine, FIRST_NAP, GRACE_POLLS, LIVENESS_SLICE};
-use crate::sync::{current_pid, pid_alive, spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{
+    current_identity, pid_alive, spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell,
+};
 use crate::time::Deadline;
 use crate::wait::{EventCount, Spin};
 
@@ -222,8 +252,8 @@ const STAMP_BITS: u32 = 40;
 /// The stamp field.
 const STAMP_MASK: u64 = (1 << STAMP_BITS) - 1;
 /// The owner field, once shifted down: 22 bits hold every Linux pid
-/// (`PID_MAX_LIMIT` is 2^22) and every BSD or macOS one.
-const OWNER_MASK: u64 = (1 << 22) - 1;
+/// (`PID_MAX_LIMIT` is 2^22), the pid field of an identity word.
+const OWNER_MASK: u64 = (1 << crate::identity::PID_BITS) - 1;
 /// The largest capacity: stamps of one slot's consecutive laps, `2p` to
 /// `2(p + cap) + 1`, must stay far apart in the 40-bit stamp space.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
@@ -253,23 +283,41 @@ const fn stamp_diff(stamp: u64, want: u64) -> i64 {
     ((stamp.wrapping_sub(want) << (64 - STAMP_BITS)) as i64) >> (64 - STAMP_BITS)
 }
 
-/// The `seq` word of a slot with stamp `stamp` that process `pid` owns.
-/// A pid that does not fit (none does on the supported systems) is
-/// recorded as 0, "unknown": such a slot is never reclaimed.
-#[inline]
-const fn busy(stamp: u64, pid: u32) -> u64 {
-    let owner = if pid as u64 <= OWNER_MASK {
-        pid as u64
-    } else {
-        0
-    };
-    BUSY | owner << STAMP_BITS | stamp
+/// The `seq` word of a slot with stamp `stamp` that the process of
+/// identity word `id` owns: its pid goes in the owner field. The word 0
+/// (no identity: a pid that does not fit, which no supported system has)
+/// records pid 0, "unknown": such a slot is never reclaimed.
+#[inline(always)]
+const fn busy(stamp: u64, id: u64) -> u64 {
+    BUSY | (id & OWNER_MASK) << STAMP_BITS | stamp
 }
 
 /// The owner pid of a busy `seq` word (0: unknown).
 #[inline]
-const fn owner(seq: u64) -> u32 {
+const fn owner_pid(seq: u64) -> u32 {
     ((seq >> STAMP_BITS) & OWNER_MASK) as u32
+}
+
+/// Records the identity word `me` of the process that has just taken
+/// `slot` (its `seq` CAS to `W` or `R` succeeded).
+#[inline(always)]
+fn record_owner<T>(slot: &Slot<T>, me: u64) {
+    // Relaxed: a recoverer reads it after an Acquire load of `seq` that
+    // found our hold; until it is visible, the recoverer judges by the pid
+    // in `seq` (ours, alive while we are). The clear before our hand-on is
+    // sequenced after it, so the record never outlives our hold.
+    slot.owner.store(me, Ordering::Relaxed);
+}
+
+/// Clears `owner` before the owner's store that hands `slot` on (`W` to
+/// `V`/`S`, `R` to `F`), which must be a Release store and follow at once.
+#[inline(always)]
+fn clear_owner<T>(slot: &Slot<T>) {
+    // Relaxed: ordered by the Release store of `seq` that follows, which
+    // every later taker's CAS acquires (directly or through the release
+    // sequence of the slot's RMWs), and with it every recoverer that finds
+    // a later hold: no later hold can be judged by our identity.
+    slot.owner.store(0, Ordering::Relaxed);
 }
 
 /// Whether `capacity` is one an MPMC ring accepts.
@@ -405,10 +453,15 @@ struct MpmcBody {
     control: Control,
 }
 
-/// One element: its sequence number and its value.
+/// One element: its sequence number, its owner's identity and its value.
 #[repr(C)]
 struct Slot<T> {
     seq: AtomicU64,
+    /// The identity word ([`crate::identity`]) of the process that owns the
+    /// slot (`W` or `R` in `seq`), written by the owner just after its take
+    /// and cleared to 0 before the store that hands the slot on; 0 while
+    /// nobody owns it (so all-zero memory is a valid free slot).
+    owner: AtomicU64,
     value: UnsafeCell<T>,
 }
 
@@ -421,10 +474,12 @@ mod layout_pins {
     static_assertions::assert_eq_size!(MpmcBody, [u8; 384]);
     static_assertions::const_assert_eq!(offset_of!(MpmcBody, head), 128);
     static_assertions::const_assert_eq!(offset_of!(MpmcBody, control), 256);
-    static_assertions::assert_eq_size!(Slot<u64>, [u64; 2]);
-    static_assertions::assert_eq_size!(Slot<u8>, [u64; 2]);
-    static_assertions::assert_eq_size!(Slot<[u8; 64]>, [u64; 9]);
-    static_assertions::const_assert_eq!(offset_of!(Slot<u8>, value), 8);
+    static_assertions::assert_eq_size!(Slot<u64>, [u64; 3]);
+    static_assertions::assert_eq_size!(Slot<u8>, [u64; 3]);
+    static_assertions::assert_eq_size!(Slot<[u8; 64]>, [u64; 10]);
+    static_assertions::const_assert_eq!(offset_of!(Slot<u8>, owner), 8);
+    static_assertions::const_assert_eq!(offset_of!(Slot<u8>, value), 16);
+    static_assertions::const_assert_eq!(align_of::<Slot<u8>>(), 8);
 }
 static_assertions::const_assert_eq!(align_of::<MpmcBody>(), 128);
 
@@ -434,9 +489,10 @@ unsafe impl ShmSafe for Control {}
 // SAFETY: repr(C) of IndexLines and Control, all ShmSafe; size and offsets
 // pinned above.
 unsafe impl ShmSafe for MpmcBody {}
-// SAFETY: repr(C) of an atomic u64 and an UnsafeCell<T> of T: Pod (valid for
-// every bit pattern, no references); alignment is max(8, align of T), which
-// `create`/`attach` check against REGION_ALIGN.
+// SAFETY: repr(C) of two atomic u64s and an UnsafeCell<T> of T: Pod (valid
+// for every bit pattern, no references; a garbage `owner` at worst names a
+// wrong process, which only the liveness check reads); alignment is max(8,
+// align of T), which `create`/`attach` check against REGION_ALIGN.
 unsafe impl<T: Pod> ShmSafe for Slot<T> {}
 
 /// A view of an MPMC ring in a region: `Copy`, `Send` and `Sync`; any number
@@ -495,8 +551,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     ///
     /// ```
     /// use multiproc_core::mpmc::MpmcRing;
-    /// // 512 bytes of header and body, then 16 bytes per slot (seq + u64).
-    /// assert_eq!(MpmcRing::<u64>::memory_size(4), Some(512 + 4 * 16));
+    /// // 512 bytes of header and body, then 24 bytes per slot (seq, owner,
+    /// // u64).
+    /// assert_eq!(MpmcRing::<u64>::memory_size(4), Some(512 + 4 * 24));
     /// assert_eq!(MpmcRing::<u64>::memory_size(0), None);
     /// ```
     pub fn memory_size(capacity: u64) -> Option<usize> {
@@ -548,10 +605,12 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 _reserved: AtomicU32::new(0),
             },
         };
-        // Every slot starts as `F(i)`, which is 0 in the first lap: an
-        // all-zero slot, not written at all in a region known to be zeroed.
+        // Every slot starts as `F(i)`, which is 0 in the first lap, owned by
+        // nobody (0): an all-zero slot, not written at all in a region
+        // known to be zeroed.
         let parts = Parts::create_zeroed_elems(region, spec, body, |_| Slot {
             seq: AtomicU64::new(0),
+            owner: AtomicU64::new(0),
             value: UnsafeCell::new(T::zeroed()),
         })?;
         Ok(Self::from_parts(parts))
@@ -1411,18 +1470,20 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     #[inline(always)]
     fn take_free(&self, slot: &Slot<T>, pos: u64) -> Result<(), Taken> {
         let want = self.free(pos);
+        let me = current_identity();
         // AcqRel on success: Acquire as the load before the claim (the slot
         // still holds what we loaded); Release so that whoever sees `W`
         // (Acquire) also sees our claim on `tail` and does not take `W` at
         // an unmoved `tail` for corruption. Relaxed on failure: we only
         // classify.
-        match slot.seq.compare_exchange(
-            want,
-            busy(want, current_pid()),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => Ok(()),
+        match slot
+            .seq
+            .compare_exchange(want, busy(want, me), Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                record_owner(slot, me);
+                Ok(())
+            }
             // Stolen: `S`, or already further on (its consumer stepped over
             // it and the slot was reused).
             Err(now) if stamp_diff(stamp(now), want) > 0 => Err(Taken::Stolen),
@@ -1489,8 +1550,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// sleeps.
     #[cold]
     fn publish_skipped(&self, slot: &Slot<T>, pos: u64) {
+        clear_owner(slot);
         // Release: pairs with the Acquire load in `claim_pop`, which frees
-        // the slot without reading it.
+        // the slot without reading it; and orders the clear above.
         slot.seq.store(full_stamp(pos) | SKIPPED, Ordering::Release);
         self.wake_consumers();
     }
@@ -1498,10 +1560,11 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`publish`](Self::publish) without the wake-up.
     #[inline]
     fn publish_quiet(&self, slot: &Slot<T>, pos: u64) {
+        clear_owner(slot);
         // Release: pairs with the Acquire load of seq in `claim_pop`: our
-        // write of the value is visible to its consumer. A plain store: the
-        // slot is ours (`W`), and nobody else changes an owned slot while
-        // its owner lives.
+        // write of the value is visible to its consumer; and orders the
+        // clear above. A plain store: the slot is ours (`W`), and nobody
+        // else changes an owned slot while its owner lives.
         slot.seq.store(full_stamp(pos), Ordering::Release);
     }
 
@@ -1529,6 +1592,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             let seq = slot.seq.load(Ordering::Acquire);
             let want = full_stamp(head);
             if seq == want {
+                let me = current_identity();
                 // SeqCst on success: pairs with sleeping producers (see
                 // `sleepers`); it is the claim. Relaxed on failure: we look
                 // at the slot again.
@@ -1536,12 +1600,13 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     .seq
                     .compare_exchange_weak(
                         want,
-                        busy(want, current_pid()),
+                        busy(want, me),
                         Ordering::SeqCst,
                         Ordering::Relaxed,
                     )
                     .is_ok()
                 {
+                    record_owner(slot, me);
                     self.advance_head(head, head.wrapping_add(1));
                     return Ok((slot, head));
                 }
@@ -1627,7 +1692,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// one is published.
     fn claim_pop_run(&self, max: usize) -> Option<(u64, usize)> {
         let limit = (max as u64).min(self.capacity);
-        let me = current_pid();
+        let me = current_identity();
         // Relaxed: as in `claim_pop`.
         let head = self.parts.body.head.pos.load(Ordering::Relaxed);
         let mut n = 0u64;
@@ -1637,14 +1702,15 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Orderings as in `claim_pop`. A slot holding `pos`'s value has
             // not been taken, so `head` was not moved past it: the run
             // starts at `head` and stays contiguous.
-            if self
-                .slot(pos)
+            let slot = self.slot(pos);
+            if slot
                 .seq
                 .compare_exchange(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
             {
                 break;
             }
+            record_owner(slot, me);
             n += 1;
         }
         if n == 0 {
@@ -1674,9 +1740,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`free_slot`](Self::free_slot) without the wake-up.
     #[inline]
     fn free_slot_quiet(&self, slot: &Slot<T>, pos: u64) {
+        clear_owner(slot);
         // Release: pairs with the Acquire load of seq in `claim_push`: our
-        // read of the value is done before the slot is written again. A
-        // plain store: the slot is ours (`R`).
+        // read of the value is done before the slot is written again; and
+        // orders the clear above. A plain store: the slot is ours (`R`).
         slot.seq.store(
             free_stamp(pos.wrapping_add(self.capacity)),
             Ordering::Release,
@@ -1691,9 +1758,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     ///   if alive, fails to take the slot and claims another position; it
     ///   has written nothing yet.
     /// - `W` or `R` whose owner process is dead (checked only when
-    ///   `check_owner`, since it reads `/proc`): `W` becomes `S` (the dead
-    ///   producer's value was never complete), `R` becomes `F` of the next
-    ///   lap (the dead consumer's value is lost with it).
+    ///   `check_owner`, since it reads `/proc`; see
+    ///   [`clear_dead_owner`](Self::clear_dead_owner)): `W` becomes `S` (the
+    ///   dead producer's value was never complete), `R` becomes `F` of the
+    ///   next lap (the dead consumer's value is lost with it).
     ///
     /// Each change is a CAS from exactly the word that was found, so a slot
     /// that moved on meanwhile is left alone.
@@ -1704,23 +1772,26 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         let to = if seq == self.free(pos) {
             full_stamp(pos) | SKIPPED
         } else if seq & (BUSY | SKIPPED) == BUSY && check_owner {
-            let dead = owner(seq) != 0 && !pid_alive(owner(seq));
-            if !dead {
-                return false;
-            }
-            if stamp(seq) == self.free(pos) {
+            let to = if stamp(seq) == self.free(pos) {
                 full_stamp(pos) | SKIPPED
             } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
                 self.free(pos)
             } else {
                 return false;
+            };
+            if !self.clear_dead_owner(slot, seq) {
+                return false;
             }
+            to
         } else {
             return false;
         };
         // AcqRel: Release so that whoever takes the slot next (Acquire)
-        // sees it after us; Acquire so that we see the last owner's
-        // accesses before handing it on. Relaxed on failure: left alone.
+        // sees it after us, and with it our clear of `owner` (for a dead
+        // owner); Acquire so that we see the last owner's accesses before
+        // handing it on. Relaxed on failure: left alone (the `owner` we
+        // cleared held a dead identity or nothing: clearing it cost no
+        // information that a live owner needs).
         let done = slot
             .seq
             .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
@@ -1733,6 +1804,87 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             }
         }
         done
+    }
+
+    /// Decides whether the owner of the hold `seq` (a busy word, found in
+    /// `slot` by an Acquire load) is dead and, if so, clears `owner` for the
+    /// recovery CAS that the caller makes next; `false` if the owner lives,
+    /// is unknown (pid 0), or the slot moved on.
+    ///
+    /// Why the record read here is this hold's (or 0), never a dead
+    /// identity left by an earlier hold under the same pid: each hold ends
+    /// with a Release store or CAS of `seq`, by its owner or by a
+    /// recoverer, preceded by a clear of `owner` (the owner's
+    /// `clear_owner`, or the recoverer's CAS below). The take that started
+    /// this hold acquired that store (directly, or through the release
+    /// sequence continued by the RMWs in between: a consumer's `S` to `F`,
+    /// a steal), and our Acquire load of `seq` reads the value of that
+    /// take (a CAS, itself part of the same release sequence), so every
+    /// earlier clear happens before our read of `owner`, which by coherence
+    /// returns that clear or something later: this owner's record, its own
+    /// clear, or (the slot has moved on, and the CAS on `seq` will fail)
+    /// a later hold's. So a dead identity under this hold's pid is this
+    /// owner's, and a live one is never judged by a dead record.
+    ///
+    /// The record decides when it names the pid in `seq`; anything else (0,
+    /// or another pid: the owner is between its take and its record, or
+    /// between its clear and its hand-on, or died there; or the slot moved
+    /// on) leaves the pid alone to decide, which can only err towards
+    /// "alive". The clear is a CAS from exactly the record judged on: a
+    /// record that changed meanwhile (the owner stored its identity after
+    /// our read, a later owner stored its own, another recoverer cleared
+    /// it) is judged again. The clear is what keeps a dead identity from being read
+    /// against a later owner that reuses the dead owner's pid (between its
+    /// take and its record); the loom model
+    /// `mpmc_reused_pid_of_a_dead_writer_does_not_stall_it` checks it.
+    #[cold]
+    fn clear_dead_owner(&self, slot: &Slot<T>, seq: u64) -> bool {
+        let pid = owner_pid(seq);
+        // Acquire: synchronises with the take that wrote `seq` and with the
+        // hand-on before it (see above). The poll that found the slot
+        // loaded it with Acquire too; loading again here keeps the argument
+        // local and skips the `/proc` read for a slot that moved on.
+        if pid == 0 || slot.seq.load(Ordering::Acquire) != seq {
+            return false;
+        }
+        // Relaxed: ordered by the load above.
+        let mut record = slot.owner.load(Ordering::Relaxed);
+        loop {
+            let alive = match Identity::from_word(record) {
+                // The owner's own record: its identity decides.
+                Some(id) if id.pid() == pid => id.is_alive(),
+                // None yet (or another pid's: the slot moved on): the pid
+                // decides, but only once `owner` has been read again after
+                // the probe. An owner that recorded its identity and then
+                // died did so before a probe that sees it dead (in the
+                // model: the death's SeqCst store, which the probe loads),
+                // so that load returns its record, and a reused pid that
+                // the probe finds running cannot pass for it. Without it
+                // the first load may return 0 from before the record, and
+                // the pid's new process keeps the slot stalled.
+                _ => {
+                    let runs = pid_alive(pid);
+                    let again = slot.owner.load(Ordering::Relaxed);
+                    if again != record {
+                        record = again;
+                        continue;
+                    }
+                    runs
+                }
+            };
+            if alive {
+                return false;
+            }
+            // Relaxed: an RMW reads the latest value; the caller's Release
+            // CAS of `seq` publishes the clear to the next taker.
+            match slot
+                .owner
+                .compare_exchange(record, 0, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => record = now,
+            }
+        }
     }
 
     /// Wakes one consumer if any sleeps.
@@ -1999,7 +2151,7 @@ mod tests {
     #[test]
     fn memory_size_and_invalid_capacity() {
         assert_eq!(MpmcRing::<u64>::memory_size(0), None);
-        assert_eq!(MpmcRing::<u8>::memory_size(3), Some(512 + 3 * 16));
+        assert_eq!(MpmcRing::<u8>::memory_size(3), Some(512 + 3 * 24));
         let mut b = buf(1024);
         let r = Region::from_mut_slice(bytes(&mut b));
         assert_eq!(
@@ -2080,8 +2232,10 @@ mod tests {
             // claim stolen and push elsewhere.
             assert_eq!(r.take_free(r.slot(0), 0), Err(Taken::Stolen));
 
-            // A producer died writing position 2 (slot 0).
-            let dead = dead_pid();
+            // A producer died writing position 2 (slot 0), before recording
+            // its identity: its pid decides.
+            let dead = u64::from(dead_pid());
+            let me = Identity::current().to_word();
             r.slot(2)
                 .seq
                 .store(busy(free_stamp(2), dead), Ordering::Relaxed);
@@ -2091,8 +2245,8 @@ mod tests {
 
             // A live owner's slot is never taken from it, however long.
             let slot = r.slot(4);
-            slot.seq
-                .store(busy(free_stamp(4), current_pid()), Ordering::Relaxed);
+            slot.seq.store(busy(free_stamp(4), me), Ordering::Relaxed);
+            slot.owner.store(me, Ordering::Relaxed);
             b.tail.pos.store(5, Ordering::Relaxed);
             r.try_push(9).unwrap();
             assert_eq!(
@@ -2119,6 +2273,59 @@ mod tests {
             assert_eq!(r.try_pop(), Ok(12));
             assert_eq!(r.try_pop(), Ok(13));
             assert_eq!(r.try_pop(), Err(PopError::Empty));
+        });
+    }
+
+    /// A slot held under a pid that runs again (here: ours) by a process
+    /// that had that pid before and died (its recorded start time differs)
+    /// is recovered, and its record cleared; held under a live pid with no
+    /// record, or with the live process's own record, it is not.
+    #[test]
+    fn a_dead_owner_whose_pid_was_reused_is_recovered() {
+        let short = Duration::from_millis(20);
+        let long = Duration::from_secs(10);
+        let me = Identity::current();
+        let earlier =
+            Identity::new(me.pid(), Some(me.start_ticks().unwrap().wrapping_sub(1))).unwrap();
+        with_ring::<u64, _>(2, |r| {
+            let b = r.parts.body;
+            // A producer writing position 0 under our pid, no record yet:
+            // the pid decides, alive.
+            let slot = r.slot(0);
+            slot.seq
+                .store(busy(free_stamp(0), me.to_word()), Ordering::Relaxed);
+            b.tail.pos.store(1, Ordering::Relaxed);
+            r.try_push(1).unwrap();
+            assert_eq!(r.pop_timeout(short), Err(PopError::Empty));
+            // Our own record: alive.
+            slot.owner.store(me.to_word(), Ordering::Relaxed);
+            assert_eq!(r.pop_timeout(short), Err(PopError::Empty));
+            // The record of the earlier process with our pid: dead, so the
+            // slot is stepped over and the record cleared.
+            slot.owner.store(earlier.to_word(), Ordering::Relaxed);
+            assert_eq!(r.pop_timeout(long), Ok(1));
+            assert_eq!(slot.owner.load(Ordering::Relaxed), 0);
+
+            // A consumer reading position 2 (slot 0) of a full ring, the
+            // same three ways.
+            r.try_push(2).unwrap();
+            r.try_push(3).unwrap();
+            let slot = r.slot(2);
+            slot.seq
+                .store(busy(full_stamp(2), me.to_word()), Ordering::Relaxed);
+            b.head.pos.store(3, Ordering::Relaxed);
+            slot.owner.store(0, Ordering::Relaxed);
+            assert!(matches!(r.push_timeout(4, short), Err(PushError::Full(4))));
+            slot.owner.store(me.to_word(), Ordering::Relaxed);
+            assert!(matches!(r.push_timeout(4, short), Err(PushError::Full(4))));
+            slot.owner.store(earlier.to_word(), Ordering::Relaxed);
+            r.push_timeout(4, long).unwrap();
+            assert_eq!(r.try_pop(), Ok(3));
+            assert_eq!(r.try_pop(), Ok(4));
+            // Every hand-on left `owner` cleared.
+            for i in 0..2 {
+                assert_eq!(r.slot(i).owner.load(Ordering::Relaxed), 0);
+            }
         });
     }
 
@@ -2192,13 +2399,10 @@ mod tests {
         assert_eq!(stamp_diff(free_stamp(5), full_stamp(5)), -1);
         let cap = MAX_CAPACITY;
         assert_eq!(stamp_diff(full_stamp(cap), full_stamp(0)), 2 * cap as i64);
-        let w = busy(full_stamp(3), 4_194_303);
-        assert_eq!((owner(w), stamp(w), w & SKIPPED), (4_194_303, 7, 0));
-        assert_eq!(
-            owner(busy(1, 1 << 22)),
-            0,
-            "a pid that does not fit is unknown"
-        );
+        let id = Identity::new(4_194_303, Some(99)).unwrap().to_word();
+        let w = busy(full_stamp(3), id);
+        assert_eq!((owner_pid(w), stamp(w), w & SKIPPED), (4_194_303, 7, 0));
+        assert_eq!(owner_pid(busy(1, 0)), 0, "no identity: unknown");
     }
 
     #[test]
@@ -2355,7 +2559,10 @@ mod tests {
                 }
                 for i in 0..cap as usize {
                     if xorshift(&mut seed) & 1 == 0 {
-                        poke(SLOTS + 16 * i, g(&mut seed));
+                        poke(SLOTS + 24 * i, g(&mut seed));
+                        if xorshift(&mut seed) & 1 == 0 {
+                            poke(SLOTS + 24 * i + 8, g(&mut seed));
+                        }
                     }
                 }
                 let ring = MpmcRing::<u64>::attach(Region::from_mut_slice(&mut *mem)).unwrap();
@@ -2692,6 +2899,75 @@ mod loom_tests {
             });
             let p = thread::spawn(move || r.push(2).unwrap());
             d.join().unwrap();
+            assert_eq!(r.pop(), Ok(2));
+            p.join().unwrap();
+        });
+    }
+
+    /// A producer dies writing its slot (`W`) of a 1-slot ring, and a new
+    /// process (here the main thread) takes its pid over and pushes: the
+    /// consumer still steps over the dead writer's slot (its recorded
+    /// identity is dead, though its pid runs again), and never over the
+    /// reuser's, which lands in the same slot one lap later under the same
+    /// pid (the recoverer's clear of `owner` keeps the dead identity from
+    /// being read against it). Deadlocks on a pid-only check (the dead
+    /// slot stalls while the pid runs), and without the recoverer's clear.
+    #[test]
+    fn mpmc_reused_pid_of_a_dead_writer_does_not_stall_it() {
+        loom::model(|| {
+            let r = ring(1);
+            let c = thread::spawn(move || r.pop());
+            // Fails if its claim was stolen and the ring then looked full:
+            // a death with nothing taken, also fine.
+            thread::spawn(move || {
+                dies_after(r, |r| {
+                    let _ = r.claim_push();
+                })
+            })
+            .join()
+            .unwrap();
+            crate::sync::loom_reuse_pid();
+            r.push(2).unwrap();
+            assert_eq!(c.join().unwrap(), Ok(2));
+        });
+    }
+
+    /// A consumer pops normally and then dies; a new process takes its pid
+    /// over and pushes into the slot the dead consumer freed: a blocked
+    /// consumer that finds that push in flight (`W` under the reused pid,
+    /// before the pusher records its identity) must not take it for the
+    /// dead consumer's hold. Fails when `free_slot` does not clear
+    /// `owner`.
+    #[test]
+    fn mpmc_reused_pid_after_a_clean_pop_is_not_taken_for_the_dead() {
+        loom::model(|| {
+            let r = ring(1);
+            r.push(1).unwrap();
+            thread::spawn(move || dies_after(r, |r| assert_eq!(r.pop(), Ok(1))))
+                .join()
+                .unwrap();
+            crate::sync::loom_reuse_pid();
+            let c = thread::spawn(move || r.pop());
+            r.push(2).unwrap();
+            assert_eq!(c.join().unwrap(), Ok(2));
+        });
+    }
+
+    /// A producer pushes normally and then dies; a new process takes its
+    /// pid over and pops that value: a producer blocked on the full ring
+    /// that finds the pop in flight (`R` under the reused pid) must not
+    /// free the slot under the reader (a data race on the value). Fails
+    /// when `publish` does not clear `owner`.
+    #[test]
+    fn mpmc_reused_pid_after_a_clean_push_is_not_taken_for_the_dead() {
+        loom::model(|| {
+            let r = ring(1);
+            thread::spawn(move || dies_after(r, |r| r.push(1).unwrap()))
+                .join()
+                .unwrap();
+            crate::sync::loom_reuse_pid();
+            let p = thread::spawn(move || r.push(2).unwrap());
+            assert_eq!(r.pop(), Ok(1));
             assert_eq!(r.pop(), Ok(2));
             p.join().unwrap();
         });

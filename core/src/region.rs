@@ -61,7 +61,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 /// MPMC slot free for its first lap reads 0 (rings start all-zero); peer
 /// slots are two words (identity, counts); semaphores record their
 /// holders and barriers their parties (identity words).
-pub const LAYOUT_VERSION: u32 = 4;
+/// 5: an MPMC slot records its owner's identity word beside `seq` (slots
+/// are `seq`, `owner`, value).
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's
 /// memory must have (page-aligned mappings always do).

@@ -6,6 +6,8 @@
 //!   next locker takes the lock over (`OwnerDied`) instead of timing out;
 //! - an SPSC role holder killed and its pid reused: the role is claimed
 //!   again (`FromDead`) instead of "held by a live process";
+//! - an MPMC producer killed holding a slot and its pid reused: consumers
+//!   step over the dead slot instead of waiting for the reuser to exit;
 //! - a mutex shared with a process in another pid namespace (`unshare
 //!   --pid --fork --mount-proc`): the attach is refused with
 //!   `AttachError::ForeignPidNamespace`, in both directions, where it used
@@ -15,7 +17,7 @@
 //!   maps the segment, keeps it; removes it once nobody holds it.
 //!
 //! Pid reuse is arranged by writing `victim - 1` to
-//! `/proc/sys/kernel/ns_last_pid` and starting `sleep`; both that and
+//! `/proc/sys/kernel/ns_last_pid` and forking a sleeping process; both that and
 //! `unshare` need root, as these tests run here.
 //!
 //! A custom harness (`harness = false`): the processes in another pid
@@ -27,6 +29,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use multiproc::shm::{cleanup_leaked, SharedMemory, ShmOptions};
+use multiproc_core::mpmc::{MpmcRing, PopError};
 use multiproc_core::mutex::{LockTimeoutError, Mutex, PoisonCause};
 use multiproc_core::region::AttachError;
 use multiproc_core::role::Claimed;
@@ -40,7 +43,7 @@ const WATCHDOG: Duration = Duration::from_secs(120);
 /// that holds the reused pid.
 const PATIENCE: Duration = Duration::from_secs(15);
 /// The sleeper that takes the victim's pid lives this long (seconds).
-const SLEEPER_SECS: &str = "60";
+const SLEEPER_SECS: u64 = 60;
 /// Where the children of the namespace tests find their flags in the
 /// segment: after the first region (one page).
 const FLAGS: usize = 4096;
@@ -60,6 +63,7 @@ fn main() {
         tests![
             mutex_owner_killed_and_pid_reused_is_taken_over,
             spsc_role_holder_killed_and_pid_reused_is_claimed_again,
+            mpmc_slot_owner_killed_and_pid_reused_is_recovered,
             mutex_in_another_pid_namespace_is_refused_child_side,
             mutex_in_another_pid_namespace_is_refused_host_side,
             cleanup_from_another_pid_namespace_keeps_a_live_creators_segment,
@@ -73,39 +77,77 @@ fn main() {
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// A `sleep` that runs under `pid`, killed and reaped on drop.
-struct Sleeper(std::process::Child);
+/// A process that sleeps under a reused pid; killed and reaped on drop
+/// (by [`Child`]'s drop).
+struct Sleeper(#[allow(dead_code)] Child);
 
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a `sleep` that gets `pid` (free again: its process was killed
-/// and reaped), by setting `ns_last_pid` to `pid - 1` right before; another
-/// process on the machine may take the pid first, so it retries.
+/// Starts a sleeping process that gets `pid` (free again: its process was
+/// killed and reaped), by setting `ns_last_pid` to `pid - 1` right before
+/// a `fork`; another process on the machine may take the pid first, so it
+/// retries. A `fork` (rather than spawning `sleep`) takes its pid
+/// microseconds after the write, leaving the tests running in parallel
+/// (forking, starting threads) little room to take it first: once one
+/// does and keeps it, every retry fails.
 fn reuse_pid(pid: u32) -> Sleeper {
     // The victim started at least two clock ticks (10 ms each at the usual
     // 100 Hz) before the sleeper: a start time is recorded in ticks, and a
     // pid reused within the very tick it was first handed out would pass
     // for its earlier owner (see `multiproc_core::identity`).
     std::thread::sleep(Duration::from_millis(30));
+    let serial = lock_ns_last_pid();
+    let lock_fd = {
+        use std::os::fd::AsRawFd;
+        serial.as_raw_fd()
+    };
+    const LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    let last_pid = || -> u32 {
+        let s = std::fs::read_to_string(LAST_PID).expect("read ns_last_pid");
+        s.trim().parse().expect("ns_last_pid is a number")
+    };
+    // Where pid allocation stood: put back once we have the pid, so that
+    // the processes and threads started meanwhile (other tests run in
+    // parallel) do not go on to take recently freed pids after ours, such
+    // as the victim of another test waiting for its turn here.
+    let before = last_pid();
     for _ in 0..200 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+        std::fs::write(LAST_PID, (pid - 1).to_string())
             .expect("writing /proc/sys/kernel/ns_last_pid needs root");
-        let c = Command::new("sleep")
-            .arg(SLEEPER_SECS)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("sleep");
-        let s = Sleeper(c);
-        if s.0.id() == pid {
-            return s;
+        let c = fork(move || {
+            // Our copy of the lock's descriptor would hold the lock for as
+            // long as we sleep.
+            // SAFETY: closes a descriptor this process inherited and does
+            // not otherwise use.
+            unsafe { libc::close(lock_fd) };
+            std::thread::sleep(Duration::from_secs(SLEEPER_SECS));
+            0
+        });
+        if c.pid() == pid {
+            if last_pid() < before {
+                let _ = std::fs::write(LAST_PID, before.to_string());
+            }
+            return Sleeper(c);
         }
     }
     panic!("could not get pid {pid} reused (a busy machine?)");
+}
+
+/// Takes an exclusive lock (`flock`, released when the file closes) that
+/// serialises pid reuse between the tests of this binary, which nextest
+/// runs in parallel processes: tests writing `ns_last_pid` at the same
+/// time keep taking each other's pid, and could use up their retries.
+fn lock_ns_last_pid() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("multiproc-tests-ns_last_pid.lock"))
+        .expect("open the ns_last_pid lock file");
+    // SAFETY: `f` is an open descriptor for the duration of the call;
+    // flock touches no memory of ours.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(r, 0, "flock: {}", std::io::Error::last_os_error());
+    f
 }
 
 /// Forks a child that runs `hold` (which must set `flag` to 1 once it
@@ -306,6 +348,37 @@ fn spsc_role_holder_killed_and_pid_reused_is_claimed_again() {
     }
     let mut c = ring.consumer().unwrap();
     assert_eq!(c.try_pop(), Ok(5));
+}
+
+/// Repro: an MPMC producer is SIGKILLed holding a slot it took to write
+/// in place (`W` under its pid) and its pid reused by `sleep`: consumers
+/// must step over the dead slot and get the values pushed after it (they
+/// used to wait until the sleeper exited, the slot's owner pid looking
+/// alive).
+fn mpmc_slot_owner_killed_and_pid_reused_is_recovered() {
+    let map = SharedMap::new(1 << 16);
+    let ring = MpmcRing::<u64>::create(map.region(), 4).unwrap();
+    ring.try_push(1).unwrap();
+    let victim = kill_holder(&map, move || {
+        let mut slot = ring.try_push_ref().unwrap();
+        *slot = 99;
+        // Held until the kill: never published.
+        std::mem::forget(slot);
+    });
+    let _sleeper = reuse_pid(victim);
+    ring.try_push(2).unwrap();
+    ring.try_push(3).unwrap();
+    for want in 1..=3 {
+        match ring.pop_timeout(PATIENCE) {
+            Ok(v) => assert_eq!(v, want),
+            Err(PopError::Empty) => panic!(
+                "timed out before value {want}: the slot of dead pid {victim} was taken \
+                 for held by the sleeper that reuses its pid"
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ring.try_pop(), Err(PopError::Empty));
 }
 
 // ---------------------------------------------------------------------------
