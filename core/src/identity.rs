@@ -185,9 +185,23 @@ pub fn reuse_proof() -> bool {
 #[cfg(not(multiproc_loom))]
 #[inline]
 pub(crate) fn current_word() -> u64 {
+    let w = crate::sys::cached_identity();
+    if w != 0 {
+        return w;
+    }
+    current_word_slow()
+}
+
+#[cfg(not(multiproc_loom))]
+#[cold]
+fn current_word_slow() -> u64 {
     let pid = crate::sys::current_pid();
     let start = crate::sys::current_start_ticks().map(|t| t & START_MASK);
-    Identity::new(pid, start).map_or(0, Identity::to_word)
+    let w = Identity::new(pid, start).map_or(0, Identity::to_word);
+    if w != 0 {
+        crate::sys::cache_identity(w);
+    }
+    w
 }
 
 /// Under the real build: liveness of an identity word.
@@ -241,6 +255,29 @@ mod tests {
         assert!(!word_alive(0));
         assert!(reuse_proof());
         assert!(pid_namespace().is_some());
+    }
+
+    #[test]
+    fn a_fork_child_has_its_own_identity_not_the_cached_parents() {
+        let parent = Identity::current();
+        // SAFETY: the child only reads /proc, compares and `_exit`s; the
+        // test harness's other threads take no lock it needs here (no
+        // allocation, no stdio).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let me = Identity::current();
+            // SAFETY: getpid has no preconditions.
+            let real = unsafe { libc::getpid() } as u32;
+            let ok = me.pid() == real && me != parent && of_pid(real) == Some(me);
+            // SAFETY: leaves the forked child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(pid > 0);
+        let mut status = 0;
+        // SAFETY: `pid` is our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(Identity::current(), parent);
     }
 
     #[test]

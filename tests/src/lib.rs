@@ -258,9 +258,32 @@ impl Default for Cells {
 /// `/proc/sys/kernel/ns_last_pid` (root) right before; retries while other
 /// processes of the machine take the pid first. `None` if that never
 /// worked (or the file cannot be written). The caller kills and reaps it.
+///
+/// Tests that reuse pids run in parallel (nextest): they take turns
+/// through an exclusive `flock` on one file in the temporary directory
+/// (the same one `tests/identity.rs` takes), and put `ns_last_pid` back
+/// where allocation stood, so that the processes started meanwhile do not
+/// go on to take recently freed pids (another test's victim).
 pub fn spawn_with_pid(want: u32) -> Option<std::process::Child> {
-    for _ in 0..50 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (want - 1).to_string()).ok()?;
+    use std::os::fd::AsRawFd;
+    const LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("multiproc-tests-ns_last_pid.lock"))
+        .ok()?;
+    // SAFETY: `lock` is an open descriptor for the duration of the call;
+    // flock touches no memory of ours. Released when `lock` closes (the
+    // descriptor is close-on-exec: `sleep` does not keep it).
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return None;
+    }
+    let last_pid =
+        || -> Option<u32> { std::fs::read_to_string(LAST_PID).ok()?.trim().parse().ok() };
+    let before = last_pid()?;
+    for _ in 0..200 {
+        std::fs::write(LAST_PID, (want - 1).to_string()).ok()?;
         let mut c = std::process::Command::new("sleep")
             .arg("20")
             .stdout(std::process::Stdio::null())
@@ -268,6 +291,9 @@ pub fn spawn_with_pid(want: u32) -> Option<std::process::Child> {
             .spawn()
             .ok()?;
         if c.id() == want {
+            if last_pid().is_some_and(|now| now < before) {
+                let _ = std::fs::write(LAST_PID, before.to_string());
+            }
             return Some(c);
         }
         let _ = c.kill();

@@ -17,7 +17,7 @@ use multiproc::queue::{JoinableQueue, SimpleQueue};
 use multiproc::sync::{Barrier, BarrierError, BoundedSemaphore, OwnerDied, Semaphore};
 use multiproc::{Process, StartMethod};
 use multiproc_tests::process_support::{kill9, run_tests, wait_dead, Test};
-use multiproc_tests::{join_process_ok, Cells};
+use multiproc_tests::{join_process_ok, spawn_with_pid, Cells};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -121,26 +121,13 @@ fn semaphore_holder_pid_reused_still_recovered() {
     wait_dead(sleeper, WATCHDOG);
 }
 
-/// Starts `sleep 20` with pid `pid` (via `ns_last_pid`), retrying while
-/// other processes of the machine take it first. Returns its pid.
+/// Starts `sleep 20` with pid `pid` (see `multiproc_tests::spawn_with_pid`);
+/// returns its pid. Reaped by nobody until the test ends; killed by the
+/// caller.
 fn reuse_pid(pid: u32) -> Option<u32> {
-    for _ in 0..50 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).ok()?;
-        let mut c = std::process::Command::new("sleep")
-            .arg("20")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        if c.id() == pid {
-            // Reaped by nobody until the test ends; killed by the caller.
-            std::mem::forget(c);
-            return Some(pid);
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    None
+    let c = spawn_with_pid(pid)?;
+    std::mem::forget(c);
+    Some(pid)
 }
 
 /// A barrier of 3: one party registers and is killed before it arrives;

@@ -110,6 +110,8 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static START: AtomicU64 = AtomicU64::new(0);
 /// The inode of this process's pid namespace (0: not cached yet).
 static PIDNS: AtomicU64 = AtomicU64::new(0);
+/// This process's packed identity word (`crate::identity`), 0: not cached.
+static IDENT: AtomicU64 = AtomicU64::new(0);
 /// Registration of the atfork handler: not started, in progress, done.
 static ATFORK: AtomicU32 = AtomicU32::new(ATFORK_NONE);
 const ATFORK_NONE: u32 = 0;
@@ -120,6 +122,7 @@ extern "C" fn clear_caches_after_fork() {
     PID.store(0, Ordering::Relaxed);
     START.store(0, Ordering::Relaxed);
     PIDNS.store(0, Ordering::Relaxed);
+    IDENT.store(0, Ordering::Relaxed);
 }
 
 /// Whether values may be cached: true once the atfork handler that clears
@@ -166,6 +169,21 @@ fn current_pid_slow() -> u32 {
         PID.store(p, Ordering::Relaxed);
     }
     p
+}
+
+/// This process's identity word as cached by [`cache_identity`] (0: none
+/// yet): one load on the fast paths that record an owner.
+#[inline]
+pub(crate) fn cached_identity() -> u64 {
+    IDENT.load(Ordering::Relaxed)
+}
+
+/// Caches this process's identity word (cleared in a fork child, like the
+/// pid), once the atfork handler that clears it is registered.
+pub(crate) fn cache_identity(word: u64) {
+    if may_cache() {
+        IDENT.store(word, Ordering::Relaxed);
+    }
 }
 
 /// This process's start time (field 22 of `/proc/self/stat`, clock ticks
