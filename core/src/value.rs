@@ -898,7 +898,7 @@ impl<'a, T: Pod> Array<'a, T> {
 
 /// Holds an [`Array`] locked; derefs to its elements; unlocks on drop.
 ///
-/// Not `Send`, as [`MutexGuard`](crate::mutex::MutexGuard):
+/// Not `Send`, as [`crate::mutex::MutexGuard`]:
 ///
 /// ```compile_fail,E0277
 /// # use multiproc_core::{region::Region, value::Array};

@@ -1,38 +1,5 @@
-//! Handles given to a forked child explicitly: [`Inherit`] and
+//! [`Inherit`]: handles given to a forked child explicitly, through
 //! [`Process::with`](super::Process::with).
-//!
-//! A queue or pipe handle counts, in its segment's peer table, as held by
-//! one process, so that the other side learns when every holder is gone
-//! (`Disconnected`), even when a holder was killed. A handle that a closure
-//! *captured* and took into a forked child cannot be seen by the parent:
-//! the parent forgets its copy of the closure without running any
-//! destructor (the only sound choice: see the module docs of
-//! [`process`](super)), so the handle stays counted under the parent until
-//! the child first uses it. A child killed before that first use leaves the
-//! count with the parent, and the other side is not told until the parent
-//! exits.
-//!
-//! A handle passed as the *argument* of [`Process::with`] has no such
-//! window: the child counts it in its own name before the function runs,
-//! and withdraws its parent's count, so a child killed at any later moment
-//! (even before it used the handle) takes the count with it.
-//!
-//! ```
-//! use multiproc::{Process, Queue};
-//! use multiproc::queue::RecvError;
-//!
-//! # multiproc::init();
-//! let (tx, rx) = Queue::<u64>::new(16).channel()?;
-//! let child = Process::with(tx, |tx| {
-//!     tx.send(42).unwrap();
-//! })
-//! .start()?;
-//! assert_eq!(rx.recv(), Ok(42));
-//! child.join()?;
-//! // The only sender went with the child: the queue is disconnected.
-//! assert_eq!(rx.recv(), Err(RecvError));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 /// Something that holds queue or pipe handles, which a forked child counts
 /// in its own name before its function runs ([`Process::with`]).
@@ -44,7 +11,44 @@
 /// [`Connection`](crate::Connection)), and for the containers and tuples
 /// that hold them. Implement it for your own argument type by calling
 /// `inherit` on each handle it holds; a handle left out keeps the window
-/// of a captured handle (see the [module docs](self)), nothing worse.
+/// of a captured handle (see [`Process::with`]), nothing worse.
+///
+/// # Why
+///
+/// A queue or pipe handle counts, in its segment's peer table, as held by
+/// one process, so that the other side learns when every holder is gone
+/// (`Disconnected`), even when a holder was killed. A handle that a closure
+/// *captured* and took into a forked child cannot be seen by the parent:
+/// the parent forgets its copy of the closure without running any
+/// destructor (the only sound choice: see the module docs of
+/// [`process`](crate::process)), so the handle stays counted under the parent until
+/// the child first uses it. A child killed before that first use leaves the
+/// count with the parent, and the other side is not told until the parent
+/// exits.
+///
+/// A handle passed as the *argument* of [`Process::with`] has no such
+/// window: the child counts it in its own name before the function runs,
+/// and withdraws its parent's count, so a child killed at any later moment
+/// (even before it used the handle) takes the count with it.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, Queue};
+/// use multiproc::queue::RecvError;
+///
+/// # multiproc::init();
+/// let (tx, rx) = Queue::<u64>::new(16).channel()?;
+/// let child = Process::with(tx, |tx| {
+///     tx.send(42).unwrap();
+/// })
+/// .start()?;
+/// assert_eq!(rx.recv(), Ok(42));
+/// child.join()?;
+/// // The only sender went with the child: the queue is disconnected.
+/// assert_eq!(rx.recv(), Err(RecvError));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// [`Process::with`]: super::Process::with
 pub trait Inherit {
