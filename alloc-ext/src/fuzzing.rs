@@ -15,7 +15,7 @@
 //! | SPSC end token (`spsc::parse_token`) | [`spsc_token_parse`], [`spsc_token_make`] |
 //! | pipe end token (`pipe::PipeToken`) | [`PipeToken::decode`], [`PipeToken::encode`] |
 //! | shm names (`shm::ShmName::parse`) | [`shm_name_parse`] |
-//! | spawn/fork-server frames (`process::wire`) | [`Frames`], [`wire_frame`], [`wire_parse_header`], [`wire_report`], [`wire_decode_status`], [`wire_parse_nonce`], [`ForkRequest`] |
+//! | spawn/fork-server frames (`process::wire`) | [`Frames`], [`wire_frame`], [`wire_parse_header`], [`wire_report`], [`wire_decode_status`], [`wire_parse_nonce`], [`wire_job_encode`], [`wire_job_decode`], [`ForkRequest`] |
 //! | spawn identity path (`process::spawn::parse_path`) | [`parse_path`], [`path_str`] |
 //! | sync segment type stamps (`sync::attach_checked`) | [`sync_cases`], [`sync_segment_type`], [`sync_handle_from_tag`] |
 //! | socket connection frames (`connection::wire`) | [`conn_parse_header`], [`conn_frame`], [`conn_read_frames`] |
@@ -297,6 +297,20 @@ pub fn wire_decode_status(p: &[u8]) -> Option<(bool, i32)> {
     })
 }
 
+/// The payload of a spawn child's `A` frame: the parent's auth key, then
+/// the argument bytes.
+pub fn wire_job_encode(authkey: &[u8], args: &[u8]) -> Vec<u8> {
+    let mut v = wire::job_prefix(authkey);
+    v.extend_from_slice(args);
+    v
+}
+
+/// Decodes an `A` frame's payload as the spawn child does: `(auth key,
+/// arguments)`.
+pub fn wire_job_decode(p: &[u8]) -> Option<(&[u8], &[u8])> {
+    wire::decode_job(p)
+}
+
 /// A fork-server request (`Q` frame payload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkRequest {
@@ -310,6 +324,8 @@ pub struct ForkRequest {
     pub name: String,
     /// Identity path (at most [`FORK_REQUEST_MAX_IDENT`] decode).
     pub ident: Vec<u32>,
+    /// The requesting client's auth key.
+    pub authkey: Vec<u8>,
     /// Argument bytes.
     pub args: Vec<u8>,
 }
@@ -326,6 +342,7 @@ impl ForkRequest {
             entry: self.entry.clone(),
             name: self.name.clone(),
             ident: self.ident.clone(),
+            authkey: self.authkey.clone(),
             args: self.args.clone(),
         }
         .encode()
@@ -339,6 +356,7 @@ impl ForkRequest {
             entry: r.entry,
             name: r.name,
             ident: r.ident,
+            authkey: r.authkey,
             args: r.args,
         })
     }

@@ -9,10 +9,11 @@
 //!   comes only at a header announcing more than `MAX_FRAME` bytes (a
 //!   reference splitter says the same);
 //! - the input as a header, a status payload, a challenge, a request
-//!   payload and a path:
+//!   payload, a spawn job (`A`) payload and a path:
 //!   what decodes encodes back to the input (every encoding is canonical);
 //! - values built from the input round-trip: requests (an identity of up
-//!   to `FORK_REQUEST_MAX_IDENT`), statuses, paths, frames; a report frame
+//!   to `FORK_REQUEST_MAX_IDENT`, any auth key), jobs (any auth key and
+//!   arguments), statuses, paths, frames; a report frame
 //!   fits `PIPE_BUF` and carries a prefix of its message cut on a character
 //!   boundary.
 #![no_main]
@@ -20,7 +21,7 @@
 use libfuzzer_sys::fuzz_target;
 use multiproc::fuzzing::{
     parse_path, path_str, wire_decode_status, wire_encode_status, wire_frame, wire_parse_header,
-    wire_parse_nonce, wire_report, BadFrame, ForkRequest, Frames, FORK_REQUEST_MAX_IDENT,
+    wire_job_decode, wire_job_encode, wire_parse_nonce, wire_report, BadFrame, ForkRequest, Frames, FORK_REQUEST_MAX_IDENT,
     WIRE_HEADER, WIRE_MAX_FRAME, WIRE_MAX_REPORT, WIRE_NONCE_LEN,
 };
 
@@ -94,6 +95,19 @@ fn decode_raw(data: &[u8]) {
         assert!(r.ident.len() <= FORK_REQUEST_MAX_IDENT);
         assert_eq!(r.encode(), data, "not canonical: {r:?}");
     }
+    match wire_job_decode(data) {
+        Some((key, args)) => {
+            assert_eq!(4 + key.len() + args.len(), data.len());
+            assert_eq!(wire_job_encode(key, args), data, "not canonical");
+        }
+        None => {
+            // Only a length that runs past the payload is refused.
+            let len = data
+                .first_chunk::<4>()
+                .map(|l| u32::from_le_bytes(*l) as usize);
+            assert!(len.is_none_or(|l| l > data.len() - 4));
+        }
+    }
     if let Ok(s) = std::str::from_utf8(data) {
         if let Some(p) = parse_path(s) {
             assert_eq!(path_str(&p), s, "not canonical");
@@ -127,13 +141,17 @@ fn build(data: &[u8]) {
     let cut = usize::from(c) % (text.len() + 1);
     let cut = (0..=cut).rev().find(|&i| text.is_char_boundary(i)).unwrap();
     let (entry, name) = text.split_at(cut);
+    let key_len = usize::from(e) % (rest.len() + 1);
+    let (key, args) = rest.split_at(key_len);
+    assert_eq!(wire_job_decode(&wire_job_encode(key, args)), Some((key, args)));
     let r = ForkRequest {
         daemon: a & 2 != 0,
         parent_pid: u32::from_le_bytes([b, c, d, e]),
         entry: entry.to_owned(),
         name: name.to_owned(),
         ident: words[..n].to_vec(),
-        args: rest.to_vec(),
+        authkey: key.to_vec(),
+        args: args.to_vec(),
     };
     let dec = ForkRequest::decode(&r.encode());
     if r.ident.len() <= FORK_REQUEST_MAX_IDENT {

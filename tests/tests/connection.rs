@@ -468,7 +468,86 @@ fn default_authkey_is_inherited_by_fork() {
     assert_eq!(authkey(), b"replaced");
 }
 
+/// Entry point of the spawn/forkserver key tests. `args`: the parent's
+/// listener path, a newline, the key the parent expects (hex).
+/// Authenticates to the listener with `authkey()` and sends it; exit 3 if
+/// this process's key is not the expected one (after trying the
+/// handshake anyway, so the parent's `accept` fails at once), 4 if the
+/// handshake fails.
+fn entry_check_authkey(args: &[u8]) -> i32 {
+    let Some((path, want)) = std::str::from_utf8(args)
+        .ok()
+        .and_then(|s| s.split_once('\n'))
+    else {
+        return 2;
+    };
+    let key = authkey();
+    let c = Client::connect(&Address::Unix(path.into()), &key);
+    if hex(&key) != want {
+        eprintln!("child key {} != parent key {want}", hex(&key));
+        return 3;
+    }
+    let Ok(mut c) = c else {
+        return 4;
+    };
+    if c.send_bytes(&key).is_err() {
+        return 5;
+    }
+    0
+}
+
+/// Starts an `entry_check_authkey` child with `method` and checks that it
+/// has `key`: its own check (exit 0), a handshake with a listener keyed
+/// with `key`, and the key it then sends.
+fn child_has_key(method: multiproc::StartMethod, key: &[u8]) {
+    let l = Listener::bind(&Address::unique_unix(), key).unwrap();
+    let Address::Unix(path) = l.address().clone() else {
+        unreachable!()
+    };
+    let args = format!("{}\n{}", path.to_str().unwrap(), hex(key));
+    let p = multiproc::Process::entry("check_authkey", args)
+        .start_method(method)
+        .start()
+        .unwrap();
+    let accepted = l.accept_timeout(LINE_WAIT);
+    let got = accepted.map(|mut c| c.recv_bytes(1024));
+    let st = p
+        .join_timeout(LINE_WAIT)
+        .expect("join")
+        .expect("child hung");
+    assert!(st.success(), "{method:?} child: {st:?} (3: another key)");
+    assert_eq!(got.unwrap().unwrap(), key);
+}
+
+/// Python's `current_process().authkey` crosses every start method: a
+/// spawn and a forkserver child have their parent's key (set with
+/// `set_authkey`, of another length than a default key) before their
+/// entry point runs, and authenticate to the parent's listener with it.
+fn authkey_is_inherited_by_spawn_and_forkserver() {
+    use multiproc::StartMethod;
+    let key = b"the parent's key, not 32 bytes long";
+    set_authkey(key);
+    child_has_key(StartMethod::Spawn, key);
+    child_has_key(StartMethod::Forkserver, key);
+}
+
+/// The fork server, started once, passes on the key its client has at
+/// each start, not the one it had when the server started (nor the
+/// server's own).
+fn forkserver_child_gets_the_key_set_since() {
+    use multiproc::StartMethod;
+    set_authkey(b"first key");
+    child_has_key(StartMethod::Forkserver, b"first key");
+    set_authkey(b"second key");
+    child_has_key(StartMethod::Forkserver, b"second key");
+    child_has_key(StartMethod::Spawn, b"second key");
+    // An empty key is a key too (Python allows it).
+    set_authkey(b"");
+    child_has_key(StartMethod::Forkserver, b"");
+}
+
 fn main() {
+    multiproc::register_entry("check_authkey", entry_check_authkey).unwrap();
     multiproc::init();
     macro_rules! tests {
         ($($t:ident),* $(,)?) => { &[$(Test { name: stringify!($t), run: $t }),*] };
@@ -489,6 +568,8 @@ fn main() {
             oversized_handshake_refused,
             unix_socket_mode_and_tcp_loopback,
             default_authkey_is_inherited_by_fork,
+            authkey_is_inherited_by_spawn_and_forkserver,
+            forkserver_child_gets_the_key_set_since,
         ],
         WATCHDOG,
     );

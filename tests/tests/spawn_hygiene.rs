@@ -175,10 +175,11 @@ try:
             if tag == b"C":
                 a.sendall(frame(b"K", payload))
             elif tag == b"R" and method == "spawn":
-                a.sendall(frame(b"A", marker.encode()))
+                a.sendall(frame(b"A", put(b"outsider key") + marker.encode()))
             elif tag == b"R":
                 req = (bytes([0]) + struct.pack("<I", os.getpid()) + put(b"hygiene_outsider")
-                       + put(b"Process-1") + struct.pack("<I", 0) + put(marker.encode()))
+                       + put(b"Process-1") + struct.pack("<I", 0) + put(b"outsider key")
+                       + put(marker.encode()))
                 w, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 a.sendmsg([b"Q" + struct.pack("<I", len(req))],
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])
@@ -237,7 +238,7 @@ fn run_outsider(method: &str, version: &str, marker: &std::path::Path) -> i32 {
 /// and the program's `main` goes on (it exits with [`MAIN_WENT_ON`]).
 fn outsider_launch_does_not_run_entry() {
     for method in ["spawn", "forkserver"] {
-        for version in ["1", "2"] {
+        for version in ["2", "3"] {
             let marker = std::env::temp_dir().join(format!(
                 "spawn-hygiene-marker-{}-{method}-{version}",
                 std::process::id()
@@ -275,7 +276,8 @@ fn play_parent(mut sock: UnixStream, marker: &str) {
             buf.drain(..5 + n);
             let reply = match tag {
                 b'C' => (b'K', payload),
-                b'R' => (b'A', marker.as_bytes().to_vec()),
+                // Job payload: an empty auth key, then the arguments.
+                b'R' => (b'A', [&[0u8; 4][..], marker.as_bytes()].concat()),
                 _ => continue,
             };
             let mut f = vec![reply.0];
@@ -309,7 +311,7 @@ fn launch_self(answer_from_helper: bool) -> (i32, bool) {
     let mut cmd = Command::new(exe);
     cmd.args([
         "--multiproc-spawn",
-        "2",
+        "3",
         &b_fd.to_string(),
         &std::process::id().to_string(),
         "0",

@@ -34,10 +34,12 @@ pub(crate) fn os_random(buf: &mut [u8]) {
 /// ([`AUTHKEY_LEN`] bytes), unless [`set_authkey`] set one. Like Python's
 /// `current_process().authkey`, it is inherited by children: a `fork`
 /// child has a copy of its parent's (whether made before the fork or
-/// not: the child of a parent that never made one makes its own).
-/// Children started with `spawn` or `forkserver` make their own: pass the
-/// key on yourself (for instance in the entry point's arguments) if a
-/// spawned child must connect to its parent's listener.
+/// not: the child of a parent that never made one makes its own); a child
+/// started with `spawn` or `forkserver` is sent the key its parent has
+/// when it starts it (made then if it had none), over the launch socket
+/// (never in argv or the environment), and has it installed before its
+/// entry point runs. So a child can connect to its parent's listener with
+/// `authkey()`, whatever the start method.
 ///
 /// # Examples
 ///
@@ -61,8 +63,9 @@ pub fn authkey() -> Vec<u8> {
 }
 
 /// Replaces the process's authentication key (Python's
-/// `current_process().authkey = key`). Children forked afterwards inherit
-/// it; listeners and connections already made keep theirs.
+/// `current_process().authkey = key`). Children started afterwards, with
+/// any start method, inherit it; children already started, listeners and
+/// connections already made keep theirs.
 ///
 /// # Examples
 ///

@@ -69,8 +69,9 @@
 //! bytes, as in Python.
 //!
 //! The key: [`authkey()`] is the process's default (32 random bytes made
-//! on first use, as Python's `current_process().authkey`), which a forked
-//! child inherits; [`set_authkey`] replaces it. Python interoperates only
+//! on first use, as Python's `current_process().authkey`), which every
+//! child inherits (fork, spawn and forkserver alike); [`set_authkey`]
+//! replaces it. Python interoperates only
 //! if both sides are given the same bytes (a Python process's own
 //! default key is its own random value).
 //!

@@ -10,6 +10,7 @@
 //!  per process:
 //!  socketpair(SEQPACKET) a|b
 //!  Q request + fd b ------------->  look up entry; fork() ------------> close server fds
+//!    (with the client's auth key)                                      set_authkey(request's)
 //!  <------------------ I pid + pidfd (over a)                          [daemon] PDEATHSIG
 //!  start() returns                                                     run entry
 //!                                   <- (pidfd readable)    P report -> (over b, to client)
@@ -65,7 +66,8 @@ use crate::sys::{self, Forked};
 
 /// `argv[1]` of the fork server.
 pub(crate) const MARKER: &str = "--multiproc-forkserver";
-const VERSION: &str = "2";
+/// Protocol version, `argv[2]` (3: a `Q` request carries the client's auth key).
+const VERSION: &str = "3";
 
 const REFUSED_UNKNOWN: u8 = 1;
 const REFUSED_FORK: u8 = 2;
@@ -187,6 +189,9 @@ pub(crate) fn start(
         entry: entry_name.to_owned(),
         name: ident.name.clone(),
         ident: ident.path.clone(),
+        // The key the client has now: the server's own may differ, and
+        // `set_authkey` may change the client's between two starts.
+        authkey: crate::connection::authkey(),
         args,
     }
     .encode();
@@ -478,6 +483,7 @@ fn worker_main(f: EntryFn, req: Request, sock: OwnedFd, server_pid: u32) -> ! {
         path: req.ident,
         parent_pid: req.parent_pid,
     });
+    crate::connection::set_authkey(&req.authkey);
     let args = req.args;
     let (code, report) = run_guarded(move || (f(&args), None));
     if let Some(frame) = report {

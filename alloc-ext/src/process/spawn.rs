@@ -11,7 +11,7 @@
 //!  K nonce (kernel stamps our pid) ------->  sender pid == parent? nonce?
 //!                                          [daemon] PDEATHSIG, getppid
 //!  <------------------------- R (ready) or U (unknown entry)
-//!  A (arguments) ------------------------->
+//!  A (auth key, arguments) --------------->  set_authkey(key)
 //!  start() returns                         run entry under catch_unwind
 //!                        <---------------- P (panic message), if any
 //!  join: poll(pidfd), waitpid              flush, exit(code)
@@ -56,8 +56,8 @@ use crate::sys;
 
 /// `argv[1]` of a spawned child.
 pub(crate) const MARKER: &str = "--multiproc-spawn";
-/// Protocol version, `argv[2]`.
-const VERSION: &str = "2";
+/// Protocol version, `argv[2]` (3: the `A` frame carries the auth key).
+const VERSION: &str = "3";
 
 /// How long a launched child waits for its parent's proof (`K`) before it
 /// gives the launch up. The parent answers at once; this only bounds a
@@ -218,8 +218,15 @@ pub(crate) fn start(
             return Err(ProcessError::InitHookMissing { status: None });
         }
     }
-    let sent = sys::send_all(mine.as_fd(), &wire::header(wire::ARGS, args.len()))
-        .and_then(|()| sys::send_all(mine.as_fd(), args));
+    // The child inherits the key the parent has now, as Python's spawn
+    // passes `authkey` in its preparation data.
+    let key = wire::job_prefix(&crate::connection::authkey());
+    let sent = sys::send_all(
+        mine.as_fd(),
+        &wire::header(wire::ARGS, key.len() + args.len()),
+    )
+    .and_then(|()| sys::send_all(mine.as_fd(), &key))
+    .and_then(|()| sys::send_all(mine.as_fd(), args));
     if let Err(e) = sent {
         reap_failed(pid, true);
         return Err(ProcessError::Io {
@@ -473,7 +480,7 @@ fn run_child(launch: Launch, sock: OwnedFd) -> ! {
     if stream.read_exact(&mut h).is_err() {
         std::process::exit(1);
     }
-    let args = match wire::parse_header(&h) {
+    let job = match wire::parse_header(&h) {
         Some((wire::ARGS, len)) => {
             let mut a = vec![0u8; len];
             if stream.read_exact(&mut a).is_err() {
@@ -481,17 +488,26 @@ fn run_child(launch: Launch, sock: OwnedFd) -> ! {
             }
             a
         }
-        _ => {
-            eprintln!("multiproc spawn child: bad arguments frame");
-            std::process::exit(2)
-        }
+        _ => bad_job(),
     };
+    let Some((key, args)) = wire::decode_job(&job) else {
+        bad_job()
+    };
+    crate::connection::set_authkey(key);
+    let args = args.to_vec();
+    drop(job);
     let (code, report) = run_guarded(move || (f(&args), None));
     if let Some(frame) = report {
         let _ = sys::send_all(stream.as_fd(), &frame);
     }
     flush_std_streams();
     std::process::exit(code)
+}
+
+#[cold]
+fn bad_job() -> ! {
+    eprintln!("multiproc spawn child: bad arguments frame");
+    std::process::exit(2)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! | `K` proof | parent -> spawned child, client -> server | the challenge's bytes, sent by the parent process itself |
 //! | `R` ready | spawned child -> parent, server -> client | empty |
 //! | `U` unknown entry | spawned child -> parent | entry name |
-//! | `A` arguments | parent -> spawned child | argument bytes |
+//! | `A` job | parent -> spawned child | the parent's auth key, then argument bytes: see [`job_prefix`] |
 //! | `P` panicked | child -> parent | panic message |
 //! | `F` failed | child -> parent | error message (closure returned `Err`) |
 //! | `Q` request | client -> server (+ 1 fd) | see [`Request`] |
@@ -54,6 +54,29 @@ pub(crate) const MAX_REPORT: usize = 4096 - HEADER;
 
 /// Bytes of the random challenge of a launch.
 pub(crate) const NONCE_LEN: usize = 16;
+
+/// The start of an `A` frame's payload, which the argument bytes follow:
+/// the parent's auth key (`connection::authkey()`, at the time of the
+/// start) as a u32 LE length and its bytes. The key travels over the launch
+/// socket, never in argv or the environment, which other processes may
+/// read.
+///
+/// ```text
+///  A payload: | key len (u32 LE) | key (len B) | argument bytes (the rest) |
+/// ```
+pub(crate) fn job_prefix(authkey: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + authkey.len());
+    put_bytes(&mut v, authkey);
+    v
+}
+
+/// Decodes an `A` frame's payload into the parent's auth key and the
+/// argument bytes; `None` if the key's length runs past the payload.
+pub(crate) fn decode_job(p: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut r = Reader(p);
+    let key = r.bytes()?;
+    Some((key, r.0))
+}
 
 /// Decodes the payload of a `C` or `K` frame: exactly [`NONCE_LEN`] bytes.
 pub(crate) fn parse_nonce(p: &[u8]) -> Option<[u8; NONCE_LEN]> {
@@ -142,6 +165,14 @@ pub(crate) fn decode_status(p: &[u8]) -> Option<WaitStatus> {
 }
 
 /// A fork-server request: which entry point to run, how, with what.
+///
+/// ```text
+///  daemon (u8: 0 or 1) | parent pid (u32 LE) | entry | name
+///  | ident count (u32 LE, <= 64) | ident (u32 LE each) | authkey | args
+/// ```
+///
+/// `entry`, `name`, `authkey` and `args` are each a u32 LE length and
+/// that many bytes; nothing may follow `args`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {
     pub(crate) daemon: bool,
@@ -149,6 +180,9 @@ pub(crate) struct Request {
     pub(crate) entry: String,
     pub(crate) name: String,
     pub(crate) ident: Vec<u32>,
+    /// The requesting client's auth key at the time of the request (the
+    /// server's own may differ), which the worker installs.
+    pub(crate) authkey: Vec<u8>,
     pub(crate) args: Vec<u8>,
 }
 
@@ -179,7 +213,7 @@ impl<'a> Reader<'a> {
 
 impl Request {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(64 + self.args.len());
+        let mut v = Vec::with_capacity(64 + self.authkey.len() + self.args.len());
         v.push(u8::from(self.daemon));
         v.extend_from_slice(&self.parent_pid.to_le_bytes());
         put_bytes(&mut v, self.entry.as_bytes());
@@ -188,6 +222,7 @@ impl Request {
         for i in &self.ident {
             v.extend_from_slice(&i.to_le_bytes());
         }
+        put_bytes(&mut v, &self.authkey);
         put_bytes(&mut v, &self.args);
         v
     }
@@ -210,6 +245,7 @@ impl Request {
         for _ in 0..n {
             ident.push(r.u32()?);
         }
+        let authkey = r.bytes()?.to_vec();
         let args = r.bytes()?.to_vec();
         r.0.is_empty().then_some(Self {
             daemon,
@@ -217,6 +253,7 @@ impl Request {
             entry,
             name,
             ident,
+            authkey,
             args,
         })
     }
@@ -259,6 +296,7 @@ mod tests {
             entry: "work".into(),
             name: "Process-1:2".into(),
             ident: vec![1, 2],
+            authkey: vec![5; 32],
             args: vec![9; 100],
         };
         let e = r.encode();
@@ -272,6 +310,21 @@ mod tests {
         let mut bad = e;
         bad[0] = 7;
         assert_eq!(Request::decode(&bad), None);
+    }
+
+    #[test]
+    fn jobs_carry_the_key_then_the_arguments() {
+        let mut p = job_prefix(b"secret");
+        p.extend_from_slice(b"args");
+        assert_eq!(decode_job(&p), Some((&b"secret"[..], &b"args"[..])));
+        assert_eq!(decode_job(&job_prefix(b"")), Some((&b""[..], &b""[..])));
+        // A key longer than the payload, or a payload without a whole length.
+        for cut in 0..4 + b"secret".len() {
+            assert_eq!(decode_job(&p[..cut]), None);
+        }
+        let mut long = p.clone();
+        long[0] = 200;
+        assert_eq!(decode_job(&long), None);
     }
 
     #[test]
