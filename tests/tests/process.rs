@@ -340,6 +340,21 @@ fn bad_inputs_are_clear_errors() {
         "{r:?}"
     );
 
+    // Arguments larger than a launch frame: refused before anything
+    // starts (the child or the server would refuse the frame). `vec!` of
+    // zeros maps pages lazily: the GiB is never touched.
+    for method in [StartMethod::Spawn, StartMethod::Forkserver] {
+        match Process::entry("exit-with", vec![0u8; (1 << 30) + 1])
+            .start_method(method)
+            .start()
+        {
+            Err(ProcessError::ArgumentsTooLarge { len, max }) => {
+                assert!(len > max, "{method}: {len} <= {max}")
+            }
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+
     // Unknown in the parent.
     for method in METHODS {
         match entry(method, "no-such-entry", b"").start() {

@@ -182,6 +182,16 @@ pub(crate) fn start(
             name: entry_name.to_owned(),
         });
     }
+    // The request holds the arguments and the key, and more: refuse what
+    // cannot fit before copying it into one (and the exact size below).
+    let key = crate::connection::authkey();
+    let at_least = args.len().saturating_add(key.len());
+    if at_least > wire::MAX_FRAME {
+        return Err(ProcessError::ArgumentsTooLarge {
+            len: at_least,
+            max: wire::MAX_FRAME,
+        });
+    }
     let (mine, theirs) = sys::socketpair(libc::SOCK_SEQPACKET).map_err(start_err("socketpair"))?;
     let req = Request {
         daemon: ident.daemon,
@@ -191,10 +201,17 @@ pub(crate) fn start(
         ident: ident.path.clone(),
         // The key the client has now: the server's own may differ, and
         // `set_authkey` may change the client's between two starts.
-        authkey: crate::connection::authkey(),
+        authkey: key,
         args,
     }
     .encode();
+    // Checked before the server sees it: it would refuse the frame.
+    if req.len() > wire::MAX_FRAME {
+        return Err(ProcessError::ArgumentsTooLarge {
+            len: req.len(),
+            max: wire::MAX_FRAME,
+        });
+    }
     // A server that died (killed, say) is noticed when the request cannot
     // be written: it then never saw the request, so one retry with a new
     // server cannot run the entry point twice.

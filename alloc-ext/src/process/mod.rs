@@ -331,6 +331,15 @@ pub enum ProcessError {
         /// `/proc`).
         threads: Option<usize>,
     },
+    /// The arguments of an entry point (with the auth key that travels
+    /// with them) do not fit one launch frame: refused before any process
+    /// is started.
+    ArgumentsTooLarge {
+        /// Bytes the frame would carry.
+        len: usize,
+        /// The largest frame.
+        max: usize,
+    },
     /// The fork server refused the request or is gone.
     Forkserver {
         /// What happened.
@@ -370,6 +379,9 @@ impl fmt::Display for ProcessError {
                 f.write_str(
                     " (a forked child of a multi-threaded process may only make async-signal-safe calls); use the spawn or forkserver start method",
                 )
+            }
+            ProcessError::ArgumentsTooLarge { len, max } => {
+                write!(f, "entry point arguments of {len} bytes exceed the {max}-byte launch frame")
             }
             ProcessError::Forkserver { reason } => write!(f, "fork server: {reason}"),
             ProcessError::Io { op, source } => write!(f, "{op}: {source}"),

@@ -173,6 +173,16 @@ pub(crate) fn start(
             name: entry_name.to_owned(),
         });
     }
+    // Checked before anything starts: the child would refuse the frame.
+    let len = 4usize
+        .saturating_add(crate::connection::authkey().len())
+        .saturating_add(args.len());
+    if len > wire::MAX_FRAME {
+        return Err(ProcessError::ArgumentsTooLarge {
+            len,
+            max: wire::MAX_FRAME,
+        });
+    }
     let (mine, theirs) = sys::socketpair(libc::SOCK_STREAM).map_err(start_err("socketpair"))?;
     let (path, argv0) = exe()?;
     let argv = vec![
