@@ -11,6 +11,7 @@
 //! | [`sync`] | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `AtomicValue`, `Array`, robust against killed holders | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `Array` |
 //! | [`pipe`](mod@pipe) | duplex and one-way [`Pipe`] of byte messages and `Pod` values; SPSC byte-message queue ([`queue::bytes_channel`]) | `Pipe`, `Connection` |
 //! | [`connection`] | authenticated message connections over Unix and TCP sockets, wire-compatible with Python (both handshake generations) | `connection.Listener`, `connection.Client` |
+//! | [`pool`] | [`Pool`](pool::Pool): `map`, `imap`, `imap_unordered`, `starmap`, `apply_async` over worker processes, serde items, a dead worker fails only its task | `Pool` |
 //! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
 //!
 //! # Example
@@ -51,6 +52,8 @@ pub mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod pipe;
+#[cfg(feature = "serde")]
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shm;
@@ -65,6 +68,8 @@ pub use sync::{
     Value,
 };
 
+#[cfg(feature = "serde")]
+pub use pool::Pool;
 pub use process::{
     active_children, cpu_count, current_process, get_start_method, parent_process, register_entry,
     set_start_method, spawn, ExitStatus, Inherit, JoinError, Process, ProcessError, StartMethod,

@@ -82,6 +82,11 @@ impl ChildInner {
         lock(&self.state)
     }
 
+    /// The child's pidfd (Linux), readable once the child has ended.
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// Checks once, without blocking, whether the child has ended.
     pub(crate) fn poll(&self) -> Result<Option<WaitStatus>, JoinError> {
         // Before locking: in a forked child, another (vanished) thread of

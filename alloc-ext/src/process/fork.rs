@@ -186,8 +186,17 @@ const THREAD_EXIT_GRACE: Duration = Duration::from_millis(20);
 /// [`ProcessError::ForkWithThreads`] with the number of threads (`None`
 /// if it cannot be read).
 pub(crate) fn check_threads() -> Result<(), ProcessError> {
+    check_threads_besides(|| 0)
+}
+
+/// As [`check_threads`], allowing `known()` more threads: threads of this
+/// crate known to hold no lock a child could need while they run (the
+/// pools' watchers, which sleep in `poll` and take only their own pool's
+/// lock, which no child touches).
+pub(crate) fn check_threads_besides(known: impl Fn() -> usize) -> Result<(), ProcessError> {
+    let alone = |n: Option<usize>| n.is_some_and(|n| n <= 1 + known());
     let mut threads = thread_count();
-    if threads == Some(1) {
+    if alone(threads) {
         return Ok(());
     }
     let end = Instant::now() + THREAD_EXIT_GRACE;
@@ -196,7 +205,7 @@ pub(crate) fn check_threads() -> Result<(), ProcessError> {
         std::thread::sleep(nap);
         nap = (nap * 2).min(Duration::from_millis(2));
         threads = thread_count();
-        if threads == Some(1) {
+        if alone(threads) {
             return Ok(());
         }
     }

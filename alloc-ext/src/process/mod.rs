@@ -136,7 +136,7 @@ use crate::sys::{self, WaitStatus};
 
 mod child;
 mod entry;
-mod fork;
+pub(crate) mod fork;
 mod forkserver;
 mod identity;
 mod inherit;
@@ -745,6 +745,12 @@ impl Process {
         self.inner.pid
     }
 
+    /// The child's pidfd (Linux), readable once the child has ended: what
+    /// the pool's death watch polls.
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.pidfd()
+    }
+
     /// The child's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -897,6 +903,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `Spawn`, it runs the entry point and exits; in the fork server, it
 /// serves and exits; otherwise it returns at once.
 pub(crate) fn init() {
+    #[cfg(feature = "serde")]
+    crate::pool::register_worker_entry();
     let mut args = std::env::args_os();
     let _argv0 = args.next();
     match args.next() {
@@ -913,7 +921,7 @@ pub const PANIC_EXIT_CODE: i32 = 101;
 pub const FAILURE_EXIT_CODE: i32 = 1;
 
 /// The panic message of a payload from `catch_unwind`.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -940,7 +948,7 @@ fn run_guarded(job: impl FnOnce() -> (i32, Option<String>)) -> (i32, Option<Vec<
 }
 
 /// Flushes Rust's stdout and stderr before a child leaves with `_exit`.
-fn flush_std_streams() {
+pub(crate) fn flush_std_streams() {
     use std::io::Write;
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
