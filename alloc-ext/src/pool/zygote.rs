@@ -21,13 +21,13 @@
 //! and the zygote dies with the owner (it polls the owner's pidfd): a
 //! SIGKILLed owner leaves no worker behind.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::error::PoolError;
 use super::layout::{MemView, PoolMem};
 use super::worker::{worker_main, WorkerSpec};
-use crate::process::{Process, ProcessError};
+use crate::process::Process;
 use crate::sys;
 
 const START: u8 = 1;
@@ -118,9 +118,16 @@ impl Zygote {
         let view = mem.view();
         let owner = sys::getpid();
         let ours_raw = ours.as_raw_fd();
+        // The closure takes descriptor numbers, not `OwnedFd`s: what moves
+        // into a fork child is forgotten in the parent (never dropped
+        // twice), so an `OwnedFd` moved in would stay open here.
+        let theirs_raw = theirs.as_raw_fd();
         let mut b = Process::new(move || {
             // The owner's end is not ours to use; close our copy.
             sys::close_raw(ours_raw);
+            // SAFETY: `theirs_raw` is the zygote's end of the socket pair,
+            // inherited across the fork and owned by nothing else here.
+            let theirs = unsafe { OwnedFd::from_raw_fd(theirs_raw) };
             zygote_main(&theirs, view, owner, common)
         })
         .name("PoolZygote");
@@ -128,10 +135,10 @@ impl Zygote {
             // SAFETY: forwarded to our caller.
             b = unsafe { b.allow_fork_with_threads() };
         }
-        let process = b.start().map_err(|e| match e {
-            ProcessError::ForkWithThreads { .. } => PoolError::Start(e),
-            e => PoolError::Start(e),
-        })?;
+        let started = b.start();
+        // The child has its copy; ours closes here, started or not.
+        drop(theirs);
+        let process = started?;
         Ok(Self {
             process,
             sock: ours,

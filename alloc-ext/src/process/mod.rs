@@ -842,6 +842,11 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.inner.on_handle_drop();
+        // A reaped child leaves the registry now, and with it its pidfd and
+        // report channel, rather than at the next start's sweep.
+        if matches!(self.inner.poll(), Ok(Some(_))) {
+            child::forget_reaped(&self.inner);
+        }
     }
 }
 
