@@ -13,6 +13,7 @@
 //! | [`spsc`] | bounded single-producer single-consumer ring of `T: Pod` | `Pipe` (one way) |
 //! | [`mpmc`] | bounded multi-producer multi-consumer ring of `T: Pod` | `Queue` |
 //! | [`bytering`] | ring of length-prefixed byte frames | `Connection.send_bytes` |
+//! | [`claim_gate`] | a consumer claims numbered items in order, the producer takes back the unclaimed ones (the pool's revocable queue) | — |
 //! | [`wait`] | eventcount over a shared futex, adaptive spin | — |
 //! | [`mutex`] | robust process-shared mutex, poisoned when its holder dies | `Lock` |
 //! | [`condvar`], [`semaphore`], [`event`], [`barrier`] | the other synchronisation primitives | `Condition`, `Semaphore`, `Event`, `Barrier` |
@@ -65,6 +66,7 @@ mod sys;
 
 pub mod barrier;
 pub mod bytering;
+pub mod claim_gate;
 pub mod condvar;
 pub mod event;
 pub mod identity;

@@ -183,7 +183,7 @@ impl<'f> Sink<'f> {
                 first: 0,
                 count: 0,
                 last: 0,
-                _reserved: 0,
+                run_ns: 0,
             },
             buf,
             scratch: Vec::new(),
@@ -242,8 +242,10 @@ impl<'f> Sink<'f> {
         self.buf.truncate(RESULT_HEAD);
     }
 
-    /// Sends the last frame; gives the buffer back for the next chunk.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    /// Sends the last frame, with the chunk's run time; gives the buffer
+    /// back for the next chunk.
+    pub(crate) fn finish(mut self, run: std::time::Duration) -> Vec<u8> {
+        self.head.run_ns = u32::try_from(run.as_nanos()).unwrap_or(u32::MAX);
         self.emit(true);
         self.buf
     }
@@ -288,7 +290,7 @@ mod tests {
         let mut flush = |f: &[u8]| frames.push(f.to_vec());
         let mut sink = Sink::new(1, 2, 64, Vec::new(), &mut flush);
         again(func, &input, 10, &mut sink);
-        sink.finish();
+        sink.finish(std::time::Duration::ZERO);
         assert!(frames.len() > 1, "64-byte frames split the results");
         let out = collect(&frames);
         assert_eq!(out.len(), 10);
@@ -306,7 +308,7 @@ mod tests {
         let mut flush = |f: &[u8]| frames.push(f.to_vec());
         let mut sink = Sink::new(0, 0, 4096, Vec::new(), &mut flush);
         run_map::<u32, u64>(func, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 3, &mut sink);
-        sink.finish();
+        sink.finish(std::time::Duration::ZERO);
         let out = collect(&frames);
         assert_eq!(out.len(), 3);
         assert!(out.iter().all(|(t, _)| *t == tag::CODEC));

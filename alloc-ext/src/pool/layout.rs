@@ -5,7 +5,7 @@
 //!  offset
 //!       0  Control: magic, version, workers, ring size, max message   (line 0)
 //!     128  doorbell: EventCount (the owner sleeps here for results)   (line 1)
-//!     256  rows[MAX_WORKERS]: identity, started, holding (64 B each)
+//!     256  rows[MAX_WORKERS]: identity, claim gate, holding (64 B each)
 //!   16640  worker 0 task ring   (ByteRing: owner -> worker)
 //!          worker 0 result ring (ByteRing: worker -> owner)
 //!          worker 1 task ring ...
@@ -16,11 +16,14 @@
 //! The owner assigns every chunk to a worker itself, so it always knows
 //! which chunks a worker holds: those it sent to that worker's task ring
 //! and has no final result frame for. The worker's row adds the one fact
-//! the owner cannot see: `started`, the number of chunks it began running.
-//! When the worker dies, the owner drains its result ring (frames sent
-//! before the death are complete), then the first `started - completed`
-//! held chunks were running (at most one: a worker runs one chunk at a
-//! time) and are lost; the others never started and go back to the queue.
+//! the owner cannot see: its claim gate (`multiproc_core::claim_gate`), in
+//! which it claims each chunk it reads before running it. When the worker
+//! dies, the owner drains its result ring (frames sent before the death
+//! are complete); then a held chunk numbered below the gate's `claimed`
+//! count was running (at most one: a worker runs one chunk at a time) and
+//! is lost; the others never started and go back to the queue. The same
+//! gate lets the owner take back chunks queued behind a long one, for an
+//! idle worker, with no chance that both workers run them.
 //! A shared queue would leave a window between a worker's pop and its
 //! record of what it popped, in which a death loses a task without a
 //! trace (the hang of Python's pool, bpo-22393). The cost is that the
@@ -37,9 +40,10 @@
 //! ring's `max_frame`); the last carries `last = 1`.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use multiproc_core::bytering::ByteRing;
+use multiproc_core::claim_gate::ClaimGate;
 use multiproc_core::region::Region;
 use multiproc_core::wait::EventCount;
 
@@ -76,11 +80,14 @@ pub(crate) struct DoorbellLine(pub(crate) EventCount);
 pub(crate) struct Row {
     /// The worker's identity word (pid and start time), for diagnostics.
     pub(crate) identity: AtomicU64,
-    /// Chunks this worker began running. Bumped after a chunk is read and
-    /// before its function runs: a chunk not counted never ran.
-    pub(crate) started: AtomicU64,
+    /// The worker claims each chunk it reads here before running it, and
+    /// the owner takes back queued chunks not yet claimed (to give them to
+    /// an idle worker). `claimed` counts every chunk read: after the
+    /// worker's death, a chunk below it ran (or was taken back), a chunk
+    /// above it never ran.
+    pub(crate) gate: ClaimGate,
     /// `job << 32 | chunk` of the chunk running now (diagnostics only; the
-    /// owner's accounting uses `started`).
+    /// owner's accounting uses the gate).
     pub(crate) holding: AtomicU64,
     _pad: [u8; 40],
 }
@@ -357,14 +364,6 @@ pub(crate) fn holding_word(job: u64, chunk: u64) -> u64 {
     (job << 32) | (chunk & 0xffff_ffff)
 }
 
-impl Row {
-    pub(crate) fn started(&self) -> u64 {
-        // Acquire: pairs with the worker's Release increment; read after the
-        // worker's death, when its stores are all visible anyway.
-        self.started.load(Ordering::Acquire)
-    }
-}
-
 /// Head of a task frame.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -391,7 +390,9 @@ pub(crate) struct ResultHead {
     pub(crate) count: u32,
     /// 1 on the chunk's last frame.
     pub(crate) last: u32,
-    pub(crate) _reserved: u32,
+    /// On the last frame: how long the chunk ran in the worker, in ns
+    /// (saturated), which sets how many chunks the owner queues to it.
+    pub(crate) run_ns: u32,
 }
 
 pub(crate) const TASK_HEAD: usize = std::mem::size_of::<TaskHead>();

@@ -661,7 +661,7 @@ impl Pool {
             background,
         ))?;
         st.add_chunks(id, chunks, input_done);
-        st.pump();
+        st.pump(&self.shared.mem);
         drop(st);
         if background {
             self.poke(ctl::POKE);

@@ -172,7 +172,7 @@ impl<T> AsyncResult<T> {
     /// Whether the job has finished (Python's `ready()`).
     pub fn ready(&self) -> bool {
         let mut st = self.shared.lock();
-        st.pump();
+        st.pump(&self.shared.mem);
         st.jobs.get(&self.job).is_none_or(|j| j.finished())
     }
 
@@ -180,7 +180,7 @@ impl<T> AsyncResult<T> {
     /// `successful()`); `None` while it runs.
     pub fn successful(&self) -> Option<bool> {
         let mut st = self.shared.lock();
-        st.pump();
+        st.pump(&self.shared.mem);
         let job = st.jobs.get(&self.job)?;
         if !job.finished() {
             return None;

@@ -35,6 +35,9 @@ pub(crate) const QUEUED_WORK: Duration = Duration::from_micros(500);
 /// Most chunks queued to one worker.
 pub(crate) const MAX_DEPTH: usize = 4096;
 const FIRST_DEPTH: usize = 8;
+/// How long a worker's current chunk runs before an idle worker may take
+/// the chunks queued behind it.
+pub(crate) const STEAL_AFTER: Duration = Duration::from_millis(1);
 
 /// Chunk `chunk` of job `job`.
 pub(crate) type ChunkId = (u64, u64);
@@ -68,7 +71,11 @@ pub(crate) struct Slot {
     rx: Option<FrameReceiver<'static>>,
     pub(crate) state: SlotState,
     pub(crate) pid: u32,
-    inflight: VecDeque<ChunkId>,
+    /// Chunks sent and not answered, with their frame numbers (the
+    /// worker's claim-gate numbering).
+    inflight: VecDeque<(ChunkId, u32)>,
+    /// Frames sent to this worker.
+    sent: u32,
     completed: u64,
     depth: usize,
     ewma_ns: f64,
@@ -85,6 +92,7 @@ impl Slot {
             state: SlotState::Empty,
             pid: 0,
             inflight: VecDeque::new(),
+            sent: 0,
             completed: 0,
             depth: FIRST_DEPTH,
             ewma_ns: 0.0,
@@ -285,12 +293,12 @@ impl State {
     }
 
     /// Drains every result ring and dispatches; true if anything moved.
-    pub(crate) fn pump(&mut self) -> bool {
+    pub(crate) fn pump(&mut self, mem: &PoolMem) -> bool {
         let mut moved = false;
         for w in 0..self.slots.len() {
             moved |= self.drain(w);
         }
-        moved |= self.dispatch();
+        moved |= self.dispatch(mem);
         moved
     }
 
@@ -319,7 +327,7 @@ impl State {
     }
 
     /// Hands pending chunks to workers; true if any was sent.
-    fn dispatch(&mut self) -> bool {
+    fn dispatch(&mut self, mem: &PoolMem) -> bool {
         let mut moved = false;
         let mut full = vec![false; self.slots.len()];
         while let Some(&(job_id, cid)) = self.pending.front() {
@@ -392,11 +400,58 @@ impl State {
             if slot.inflight.is_empty() {
                 slot.busy_since = Some(Instant::now());
             }
-            slot.inflight.push_back((job_id, cid));
+            slot.inflight.push_back(((job_id, cid), slot.sent));
+            slot.sent = slot.sent.wrapping_add(1);
             self.pending.pop_front();
             moved = true;
         }
+        if self.pending.is_empty() && self.steal(mem) {
+            moved |= self.dispatch(mem);
+        }
         moved
+    }
+
+    /// Takes back the chunks queued behind a long-running one, when another
+    /// worker is idle; true if any was taken back (they are pending again).
+    fn steal(&mut self, mem: &PoolMem) -> bool {
+        let idle = self.slots.iter().any(|s| {
+            s.state == SlotState::Running && !s.poisoned && s.tx.is_some() && s.inflight.is_empty()
+        });
+        if !idle {
+            return false;
+        }
+        let now = Instant::now();
+        let mut taken = Vec::new();
+        for (w, slot) in self.slots.iter_mut().enumerate() {
+            let stuck = slot.inflight.len() >= 2
+                && slot
+                    .busy_since
+                    .is_some_and(|t| now.duration_since(t) >= STEAL_AFTER);
+            if !stuck {
+                continue;
+            }
+            let Some(first) = mem.row(w).gate.revoke(slot.sent) else {
+                continue;
+            };
+            // Frames numbered `first` and above will be skipped by the
+            // worker: they are ours again.
+            while slot
+                .inflight
+                .back()
+                .is_some_and(|&(_, n)| n.wrapping_sub(first) as i32 >= 0)
+            {
+                let (id, _) = slot.inflight.pop_back().expect("checked");
+                taken.push(id);
+            }
+        }
+        let any = !taken.is_empty();
+        for (job_id, cid) in taken {
+            if let Some(c) = self.jobs.get_mut(&job_id).and_then(|j| j.chunk_mut(cid)) {
+                c.status = ChunkStatus::Pending;
+                self.pending.push_front((job_id, cid));
+            }
+        }
+        any
     }
 
     /// Workers whose rings sent garbage, to be killed.
@@ -414,15 +469,12 @@ impl State {
             return;
         }
         self.drain(w);
-        let started = mem.row(w).started();
+        let claimed = mem.row(w).gate.claimed();
         let slot = &mut self.slots[w];
         let pid = slot.pid;
-        let held: Vec<ChunkId> = slot.inflight.drain(..).collect();
-        // A worker runs one chunk at a time: it began `started` chunks,
-        // finished `completed`; the difference (0 or 1) is the one running.
-        let running = started.saturating_sub(slot.completed) as usize;
+        let held: Vec<((u64, u64), u32)> = slot.inflight.drain(..).collect();
         let mut requeue = Vec::new();
-        for (i, &(job_id, cid)) in held.iter().enumerate() {
+        for &((job_id, cid), n) in &held {
             let Some(job) = self.jobs.get_mut(&job_id) else {
                 continue;
             };
@@ -430,10 +482,12 @@ impl State {
                 continue;
             };
             chunk.status = ChunkStatus::Pending;
-            if i < running {
+            // Claimed and unanswered: it was running (a worker runs one
+            // chunk at a time, so at most one is). Unclaimed: never ran.
+            if n.wrapping_sub(claimed) as i32 <= -1 {
                 chunk.attempts += 1;
                 let retry = !self.terminated
-                    && matches!(self.lost, LostTasks::Retry(n) if chunk.attempts <= n);
+                    && matches!(self.lost, LostTasks::Retry(r) if chunk.attempts <= r);
                 if !retry {
                     chunk.failed = Some(if self.terminated {
                         TaskError::Terminated
@@ -461,13 +515,14 @@ impl State {
         slot.state = SlotState::Empty;
         slot.pid = 0;
         slot.inflight.clear();
+        slot.sent = 0;
         slot.completed = 0;
         slot.busy_since = None;
         slot.poisoned = false;
         slot.depth = FIRST_DEPTH;
         slot.ewma_ns = 0.0;
         let row = mem.row(w);
-        row.started.store(0, std::sync::atomic::Ordering::Relaxed);
+        row.gate.reset();
         row.holding.store(0, std::sync::atomic::Ordering::Relaxed);
         row.identity.store(0, std::sync::atomic::Ordering::Relaxed);
         for dir in [Dir::Task, Dir::Result] {
@@ -534,7 +589,7 @@ fn on_frame(slot: &mut Slot, jobs: &mut HashMap<u64, Job>, frame: &[u8]) -> bool
     let Some((head, mut body)) = read_head::<ResultHead>(frame) else {
         return false;
     };
-    let Some(&(job_id, cid)) = slot.inflight.front() else {
+    let Some(&((job_id, cid), _)) = slot.inflight.front() else {
         return false;
     };
     if head.job != job_id || head.chunk != cid || head.last > 1 {
@@ -574,16 +629,16 @@ fn on_frame(slot: &mut Slot, jobs: &mut HashMap<u64, Job>, frame: &[u8]) -> bool
         slot.inflight.pop_front();
         slot.completed += 1;
         let now = Instant::now();
-        if let Some(t) = slot.busy_since {
-            let sample = now.duration_since(t).as_nanos() as f64;
-            slot.ewma_ns = if slot.completed == 1 {
-                sample
-            } else {
-                0.8 * slot.ewma_ns + 0.2 * sample
-            };
-            let want = QUEUED_WORK.as_nanos() as f64 / slot.ewma_ns.max(1.0);
-            slot.depth = (want as usize).clamp(2, MAX_DEPTH);
-        }
+        // The worker's own measure of the chunk: the owner's clock would
+        // count the time it took to look.
+        let sample = f64::from(head.run_ns.max(1));
+        slot.ewma_ns = if slot.completed == 1 {
+            sample
+        } else {
+            0.8 * slot.ewma_ns + 0.2 * sample
+        };
+        let want = QUEUED_WORK.as_nanos() as f64 / slot.ewma_ns;
+        slot.depth = (want as usize).clamp(2, MAX_DEPTH);
         slot.busy_since = (!slot.inflight.is_empty()).then_some(now);
         if let Some(job) = jobs.get_mut(&job_id) {
             if let Some(c) = job.chunk_mut(cid) {
@@ -651,7 +706,7 @@ impl Shared {
         st.waiters += 1;
         let mut idle_since = Instant::now();
         let out = loop {
-            if st.pump() {
+            if st.pump(&self.mem) {
                 idle_since = Instant::now();
             }
             if let Some(x) = check(&mut st) {
@@ -668,7 +723,7 @@ impl Shared {
                 continue;
             }
             let key = doorbell.prepare_wait();
-            st.pump();
+            st.pump(&self.mem);
             if let Some(x) = check(&mut st) {
                 doorbell.cancel_wait(key);
                 break Ok(x);

@@ -104,7 +104,7 @@ impl Watcher {
             self.collect_deaths();
             self.kill_poisoned();
             let mut st = self.shared.lock();
-            st.pump();
+            st.pump(&self.shared.mem);
             drop(st);
             self.shared.ring_doorbell();
         }
@@ -217,7 +217,7 @@ impl Watcher {
             for &(w, code) in &deaths {
                 st.on_death(&self.shared.mem, w, code);
             }
-            st.pump();
+            st.pump(&self.shared.mem);
             if st.closed || st.terminated || st.broken.is_some() {
                 Vec::new()
             } else {

@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use multiproc_core::bytering::{RecvError, SendError};
+use multiproc_core::claim_gate::Claim;
 use multiproc_core::identity::Identity;
 
 use super::func::{self, address_at, Runner, Sink};
@@ -110,12 +111,13 @@ pub(crate) fn worker_main(mem: &PoolMem, spec: WorkerSpec) -> i32 {
         let Some((head, items)) = read_head::<TaskHead>(&frame) else {
             return exit::CORRUPT;
         };
+        // Claimed before the function runs, so an unclaimed chunk never
+        // ran; a chunk the owner took back is skipped.
+        if row.gate.claim() == Claim::Skip {
+            continue;
+        }
         row.holding
             .store(holding_word(head.job, head.chunk), Ordering::Relaxed);
-        // Release: the owner reads `started` after this process's death (or
-        // in a later frame's accounting); counted before the function runs,
-        // so an uncounted chunk never ran.
-        row.started.fetch_add(1, Ordering::Release);
         // SAFETY: the owner wrote `runner` as the offset of a `Runner` of
         // this executable (see `func`).
         let runner: Runner =
@@ -133,6 +135,7 @@ pub(crate) fn worker_main(mem: &PoolMem, spec: WorkerSpec) -> i32 {
             }
         };
         let mut sink = Sink::new(head.job, head.chunk, max_frame, buf, &mut flush);
+        let began = std::time::Instant::now();
         let run = catch_unwind(AssertUnwindSafe(|| {
             runner(head.func, items, head.count, &mut sink)
         }));
@@ -142,7 +145,7 @@ pub(crate) fn worker_main(mem: &PoolMem, spec: WorkerSpec) -> i32 {
             // owner reports the chunk's remaining items lost.
             return exit::CORRUPT;
         }
-        buf = sink.finish();
+        buf = sink.finish(began.elapsed());
         drop(frame);
         if owner_gone.get() {
             return exit::DONE;
