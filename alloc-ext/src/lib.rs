@@ -50,6 +50,7 @@ pub mod connection;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod manager;
 pub mod pipe;
 pub mod process;
 pub mod queue;

@@ -1,0 +1,2 @@
+//! Manager (WIP).
+pub mod pickle;
