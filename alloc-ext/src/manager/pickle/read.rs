@@ -185,7 +185,11 @@ fn parse_i64(text: &[u8]) -> Result<i64, PickleError> {
     let s = std::str::from_utf8(text).map_err(|_| PickleError::BadText)?;
     let s = s.trim().trim_end_matches('L');
     s.parse::<i64>().map_err(|_| {
-        if !s.is_empty() && s.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+        if !s.is_empty()
+            && s.trim_start_matches('-')
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        {
             PickleError::IntTooLarge
         } else {
             PickleError::Malformed("bad integer text")
@@ -379,10 +383,7 @@ impl Reader<'_> {
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Node>, PickleError> {
-        let m = self
-            .marks
-            .pop()
-            .ok_or(PickleError::Malformed("no mark"))?;
+        let m = self.marks.pop().ok_or(PickleError::Malformed("no mark"))?;
         Ok(self.stack.split_off(m))
     }
 
@@ -414,7 +415,12 @@ impl Reader<'_> {
         for _ in 0..=self.memo.len() {
             match self.memo.get(&key) {
                 Some(Node::Ref(j)) => key = *j,
-                Some(_) => return self.memo.get_mut(&key).ok_or(PickleError::Malformed("memo")),
+                Some(_) => {
+                    return self
+                        .memo
+                        .get_mut(&key)
+                        .ok_or(PickleError::Malformed("memo"))
+                }
                 None => return Err(PickleError::Malformed("memo")),
             }
         }

@@ -91,7 +91,10 @@ fn exceptions_and_refused_globals() {
     let e = "80049522000000000000008c06234552524f52948c065f7175657565948c05456d70747994939429529486942e";
     assert_eq!(
         loads(&unhex(e)).unwrap(),
-        PyValue::Tuple(vec![s("#ERROR"), PyValue::object("_queue", "Empty", vec![])])
+        PyValue::Tuple(vec![
+            s("#ERROR"),
+            PyValue::object("_queue", "Empty", vec![])
+        ])
     );
     // pickle.dumps(print)
     let evil = "80049516000000000000008c086275696c74696e73948c057072696e749493942e";
@@ -102,10 +105,13 @@ fn exceptions_and_refused_globals() {
             name: "print".into()
         })
     );
-    assert_eq!(loads(b"cos\nsystem\n(S'id'\ntR."), Err(PickleError::Global {
-        module: "os".into(),
-        name: "system".into()
-    }));
+    assert_eq!(
+        loads(b"cos\nsystem\n(S'id'\ntR."),
+        Err(PickleError::Global {
+            module: "os".into(),
+            name: "system".into()
+        })
+    );
     let k = PyValue::exception("KeyError", "x");
     assert_eq!(loads(&dumps(&k).unwrap()).unwrap(), k);
 }
@@ -120,7 +126,10 @@ fn hostile_input_is_an_error() {
     assert_eq!(loads(b"X\xff\xff\xff\xff"), Err(PickleError::Truncated));
     assert_eq!(loads(b"i"), Err(PickleError::Unsupported(b'i')));
     // 2**64 does not fit.
-    assert_eq!(loads(b"\x8a\x09\0\0\0\0\0\0\0\0\x01."), Err(PickleError::IntTooLarge));
+    assert_eq!(
+        loads(b"\x8a\x09\0\0\0\0\0\0\0\0\x01."),
+        Err(PickleError::IntTooLarge)
+    );
     // Deep nesting: ']' * 200 then 'a' * 199.
     let mut deep = vec![b']'; 200];
     deep.extend(std::iter::repeat_n(b'a', 199));
