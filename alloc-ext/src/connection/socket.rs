@@ -668,6 +668,16 @@ impl Listener {
         Ok(SocketConnection::new(stream))
     }
 
+    /// The listening socket's descriptor (the Manager closes the copy a
+    /// fork left in the parent).
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match &self.sock {
+            ListenSock::Unix(l) => l.as_raw_fd(),
+            ListenSock::Tcp(l) => l.as_raw_fd(),
+        }
+    }
+
     /// The key and handshake options the listener was made with.
     pub(crate) fn auth(&self) -> (&[u8], HandshakeOptions) {
         (&self.authkey, self.opts)

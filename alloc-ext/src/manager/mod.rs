@@ -125,6 +125,7 @@
 //! it will stand on the crate's message queue.
 
 use std::fmt;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::connection::{authkey, Address, ConnectionError};
@@ -368,6 +369,7 @@ impl ManagerBuilder {
     pub fn start(&self) -> Result<ManagerHandle, ManagerError> {
         let server = self.bind()?;
         let address = server.address().clone();
+        let fd = server.listener_fd();
         let key = self.authkey.clone().unwrap_or_else(authkey);
         // The listener moves to the child (and is dropped there only).
         let process = Process::new(move || match server.serve_forever() {
@@ -377,6 +379,12 @@ impl ManagerBuilder {
         .name("multiproc-manager")
         .start_method(StartMethod::Fork)
         .start()?;
+        // SAFETY: the fork start forgot this process's copy of the closure
+        // and of the server in it (it is never dropped nor used here), so
+        // no live value owns this descriptor any more: this is its only
+        // close. Left open, it would keep accepting connections (that no
+        // one serves) after the server process died.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
         Ok(ManagerHandle {
             process: Some(process),
             address,

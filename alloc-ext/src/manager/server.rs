@@ -94,6 +94,11 @@ impl Server {
         Ok(Self { listener, state })
     }
 
+    /// The listening socket's descriptor.
+    pub(crate) fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.listener.raw_fd()
+    }
+
     /// Where the server listens.
     pub fn address(&self) -> &Address {
         &self.state.address
