@@ -86,7 +86,10 @@ fn main() {
     drop((q, d, c, m));
     let py = python(quick);
     println!("manager proxy calls (median of 5 batches, per iteration of two calls)");
-    println!("{:<16} {:>12} {:>12} {:>8}", "figure", "multiproc", "python", "ratio");
+    println!(
+        "{:<16} {:>12} {:>12} {:>8}",
+        "figure", "multiproc", "python", "ratio"
+    );
     for (name, r, p) in [
         ("queue put+get", rq, py.map(|p| p.0)),
         ("dict set+get", rd, py.map(|p| p.1)),

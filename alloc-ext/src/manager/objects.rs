@@ -185,7 +185,7 @@ impl Args {
                 ))
             }
         };
-        if !(secs >= 0.0) {
+        if secs.is_nan() || secs < 0.0 {
             return Err(err("ValueError", "'timeout' must be a non-negative number"));
         }
         Ok(Some(
