@@ -264,6 +264,16 @@ impl SocketConnection {
         }
     }
 
+    /// Runs a listener's side of the handshake on a connection from
+    /// [`Listener::accept_unauthenticated`].
+    pub(crate) fn authenticate_client(
+        &mut self,
+        key: &[u8],
+        opts: &HandshakeOptions,
+    ) -> Result<(), ConnectionError> {
+        self.handshake(key, opts, true)
+    }
+
     fn send_inner(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<(), ConnectionError> {
         if self.write_broken {
             return Err(ConnectionError::Broken);
@@ -623,6 +633,19 @@ impl Listener {
     }
 
     fn accept_until(&self, deadline: Option<Instant>) -> Result<SocketConnection, ConnectionError> {
+        let mut c = self.accept_unauthenticated(deadline)?;
+        c.handshake(&self.authkey, &self.opts, true)?;
+        Ok(c)
+    }
+
+    /// Takes a client off the socket without the handshake, which the
+    /// caller then runs with [`SocketConnection::authenticate_client`]
+    /// (the Manager does it on the client's own thread, so a stalled
+    /// client never holds up the next `accept`).
+    pub(crate) fn accept_unauthenticated(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<SocketConnection, ConnectionError> {
         let fd = match &self.sock {
             ListenSock::Unix(l) => l.as_fd(),
             ListenSock::Tcp(l) => l.as_fd(),
@@ -642,9 +665,22 @@ impl Listener {
                 Err(e) => return Err(ConnectionError::Io(e)),
             }
         };
-        let mut c = SocketConnection::new(stream);
-        c.handshake(&self.authkey, &self.opts, true)?;
-        Ok(c)
+        Ok(SocketConnection::new(stream))
+    }
+
+    /// The listening socket's descriptor (the Manager closes the copy a
+    /// fork left in the parent).
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match &self.sock {
+            ListenSock::Unix(l) => l.as_raw_fd(),
+            ListenSock::Tcp(l) => l.as_raw_fd(),
+        }
+    }
+
+    /// The key and handshake options the listener was made with.
+    pub(crate) fn auth(&self) -> (&[u8], HandshakeOptions) {
+        (&self.authkey, self.opts)
     }
 }
 
