@@ -20,6 +20,7 @@
 //! | sync segment type stamps (`sync::attach_checked`) | [`sync_cases`], [`sync_segment_type`], [`sync_handle_from_tag`] |
 //! | socket connection frames (`connection::wire`) | [`conn_parse_header`], [`conn_frame`], [`conn_read_frames`] |
 //! | socket handshake, both roles (`connection::handshake`) | [`conn_handshake`] |
+//! | pool result frames, the owner's side (`pool::state`), and task items, the worker's side (`pool::func`) | [`pool_result_frames`], [`pool_run_items`], [`pool_messages`] |
 
 use std::time::Duration;
 
@@ -696,4 +697,29 @@ mod tests {
             assert_eq!(sync_handle_from_tag(prefix << 48, None), None);
         }
     }
+}
+
+/// Feeds `frames` to the pool owner's handling of one worker's result
+/// frames for a chunk of `count` items; see `pool::state`. Returns whether
+/// all were accepted and, once the chunk finished, how many outcomes it
+/// decoded (always `count`).
+#[cfg(feature = "serde")]
+pub fn pool_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<usize>) {
+    crate::pool::fuzz::result_frames(frames, count)
+}
+
+/// Runs a worker's chunk runner over arbitrary item bytes claiming
+/// `count` items (items `String`, function `len`), collecting its result
+/// frames of at most `max_frame` bytes; returns the outcomes they carry.
+#[cfg(feature = "serde")]
+pub fn pool_run_items(input: &[u8], count: u32, max_frame: usize) -> usize {
+    crate::pool::fuzz::run_items(input, count, max_frame)
+}
+
+/// Decodes `bytes` as each of the pool's small control messages (a
+/// spawned worker's arguments, a zygote report); returns how many parsed,
+/// after checking that each re-encodes to the same bytes.
+#[cfg(feature = "serde")]
+pub fn pool_messages(bytes: &[u8]) -> usize {
+    crate::pool::fuzz::messages(bytes)
 }

@@ -110,6 +110,10 @@ mod watcher;
 mod worker;
 mod zygote;
 
+/// Entry points for the fuzz targets (`crate::fuzzing`).
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -760,3 +760,81 @@ mod tests {
         assert_eq!(j.len(), 4);
     }
 }
+
+/// For the fuzz target `pool_frames`: feeds `frames` as worker 0's result
+/// frames for one dispatched chunk of `count` items (job 1, chunk 0), as
+/// the owner does, then decodes the chunk's outcomes as `String`s and as
+/// `u64`s. Returns whether every frame was accepted, and the outcomes'
+/// count once the chunk finished (`None` while it has not).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<usize>) {
+    let mut slot = Slot::new();
+    slot.state = SlotState::Running;
+    slot.inflight.push_back(((1, 0), 0));
+    let mut job = Job::new(0, 0, false);
+    let mut chunk = Chunk::new(0, count, Vec::new());
+    chunk.status = ChunkStatus::Dispatched(0);
+    job.chunks.push_back(chunk);
+    job.input_done = true;
+    let mut jobs = HashMap::new();
+    jobs.insert(1u64, job);
+    let mut accepted = true;
+    for f in frames {
+        if !on_frame(&mut slot, &mut jobs, f) {
+            accepted = false;
+            break;
+        }
+    }
+    let job = &jobs[&1];
+    let c = job.chunk(0).expect("one chunk");
+    assert!(c.got <= c.count, "more outcomes than items");
+    if !job.finished() {
+        return (accepted, None);
+    }
+    let mut strings: Vec<Result<String, TaskError>> = Vec::new();
+    super::result::decode_chunk(c, 1 << 20, &mut strings);
+    let mut ints: Vec<Result<u64, TaskError>> = Vec::new();
+    super::result::decode_chunk(c, 1 << 20, &mut ints);
+    assert_eq!(strings.len(), ints.len());
+    (accepted, Some(strings.len()))
+}
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::super::layout::{tag, ResultHead};
+    use super::*;
+
+    fn frame(first: u32, outcomes: &[(u8, &[u8])], last: bool) -> Vec<u8> {
+        let head = ResultHead {
+            job: 1,
+            chunk: 0,
+            first,
+            count: outcomes.len() as u32,
+            last: u32::from(last),
+            run_ns: 5,
+        };
+        let mut f = bytemuck::bytes_of(&head).to_vec();
+        for (t, b) in outcomes {
+            f.push(*t);
+            f.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            f.extend_from_slice(b);
+        }
+        f
+    }
+
+    #[test]
+    fn result_frames_are_checked() {
+        let a = frame(0, &[(tag::OK, &[3])], false);
+        let b = frame(1, &[(tag::PANICKED, b"boom")], true);
+        assert_eq!(fuzz_result_frames(&[&a, &b], 2), (true, Some(2)));
+        // A gap in the outcomes, too many outcomes, a truncated frame.
+        let gap = frame(1, &[(tag::OK, &[3])], true);
+        assert_eq!(fuzz_result_frames(&[&gap], 2), (false, None));
+        let many = frame(0, &[(tag::OK, &[1]), (tag::OK, &[2])], true);
+        assert_eq!(fuzz_result_frames(&[&many], 1), (false, None));
+        assert_eq!(fuzz_result_frames(&[&a[..a.len() - 1]], 1), (false, None));
+        // Fewer outcomes than items: the rest fail, the chunk finishes.
+        let short = frame(0, &[(tag::OK, &[1])], true);
+        assert_eq!(fuzz_result_frames(&[&short], 3), (true, Some(3)));
+    }
+}

@@ -57,6 +57,9 @@ impl WorkerSpec {
             _ => return None,
         };
         let init = u64::from_le_bytes(b[5..13].try_into().ok()?);
+        if !has_init && init != 0 {
+            return None;
+        }
         let max_tasks = u64::from_le_bytes(b[13..21].try_into().ok()?);
         Some((
             Self {

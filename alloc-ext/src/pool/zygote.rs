@@ -48,7 +48,7 @@ pub(crate) enum Report {
 }
 
 impl Report {
-    fn encode(self) -> [u8; 13] {
+    pub(crate) fn encode(self) -> [u8; 13] {
         let (k, a, b, c) = match self {
             Report::Started { index, pid } => (STARTED, index, pid, 0),
             Report::StartFailed { index, errno } => (START_FAILED, index, 0, errno),
