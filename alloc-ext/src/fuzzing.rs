@@ -648,6 +648,31 @@ pub fn conn_handshake(
 /// The longest frame a handshake reads.
 pub const CONN_MAX_HANDSHAKE_FRAME: usize = crate::connection::MAX_HANDSHAKE_FRAME;
 
+/// Feeds `frames` to the pool owner's handling of one worker's result
+/// frames for a chunk of `count` items; see `pool::state`. Returns whether
+/// all were accepted and, once the chunk finished, how many outcomes it
+/// decoded (always `count`).
+#[cfg(feature = "serde")]
+pub fn pool_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<usize>) {
+    crate::pool::fuzz::result_frames(frames, count)
+}
+
+/// Runs a worker's chunk runner over arbitrary item bytes claiming
+/// `count` items (items `String`, function `len`), collecting its result
+/// frames of at most `max_frame` bytes; returns the outcomes they carry.
+#[cfg(feature = "serde")]
+pub fn pool_run_items(input: &[u8], count: u32, max_frame: usize) -> usize {
+    crate::pool::fuzz::run_items(input, count, max_frame)
+}
+
+/// Decodes `bytes` as each of the pool's small control messages (a
+/// spawned worker's arguments, a zygote report); returns how many parsed,
+/// after checking that each re-encodes to the same bytes.
+#[cfg(feature = "serde")]
+pub fn pool_messages(bytes: &[u8]) -> usize {
+    crate::pool::fuzz::messages(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -699,27 +724,3 @@ mod tests {
     }
 }
 
-/// Feeds `frames` to the pool owner's handling of one worker's result
-/// frames for a chunk of `count` items; see `pool::state`. Returns whether
-/// all were accepted and, once the chunk finished, how many outcomes it
-/// decoded (always `count`).
-#[cfg(feature = "serde")]
-pub fn pool_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<usize>) {
-    crate::pool::fuzz::result_frames(frames, count)
-}
-
-/// Runs a worker's chunk runner over arbitrary item bytes claiming
-/// `count` items (items `String`, function `len`), collecting its result
-/// frames of at most `max_frame` bytes; returns the outcomes they carry.
-#[cfg(feature = "serde")]
-pub fn pool_run_items(input: &[u8], count: u32, max_frame: usize) -> usize {
-    crate::pool::fuzz::run_items(input, count, max_frame)
-}
-
-/// Decodes `bytes` as each of the pool's small control messages (a
-/// spawned worker's arguments, a zygote report); returns how many parsed,
-/// after checking that each re-encodes to the same bytes.
-#[cfg(feature = "serde")]
-pub fn pool_messages(bytes: &[u8]) -> usize {
-    crate::pool::fuzz::messages(bytes)
-}
