@@ -55,6 +55,8 @@ pub mod fuzzing;
 pub mod manager;
 pub mod pipe;
 #[cfg(feature = "serde")]
+mod plain;
+#[cfg(feature = "serde")]
 pub mod pool;
 pub mod process;
 pub mod queue;
@@ -70,6 +72,8 @@ pub use sync::{
     Value,
 };
 
+#[cfg(feature = "serde")]
+pub use plain::Plain;
 #[cfg(feature = "serde")]
 pub use pool::Pool;
 pub use process::{

@@ -147,6 +147,16 @@ fn map_of_numbers_and_strings() {
         .unwrap(),
         vec!["1x".to_string()]
     );
+    let arrays = pool
+        .map(
+            |a: multiproc::Plain<[f32; 256]>| a.0.iter().sum::<f32>(),
+            vec![
+                multiproc::Plain([0.5f32; 256]),
+                multiproc::Plain([1.0; 256]),
+            ],
+        )
+        .unwrap();
+    assert_eq!(arrays, vec![128.0, 256.0]);
     assert_eq!(
         pool.starmap3(|a: u8, b: u8, c: u8| a + b + c, vec![(1, 2, 3), (4, 5, 6)])
             .unwrap(),

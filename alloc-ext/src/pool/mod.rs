@@ -36,7 +36,8 @@
 //!
 //! Items and results are any `T: Serialize + DeserializeOwned`, encoded
 //! with postcard: a `u64` takes 1 to 10 bytes, a `String` its length plus
-//! one or two. One encoded item or result may take at most
+//! one or two. A `Pod` value wrapped in [`Plain`](crate::Plain) crosses as
+//! its bytes, copied at once (and arrays longer than serde's 32 work). One encoded item or result may take at most
 //! [`Builder::max_message`] bytes (by default about 512 KiB); a larger
 //! one fails with [`TaskError::ItemTooLarge`] or
 //! [`TaskError::ResultTooLarge`], alone.
