@@ -164,6 +164,7 @@
 
 mod channel;
 mod error;
+mod iter;
 mod joinable;
 pub(crate) mod segment;
 pub mod spsc;
@@ -173,6 +174,7 @@ pub use error::{
     JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
     TryRecvError, TrySendError,
 };
+pub use iter::{IntoIter, Iter, TryIter};
 pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
 
 pub use crate::pipe::{bytes_channel, ByteReceiver, ByteSender};
