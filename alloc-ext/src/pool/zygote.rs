@@ -9,7 +9,7 @@
 //!           <-------------------------- STARTED w pid
 //!           <-------------------------- DIED w pid exitcode   (worker pidfd readable)
 //!           KILL w  --------------------> SIGKILL worker w
-//!  close the socket, or die  -----------> SIGKILL every worker, reap, exit
+//!  SHUTDOWN, or die  -------------------> SIGKILL every worker, reap, exit
 //! ```
 //!
 //! Forking from the owner itself would fork a process with the pool's
@@ -35,6 +35,7 @@ const KILL: u8 = 2;
 const STARTED: u8 = 3;
 const DIED: u8 = 4;
 const START_FAILED: u8 = 5;
+const SHUTDOWN: u8 = 6;
 
 /// A message from the zygote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,9 +178,17 @@ impl Zygote {
         }
     }
 
-    /// Ends the zygote and its workers: closes the socket (the zygote then
-    /// kills and reaps every worker and exits) and reaps the zygote.
+    /// Ends the zygote and its workers: asks it to leave (it kills and
+    /// reaps every worker and exits), closes the socket, reaps it.
+    ///
+    /// The request, not only the socket's end: a zygote forked later for
+    /// another pool of this process holds a copy of our end of the socket
+    /// (a fork copies every descriptor), so the end of the stream may
+    /// never come.
     pub(crate) fn shut_down(self) {
+        let mut m = [0u8; 5];
+        m[0] = SHUTDOWN;
+        let _ = sys::send_with_fd(self.sock.as_fd(), &m, None);
         drop(self.sock);
         if !matches!(
             self.process.join_timeout(Duration::from_secs(5)),
@@ -277,6 +286,7 @@ fn zygote_main(sock: &OwnedFd, view: MemView, owner: u32, common: Common) -> i32
                     let _ = sys::pidfd_send_signal(l.pidfd.as_fd(), libc::SIGKILL);
                 }
             }
+            SHUTDOWN => break,
             _ => {}
         }
     }
