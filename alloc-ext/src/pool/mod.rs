@@ -73,7 +73,7 @@
 //!   is made, one *zygote* process, single-threaded, that forks every
 //!   worker (the first ones and the replacements) and reports their
 //!   deaths. It needs the calling process to have no threads other than
-//!   other pools' watchers (else [`ProcessError::ForkWithThreads`]
+//!   other pools' watchers (else [`ProcessError::ForkWithThreads`](crate::process::ProcessError::ForkWithThreads)
 //!   through [`PoolError::Start`]; use `spawn`, `forkserver`, or the
 //!   `unsafe` [`Builder::allow_fork_with_threads`]).
 //! - `spawn` and `forkserver`: each worker is a
