@@ -51,6 +51,8 @@ pub mod connection;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod pipe;
 #[cfg(feature = "serde")]
 pub mod pool;

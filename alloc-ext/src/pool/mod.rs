@@ -102,7 +102,7 @@
 
 mod chunking;
 mod error;
-mod func;
+pub(crate) mod func;
 mod layout;
 mod result;
 mod state;
