@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::point_to_point::{MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
+use super::outbox::Outbox;
 use super::wire::{read_outcomes, tags, RawOutcome, ResultHead, TaskHead, TASK_HEAD};
 use super::RankInfo;
 use crate::pool::PoolError;
@@ -227,10 +228,14 @@ impl Backoff {
     }
 }
 
-/// Sends a chunk to `rank`.
-fn send_chunk(world: &SimpleCommunicator, rank: i32, c: &Chunk, msg: &mut Vec<u8>) {
-    msg.clear();
-    msg.reserve(TASK_HEAD + c.items.len());
+/// Starts sending a chunk to `rank`.
+fn send_chunk(
+    world: &SimpleCommunicator,
+    out: &mut Outbox,
+    rank: i32,
+    c: &Chunk,
+) -> Result<(), String> {
+    let mut msg = Vec::with_capacity(TASK_HEAD + c.items.len());
     TaskHead {
         job: c.job,
         chunk: 0,
@@ -239,11 +244,9 @@ fn send_chunk(world: &SimpleCommunicator, rank: i32, c: &Chunk, msg: &mut Vec<u8
         runner: c.runner,
         func: c.func,
     }
-    .write(msg);
+    .write(&mut msg);
     msg.extend_from_slice(&c.items);
-    world
-        .process_at_rank(rank)
-        .send_with_tag(&msg[..], tags::TASK);
+    out.send(world, rank, tags::TASK, msg)
 }
 
 /// Files the outcomes of a RESULT message.
@@ -270,7 +273,7 @@ pub(crate) fn run(world: &SimpleCommunicator, shared: &Shared, ranks: &[RankInfo
     let mut stop_sent = false;
     let mut byes = 0usize;
     let mut backoff = Backoff::new();
-    let mut msg = Vec::new();
+    let mut out = Outbox::default();
     let mut to_send: Vec<(usize, Chunk)> = Vec::new();
     let mut next = 0usize;
     loop {
@@ -312,7 +315,9 @@ pub(crate) fn run(world: &SimpleCommunicator, shared: &Shared, ranks: &[RankInfo
             }
         }
         for (r, c) in to_send.drain(..) {
-            send_chunk(world, ranks[r].rank, &c, &mut msg);
+            if let Err(e) = send_chunk(world, &mut out, ranks[r].rank, &c) {
+                fail(shared, e);
+            }
             outstanding += 1;
             progressed = true;
         }
@@ -323,7 +328,7 @@ pub(crate) fn run(world: &SimpleCommunicator, shared: &Shared, ranks: &[RankInfo
                 tags::STOP
             };
             for r in ranks {
-                world.process_at_rank(r.rank).send_with_tag(&[0u8; 0][..], tag);
+                let _ = out.send(world, r.rank, tag, Vec::new());
             }
             stop_sent = true;
             progressed = true;
@@ -350,6 +355,9 @@ pub(crate) fn run(world: &SimpleCommunicator, shared: &Shared, ranks: &[RankInfo
                 tags::BYE => byes += 1,
                 _ => {}
             }
+        }
+        if out.progress() {
+            progressed = true;
         }
         if stop_sent && byes == ranks.len() {
             break;

@@ -102,6 +102,7 @@
 //! | `executor.shutdown(wait=True)` | [`Pool::close`] then [`Pool::join`] |
 
 mod master;
+mod outbox;
 mod result;
 mod runner;
 mod wire;
@@ -218,7 +219,9 @@ impl Builder {
     /// message names the rank). The other ranks then exit with code 1.
     pub fn build(self) -> Result<Pool, PoolError> {
         let env_rank = launcher::rank();
-        let local_n = self.local_workers.unwrap_or_else(launcher::default_local_workers);
+        let local_n = self
+            .local_workers
+            .unwrap_or_else(launcher::default_local_workers);
         // A worker rank makes its local pool now, while this process has no
         // threads (MPI starts some): the `fork` start method can then fork
         // the pool's zygote.
@@ -412,7 +415,12 @@ mod launcher {
     /// This process's rank, from the launcher's environment (OpenMPI,
     /// PMIx, MPICH's Hydra, Slurm).
     pub(super) fn rank() -> Option<u32> {
-        env_u32(&["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"])
+        env_u32(&[
+            "OMPI_COMM_WORLD_RANK",
+            "PMIX_RANK",
+            "PMI_RANK",
+            "SLURM_PROCID",
+        ])
     }
 
     /// The default size of a worker rank's local pool: its cores, divided
@@ -434,7 +442,9 @@ mod launcher {
             "SLURM_LOCALID",
         ]);
         let master_here = matches!((rank(), local_rank), (Some(r), Some(l)) if r == l);
-        let workers_here = (here as usize).saturating_sub(usize::from(master_here)).max(1);
+        let workers_here = (here as usize)
+            .saturating_sub(usize::from(master_here))
+            .max(1);
         (cpus / workers_here).max(1)
     }
 
@@ -784,7 +794,10 @@ impl Pool {
     }
 
     /// Waits for job `id` and takes its outcomes.
-    fn collect<R: DeserializeOwned>(&self, id: u64) -> Result<Vec<Result<R, TaskError>>, PoolError> {
+    fn collect<R: DeserializeOwned>(
+        &self,
+        id: u64,
+    ) -> Result<Vec<Result<R, TaskError>>, PoolError> {
         let r = self.shared.wait_for(None, |st| match st.jobs.get(&id) {
             Some(j) if j.finished() => Some(Ok(take_all::<R>(st, id))),
             Some(_) => st.hopeless().map(Err),

@@ -199,14 +199,16 @@ impl<T> AsyncResult<T> {
             return Err(PoolError::Closed);
         }
         let id = self.job;
-        let all = self.shared.wait_for(deadline, |st| match st.jobs.get(&id) {
-            Some(j) if j.finished() => st
-                .jobs
-                .remove(&id)
-                .map(|j| Ok(j.ready.into_values().collect::<Vec<_>>())),
-            Some(_) => st.hopeless().map(Err),
-            None => Some(Err(PoolError::Closed)),
-        })??;
+        let all = self
+            .shared
+            .wait_for(deadline, |st| match st.jobs.get(&id) {
+                Some(j) if j.finished() => st
+                    .jobs
+                    .remove(&id)
+                    .map(|j| Ok(j.ready.into_values().collect::<Vec<_>>())),
+                Some(_) => st.hopeless().map(Err),
+                None => Some(Err(PoolError::Closed)),
+            })??;
         self.taken = true;
         (self.finish)(all)
     }

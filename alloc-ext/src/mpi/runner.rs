@@ -71,7 +71,10 @@ where
                     push_ok(out, &bytes);
                     scratch = bytes;
                 }
-                Err(e) => push_err(out, &TaskError::Codec(format!("cannot encode the result: {e}"))),
+                Err(e) => push_err(
+                    out,
+                    &TaskError::Codec(format!("cannot encode the result: {e}")),
+                ),
             }
         }
         Err(e) => push_err(out, &e),
@@ -165,8 +168,7 @@ where
     R: Serialize + DeserializeOwned,
 {
     // SAFETY: as in `rank_map`, for `fn(A, B) -> R`.
-    let f: fn(A, B) -> R =
-        unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(address_at(func)) };
+    let f: fn(A, B) -> R = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(address_at(func)) };
     run(
         exec,
         input,

@@ -77,12 +77,16 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, WireError> {
         let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| WireError("u64"))?))
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| WireError("u64"))?,
+        ))
     }
 
     fn u32(&mut self) -> Result<u32, WireError> {
         let b = self.take(4)?;
-        Ok(u32::from_le_bytes(b.try_into().map_err(|_| WireError("u32"))?))
+        Ok(u32::from_le_bytes(
+            b.try_into().map_err(|_| WireError("u32"))?,
+        ))
     }
 
     fn u8(&mut self) -> Result<u8, WireError> {

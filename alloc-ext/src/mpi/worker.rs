@@ -11,10 +11,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::point_to_point::{MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
 use super::master::Backoff;
+use super::outbox::Outbox;
 use super::runner::{Exec, RankRunner};
 use super::wire::{tags, Hello, ResultHead, TaskHead};
 use crate::pool::func::address_at;
@@ -38,12 +39,12 @@ fn run_chunk(exec: Exec<'_>, head: &TaskHead, items: &[u8]) -> Done {
     Ok(out)
 }
 
-fn send(world: &SimpleCommunicator, msg: &[u8], tag: i32) {
-    world.process_at_rank(0).send_with_tag(msg, tag);
-}
-
 /// Serves the master until it stops this rank; the rank's exit code.
-pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, String>, hello: Hello) -> i32 {
+pub(crate) fn serve(
+    world: &SimpleCommunicator,
+    local: Result<Option<Pool>, String>,
+    hello: Hello,
+) -> i32 {
     let (pool, hello) = match local {
         Ok(p) => (p, hello),
         Err(e) => (
@@ -55,7 +56,14 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
             },
         ),
     };
-    send(world, &hello.encode(), tags::HELLO);
+    let mut out = Outbox::default();
+    let send = |out: &mut Outbox, msg: Vec<u8>, tag: i32| {
+        // A message too long for MPI fails its chunk's items instead.
+        if let Err(e) = out.send(world, 0, tag, msg) {
+            let _ = out.send(world, 0, tags::FATAL, e.into_bytes());
+        }
+    };
+    send(&mut out, hello.encode(), tags::HELLO);
     let ok = hello.ok;
     if pool.is_none() {
         // Inline runs keep the panic message with its location, as a
@@ -77,14 +85,21 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
                 .spawn(move || loop {
                     let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((head, items)) = next else { return };
-                    if tx.send(run_chunk(Exec::Local(&pool), &head, &items)).is_err() {
+                    if tx
+                        .send(run_chunk(Exec::Local(&pool), &head, &items))
+                        .is_err()
+                    {
                         return;
                     }
                 });
             match h {
                 Ok(h) => helpers.push(h),
                 Err(e) => {
-                    send(world, format!("cannot start a helper thread: {e}").as_bytes(), tags::FATAL);
+                    send(
+                        &mut out,
+                        format!("cannot start a helper thread: {e}").into_bytes(),
+                        tags::FATAL,
+                    );
                     break;
                 }
             }
@@ -103,7 +118,11 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
             match status.tag() {
                 tags::TASK => {
                     let Ok((head, items)) = TaskHead::read(&data) else {
-                        send(world, b"a task message does not parse", tags::FATAL);
+                        send(
+                            &mut out,
+                            b"a task message does not parse".to_vec(),
+                            tags::FATAL,
+                        );
                         continue;
                     };
                     if !ok {
@@ -117,8 +136,8 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
                             }
                         }
                         None => match run_chunk(Exec::Inline, &head, items) {
-                            Ok(msg) => send(world, &msg, tags::RESULT),
-                            Err(e) => send(world, e.as_bytes(), tags::FATAL),
+                            Ok(msg) => send(&mut out, msg, tags::RESULT),
+                            Err(e) => send(&mut out, e.into_bytes(), tags::FATAL),
                         },
                     }
                 }
@@ -126,7 +145,8 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
                 tags::ABORT => {
                     // Drop what the helpers hold: the local pool's workers
                     // die with this process (the pool's zygote watches it).
-                    send(world, &[], tags::BYE);
+                    send(&mut out, Vec::new(), tags::BYE);
+                    out.flush();
                     return i32::from(!ok);
                 }
                 _ => {}
@@ -136,9 +156,12 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
             progressed = true;
             in_flight -= 1;
             match done {
-                Ok(msg) => send(world, &msg, tags::RESULT),
-                Err(e) => send(world, e.as_bytes(), tags::FATAL),
+                Ok(msg) => send(&mut out, msg, tags::RESULT),
+                Err(e) => send(&mut out, e.into_bytes(), tags::FATAL),
             }
+        }
+        if out.progress() {
+            progressed = true;
         }
         if stopping && in_flight == 0 {
             break;
@@ -151,8 +174,8 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
                     backoff.reset();
                     in_flight -= 1;
                     match done {
-                        Ok(msg) => send(world, &msg, tags::RESULT),
-                        Err(e) => send(world, e.as_bytes(), tags::FATAL),
+                        Ok(msg) => send(&mut out, msg, tags::RESULT),
+                        Err(e) => send(&mut out, e.into_bytes(), tags::FATAL),
                     }
                 }
             } else {
@@ -171,7 +194,8 @@ pub(crate) fn serve(world: &SimpleCommunicator, local: Result<Option<Pool>, Stri
         }
         _ => 0,
     };
-    send(world, &[], tags::BYE);
+    send(&mut out, Vec::new(), tags::BYE);
+    out.flush();
     if ok {
         code
     } else {

@@ -55,7 +55,9 @@ fn step(mut p: Particle) -> Particle {
 }
 
 fn words(s: String) -> Vec<String> {
-    s.split_whitespace().map(|w| w.chars().rev().collect()).collect()
+    s.split_whitespace()
+        .map(|w| w.chars().rev().collect())
+        .collect()
 }
 
 fn sum_vec(v: Vec<i64>) -> i64 {
@@ -106,6 +108,7 @@ fn slow(x: u64) -> u64 {
 
 fn check(cond: bool, what: &str) -> Result<(), String> {
     if cond {
+        println!("  checked: {what}");
         Ok(())
     } else {
         Err(format!("check failed: {what}"))
@@ -187,7 +190,9 @@ fn calls(pool: &Pool) -> Result<(), String> {
         got == local.map(step, ps).map_err(e)?,
         "structs through map",
     )?;
-    let texts: Vec<String> = (0..300).map(|i| format!("alpha {i} beta gamma{i}")).collect();
+    let texts: Vec<String> = (0..300)
+        .map(|i| format!("alpha {i} beta gamma{i}"))
+        .collect();
     check(
         pool.map(words, texts.clone()).map_err(e)? == local.map(words, texts).map_err(e)?,
         "strings to vectors",
@@ -214,7 +219,12 @@ fn calls(pool: &Pool) -> Result<(), String> {
     let b = pool.map_async(mix, 0..10u64).map_err(e)?;
     check(a.get().map_err(e)? == mix(42), "apply_async")?;
     check(b.get().map_err(e)? == want[..10], "map_async")?;
-    check(pool.apply(|s: String| s.len(), "four".to_string()).map_err(e)? == 4, "apply closure")?;
+    check(
+        pool.apply(|s: String| s.len(), "four".to_string())
+            .map_err(e)?
+            == 4,
+        "apply closure",
+    )?;
     // A panic fails its item alone.
     let r = pool.chunksize(3).map_results(picky, 0..10u32).map_err(e)?;
     for (i, o) in r.iter().enumerate() {
@@ -228,7 +238,10 @@ fn calls(pool: &Pool) -> Result<(), String> {
         }
     }
     check(
-        matches!(pool.map(picky, 0..10u32), Err(multiproc::mpi::PoolError::Task { index: 5, .. })),
+        matches!(
+            pool.map(picky, 0..10u32),
+            Err(multiproc::mpi::PoolError::Task { index: 5, .. })
+        ),
         "map returns the first failure",
     )?;
     let empty: Vec<u64> = pool.map(mix, Vec::new()).map_err(e)?;
@@ -244,7 +257,13 @@ fn lost(pool: &Pool, retry: bool) -> Result<(), String> {
     for (i, o) in r.iter().enumerate() {
         if i == 7 && !retry {
             check(
-                matches!(o, Err(TaskError::WorkerLost { exitcode: Some(-9), .. })),
+                matches!(
+                    o,
+                    Err(TaskError::WorkerLost {
+                        exitcode: Some(-9),
+                        ..
+                    })
+                ),
                 &format!("item 7 lost to SIGKILL, got {o:?}"),
             )?;
         } else {
@@ -255,10 +274,11 @@ fn lost(pool: &Pool, retry: bool) -> Result<(), String> {
         }
     }
     // The rank goes on.
-    let again = pool
-        .map(mix, 0..1000u64)
-        .map_err(|e| e.to_string())?;
-    check(again == (0..1000).map(mix).collect::<Vec<_>>(), "the rank goes on")
+    let again = pool.map(mix, 0..1000u64).map_err(|e| e.to_string())?;
+    check(
+        again == (0..1000).map(mix).collect::<Vec<_>>(),
+        "the rank goes on",
+    )
 }
 
 fn kill_rank(pool: &Pool) -> Result<(), String> {
@@ -287,7 +307,10 @@ fn kill_rank(pool: &Pool) -> Result<(), String> {
     // The job must end here (mpirun kills this rank); waiting is all that
     // is left.
     let r = job.get();
-    Err(format!("the job went on after a rank died: {:?}", r.map(|v| v.len())))
+    Err(format!(
+        "the job went on after a rank died: {:?}",
+        r.map(|v| v.len())
+    ))
 }
 
 fn scenario(name: &str) -> Result<(), String> {
@@ -341,9 +364,16 @@ fn mpirun_args(np: u32, transport: &str) -> Vec<String> {
     );
     match transport {
         "tcp" => a.extend(
-            ["--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "--mca",
+                "btl",
+                "self,tcp",
+                "--mca",
+                "btl_tcp_if_include",
+                "lo",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         ),
         _ => a.extend(["--mca", "btl", "self,vader"].iter().map(|s| s.to_string())),
     }
@@ -381,7 +411,15 @@ fn run_launch(l: &Launch, watchdog: Duration) -> Result<(), String> {
             break s;
         }
         if start.elapsed() > watchdog {
-            // SAFETY: kill(2) of the process group this harness made.
+            // mpirun kills its ranks (each in a group of its own) on
+            // SIGTERM; then the group, whatever is left of it.
+            // SAFETY: kill(2) of the mpirun this harness started, then of
+            // the process group it made for it.
+            unsafe {
+                libc::kill(pgid, libc::SIGTERM);
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            // SAFETY: as above.
             unsafe {
                 libc::kill(-pgid, libc::SIGKILL);
             }
@@ -423,7 +461,9 @@ fn run_launch(l: &Launch, watchdog: Duration) -> Result<(), String> {
             .parse()
             .map_err(|e| format!("bad stamp: {e}"))?;
         if status.success() {
-            return Err(format!("the job exited 0 after a rank was killed:\n{stdout}\n{stderr}"));
+            return Err(format!(
+                "the job exited 0 after a rank was killed:\n{stdout}\n{stderr}"
+            ));
         }
         let msg = stderr
             .lines()
@@ -507,7 +547,9 @@ fn main() -> ExitCode {
         }
         None | Some("run") => harness(),
         Some(other) => {
-            eprintln!("usage: multiproc-mpi-tests [run [scenario...] | check <scenario>]; not {other}");
+            eprintln!(
+                "usage: multiproc-mpi-tests [run [scenario...] | check <scenario>]; not {other}"
+            );
             ExitCode::FAILURE
         }
     }
