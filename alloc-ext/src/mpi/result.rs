@@ -46,7 +46,7 @@ impl Encoder {
             })?;
             count += 1;
         }
-        let chunk = (count > 0).then(|| Chunk {
+        let chunk = (count > 0).then_some(Chunk {
             job: self.job,
             first: self.next_item,
             count,

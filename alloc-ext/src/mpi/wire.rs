@@ -23,15 +23,16 @@ use std::fmt;
 
 use crate::pool::TaskError;
 
-/// MPI tags of the messages.
+/// MPI tags of the messages (below 32767, the least `MPI_TAG_UB` an MPI
+/// library may have).
 pub(crate) mod tags {
-    pub(crate) const TASK: i32 = 0x6d70_01;
-    pub(crate) const STOP: i32 = 0x6d70_02;
-    pub(crate) const ABORT: i32 = 0x6d70_03;
-    pub(crate) const HELLO: i32 = 0x6d70_11;
-    pub(crate) const RESULT: i32 = 0x6d70_12;
-    pub(crate) const FATAL: i32 = 0x6d70_13;
-    pub(crate) const BYE: i32 = 0x6d70_14;
+    pub(crate) const TASK: i32 = 7101;
+    pub(crate) const STOP: i32 = 7102;
+    pub(crate) const ABORT: i32 = 7103;
+    pub(crate) const HELLO: i32 = 7111;
+    pub(crate) const RESULT: i32 = 7112;
+    pub(crate) const FATAL: i32 = 7113;
+    pub(crate) const BYE: i32 = 7114;
 }
 
 /// Tags of one outcome in a RESULT message.
