@@ -12,6 +12,7 @@
 //! | [`pipe`](mod@pipe) | duplex and one-way [`Pipe`] of byte messages and `Pod` values; SPSC byte-message queue ([`queue::bytes_channel`]) | `Pipe`, `Connection` |
 //! | [`connection`] | authenticated message connections over Unix and TCP sockets, wire-compatible with Python (both handshake generations) | `connection.Listener`, `connection.Client` |
 //! | [`pool`] | [`Pool`](pool::Pool): `map`, `imap`, `imap_unordered`, `starmap`, `apply_async` over worker processes, serde items, a dead worker fails only its task | `Pool` |
+//! | `mpi` (feature `mpi`) | `mpi::Pool`: the pool's calls over MPI ranks (`mpirun`, `srun`), a local shared-memory pool inside each rank | `mpi4py.futures.MPIPoolExecutor` |
 //! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
 //!
 //! # Example
