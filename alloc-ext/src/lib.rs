@@ -13,6 +13,7 @@
 //! | [`connection`] | authenticated message connections over Unix and TCP sockets, wire-compatible with Python (both handshake generations) | `connection.Listener`, `connection.Client` |
 //! | [`manager`] | a server process of shared queues, dicts, lists, values, locks, events, and their proxies; Python clients can connect | `Manager`, `BaseManager`, `SyncManager` |
 //! | [`pool`] | [`Pool`]: `map`, `imap`, `imap_unordered`, `starmap`, `apply_async` over worker processes, serde items, a dead worker fails only its task | `Pool` |
+//! | `mpi` (feature `mpi`) | `mpi::Pool`: the pool's calls over MPI ranks (`mpirun`, `srun`), a local shared-memory pool inside each rank | `mpi4py.futures.MPIPoolExecutor` |
 //! | [`process`] | [`Process`] with the `fork`, `spawn` and `forkserver` start methods | `Process`, `set_start_method`, `current_process`, `parent_process`, `active_children`, `cpu_count` |
 //!
 //! # Example
@@ -53,6 +54,8 @@ pub mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manager;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod pipe;
 #[cfg(feature = "serde")]
 mod plain;

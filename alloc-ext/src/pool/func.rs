@@ -152,7 +152,7 @@ pub(crate) fn capture_panics() {
     }));
 }
 
-fn take_panic_message() -> Option<String> {
+pub(crate) fn take_panic_message() -> Option<String> {
     PANIC_MESSAGE.with(|m| m.borrow_mut().take())
 }
 

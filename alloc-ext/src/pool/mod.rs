@@ -103,7 +103,7 @@
 
 mod chunking;
 mod error;
-mod func;
+pub(crate) mod func;
 mod layout;
 mod result;
 mod state;
