@@ -12,6 +12,7 @@
 //! | [`region`] | header, validation, [`ShmSafe`](region::ShmSafe) | — |
 //! | [`spsc`] | bounded single-producer single-consumer ring of `T: Pod` | `Pipe` (one way) |
 //! | [`mpmc`] | bounded multi-producer multi-consumer ring of `T: Pod` | `Queue` |
+//! | [`msgqueue`] | bounded multi-producer multi-consumer queue of variable-size byte messages | `Queue` (of any picklable object) |
 //! | [`bytering`] | ring of length-prefixed byte frames | `Connection.send_bytes` |
 //! | [`wait`] | eventcount over a shared futex, adaptive spin | — |
 //! | [`mutex`] | robust process-shared mutex, poisoned when its holder dies | `Lock` |
@@ -69,6 +70,7 @@ pub mod condvar;
 pub mod event;
 pub mod identity;
 pub mod mpmc;
+pub mod msgqueue;
 pub mod mutex;
 pub mod peers;
 pub mod region;
