@@ -180,8 +180,8 @@ pub use error::{
 };
 pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
 pub use messages::{
-    message_channel, MessageQueue, MessageReceiver, MessageRecvError, MessageRef,
-    MessageSendError, MessageSender, MessageWriter,
+    message_channel, MessageQueue, MessageReceiver, MessageRecvError, MessageRef, MessageSendError,
+    MessageSender, MessageWriter,
 };
 #[cfg(feature = "serde")]
 pub use messages::{object_channel, ObjectReceiver, ObjectSender};

@@ -28,7 +28,10 @@ fn msg(n: u8) -> Vec<u8> {
 fn recv(q: MsgQueue<'static>) -> Result<u8, RecvError> {
     let mut buf = [0u8; MAX as usize];
     let len = q.recv_into(&mut buf)?;
-    assert!(buf[..len].iter().all(|&b| b as usize == len), "torn message");
+    assert!(
+        buf[..len].iter().all(|&b| b as usize == len),
+        "torn message"
+    );
     Ok(len as u8)
 }
 
@@ -176,9 +179,8 @@ fn msgqueue_consumer_dies_mid_read() {
     loom::model(|| {
         let q = queue(1);
         q.send(&msg(1)).unwrap();
-        let d = thread::spawn(move || {
-            dies_after(q, |q| core::mem::forget(q.try_recv_ref().unwrap()))
-        });
+        let d =
+            thread::spawn(move || dies_after(q, |q| core::mem::forget(q.try_recv_ref().unwrap())));
         let p = thread::spawn(move || q.send(&msg(3)).unwrap());
         d.join().unwrap();
         assert_eq!(recv(q), Ok(3));

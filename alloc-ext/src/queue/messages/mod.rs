@@ -276,9 +276,7 @@ impl Inner {
         let region = unsafe { seg.fresh_ring_region() };
         let queue = MsgQueue::create_tagged(region, capacity, max_message, tag)
             .map_err(|e| match e {
-                InitError::InvalidCapacity { capacity } => {
-                    QueueError::InvalidCapacity { capacity }
-                }
+                InitError::InvalidCapacity { capacity } => QueueError::InvalidCapacity { capacity },
                 e => QueueError::Init(e),
             })?
             .with_spin(spin);
@@ -357,7 +355,8 @@ fn send_error(e: msgqueue::SendError) -> MessageSendError {
     match e {
         msgqueue::SendError::Full => MessageSendError::Full,
         msgqueue::SendError::TooLarge { len, max } => MessageSendError::TooLarge { len, max },
-        // A corrupt queue cannot carry messages: as closed.
+        // Closed; or corrupt, and a corrupt queue cannot carry messages:
+        // as closed.
         _ => MessageSendError::Disconnected,
     }
 }
@@ -876,9 +875,7 @@ impl MessageReceiver {
     /// [`MessageRecvError::Timeout`]; else as [`recv_ref`](Self::recv_ref).
     pub fn recv_ref_timeout(&self, timeout: Duration) -> Result<MessageRef<'_>, MessageRecvError> {
         match self.try_recv_ref() {
-            Err(MessageRecvError::Empty) => {
-                self.recv_ref_deadline(Some(Deadline::after(timeout)))
-            }
+            Err(MessageRecvError::Empty) => self.recv_ref_deadline(Some(Deadline::after(timeout))),
             r => r,
         }
     }

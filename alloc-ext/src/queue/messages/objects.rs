@@ -25,15 +25,11 @@ use crate::queue::segment::type_tag;
 /// # Examples
 ///
 /// ```
-/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
-/// struct Job {
-///     id: u32,
-///     args: Vec<String>,
-/// }
-///
-/// let (tx, rx) = multiproc::queue::object_channel::<Job>(16, 512)?;
-/// tx.send(&Job { id: 1, args: vec!["-v".into()] }).unwrap();
-/// assert_eq!(rx.recv().unwrap(), Job { id: 1, args: vec!["-v".into()] });
+/// // An id and its arguments (any `Serialize + DeserializeOwned` type: a
+/// // `#[derive(Serialize, Deserialize)]` struct works the same).
+/// let (tx, rx) = multiproc::queue::object_channel::<(u32, Vec<String>)>(16, 512)?;
+/// tx.send(&(1, vec!["-v".to_string()])).unwrap();
+/// assert_eq!(rx.recv().unwrap(), (1, vec!["-v".to_string()]));
 /// # Ok::<(), multiproc::queue::QueueError>(())
 /// ```
 pub fn object_channel<T: Serialize + DeserializeOwned>(
