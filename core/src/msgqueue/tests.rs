@@ -249,8 +249,8 @@ fn a_corrupt_length_is_a_typed_error() {
             })
         );
         assert_eq!(q.try_recv_into(&mut out), Ok(6));
-        // SAFETY: as above.
         q.try_send(b"third").unwrap();
+        // SAFETY: as above.
         q.slot(2).len.with_mut(|p| unsafe { *p = 17 });
         assert!(matches!(
             q.try_recv_ref(),
