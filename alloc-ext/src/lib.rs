@@ -7,7 +7,7 @@
 //! | module | what | Python counterpart |
 //! |---|---|---|
 //! | [`shm`] | anonymous and named shared memory, typed regions, leaked-segment cleanup | `multiprocessing.shared_memory.SharedMemory` |
-//! | [`queue`], [`spsc`] | MPMC `Queue` (`Sender`/`Receiver`), `SimpleQueue`, `JoinableQueue`, SPSC channel, surviving killed peers | `Queue`, `SimpleQueue`, `JoinableQueue` |
+//! | [`queue`], [`spsc`] | MPMC `Queue` (`Sender`/`Receiver`), `SimpleQueue`, `JoinableQueue`, SPSC channel, MPMC queues of byte messages ([`queue::message_channel`]) and of any serde type (`queue::object_channel`, `serde` feature), surviving killed peers | `Queue` (of any picklable object), `SimpleQueue`, `JoinableQueue` |
 //! | [`sync`] | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `AtomicValue`, `Array`, robust against killed holders | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier`, `Value`, `Array` |
 //! | [`pipe`](mod@pipe) | duplex and one-way [`Pipe`] of byte messages and `Pod` values; SPSC byte-message queue ([`queue::bytes_channel`]) | `Pipe`, `Connection` |
 //! | [`connection`] | authenticated message connections over Unix and TCP sockets, wire-compatible with Python (both handshake generations) | `connection.Listener`, `connection.Client` |

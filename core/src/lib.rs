@@ -12,6 +12,7 @@
 //! | [`region`] | header, validation, [`ShmSafe`](region::ShmSafe) | — |
 //! | [`spsc`] | bounded single-producer single-consumer ring of `T: Pod` | `Pipe` (one way) |
 //! | [`mpmc`] | bounded multi-producer multi-consumer ring of `T: Pod` | `Queue` |
+//! | [`msgqueue`] | bounded multi-producer multi-consumer queue of variable-size byte messages | `Queue` (of any picklable object) |
 //! | [`bytering`] | ring of length-prefixed byte frames | `Connection.send_bytes` |
 //! | [`claim_gate`] | a consumer claims numbered items in order, the producer takes back the unclaimed ones (the pool's revocable queue) | — |
 //! | [`wait`] | eventcount over a shared futex, adaptive spin | — |
@@ -71,6 +72,7 @@ pub mod condvar;
 pub mod event;
 pub mod identity;
 pub mod mpmc;
+pub mod msgqueue;
 pub mod mutex;
 pub mod peers;
 pub mod region;

@@ -229,10 +229,10 @@ use crate::time::Deadline;
 use crate::wait::{EventCount, Spin};
 
 /// Bit 63 of `tail`: the ring is closed.
-const CLOSED: u64 = 1 << 63;
+pub(crate) const CLOSED: u64 = 1 << 63;
 /// The nap length from which a blocked call, finding the slot it waits on
 /// still owned, asks whether the owner process lives (a read of `/proc`).
-const OWNER_CHECK_NAP: Duration = Duration::from_micros(800);
+pub(crate) const OWNER_CHECK_NAP: Duration = Duration::from_micros(800);
 /// `mask` value meaning "capacity is not a power of two: divide".
 const NOT_POW2: u64 = u64::MAX;
 
@@ -243,10 +243,10 @@ const NOT_POW2: u64 = u64::MAX;
 //   "free for p" is 0 in the first lap: see `MpmcRing::free`)
 
 /// Bit 63 of a slot's `seq`: the slot was published without a value.
-const SKIPPED: u64 = 1 << 63;
+pub(crate) const SKIPPED: u64 = 1 << 63;
 /// Bit 62 of a slot's `seq`: a process is writing (stamp `f`) or reading
 /// (stamp `2p + 1`) the slot; its pid is in the owner bits.
-const BUSY: u64 = 1 << 62;
+pub(crate) const BUSY: u64 = 1 << 62;
 /// Width of the stamp field.
 const STAMP_BITS: u32 = 40;
 /// The stamp field.
@@ -261,25 +261,25 @@ pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 /// The stamp "free for the producer of `pos`" after the first lap (see
 /// [`MpmcRing::free`]).
 #[inline]
-const fn free_stamp(pos: u64) -> u64 {
+pub(crate) const fn free_stamp(pos: u64) -> u64 {
     pos.wrapping_mul(2) & STAMP_MASK
 }
 
 /// The stamp of a slot holding the value of position `pos`.
 #[inline]
-const fn full_stamp(pos: u64) -> u64 {
+pub(crate) const fn full_stamp(pos: u64) -> u64 {
     (pos.wrapping_mul(2) | 1) & STAMP_MASK
 }
 
 /// The stamp field of a `seq` word.
 #[inline]
-const fn stamp(seq: u64) -> u64 {
+pub(crate) const fn stamp(seq: u64) -> u64 {
     seq & STAMP_MASK
 }
 
 /// `stamp - want` as a signed distance in the 40-bit stamp space.
 #[inline]
-const fn stamp_diff(stamp: u64, want: u64) -> i64 {
+pub(crate) const fn stamp_diff(stamp: u64, want: u64) -> i64 {
     ((stamp.wrapping_sub(want) << (64 - STAMP_BITS)) as i64) >> (64 - STAMP_BITS)
 }
 
@@ -288,13 +288,13 @@ const fn stamp_diff(stamp: u64, want: u64) -> i64 {
 /// (no identity: a pid that does not fit, which no supported system has)
 /// records pid 0, "unknown": such a slot is never reclaimed.
 #[inline(always)]
-const fn busy(stamp: u64, id: u64) -> u64 {
+pub(crate) const fn busy(stamp: u64, id: u64) -> u64 {
     BUSY | (id & OWNER_MASK) << STAMP_BITS | stamp
 }
 
 /// The owner pid of a busy `seq` word (0: unknown).
 #[inline]
-const fn owner_pid(seq: u64) -> u32 {
+pub(crate) const fn owner_pid(seq: u64) -> u32 {
     ((seq >> STAMP_BITS) & OWNER_MASK) as u32
 }
 
@@ -322,7 +322,7 @@ fn clear_owner<T>(slot: &Slot<T>) {
 
 /// Whether `capacity` is one an MPMC ring accepts.
 #[inline]
-fn valid_capacity(capacity: u64) -> bool {
+pub(crate) fn valid_capacity(capacity: u64) -> bool {
     (1..=MAX_CAPACITY).contains(&capacity)
 }
 
@@ -330,28 +330,28 @@ fn valid_capacity(capacity: u64) -> bool {
 /// write.
 #[repr(C, align(128))]
 #[derive(Debug)]
-struct Control {
+pub(crate) struct Control {
     /// Consumers sleep here while the ring is empty; pushes notify.
-    not_empty: EventCount,
+    pub(crate) not_empty: EventCount,
     /// Producers sleep here while the ring is full; pops notify.
-    not_full: EventCount,
+    pub(crate) not_full: EventCount,
     /// Consumers in a blocking pop past their spin: pushes notify only
     /// while this is not 0.
-    empty_sleepers: AtomicU32,
+    pub(crate) empty_sleepers: AtomicU32,
     /// Producers in a blocking push past their spin: pops notify only while
     /// this is not 0.
-    full_sleepers: AtomicU32,
+    pub(crate) full_sleepers: AtomicU32,
     /// 1 once the ring is closed: a read-mostly mirror of `tail`'s
     /// [`CLOSED`] bit (which stays the authority), so that a pop finding the
     /// ring empty need not pull the producers' `tail` line to rule out
     /// "closed and drained".
-    closed: AtomicU32,
+    pub(crate) closed: AtomicU32,
     _reserved: AtomicU32,
 }
 
 /// What a claim found instead of a position to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Miss {
+pub(crate) enum Miss {
     /// Full (push) or empty (pop), with nothing of the other kind in flight:
     /// whoever changes that will see a sleeper and notify.
     Idle,
@@ -367,7 +367,7 @@ enum Miss {
 }
 
 impl Miss {
-    fn push_error<T>(self, v: T) -> PushError<T> {
+    pub(crate) fn push_error<T>(self, v: T) -> PushError<T> {
         match self {
             Miss::Idle | Miss::InFlight(_) => PushError::Full(v),
             Miss::Closed => PushError::Disconnected(v),
@@ -375,7 +375,7 @@ impl Miss {
         }
     }
 
-    fn pop_error(self) -> PopError {
+    pub(crate) fn pop_error(self) -> PopError {
         match self {
             Miss::Idle | Miss::InFlight(_) => PopError::Empty,
             Miss::Closed => PopError::Disconnected,
@@ -387,14 +387,14 @@ impl Miss {
 /// A slot that a blocked call waits on while another process holds it:
 /// the position the call wants and the `seq` word it found there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stuck {
-    pos: u64,
-    seq: u64,
+pub(crate) struct Stuck {
+    pub(crate) pos: u64,
+    pub(crate) seq: u64,
 }
 
 /// Why a producer could not take the slot of a position it claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Taken {
+pub(crate) enum Taken {
     /// A consumer stole the claim (the slot is `S`, or already in a later
     /// state): claim another position.
     Stolen,
@@ -403,7 +403,7 @@ enum Taken {
 }
 
 /// What one poll of a blocking operation found.
-enum Poll<R> {
+pub(crate) enum Poll<R> {
     Ready(R),
     Idle,
     InFlight(Stuck),
@@ -422,7 +422,7 @@ enum Poll<R> {
 /// this costs one plain load, where a notify check after every publish
 /// would cost a `lock`ed instruction.
 #[inline]
-fn sleepers(word: &AtomicU32) -> u32 {
+pub(crate) fn sleepers(word: &AtomicU32) -> u32 {
     // Loom models SeqCst loads and RMWs as AcqRel (see its README), weaker
     // than the C++ rules used above; the model gets the fence that those
     // rules make unnecessary in a real build.
@@ -434,7 +434,7 @@ fn sleepers(word: &AtomicU32) -> u32 {
 /// Wakes one (or every) sleeper of `ec`, once a sleeper count said so.
 #[cold]
 #[inline(never)]
-fn wake(ec: &EventCount, all: bool) {
+pub(crate) fn wake(ec: &EventCount, all: bool) {
     if all {
         ec.notify_all();
     } else {
@@ -445,12 +445,30 @@ fn wake(ec: &EventCount, all: bool) {
 /// The body of an MPMC region (after the region header).
 #[repr(C)]
 #[derive(Debug)]
-struct MpmcBody {
+pub(crate) struct MpmcBody {
     /// Next position to push, with the [`CLOSED`] bit.
-    tail: IndexLine,
+    pub(crate) tail: IndexLine,
     /// Next position to pop.
-    head: IndexLine,
-    control: Control,
+    pub(crate) head: IndexLine,
+    pub(crate) control: Control,
+}
+
+impl MpmcBody {
+    /// An empty, open ring's indices and control line.
+    pub(crate) fn new() -> Self {
+        MpmcBody {
+            tail: IndexLine::new(0),
+            head: IndexLine::new(0),
+            control: Control {
+                not_empty: EventCount::new(),
+                not_full: EventCount::new(),
+                empty_sleepers: AtomicU32::new(0),
+                full_sleepers: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+            },
+        }
+    }
 }
 
 /// One element: its sequence number, its owner's identity and its value.
@@ -593,18 +611,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             capacity,
             count: capacity,
         };
-        let body = || MpmcBody {
-            tail: IndexLine::new(0),
-            head: IndexLine::new(0),
-            control: Control {
-                not_empty: EventCount::new(),
-                not_full: EventCount::new(),
-                empty_sleepers: AtomicU32::new(0),
-                full_sleepers: AtomicU32::new(0),
-                closed: AtomicU32::new(0),
-                _reserved: AtomicU32::new(0),
-            },
-        };
+        let body = MpmcBody::new;
         // Every slot starts as `F(i)`, which is 0 in the first lap, owned by
         // nobody (0): an all-zero slot, not written at all in a region
         // known to be zeroed.
@@ -850,100 +857,18 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         .unwrap_or(Err(PushError::Full(())))
     }
 
-    /// Runs `poll` until it is ready: spins per the view's [`Spin`], then
-    /// counts itself in `sleepers` and sleeps on `ec` (while the other side
-    /// is idle) or naps (while one of its operations is in flight). `None`
-    /// if `deadline` passes first.
+    /// Runs `poll` until it is ready (see [`block_on`]), recovering stuck
+    /// slots with [`recover`](Self::recover).
     fn block<R>(
         &self,
         ec: &EventCount,
         sleepers: &AtomicU32,
         deadline: Option<Deadline>,
-        mut poll: impl FnMut() -> Poll<R>,
+        poll: impl FnMut() -> Poll<R>,
     ) -> Option<R> {
-        let mut backoff = self.spin.start();
-        loop {
-            if let Poll::Ready(r) = poll() {
-                return Some(r);
-            }
-            if !backoff.spin() {
-                break;
-            }
-        }
-        // SeqCst, followed by the SeqCst fence in `prepare_wait`: pairs with
-        // the SeqCst claim CAS and `sleepers` load of the other side.
-        sleepers.fetch_add(1, Ordering::SeqCst);
-        let mut nap_len = FIRST_NAP;
-        let mut grace = GRACE_POLLS;
-        // What the poll before the last nap found stuck: a slot is only
-        // recovered once it has stayed so for a whole nap, so that a claim
-        // that a live producer is about to take is not stolen from it.
-        let mut last_stuck = None;
-        let out = 'wait: loop {
-            let key = ec.prepare_wait();
-            let mut stuck = match poll() {
-                Poll::Ready(r) => {
-                    ec.cancel_wait(key);
-                    break Some(r);
-                }
-                Poll::Idle => None,
-                Poll::InFlight(s) => Some(s),
-            };
-            // Grace: the in-flight operation completes within moments
-            // (unless its thread was preempted or killed); poll for about a
-            // microsecond before the first nap.
-            while stuck.is_some() && grace > 0 {
-                grace -= 1;
-                spin_loop();
-                match poll() {
-                    Poll::Ready(r) => {
-                        ec.cancel_wait(key);
-                        break 'wait Some(r);
-                    }
-                    Poll::Idle => stuck = None,
-                    Poll::InFlight(s) => stuck = Some(s),
-                }
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                ec.cancel_wait(key);
-                break None;
-            }
-            match stuck {
-                None => {
-                    let _ = ec.wait(key, deadline);
-                    nap_len = FIRST_NAP;
-                    last_stuck = None;
-                }
-                Some(s) => {
-                    // Unchanged over a whole nap: its holder was preempted,
-                    // or died. Steal an untaken claim then; ask whether an
-                    // owner lives only once the wait has grown long. (Under
-                    // loom, at once and always: the model explores both,
-                    // and its naps end only by a notification.)
-                    let unchanged = cfg!(multiproc_loom) || last_stuck == Some(s);
-                    let check_owner = cfg!(multiproc_loom) || nap_len >= OWNER_CHECK_NAP;
-                    if unchanged && self.recover(s, check_owner) {
-                        ec.cancel_wait(key);
-                        last_stuck = None;
-                        continue;
-                    }
-                    last_stuck = Some(s);
-                    // Under loom this nap ends only by a notification. That
-                    // is sound in the model, whose `sleepers` fences *after*
-                    // the publishing store: a publisher that did not count
-                    // us has its publish seen by our poll (the two fences
-                    // are ordered in S). The real build's cheaper ordering
-                    // only makes us see its claim, hence a nap that ends on
-                    // its own.
-                    nap(ec, key, Deadline::after(nap_len).min(deadline));
-                    nap_len = (nap_len * 2).min(LIVENESS_SLICE);
-                }
-            }
-        };
-        // Relaxed: a count that stays high a little longer only costs the
-        // other side a notify.
-        sleepers.fetch_sub(1, Ordering::Relaxed);
-        out
+        block_on(self.spin, ec, sleepers, deadline, poll, |s, check| {
+            self.recover(s, check)
+        })
     }
 
     /// Claims a slot, lets `f` write the value in place, then publishes it
@@ -1806,85 +1731,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         done
     }
 
-    /// Decides whether the owner of the hold `seq` (a busy word, found in
-    /// `slot` by an Acquire load) is dead and, if so, clears `owner` for the
-    /// recovery CAS that the caller makes next; `false` if the owner lives,
-    /// is unknown (pid 0), or the slot moved on.
-    ///
-    /// Why the record read here is this hold's (or 0), never a dead
-    /// identity left by an earlier hold under the same pid: each hold ends
-    /// with a Release store or CAS of `seq`, by its owner or by a
-    /// recoverer, preceded by a clear of `owner` (the owner's
-    /// `clear_owner`, or the recoverer's CAS below). The take that started
-    /// this hold acquired that store (directly, or through the release
-    /// sequence continued by the RMWs in between: a consumer's `S` to `F`,
-    /// a steal), and our Acquire load of `seq` reads the value of that
-    /// take (a CAS, itself part of the same release sequence), so every
-    /// earlier clear happens before our read of `owner`, which by coherence
-    /// returns that clear or something later: this owner's record, its own
-    /// clear, or (the slot has moved on, and the CAS on `seq` will fail)
-    /// a later hold's. So a dead identity under this hold's pid is this
-    /// owner's, and a live one is never judged by a dead record.
-    ///
-    /// The record decides when it names the pid in `seq`; anything else (0,
-    /// or another pid: the owner is between its take and its record, or
-    /// between its clear and its hand-on, or died there; or the slot moved
-    /// on) leaves the pid alone to decide, which can only err towards
-    /// "alive". The clear is a CAS from exactly the record judged on: a
-    /// record that changed meanwhile (the owner stored its identity after
-    /// our read, a later owner stored its own, another recoverer cleared
-    /// it) is judged again. The clear is what keeps a dead identity from being read
-    /// against a later owner that reuses the dead owner's pid (between its
-    /// take and its record); the loom model
-    /// `mpmc_reused_pid_of_a_dead_writer_does_not_stall_it` checks it.
+    /// [`clear_dead_owner`] for `slot`.
     #[cold]
     fn clear_dead_owner(&self, slot: &Slot<T>, seq: u64) -> bool {
-        let pid = owner_pid(seq);
-        // Acquire: synchronises with the take that wrote `seq` and with the
-        // hand-on before it (see above). The poll that found the slot
-        // loaded it with Acquire too; loading again here keeps the argument
-        // local and skips the `/proc` read for a slot that moved on.
-        if pid == 0 || slot.seq.load(Ordering::Acquire) != seq {
-            return false;
-        }
-        // Relaxed: ordered by the load above.
-        let mut record = slot.owner.load(Ordering::Relaxed);
-        loop {
-            let alive = match Identity::from_word(record) {
-                // The owner's own record: its identity decides.
-                Some(id) if id.pid() == pid => id.is_alive(),
-                // None yet (or another pid's: the slot moved on): the pid
-                // decides, but only once `owner` has been read again after
-                // the probe. An owner that recorded its identity and then
-                // died did so before a probe that sees it dead (in the
-                // model: the death's SeqCst store, which the probe loads),
-                // so that load returns its record, and a reused pid that
-                // the probe finds running cannot pass for it. Without it
-                // the first load may return 0 from before the record, and
-                // the pid's new process keeps the slot stalled.
-                _ => {
-                    let runs = pid_alive(pid);
-                    let again = slot.owner.load(Ordering::Relaxed);
-                    if again != record {
-                        record = again;
-                        continue;
-                    }
-                    runs
-                }
-            };
-            if alive {
-                return false;
-            }
-            // Relaxed: an RMW reads the latest value; the caller's Release
-            // CAS of `seq` publishes the clear to the next taker.
-            match slot
-                .owner
-                .compare_exchange(record, 0, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return true,
-                Err(now) => record = now,
-            }
-        }
+        clear_dead_owner(&slot.seq, &slot.owner, seq)
     }
 
     /// Wakes one consumer if any sleeps.
@@ -1893,6 +1743,185 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         let c = &self.parts.body.control;
         if sleepers(&c.empty_sleepers) != 0 {
             wake(&c.not_empty, false);
+        }
+    }
+}
+
+/// Runs `poll` until it is ready: spins per `spin`, then
+/// counts itself in `sleepers` and sleeps on `ec` (while the other side
+/// is idle) or naps (while one of its operations is in flight). `None`
+/// if `deadline` passes first. A slot found stuck for a whole nap is
+/// handed to `recover` (with whether to check its owner's liveness), which
+/// returns whether it changed: the blocking loop of every MPMC ring
+/// ([`MpmcRing`], [`crate::msgqueue::MsgQueue`]).
+pub(crate) fn block_on<R>(
+    spin: Spin,
+    ec: &EventCount,
+    sleepers: &AtomicU32,
+    deadline: Option<Deadline>,
+    mut poll: impl FnMut() -> Poll<R>,
+    mut recover: impl FnMut(Stuck, bool) -> bool,
+) -> Option<R> {
+    let mut backoff = spin.start();
+    loop {
+        if let Poll::Ready(r) = poll() {
+            return Some(r);
+        }
+        if !backoff.spin() {
+            break;
+        }
+    }
+    // SeqCst, followed by the SeqCst fence in `prepare_wait`: pairs with
+    // the SeqCst claim CAS and `sleepers` load of the other side.
+    sleepers.fetch_add(1, Ordering::SeqCst);
+    let mut nap_len = FIRST_NAP;
+    let mut grace = GRACE_POLLS;
+    // What the poll before the last nap found stuck: a slot is only
+    // recovered once it has stayed so for a whole nap, so that a claim
+    // that a live producer is about to take is not stolen from it.
+    let mut last_stuck = None;
+    let out = 'wait: loop {
+        let key = ec.prepare_wait();
+        let mut stuck = match poll() {
+            Poll::Ready(r) => {
+                ec.cancel_wait(key);
+                break Some(r);
+            }
+            Poll::Idle => None,
+            Poll::InFlight(s) => Some(s),
+        };
+        // Grace: the in-flight operation completes within moments
+        // (unless its thread was preempted or killed); poll for about a
+        // microsecond before the first nap.
+        while stuck.is_some() && grace > 0 {
+            grace -= 1;
+            spin_loop();
+            match poll() {
+                Poll::Ready(r) => {
+                    ec.cancel_wait(key);
+                    break 'wait Some(r);
+                }
+                Poll::Idle => stuck = None,
+                Poll::InFlight(s) => stuck = Some(s),
+            }
+        }
+        if deadline.is_some_and(Deadline::has_passed) {
+            ec.cancel_wait(key);
+            break None;
+        }
+        match stuck {
+            None => {
+                let _ = ec.wait(key, deadline);
+                nap_len = FIRST_NAP;
+                last_stuck = None;
+            }
+            Some(s) => {
+                // Unchanged over a whole nap: its holder was preempted,
+                // or died. Steal an untaken claim then; ask whether an
+                // owner lives only once the wait has grown long. (Under
+                // loom, at once and always: the model explores both,
+                // and its naps end only by a notification.)
+                let unchanged = cfg!(multiproc_loom) || last_stuck == Some(s);
+                let check_owner = cfg!(multiproc_loom) || nap_len >= OWNER_CHECK_NAP;
+                if unchanged && recover(s, check_owner) {
+                    ec.cancel_wait(key);
+                    last_stuck = None;
+                    continue;
+                }
+                last_stuck = Some(s);
+                // Under loom this nap ends only by a notification. That
+                // is sound in the model, whose `sleepers` fences *after*
+                // the publishing store: a publisher that did not count
+                // us has its publish seen by our poll (the two fences
+                // are ordered in S). The real build's cheaper ordering
+                // only makes us see its claim, hence a nap that ends on
+                // its own.
+                nap(ec, key, Deadline::after(nap_len).min(deadline));
+                nap_len = (nap_len * 2).min(LIVENESS_SLICE);
+            }
+        }
+    };
+    // Relaxed: a count that stays high a little longer only costs the
+    // other side a notify.
+    sleepers.fetch_sub(1, Ordering::Relaxed);
+    out
+}
+
+/// Decides whether the owner of the hold `seq` (a busy word, found in
+/// a slot's `seq_word` by an Acquire load; `owner_word` is the slot's
+/// `owner`) is dead and, if so, clears `owner` for the
+/// recovery CAS that the caller makes next; `false` if the owner lives,
+/// is unknown (pid 0), or the slot moved on.
+///
+/// Why the record read here is this hold's (or 0), never a dead
+/// identity left by an earlier hold under the same pid: each hold ends
+/// with a Release store or CAS of `seq`, by its owner or by a
+/// recoverer, preceded by a clear of `owner` (the owner's
+/// `clear_owner`, or the recoverer's CAS below). The take that started
+/// this hold acquired that store (directly, or through the release
+/// sequence continued by the RMWs in between: a consumer's `S` to `F`,
+/// a steal), and our Acquire load of `seq` reads the value of that
+/// take (a CAS, itself part of the same release sequence), so every
+/// earlier clear happens before our read of `owner`, which by coherence
+/// returns that clear or something later: this owner's record, its own
+/// clear, or (the slot has moved on, and the CAS on `seq` will fail)
+/// a later hold's. So a dead identity under this hold's pid is this
+/// owner's, and a live one is never judged by a dead record.
+///
+/// The record decides when it names the pid in `seq`; anything else (0,
+/// or another pid: the owner is between its take and its record, or
+/// between its clear and its hand-on, or died there; or the slot moved
+/// on) leaves the pid alone to decide, which can only err towards
+/// "alive". The clear is a CAS from exactly the record judged on: a
+/// record that changed meanwhile (the owner stored its identity after
+/// our read, a later owner stored its own, another recoverer cleared
+/// it) is judged again. The clear is what keeps a dead identity from being read
+/// against a later owner that reuses the dead owner's pid (between its
+/// take and its record); the loom model
+/// `mpmc_reused_pid_of_a_dead_writer_does_not_stall_it` checks it.
+#[cold]
+pub(crate) fn clear_dead_owner(seq_word: &AtomicU64, owner_word: &AtomicU64, seq: u64) -> bool {
+    let pid = owner_pid(seq);
+    // Acquire: synchronises with the take that wrote `seq` and with the
+    // hand-on before it (see above). The poll that found the slot
+    // loaded it with Acquire too; loading again here keeps the argument
+    // local and skips the `/proc` read for a slot that moved on.
+    if pid == 0 || seq_word.load(Ordering::Acquire) != seq {
+        return false;
+    }
+    // Relaxed: ordered by the load above.
+    let mut record = owner_word.load(Ordering::Relaxed);
+    loop {
+        let alive = match Identity::from_word(record) {
+            // The owner's own record: its identity decides.
+            Some(id) if id.pid() == pid => id.is_alive(),
+            // None yet (or another pid's: the slot moved on): the pid
+            // decides, but only once `owner` has been read again after
+            // the probe. An owner that recorded its identity and then
+            // died did so before a probe that sees it dead (in the
+            // model: the death's SeqCst store, which the probe loads),
+            // so that load returns its record, and a reused pid that
+            // the probe finds running cannot pass for it. Without it
+            // the first load may return 0 from before the record, and
+            // the pid's new process keeps the slot stalled.
+            _ => {
+                let runs = pid_alive(pid);
+                let again = owner_word.load(Ordering::Relaxed);
+                if again != record {
+                    record = again;
+                    continue;
+                }
+                runs
+            }
+        };
+        if alive {
+            return false;
+        }
+        // Relaxed: an RMW reads the latest value; the caller's Release
+        // CAS of `seq` publishes the clear to the next taker.
+        match owner_word.compare_exchange(record, 0, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now) => record = now,
         }
     }
 }

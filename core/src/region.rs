@@ -164,6 +164,9 @@ pub enum Kind {
     AtomicValue = 11,
     /// [`crate::peers::Peers`]: the peer table of a std-layer queue.
     Peers = 12,
+    /// [`crate::msgqueue::MsgQueue`]: an MPMC queue of variable-size byte
+    /// messages.
+    MsgQueue = 13,
     /// A structure defined outside this crate (the std layer's queues).
     External = 0x1000,
 }
@@ -184,6 +187,7 @@ impl Kind {
             10 => Kind::Array,
             11 => Kind::AtomicValue,
             12 => Kind::Peers,
+            13 => Kind::MsgQueue,
             0x1000 => Kind::External,
             _ => return None,
         })

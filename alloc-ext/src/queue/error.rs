@@ -220,6 +220,12 @@ pub enum QueueError {
         /// The most tokens pending at once.
         max: usize,
     },
+    /// A message queue's `max_message` above
+    /// [`MAX_MESSAGE`](multiproc_core::msgqueue::MAX_MESSAGE) was asked for.
+    InvalidMaxMessage {
+        /// The size asked for.
+        max_message: u64,
+    },
 }
 
 impl fmt::Display for QueueError {
@@ -242,6 +248,9 @@ impl fmt::Display for QueueError {
             QueueError::AlreadyClaimed => f.write_str("queue token already claimed"),
             QueueError::TooManyTokens { max } => {
                 write!(f, "{max} queue tokens already wait to be claimed")
+            }
+            QueueError::InvalidMaxMessage { max_message } => {
+                write!(f, "invalid maximum message size {max_message}")
             }
         }
     }

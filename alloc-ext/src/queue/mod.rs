@@ -1,6 +1,10 @@
 //! Queues of `T: Pod` in shared memory, across processes: the MPMC
 //! [`Queue`] with [`Sender`]/[`Receiver`] handles, [`SimpleQueue`],
-//! [`JoinableQueue`], and the single-producer [`spsc`] channel.
+//! [`JoinableQueue`], and the single-producer [`spsc`] channel; and MPMC
+//! queues of variable-size messages: bytes ([`message_channel`]) and, with
+//! the `serde` feature, values of any serde type (`object_channel`: a
+//! `String`, a `Vec<f64>`, a struct with a `Vec`), with the same
+//! guarantees (see [`MessageQueue`]).
 //!
 //! A message is copied into a slot of a ring in a shared segment (or
 //! written in place with [`Sender::send_with`] or the [`Sender::send_ref`]
@@ -166,6 +170,7 @@ mod channel;
 mod error;
 mod iter;
 mod joinable;
+mod messages;
 pub(crate) mod segment;
 pub mod spsc;
 
@@ -176,6 +181,12 @@ pub use error::{
 };
 pub use iter::{IntoIter, Iter, TryIter};
 pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};
+pub use messages::{
+    message_channel, MessageQueue, MessageReceiver, MessageRecvError, MessageRef, MessageSendError,
+    MessageSender, MessageWriter,
+};
+#[cfg(feature = "serde")]
+pub use messages::{object_channel, ObjectReceiver, ObjectSender};
 
 pub use crate::pipe::{bytes_channel, ByteReceiver, ByteSender};
 
