@@ -8,6 +8,8 @@
 //! |---|---|
 //! | `queue put+get` | `put` of 8 bytes then `get` on a queue proxy: two calls |
 //! | `dict set+get` | `d["k"] = 8 bytes` then `d["k"]` on a dict proxy: two calls |
+//! | `shm queue put+get` | the same on a `ShmQueueProxy` on the server's machine: through shared memory, no server call (against Python's queue proxy) |
+//! | `shm queue, server` | the same `ShmQueueProxy` forced through the server (`via_server`) |
 //!
 //! Both sides: the server is a process of its own (forked), reached over
 //! a Unix socket; each figure is the median of five batches, per
@@ -83,20 +85,43 @@ fn main() {
         },
         n,
     );
-    drop((q, d, c, m));
+    let sq = c.shm_queue(1024, 1024).expect("shm queue");
+    assert!(sq.is_local());
+    let rs = median_us(
+        |k| {
+            for _ in 0..k {
+                sq.put(msg).unwrap();
+                std::hint::black_box(sq.get().unwrap());
+            }
+        },
+        n * 10,
+    );
+    let sv = c.shm_queue(1024, 1024).expect("shm queue").via_server();
+    let rv = median_us(
+        |k| {
+            for _ in 0..k {
+                sv.put(msg).unwrap();
+                std::hint::black_box(sv.get().unwrap());
+            }
+        },
+        n,
+    );
+    drop((q, d, sq, sv, c, m));
     let py = python(quick);
     println!("manager proxy calls (median of 5 batches, per iteration of two calls)");
     println!(
-        "{:<16} {:>12} {:>12} {:>8}",
+        "{:<18} {:>12} {:>12} {:>8}",
         "figure", "multiproc", "python", "ratio"
     );
     for (name, r, p) in [
         ("queue put+get", rq, py.map(|p| p.0)),
         ("dict set+get", rd, py.map(|p| p.1)),
+        ("shm queue put+get", rs, py.map(|p| p.0)),
+        ("shm queue, server", rv, py.map(|p| p.0)),
     ] {
         match p {
-            Some(p) => println!("{name:<16} {r:>9.1} us {p:>9.1} us {:>7.1}x", p / r),
-            None => println!("{name:<16} {r:>9.1} us {:>12} {:>8}", "-", "-"),
+            Some(p) => println!("{name:<18} {r:>9.3} us {p:>9.1} us {:>7.1}x", p / r),
+            None => println!("{name:<18} {r:>9.3} us {:>12} {:>8}", "-", "-"),
         }
     }
 }

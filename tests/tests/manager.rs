@@ -16,6 +16,7 @@ use multiproc::connection::{Address, Client, ConnectionError};
 use multiproc::manager::pickle::{dumps, loads};
 use multiproc::manager::{
     DictProxy, LockProxy, Manager, ManagerClient, ManagerError, ObjectKind, PyValue, QueueProxy,
+    ShmQueueProxy,
 };
 use multiproc::Process;
 use multiproc_tests::process_support::{run_tests, Test};
@@ -390,6 +391,75 @@ fn python_client_queue_and_dict() {
     }
 }
 
+/// A shared-memory queue: proxies on this machine go through the shared
+/// memory (a forked child too, from the token), a proxy forced through the
+/// server reaches the same queue, and one killed in the middle of its
+/// puts leaves it usable.
+fn shm_queue_local_and_through_server() {
+    let m = Manager::start().unwrap();
+    let c = m.client().unwrap();
+    let q = c.shm_queue(64, 256).unwrap();
+    assert!(q.is_local());
+    q.put(b"local").unwrap();
+    assert_eq!(q.qsize().unwrap(), 1);
+    let remote = ShmQueueProxy::connect(q.token(), &multiproc::connection::authkey())
+        .unwrap()
+        .via_server();
+    assert!(!remote.is_local());
+    assert_eq!(remote.get().unwrap(), b"local");
+    remote.put(b"from the server side").unwrap();
+    assert_eq!(q.get().unwrap(), b"from the server side");
+    assert!(matches!(
+        remote.get_timeout(Duration::from_millis(20)),
+        Err(ManagerError::Empty)
+    ));
+    assert!(matches!(
+        q.put(&[0u8; 300]),
+        Err(ManagerError::TooLarge { len: 300, .. })
+    ));
+    remote.put_serde(&("serde", 3u8)).unwrap();
+    assert_eq!(q.get_serde::<(String, u8)>().unwrap(), ("serde".into(), 3));
+
+    let token = q.token().clone();
+    let child = Process::new(move || {
+        let key = multiproc::connection::authkey();
+        let q = ShmQueueProxy::connect(&token, &key).unwrap();
+        assert!(q.is_local());
+        for i in 0..1000u32 {
+            q.put(&i.to_le_bytes()).unwrap();
+        }
+    })
+    .start()
+    .unwrap();
+    let mut sum = 0u64;
+    for _ in 0..1000 {
+        let b = q.get_timeout(WATCHDOG).unwrap();
+        sum += u64::from(u32::from_le_bytes(b[..4].try_into().unwrap()));
+    }
+    assert_eq!(sum, 999 * 1000 / 2);
+    child.join().unwrap();
+
+    // A child killed in the middle of its puts: the queue goes on.
+    let token = q.token().clone();
+    let child = Process::new(move || {
+        let key = multiproc::connection::authkey();
+        let q = ShmQueueProxy::connect(&token, &key).unwrap();
+        // Until it is killed (the queue is never disconnected here).
+        while !matches!(
+            q.put_timeout(b"spam", Duration::from_millis(1)),
+            Err(ManagerError::Disconnected)
+        ) {}
+    })
+    .start()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill().unwrap();
+    let _ = child.join();
+    while q.get_timeout(Duration::from_millis(20)).is_ok() {}
+    q.put(b"after").unwrap();
+    assert_eq!(remote.get().unwrap(), b"after");
+}
+
 fn main() {
     multiproc::init();
     macro_rules! tests {
@@ -403,6 +473,7 @@ fn main() {
             malformed_oversized_and_wrong_key,
             tcp_manager,
             python_client_queue_and_dict,
+            shm_queue_local_and_through_server,
         ],
         WATCHDOG,
     );

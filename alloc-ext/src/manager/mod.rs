@@ -43,6 +43,7 @@
 //! | value | [`ManagerClient::value`] | [`ValueProxy`] | `get`, `set` |
 //! | lock | [`ManagerClient::lock`] | [`LockProxy`] | `acquire(blocking, timeout)`, `release` |
 //! | event | [`ManagerClient::event`] | [`EventProxy`] | `set`, `clear`, `is_set`, `wait(timeout)` |
+//! | shared-memory queue of bytes | [`ManagerClient::shm_queue`] | [`ShmQueueProxy`] | `put`, `get`, `put_nowait`, `get_nowait`, `qsize`, `empty`: on the server's machine, straight through shared memory |
 //!
 //! Items are Python values ([`PyValue`]): the typed proxy methods put
 //! bytes, and serde values as postcard bytes (feature `serde`), so Rust
@@ -135,6 +136,7 @@ mod objects;
 pub mod pickle;
 mod proxy;
 mod server;
+mod shm_queue;
 
 pub use objects::ObjectKind;
 pub use pickle::{PickleError, PyValue};
@@ -143,6 +145,7 @@ pub use proxy::{
     REPLY_GRACE,
 };
 pub use server::{Server, DEFAULT_MAX_MESSAGE};
+pub use shm_queue::ShmQueueProxy;
 
 /// How long a dropped [`ManagerHandle`] waits for its server to stop
 /// before it kills it.

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use super::pickle::PyValue;
+use crate::queue::{
+    MessageQueue, MessageReceiver, MessageRecvError, MessageSendError, MessageSender,
+};
 
 /// How often a call that waits (a `get` on an empty queue, an `acquire`,
 /// a `wait`) looks whether its client is still there.
@@ -31,6 +34,10 @@ pub enum ObjectKind {
     Lock,
     /// An event flag (`threading.Event`; typeid `"Event"`).
     Event,
+    /// A queue of byte messages in shared memory (typeid `"ShmQueue"`, a
+    /// multiproc extension): proxies on the server's machine put and get
+    /// through the shared memory directly, others through the server.
+    ShmQueue,
 }
 
 impl ObjectKind {
@@ -43,6 +50,7 @@ impl ObjectKind {
             Self::Value => "Value",
             Self::Lock => "Lock",
             Self::Event => "Event",
+            Self::ShmQueue => "ShmQueue",
         }
     }
 
@@ -56,6 +64,7 @@ impl ObjectKind {
             "Value" => Self::Value,
             "Lock" => Self::Lock,
             "Event" => Self::Event,
+            "ShmQueue" => Self::ShmQueue,
             _ => return None,
         })
     }
@@ -109,6 +118,15 @@ impl ObjectKind {
             Self::Value => &["get", "set"],
             Self::Lock => &["acquire", "release"],
             Self::Event => &["is_set", "set", "clear", "wait"],
+            Self::ShmQueue => &[
+                "#tokens",
+                "empty",
+                "get",
+                "get_nowait",
+                "put",
+                "put_nowait",
+                "qsize",
+            ],
         }
     }
 }
@@ -267,6 +285,12 @@ pub(crate) enum Object {
         set: Mutex<bool>,
         changed: Condvar,
     },
+    /// The server's own handles keep the queue alive; local proxies get
+    /// handles of their own from tokens (`#tokens`).
+    ShmQueue {
+        tx: MessageSender,
+        rx: MessageReceiver,
+    },
 }
 
 fn index_of(i: &PyValue, len: usize) -> Result<usize, Outcome> {
@@ -344,6 +368,22 @@ impl Object {
                 set: Mutex::new(false),
                 changed: Condvar::new(),
             },
+            ObjectKind::ShmQueue => {
+                let int = |i, name, default: u64| match args.get(i, name) {
+                    None => Ok(default),
+                    Some(v) => v
+                        .as_int()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .ok_or_else(|| err("TypeError", format!("{name} must be a positive int"))),
+                };
+                let capacity = int(0, "capacity", SHM_QUEUE_CAPACITY)?;
+                let max_message = int(1, "max_message", SHM_QUEUE_MAX_MESSAGE)?;
+                let (tx, rx) = MessageQueue::new(capacity, max_message)
+                    .unique_name()
+                    .channel()
+                    .map_err(|e| err("OSError", format!("shared-memory queue: {e}")))?;
+                Self::ShmQueue { tx, rx }
+            }
         })
     }
 
@@ -356,6 +396,7 @@ impl Object {
             Self::Value(_) => ObjectKind::Value,
             Self::Lock { .. } => ObjectKind::Lock,
             Self::Event { .. } => ObjectKind::Event,
+            Self::ShmQueue { .. } => ObjectKind::ShmQueue,
         }
     }
 
@@ -393,6 +434,7 @@ impl Object {
             Self::Value(v) => lock(v).clone(),
             Self::Lock { holder, .. } => PyValue::Bool(lock(holder).is_some()),
             Self::Event { set, .. } => PyValue::Bool(*lock(set)),
+            Self::ShmQueue { tx, .. } => PyValue::Int(tx.len() as i64),
         }
     }
 
@@ -403,6 +445,7 @@ impl Object {
         }
         let r = match self {
             Self::Queue { state, changed } => queue_call(state, changed, method, &mut a, caller),
+            Self::ShmQueue { tx, rx } => shm_queue_call(tx, rx, method, &mut a, caller),
             Self::Dict(m) => dict_call(m, method, &mut a),
             Self::List(l) => list_call(l, method, &mut a),
             Self::Value(v) => match method {
@@ -479,6 +522,113 @@ impl Object {
 
 fn not_exposed(method: &str) -> Outcome {
     err("AttributeError", format!("no method {method:?}"))
+}
+
+/// Default slots of a shared-memory queue.
+pub(crate) const SHM_QUEUE_CAPACITY: u64 = 1024;
+/// Default largest message of a shared-memory queue.
+pub(crate) const SHM_QUEUE_MAX_MESSAGE: u64 = 64 * 1024;
+
+/// This kernel's boot id: two processes that read the same one share a
+/// machine (and its `/dev/shm`).
+pub(crate) fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+fn shm_queue_call(
+    tx: &MessageSender,
+    rx: &MessageReceiver,
+    method: &str,
+    a: &mut Args,
+    caller: &mut Caller<'_>,
+) -> Result<PyValue, Outcome> {
+    match method {
+        "put" | "put_nowait" => {
+            let item = match a.take(0, "item")? {
+                PyValue::Bytes(b) => b,
+                other => {
+                    return Err(err(
+                        "TypeError",
+                        format!("a ShmQueue carries bytes, not {}", other.type_name()),
+                    ))
+                }
+            };
+            let (block, t) = if method == "put" {
+                (a.flag(1, "block", true), a.timeout(2, "timeout")?)
+            } else {
+                (false, None)
+            };
+            let d = if block {
+                deadline(t)
+            } else {
+                Some(Instant::now())
+            };
+            loop {
+                let slice = d.map_or(CLIENT_CHECK, |d| {
+                    d.saturating_duration_since(Instant::now())
+                        .min(CLIENT_CHECK)
+                });
+                match tx.send_timeout(&item, slice) {
+                    Ok(()) => return Ok(PyValue::None),
+                    Err(MessageSendError::Timeout) | Err(MessageSendError::Full) => {}
+                    Err(e) => return Err(err("ValueError", e.to_string())),
+                }
+                if d.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Outcome::Error(PyValue::object("queue", "Full", vec![])));
+                }
+                if (caller.gone)() {
+                    return Err(Outcome::Gone);
+                }
+            }
+        }
+        "get" | "get_nowait" => {
+            let (block, t) = if method == "get" {
+                (a.flag(0, "block", true), a.timeout(1, "timeout")?)
+            } else {
+                (false, None)
+            };
+            let d = if block {
+                deadline(t)
+            } else {
+                Some(Instant::now())
+            };
+            loop {
+                let slice = d.map_or(CLIENT_CHECK, |d| {
+                    d.saturating_duration_since(Instant::now())
+                        .min(CLIENT_CHECK)
+                });
+                match rx.recv_timeout(slice) {
+                    Ok(v) => return Ok(PyValue::Bytes(v)),
+                    Err(MessageRecvError::Timeout) | Err(MessageRecvError::Empty) => {}
+                    Err(e) => return Err(err("ValueError", e.to_string())),
+                }
+                if d.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Outcome::Error(PyValue::object("_queue", "Empty", vec![])));
+                }
+                if (caller.gone)() {
+                    return Err(Outcome::Gone);
+                }
+            }
+        }
+        "qsize" => Ok(PyValue::Int(tx.len() as i64)),
+        "empty" => Ok(PyValue::Bool(tx.is_empty())),
+        // A proxy on this machine asks for handles of its own; elsewhere
+        // the tokens would name a segment it cannot open.
+        "#tokens" => {
+            let theirs = a.take(0, "boot_id")?;
+            match (theirs.as_str(), boot_id()) {
+                (Some(t), Some(ours)) if t == ours => {
+                    let tt = tx.to_token().map_err(|e| err("OSError", e.to_string()))?;
+                    let rt = rx.to_token().map_err(|e| err("OSError", e.to_string()))?;
+                    Ok(PyValue::Tuple(vec![PyValue::Bytes(tt), PyValue::Bytes(rt)]))
+                }
+                _ => Err(err("ValueError", "not on the server's machine")),
+            }
+        }
+        _ => Err(not_exposed(method)),
+    }
 }
 
 fn queue_call(

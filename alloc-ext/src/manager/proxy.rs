@@ -49,9 +49,9 @@ struct Conn {
 
 /// The untyped proxy the typed ones wrap.
 #[derive(Debug)]
-struct RawProxy {
+pub(crate) struct RawProxy {
     conn: Mutex<Conn>,
-    token: Token,
+    pub(crate) token: Token,
     max_message: usize,
 }
 
@@ -122,7 +122,7 @@ fn lock(m: &Mutex<Conn>) -> std::sync::MutexGuard<'_, Conn> {
 impl RawProxy {
     /// Connects, sends the first request (`#attach_new` or `#attach`) and
     /// keeps the connection for calls.
-    fn open(
+    pub(crate) fn open(
         address: &Address,
         authkey: &[u8],
         max_message: usize,
@@ -171,7 +171,7 @@ impl RawProxy {
 
     /// Calls `method`; waits for the reply at most `wait` (`None`: until
     /// it comes or the connection ends).
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         args: Vec<PyValue>,
@@ -320,6 +320,29 @@ impl ManagerClient {
             "Queue",
             vec![PyValue::Int(n)],
         )?))
+    }
+
+    /// A new queue of byte messages in shared memory, of `capacity`
+    /// messages of at most `max_message` bytes: on this machine its proxies
+    /// put and get through the shared memory itself (no server round
+    /// trip); elsewhere through the server. See [`ShmQueueProxy`].
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); [`ManagerError::Remote`] if the
+    /// server cannot make the segment.
+    pub fn shm_queue(
+        &self,
+        capacity: u64,
+        max_message: u64,
+    ) -> Result<super::ShmQueueProxy, ManagerError> {
+        let n = |v: u64| PyValue::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        let raw = self.open(
+            ObjectKind::ShmQueue,
+            "ShmQueue",
+            vec![n(capacity), n(max_message)],
+        )?;
+        Ok(super::ShmQueueProxy::new(raw))
     }
 
     /// A new empty dict.
