@@ -325,7 +325,7 @@ impl ManagerClient {
     /// A new queue of byte messages in shared memory, of `capacity`
     /// messages of at most `max_message` bytes: on this machine its proxies
     /// put and get through the shared memory itself (no server round
-    /// trip); elsewhere through the server. See [`ShmQueueProxy`].
+    /// trip); elsewhere through the server. See [`ShmQueueProxy`](super::ShmQueueProxy).
     ///
     /// # Errors
     ///
