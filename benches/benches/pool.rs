@@ -346,6 +346,73 @@ fn map_primes(c: &mut Criterion, p: &Pools) {
     g.finish();
 }
 
+/// The CPU-heavy map, multiproc and rayon measured in alternation (the
+/// order swapped every round), so that a neighbour's load on this shared
+/// machine falls on both alike: criterion runs one contender after the
+/// other, seconds apart.
+struct Paired {
+    items: u64,
+    /// Wall times in milliseconds, one per round.
+    multiproc: Vec<f64>,
+    rayon: Vec<f64>,
+}
+
+impl Paired {
+    /// Best and median of a contender's rounds.
+    fn best_median(v: &[f64]) -> (f64, f64) {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2])
+    }
+}
+
+fn paired_primes(p: &Pools) -> Vec<Paired> {
+    [(32, 7), (256, 3)]
+        .into_iter()
+        .map(|(items, rounds)| {
+            let mut out = Paired {
+                items,
+                multiproc: Vec::new(),
+                rayon: Vec::new(),
+            };
+            let ms = |f: &dyn Fn() -> Vec<u64>| {
+                let t = Instant::now();
+                let v = f();
+                let el = t.elapsed().as_secs_f64() * 1e3;
+                check_primes(items)(v);
+                el
+            };
+            let mp = || p.multiproc.map(prime_sum, 0..items).unwrap();
+            let ry = || {
+                p.rayon.install(|| {
+                    (0..items as usize)
+                        .into_par_iter()
+                        .map(|i| prime_sum(i as u64))
+                        .collect::<Vec<_>>()
+                })
+            };
+            for round in 0..rounds {
+                if round % 2 == 0 {
+                    out.multiproc.push(ms(&mp));
+                    out.rayon.push(ms(&ry));
+                } else {
+                    out.rayon.push(ms(&ry));
+                    out.multiproc.push(ms(&mp));
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// The 1, 5 and 15 minute load averages (the machine is shared: figures
+/// taken under load are slower and noisier).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 // --- Python and the summary ----------------------------------------------------
 
 fn python() -> Option<serde_json::Value> {
@@ -406,7 +473,7 @@ fn ratio(label: &str, r: Option<f64>, target: Option<(f64, &str)>) -> String {
     format!("  {label:<50} {r:>8.2}x{verdict}")
 }
 
-fn summary() {
+fn summary(paired: &[Paired], load_before: &str) {
     let rate = |key: &str, n: u64| median(key).map(|s| n as f64 / s);
     let us = |key: &str| median(key).map(|s| s * 1e6);
     let ms = |key: &str| median(key).map(|s| s * 1e3);
@@ -614,6 +681,40 @@ fn summary() {
             );
         }
     }
+    if !paired.is_empty() {
+        eprintln!(
+            "\nprimes map, multiproc and rayon in alternation (best / median of the rounds, ms):"
+        );
+    }
+    for pr in paired {
+        let (mb, mm) = Paired::best_median(&pr.multiproc);
+        let (rb, rm) = Paired::best_median(&pr.rayon);
+        eprintln!(
+            "  x{:<4} multiproc {mb:>8.1} / {mm:>8.1}   rayon {rb:>8.1} / {rm:>8.1}   ({} rounds)",
+            pr.items,
+            pr.multiproc.len()
+        );
+        eprintln!(
+            "{}",
+            ratio(
+                &format!("primes x{} vs rayon, best of rounds", pr.items),
+                Some(rb / mb),
+                Some((1.0 / 1.1, "within 10%"))
+            )
+        );
+        eprintln!(
+            "{}",
+            ratio(
+                &format!("primes x{} vs rayon, median of rounds", pr.items),
+                Some(rm / mm),
+                Some((1.0 / 1.1, "within 10%"))
+            )
+        );
+    }
+    eprintln!(
+        "\nload average before criterion: {load_before}; now: {}",
+        loadavg()
+    );
 }
 
 fn main() {
@@ -625,18 +726,27 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
+    // Only a real run gets the summary (`cargo bench` passes `--bench`;
+    // `cargo test --benches` runs each bench once, `--list` runs none).
+    let real_run = std::env::args().any(|a| a == "--bench");
+    let load_before = loadavg();
     let pools = Pools::new();
     map_trivial(&mut c, &pools);
     imap_unordered(&mut c, &pools);
     apply(&mut c, &pools);
     map_primes(&mut c, &pools);
+    let ran_primes = SAMPLES.lock().unwrap().contains_key("mp_primes_32");
+    let paired = if real_run && ran_primes {
+        eprintln!("primes map: multiproc and rayon in alternation (about 6 s)");
+        paired_primes(&pools)
+    } else {
+        Vec::new()
+    };
     // Gone before Python runs: their idle workers and threads must not
     // share the cores with it.
     drop(pools);
     c.final_summary();
-    // Only for a real run (`cargo bench` passes `--bench`; `cargo test
-    // --benches` runs each bench once, and `--list` runs none).
-    if std::env::args().any(|a| a == "--bench") {
-        summary();
+    if real_run {
+        summary(&paired, &load_before);
     }
 }
