@@ -3,13 +3,15 @@
 multiprocessing: the peer that multiproc's main job (`pep371` binary) is
 compared against in the same run.
 
-Usage: pep371.py [--quick] [--workers 1,2,4,8] [--only table|ipc]
+Usage: pep371.py [--quick] [--workers 1,2,4,8] [--only table|ipc|pool]
 
 Prints one JSON object on stdout:
   {"python": "3.11.7",
    "table": [{"workload": "fibonacci", "mode": "processes", "workers": 4,
               "seconds": 0.0123}, ...],
-   "ipc": {"queue_8B_msgs_per_s": ..., ...}}
+   "ipc": {"queue_8B_msgs_per_s": ..., ...},
+   "pool": {"map_cs1_tasks_per_s": ..., ...}}
+The "pool" object is pool_bench.measure's (multiprocessing.Pool, 2 workers).
 Progress goes to stderr.
 """
 
@@ -301,7 +303,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workers", default=None)
-    ap.add_argument("--only", choices=["table", "ipc"], default=None)
+    ap.add_argument("--only", choices=["table", "ipc", "pool"], default=None)
     a = ap.parse_args()
     workers = [int(w) for w in a.workers.split(",")] if a.workers else (
         [1, 2] if a.quick else [1, 2, 4, 8])
@@ -310,6 +312,11 @@ def main():
         res["table"] = table(a.quick, workers)
     if a.only in (None, "ipc"):
         res["ipc"] = ipc(a.quick)
+    if a.only in (None, "pool"):
+        # Imported here: pool_bench imports crunch_primes from this file.
+        import pool_bench
+        res["pool"] = pool_bench.measure(
+            2, a.quick, lambda s: print("python: " + s, file=sys.stderr))
     json.dump(res, sys.stdout)
     print()
 

@@ -1,4 +1,6 @@
-//! Support code for multiproc's benches: aligned memory for core regions.
+//! Support code for multiproc's benches: aligned memory for core regions,
+//! and PEP 371's CPU-heavy workload (shared by the main job and the Pool
+//! bench).
 #![warn(missing_docs)]
 
 use multiproc_core::region::Region;
@@ -37,4 +39,32 @@ impl AlignedBuf {
             unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<u8>(), len) };
         Region::from_mut_slice(bytes)
     }
+}
+
+/// PEP 371's prime limit: `crunch_primes` sums the primes below it.
+pub const PRIME_LIMIT: u64 = 100_000;
+
+/// The sum of the primes below [`PRIME_LIMIT`].
+pub const PRIME_SUM: u64 = 454_396_537;
+
+/// The sum of the primes below `limit`, each number tested by trial
+/// division by every `d` with `d * d <= n` (PEP 371's `crunch_primes`, the
+/// loop of `benches/python/pep371.py`).
+pub fn crunch_primes(limit: u64) -> u64 {
+    let mut total = 0;
+    for n in 2..limit {
+        let mut is_prime = true;
+        let mut d = 2;
+        while d * d <= n {
+            if n % d == 0 {
+                is_prime = false;
+                break;
+            }
+            d += 1;
+        }
+        if is_prime {
+            total += n;
+        }
+    }
+    total
 }

@@ -1,6 +1,6 @@
 //! Smoke test of the main job: `pep371 --quick --json` runs, its JSON
-//! parses, and it holds every table cell and every IPC figure as a positive
-//! number (no time is asserted). When python3 ran, its figures must be there
+//! parses, and it holds every table cell, every IPC figure and every Pool
+//! figure as a positive number (no time is asserted). When python3 ran, its figures must be there
 //! too; a machine without python3 is reported as `missing`, which passes.
 
 use std::io::Read;
@@ -31,6 +31,14 @@ const FIGURES: [&str; 13] = [
     "start_join_forkserver_us",
     "start_join_spawn_us",
     "locked_counter_incr_per_s",
+];
+
+const POOL_FIGURES: [&str; 5] = [
+    "pool_map_cs1_tasks_per_s",
+    "pool_map_default_tasks_per_s",
+    "pool_imap_unordered_cs64_tasks_per_s",
+    "pool_apply_round_trip_us",
+    "pool_map_primes_us",
 ];
 
 /// Runs the binary with `args`; kills it and fails after `limit` (a
@@ -128,17 +136,19 @@ fn quick_json_has_every_figure() {
         }
     }
 
-    let ipc = j["ipc"].as_array().unwrap();
-    assert_eq!(ipc.len(), FIGURES.len());
-    for key in FIGURES {
-        let f = ipc
-            .iter()
-            .find(|f| f["key"] == key)
-            .unwrap_or_else(|| panic!("no figure {key}"));
-        assert!(positive(&f["multiproc"]), "{f}");
-        if with_python {
-            assert!(positive(&f["python"]), "{f}");
-            assert!(positive(&f["speedup"]), "{f}");
+    for (section, keys) in [("ipc", &FIGURES[..]), ("pool", &POOL_FIGURES[..])] {
+        let figs = j[section].as_array().unwrap();
+        assert_eq!(figs.len(), keys.len(), "{section}");
+        for key in keys {
+            let f = figs
+                .iter()
+                .find(|f| f["key"] == *key)
+                .unwrap_or_else(|| panic!("no figure {key} in {section}"));
+            assert!(positive(&f["multiproc"]), "{f}");
+            if with_python {
+                assert!(positive(&f["python"]), "{f}");
+                assert!(positive(&f["speedup"]), "{f}");
+            }
         }
     }
 
@@ -149,6 +159,10 @@ fn quick_json_has_every_figure() {
     for w in WORKLOADS {
         assert!(chart.contains(w), "the chart has no panel for {w}");
     }
+    assert!(
+        chart.contains("Pool, 2 workers"),
+        "the chart has no Pool panel"
+    );
 }
 
 #[test]

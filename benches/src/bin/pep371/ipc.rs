@@ -109,6 +109,8 @@ pub(crate) enum Unit {
     MsgsPerS,
     /// Increments per second: higher is better.
     IncrPerS,
+    /// Pool tasks per second: higher is better.
+    TasksPerS,
     /// Microseconds: lower is better.
     Us,
 }

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`workloads`] | the five PEP 371 workloads, the loopback HTTP server, serial / threads / processes runners |
 //! | [`ipc`] | queue, pipe, round-trip, start+join and locked-counter figures over `multiproc-core` structures in shared memory |
+//! | [`pool`] | `multiproc::pool::Pool` figures: map (chunksize 1, default), imap_unordered, apply round trip, map of primes |
 //! | [`python`] | runs the Python script and reads its JSON |
 //! | [`report`] | pairs the figures, prints the text report and the JSON object |
 //! | [`chart`] | the SVG chart of the table |
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 mod chart;
 mod ipc;
+mod pool;
 mod progress;
 mod python;
 mod report;
@@ -121,7 +123,7 @@ fn main() -> ExitCode {
     } else {
         0
     };
-    let mut progress = Progress::new(cells + ipc::STEPS + python_steps);
+    let mut progress = Progress::new(cells + ipc::STEPS + pool::STEPS + python_steps);
 
     // 1. The PEP 371 table, multiproc side.
     let fixture = match Fixture::new() {
@@ -148,7 +150,12 @@ fn main() -> ExitCode {
     // 2. The IPC figures.
     let measured = ipc::run_all(&ipc::Budget::new(args.quick), &mut progress);
 
-    // 3. Python, after multiproc is done (the machine is not shared).
+    // 3. The Pool figures (its `fork` start method wants no other thread:
+    // the loopback server's are gone with the fixture).
+    let pool_budget = pool::Budget::new(args.quick);
+    let pooled = pool::run_all(&pool_budget, &mut progress);
+
+    // 4. Python, after multiproc is done (the machine is not shared).
     let outcome = match &args.python {
         Some(interpreter) => python::run(
             &python::Request {
@@ -175,7 +182,20 @@ fn main() -> ExitCode {
             Cell::new(workload, mode, workers, r, theirs)
         })
         .collect();
-    let ipc = measured.into_iter().map(|m| Figure::new(m, py)).collect();
+    let ipc = measured
+        .into_iter()
+        .map(|m| {
+            let theirs = py.and_then(|p| p.ipc.get(m.spec.python_key).copied());
+            Figure::new(m, theirs)
+        })
+        .collect();
+    let pool = pooled
+        .into_iter()
+        .map(|m| {
+            let theirs = py.and_then(|p| pool::python_value(&m.spec, &p.pool, &pool_budget));
+            Figure::new(m, theirs)
+        })
+        .collect();
     let mut report = Report {
         machine: Machine::this(),
         quick: args.quick,
@@ -184,6 +204,7 @@ fn main() -> ExitCode {
         python: PythonInfo::of(&outcome),
         table,
         ipc,
+        pool,
         svg: None,
         svg_error: None,
         run_seconds: 0.0,

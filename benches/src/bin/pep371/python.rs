@@ -15,9 +15,9 @@ use serde::Deserialize;
 
 use crate::progress::Progress;
 
-/// Progress lines the script prints for its IPC figures (one more per
-/// table cell).
-pub(crate) const IPC_STEPS: usize = 11;
+/// Progress lines the script prints for its IPC and Pool figures (one
+/// more per table cell).
+pub(crate) const IPC_STEPS: usize = 11 + 5;
 
 /// The script's output.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +26,10 @@ pub(crate) struct PyResults {
     pub(crate) python: String,
     pub(crate) table: Vec<PyRow>,
     pub(crate) ipc: BTreeMap<String, f64>,
+    /// The Pool figures (`pool_bench.measure`), with the item counts they
+    /// were measured over (`trivial_items`, `primes_items`).
+    #[serde(default)]
+    pub(crate) pool: BTreeMap<String, f64>,
 }
 
 /// One cell of Python's table.

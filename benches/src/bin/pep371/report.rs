@@ -18,6 +18,9 @@ pub(crate) struct Report {
     pub(crate) python: PythonInfo,
     pub(crate) table: Vec<Cell>,
     pub(crate) ipc: Vec<Figure>,
+    /// The Pool figures (`multiproc::pool::Pool` against
+    /// `multiprocessing.Pool`, 2 workers each).
+    pub(crate) pool: Vec<Figure>,
     /// Where the chart was written (`None`: it could not be).
     pub(crate) svg: Option<String>,
     /// Why the chart could not be written.
@@ -152,8 +155,9 @@ impl Cell {
 }
 
 impl Figure {
-    pub(crate) fn new(m: Measured, py: Option<&PyResults>) -> Figure {
-        let python = positive(py.and_then(|p| p.ipc.get(m.spec.python_key).copied()));
+    /// Our figure `m` paired with Python's value for it (in the same unit).
+    pub(crate) fn new(m: Measured, python: Option<f64>) -> Figure {
+        let python = positive(python);
         let (multiproc, error) = match m.value {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(e)),
@@ -205,6 +209,7 @@ fn fmt_value(v: f64, unit: Unit) -> String {
     match unit {
         Unit::MsgsPerS => rate("msg"),
         Unit::IncrPerS => rate("incr"),
+        Unit::TasksPerS => rate("task"),
         Unit::Us => fmt_secs(v / 1e6),
     }
 }
@@ -289,6 +294,34 @@ impl Report {
                 f.what
             );
         }
+        let _ = writeln!(
+            o,
+            "\nPool, {} workers: multiproc::pool::Pool (fork) vs multiprocessing.Pool; trivial task x + 1;\n\
+             map primes = PEP 371's crunch_primes once per item; speed-up = how many times faster multiproc is",
+            crate::pool::WORKERS
+        );
+        let _ = writeln!(
+            o,
+            "{:<24} {:>16} {:>16} {:>9}  multiproc side",
+            "figure", "multiproc", "python", "speed-up"
+        );
+        for f in &self.pool {
+            let ours = f
+                .multiproc
+                .map_or_else(|| "FAILED".to_owned(), |v| fmt_value(v, f.unit));
+            let theirs = f
+                .python
+                .map_or_else(|| "-".to_owned(), |v| fmt_value(v, f.unit));
+            let _ = writeln!(
+                o,
+                "{:<24} {:>16} {:>16} {:>9}  {}",
+                f.label,
+                ours,
+                theirs,
+                fmt_speedup(f.speedup),
+                f.what
+            );
+        }
         let errors: Vec<String> = self
             .table
             .iter()
@@ -300,6 +333,7 @@ impl Report {
             .chain(
                 self.ipc
                     .iter()
+                    .chain(&self.pool)
                     .filter_map(|f| f.error.as_ref().map(|e| format!("{}: {e}", f.label))),
             )
             .collect();
@@ -319,6 +353,7 @@ impl Report {
     pub(crate) fn complete(&self) -> bool {
         self.table.iter().all(|c| c.multiproc_s.is_some())
             && self.ipc.iter().all(|f| f.multiproc.is_some())
+            && self.pool.iter().all(|f| f.multiproc.is_some())
     }
 }
 
@@ -334,29 +369,27 @@ mod tests {
         assert_eq!(fmt_secs(2.0), "2.000 s");
         assert_eq!(fmt_value(2.5e7, Unit::MsgsPerS), "25.00 M msg/s");
         assert_eq!(fmt_value(1500.0, Unit::IncrPerS), "1.5 k incr/s");
+        assert_eq!(fmt_value(1.5e6, Unit::TasksPerS), "1.50 M task/s");
         assert_eq!(fmt_value(30.0, Unit::Us), "30.0 us");
     }
 
     #[test]
     fn speedup_direction_follows_the_unit() {
         use crate::ipc::{FigureSpec, FIGURES};
-        let py = PyResults {
-            python: "3".into(),
-            table: vec![],
-            ipc: [
-                ("queue_8B_msgs_per_s".to_owned(), 100.0),
-                ("round_trip_p50_us".to_owned(), 40.0),
-            ]
-            .into_iter()
-            .collect(),
-        };
+        let py: std::collections::BTreeMap<String, f64> = [
+            ("queue_8B_msgs_per_s".to_owned(), 100.0),
+            ("round_trip_p50_us".to_owned(), 40.0),
+        ]
+        .into_iter()
+        .collect();
+        let py = |k: &str| py.get(k).copied();
         let spec = |k: &str| -> FigureSpec { *FIGURES.iter().find(|f| f.key == k).unwrap() };
         let rate = Figure::new(
             Measured {
                 spec: spec("queue_8B_msgs_per_s"),
                 value: Ok(1000.0),
             },
-            Some(&py),
+            py("queue_8B_msgs_per_s"),
         );
         assert_eq!(rate.speedup, Some(10.0));
         let time = Figure::new(
@@ -364,7 +397,7 @@ mod tests {
                 spec: spec("round_trip_p50_us"),
                 value: Ok(4.0),
             },
-            Some(&py),
+            py("round_trip_p50_us"),
         );
         assert_eq!(time.speedup, Some(10.0));
         let missing = Figure::new(
@@ -372,7 +405,7 @@ mod tests {
                 spec: spec("pipe_8B_msgs_per_s"),
                 value: Ok(4.0),
             },
-            Some(&py),
+            py("pipe_8B_msgs_per_s"),
         );
         assert_eq!(missing.speedup, None);
     }

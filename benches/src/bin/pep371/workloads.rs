@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use multiproc::{Process, StartMethod};
+pub(crate) use multiproc_benches::{crunch_primes, PRIME_LIMIT, PRIME_SUM};
 
 /// Workload names, in the order of the table.
 pub(crate) const WORKLOADS: [&str; 5] = [
@@ -40,9 +41,6 @@ pub(crate) const WORKLOADS: [&str; 5] = [
 pub(crate) const MODES: [&str; 3] = ["serial", "threads", "processes"];
 
 const FIB_STEPS: u64 = 50_000;
-const PRIME_LIMIT: u64 = 100_000;
-/// The sum of the primes below 100 000.
-const PRIME_SUM: u64 = 454_396_537;
 const FILE_LINES: usize = 10_000;
 const FILE_SEEKS: usize = 1_000;
 const URL_FETCHES: usize = 100;
@@ -59,27 +57,6 @@ pub(crate) fn fibonacci(steps: u64) -> u64 {
         (a, b) = (b, a.wrapping_add(b));
     }
     a
-}
-
-/// The sum of the primes below `limit`, each number tested by trial
-/// division by every `d` with `d * d <= n` (the Python script's loop).
-pub(crate) fn crunch_primes(limit: u64) -> u64 {
-    let mut total = 0;
-    for n in 2..limit {
-        let mut is_prime = true;
-        let mut d = 2;
-        while d * d <= n {
-            if n % d == 0 {
-                is_prime = false;
-                break;
-            }
-            d += 1;
-        }
-        if is_prime {
-            total += n;
-        }
-    }
-    total
 }
 
 /// Writes the data file: `FILE_LINES` lines of `line %08d` and 60 `x`.
