@@ -115,7 +115,6 @@ mod zygote;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod fuzz;
 
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -164,7 +163,6 @@ pub enum LostTasks {
 /// A pool of worker processes. See the [module docs](self).
 pub struct Pool {
     shared: Arc<Shared>,
-    ctl: Option<OwnedFd>,
     watcher: Option<JoinHandle<()>>,
     workers: usize,
     /// Functions must belong to the main executable (spawn, forkserver).
@@ -288,7 +286,8 @@ impl Builder {
             max_tasks: self.max_tasks,
         };
         let mem = PoolMem::create(geo, same_object)?;
-        let shared = Arc::new(Shared::new(mem, self.lost));
+        let (ctl_r, ctl_w) = sys::pipe_cloexec(0)?;
+        let shared = Arc::new(Shared::new(mem, self.lost, ctl_w));
         let starter = if method == StartMethod::Fork {
             let known = || WATCHERS.load(Ordering::SeqCst);
             let allow = if self.fork_with_threads {
@@ -311,7 +310,6 @@ impl Builder {
                 procs: (0..workers).map(|_| None).collect(),
             }
         };
-        let (ctl_r, ctl_w) = sys::pipe_cloexec(0)?;
         let w = Watcher {
             shared: Arc::clone(&shared),
             starter,
@@ -330,7 +328,6 @@ impl Builder {
             })?;
         let pool = Pool {
             shared,
-            ctl: Some(ctl_w),
             watcher: Some(handle),
             workers,
             same_object,
@@ -601,7 +598,7 @@ impl Pool {
         if let Some(h) = self.watcher.take() {
             let _ = h.join();
         }
-        self.ctl = None;
+        self.shared.close_ctl();
     }
 
     /// Waits for the work given before [`close`](Self::close), then for
@@ -625,14 +622,12 @@ impl Pool {
         if let Some(h) = self.watcher.take() {
             let _ = h.join();
         }
-        self.ctl = None;
+        self.shared.close_ctl();
         Ok(())
     }
 
     fn poke(&self, what: u8) {
-        if let Some(fd) = &self.ctl {
-            let _ = sys::write_all(fd.as_fd(), &[what]);
-        }
+        self.shared.poke(what);
     }
 
     /// Adds a job of `items`, all read now; returns its id.

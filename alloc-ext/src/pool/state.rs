@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     /// Declared before `mem`: the rings in it borrow the mapping.
     state: Mutex<State>,
     pub(crate) mem: PoolMem,
+    /// The watcher's control pipe (its write end), while the watcher
+    /// runs: the pool's requests, and a pump's report of a worker to kill.
+    ctl: Mutex<Option<std::os::fd::OwnedFd>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -231,6 +234,8 @@ pub(crate) struct State {
     pub(crate) broken: Option<String>,
     /// Threads inside [`Shared::wait_for`].
     pub(crate) waiters: usize,
+    /// A pump found a ring with garbage: the watcher must kill its worker.
+    poison_notice: bool,
     lost: LostTasks,
     geo: Geometry,
 }
@@ -314,12 +319,14 @@ impl State {
                 Err(RecvError::Empty | RecvError::Disconnected) => break,
                 Err(_) => {
                     self.slots[w].poisoned = true;
+                    self.poison_notice = true;
                     break;
                 }
             };
             moved = true;
             if !on_frame(&mut self.slots[w], &mut self.jobs, &frame) {
                 self.slots[w].poisoned = true;
+                self.poison_notice = true;
             }
         }
         self.slots[w].rx = Some(rx);
@@ -655,9 +662,10 @@ fn on_frame(slot: &mut Slot, jobs: &mut HashMap<u64, Job>, frame: &[u8]) -> bool
 }
 
 impl Shared {
-    pub(crate) fn new(mem: PoolMem, lost: LostTasks) -> Self {
+    pub(crate) fn new(mem: PoolMem, lost: LostTasks, ctl: std::os::fd::OwnedFd) -> Self {
         let geo = mem.geometry();
         Self {
+            ctl: Mutex::new(Some(ctl)),
             state: Mutex::new(State {
                 slots: (0..geo.workers).map(|_| Slot::new()).collect(),
                 pending: VecDeque::new(),
@@ -667,6 +675,7 @@ impl Shared {
                 terminated: false,
                 broken: None,
                 waiters: 0,
+                poison_notice: false,
                 lost,
                 geo,
             }),
@@ -676,6 +685,30 @@ impl Shared {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `what` to the watcher (a byte of `watcher::ctl`), if it
+    /// still runs.
+    pub(crate) fn poke(&self, what: u8) {
+        use std::os::fd::AsFd;
+        let ctl = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(fd) = ctl.as_ref() {
+            let _ = crate::sys::write_all(fd.as_fd(), &[what]);
+        }
+    }
+
+    /// Closes the control pipe (the watcher has left).
+    pub(crate) fn close_ctl(&self) {
+        *self.ctl.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Pumps, and wakes the watcher if the pump found a worker to kill.
+    fn pump_and_report(&self, st: &mut State) -> bool {
+        let moved = st.pump(&self.mem);
+        if std::mem::take(&mut st.poison_notice) {
+            self.poke(super::watcher::ctl::POKE);
+        }
+        moved
     }
 
     /// Wakes every thread waiting for results.
@@ -706,7 +739,7 @@ impl Shared {
         st.waiters += 1;
         let mut idle_since = Instant::now();
         let out = loop {
-            if st.pump(&self.mem) {
+            if self.pump_and_report(&mut st) {
                 idle_since = Instant::now();
             }
             if let Some(x) = check(&mut st) {
@@ -723,7 +756,7 @@ impl Shared {
                 continue;
             }
             let key = doorbell.prepare_wait();
-            st.pump(&self.mem);
+            self.pump_and_report(&mut st);
             if let Some(x) = check(&mut st) {
                 doorbell.cancel_wait(key);
                 break Ok(x);
