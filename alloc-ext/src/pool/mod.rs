@@ -75,7 +75,11 @@
 //!   deaths. It needs the calling process to have no threads other than
 //!   other pools' watchers (else [`ProcessError::ForkWithThreads`](crate::process::ProcessError::ForkWithThreads)
 //!   through [`PoolError::Start`]; use `spawn`, `forkserver`, or the
-//!   `unsafe` [`Builder::allow_fork_with_threads`]).
+//!   `unsafe` [`Builder::allow_fork_with_threads`]). As with any fork,
+//!   workers hold what the process held when the pool was made: its
+//!   memory (a `static` set before then is seen by every worker) and its
+//!   open descriptors (a listening socket stays open in the workers until
+//!   the pool ends: make the pool first, or use `spawn`).
 //! - `spawn` and `forkserver`: each worker is a
 //!   [`Process::entry`](crate::Process::entry) of the same executable,
 //!   which must call [`crate::init`] first thing in `main`. The pool's
