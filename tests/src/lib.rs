@@ -238,6 +238,12 @@ impl Cells {
         unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
     }
 
+    /// The cells' first byte (for a child that finds them again at the same
+    /// address after `exec`-less `spawn`, or maps them itself).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.0.as_ptr()
+    }
+
     /// Waits until cell `i` holds at least `v`; panics after [`LIMIT`](Self::LIMIT).
     pub fn wait_for(&self, i: usize, v: u64) {
         let end = Instant::now() + Self::LIMIT;

@@ -1,39 +1,17 @@
 //! multiproc-core structures between real processes: an anonymous
 //! `MAP_SHARED` mapping, `fork`, and `kill -9` at the worst moment.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use multiproc_core::bytering::{ByteRing, RecvError};
 use multiproc_core::mpmc::MpmcRing;
 use multiproc_core::mutex::{Mutex, PoisonCause};
 use multiproc_core::spsc::{PopError, SpscRing};
+use multiproc_tests::Cells;
 use multiproc_tests::{checksum, fork, Exit, SharedMap};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// A few u64 cells in their own shared mapping, for children to report to
-/// the parent and for handshakes.
-struct Cells(SharedMap);
-
-impl Cells {
-    fn new() -> Self {
-        Cells(SharedMap::new(4096))
-    }
-    fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 512);
-        // SAFETY: the mapping is 4096 zeroed, page-aligned bytes; cell i is
-        // 8-aligned and inside it; AtomicU64 is valid for every bit pattern.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-    fn wait_for(&self, i: usize, v: u64) {
-        let end = std::time::Instant::now() + WATCHDOG;
-        while self.get(i).load(Ordering::Acquire) != v {
-            assert!(std::time::Instant::now() < end, "handshake {i} timed out");
-            std::thread::sleep(Duration::from_micros(100));
-        }
-    }
-}
 
 #[test]
 fn spsc_streams_in_order_between_processes() {

@@ -7,39 +7,18 @@
 //! binary, whose `main` registers the entry points and calls
 //! `multiproc::init()` first. Every test runs under a watchdog.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use multiproc::pipe::{Pipe, PipeError, DEFAULT_MAX_MESSAGE};
 use multiproc::{pipe, pipe_oneway, queue, Process, StartMethod};
+use multiproc_tests::checksum;
 use multiproc_tests::process_support::{run_tests, Test};
-use multiproc_tests::{checksum, SharedMap};
+use multiproc_tests::Cells;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 /// Generous bound for "noticed a death": the design says ~25 ms.
 const DEATH_BOUND: Duration = Duration::from_secs(5);
-
-/// u64 cells in a shared mapping, for children to report to the parent.
-struct Cells(SharedMap);
-
-impl Cells {
-    fn leak() -> &'static Self {
-        Box::leak(Box::new(Cells(SharedMap::new(4096))))
-    }
-    fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 512);
-        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
-        // inside; AtomicU64 is valid for every bit pattern.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-    fn wait_for(&self, i: usize, v: u64) {
-        let end = Instant::now() + WATCHDOG;
-        while self.get(i).load(Ordering::Acquire) < v {
-            assert!(Instant::now() < end, "handshake {i} timed out");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
 
 fn join_ok(p: &Process) {
     let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
@@ -189,7 +168,7 @@ fn sizes_and_errors() {
 /// `poll` times out on an empty pipe, sees a message sent by another
 /// process, and sees the other end go.
 fn poll_with_timeout() {
-    let cells = Cells::leak();
+    let cells = Cells::leaked();
     let (mut a, mut b) = pipe().unwrap();
     assert!(!a.poll(Duration::from_millis(30)));
     assert!(!a.poll(Duration::ZERO));
@@ -214,7 +193,7 @@ fn poll_with_timeout() {
 /// The writer is killed with SIGKILL mid-stream: the reader gets every
 /// completed message, in order and intact, then Disconnected.
 fn writer_killed_mid_stream() {
-    let cells = Cells::leak();
+    let cells = Cells::leaked();
     let (mut r, mut w) = Pipe::new()
         .duplex(false)
         .ring_size(1 << 16)
@@ -276,7 +255,7 @@ fn writer_killed_mid_stream() {
 /// The reader is killed: a writer blocked on the full pipe gets
 /// Disconnected instead of waiting forever.
 fn reader_killed() {
-    let cells = Cells::leak();
+    let cells = Cells::leaked();
     let (mut a, mut b) = Pipe::new()
         .ring_size(4096)
         .max_message(1000)

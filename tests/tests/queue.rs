@@ -6,7 +6,7 @@
 //! binary, whose `main` registers the entry points and calls
 //! `multiproc::init()` first. Every test runs under a watchdog.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multiproc::core::wait::Spin;
@@ -15,34 +15,13 @@ use multiproc::queue::{
     SendTimeoutError, SimpleQueue, TryRecvError, TrySendError,
 };
 use multiproc::{spsc, Process, StartMethod};
+use multiproc_tests::checksum;
 use multiproc_tests::process_support::{run_tests, Test};
-use multiproc_tests::{checksum, SharedMap};
+use multiproc_tests::Cells;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 /// Generous bound for "noticed a death": the design says ~25 ms.
 const DEATH_BOUND: Duration = Duration::from_secs(5);
-
-/// u64 cells in a shared mapping, for children to report to the parent.
-struct Cells(SharedMap);
-
-impl Cells {
-    fn new() -> Self {
-        Cells(SharedMap::new(4096))
-    }
-    fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 512);
-        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
-        // inside; AtomicU64 is valid for every bit pattern.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-    fn wait_for(&self, i: usize, v: u64) {
-        let end = Instant::now() + WATCHDOG;
-        while self.get(i).load(Ordering::Acquire) < v {
-            assert!(Instant::now() < end, "handshake {i} timed out");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
 
 fn join_ok(p: &Process) {
     let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");

@@ -20,33 +20,11 @@ use multiproc::sync::{
 };
 use multiproc::{Process, StartMethod};
 use multiproc_tests::process_support::{run_tests, Test};
-use multiproc_tests::SharedMap;
+use multiproc_tests::Cells;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 /// A timeout that must run out (the holder is alive and keeps holding).
 const SHORT: Duration = Duration::from_millis(30);
-
-/// u64 cells in a shared mapping, for children to report to the parent.
-struct Cells(SharedMap);
-
-impl Cells {
-    fn new() -> Self {
-        Cells(SharedMap::new(4096))
-    }
-    fn get(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 512);
-        // SAFETY: 4096 zeroed, page-aligned bytes; cell i is 8-aligned and
-        // inside; AtomicU64 is valid for every bit pattern.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-    fn wait_for(&self, i: usize, v: u64) {
-        let end = Instant::now() + WATCHDOG;
-        while self.get(i).load(Ordering::Acquire) < v {
-            assert!(Instant::now() < end, "handshake {i} timed out");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-}
 
 fn join_ok(p: &Process) {
     let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
@@ -320,7 +298,7 @@ fn semaphore_bound_three_processes() {
     const PER: u64 = 300;
     let s = Semaphore::new(2).unwrap();
     let cells = Cells::new();
-    let cp = cells.0.as_ptr() as usize;
+    let cp = cells.as_ptr() as usize;
     let kids: Vec<Process> = (0..3)
         .map(|_| {
             let s = s.clone();
@@ -385,7 +363,7 @@ fn barrier_three_processes_generations() {
     const GENS: usize = 20;
     let b = Barrier::new(3).unwrap();
     let cells = Cells::new();
-    let cp = cells.0.as_ptr() as usize;
+    let cp = cells.as_ptr() as usize;
     let run = {
         let b = b.clone();
         move || {
