@@ -20,6 +20,8 @@
 //! | `pipe_8B`, `pipe_4KiB` | `multiproc::pipe()` (`send_bytes`/`recv_bytes_into`), Unix socket, ring |
 //! | `round_trip` | spsc channel default waiting, core SPSC ring with `Spin::NONE`, `Queue` with `Spin::NONE`, spinning ring, bare futex, Unix socket, ipc-channel; p50/p99 printed to stderr |
 //! | `locked_counter` | `multiproc::Mutex<u64>`, `multiproc::Value<u64>`, process-shared pthread mutex |
+//! | `queue_scaling_8B` | `multiproc::Queue<[u8; 8]>` with 1, 2, 4, 8 producer and as many consumer processes |
+//! | `queue_idle` | 64 processes blocked on an empty `Queue`: their CPU share and wake-ups/s, printed in the summary |
 //!
 //! At the end the bench prints a summary of its own figures and, when
 //! `python3` is present, the output of `python/pep371.py --only ipc
@@ -130,6 +132,10 @@ impl Ctl {
     }
     fn sum(&self) -> &AtomicU64 {
         self.0.u64_at(512)
+    }
+    /// Producers that finished (the scaling groups).
+    fn sent(&self) -> &AtomicU64 {
+        self.0.u64_at(640)
     }
 }
 
@@ -1018,6 +1024,173 @@ fn round_trip(c: &mut Criterion) {
     g.finish();
 }
 
+// --- scaling -----------------------------------------------------------------------
+
+/// The sequence number that tells a scaling consumer to stop.
+const STOP: u64 = u64::MAX;
+
+/// `Queue<[u8; 8]>` (capacity 1024) with `p` producer and `p` consumer
+/// processes: producer `k` sends its share of `0..n` from a common go
+/// signal; once all have sent, the parent sends one stop message per
+/// consumer. Timed from the go signal until every consumer has stopped;
+/// the consumers' tallies together must be exactly `0..n`.
+fn mp_queue_scaling(p: u64, n: u64) -> Duration {
+    let (tx, rx) = multiproc::queue::channel::<[u8; 8]>(1024).expect("queue");
+    let ctl = Ctl::new();
+    let per = n.div_ceil(p);
+    let mut kids = Vec::new();
+    for _ in 0..p {
+        let (rx, c) = (rx.clone(), ctl.clone());
+        kids.push(fork(move || {
+            c.ready().fetch_add(1, Ordering::Release);
+            let mut t = Tally::default();
+            loop {
+                let m = rx.recv_timeout(STALL).map_err(|e| e.to_string())?;
+                match seq_of(&m) {
+                    STOP => break,
+                    seq => t.add(seq),
+                }
+            }
+            c.count().fetch_add(t.count, Ordering::Relaxed);
+            c.sum().fetch_add(t.sum, Ordering::Relaxed);
+            // Release: pairs with the parent's Acquire in `wait_for`.
+            c.done().fetch_add(1, Ordering::Release);
+            Ok(())
+        }));
+    }
+    for k in 0..p {
+        let (tx, c) = (tx.clone(), ctl.clone());
+        let range = (k * per).min(n)..((k + 1) * per).min(n);
+        kids.push(fork(move || {
+            c.ready().fetch_add(1, Ordering::Release);
+            while c.go().load(Ordering::Acquire) == 0 {
+                std::hint::spin_loop();
+            }
+            for i in range {
+                let mut m = [0u8; 8];
+                put_seq(&mut m, i);
+                tx.send_timeout(m, STALL).map_err(|e| e.to_string())?;
+            }
+            c.sent().fetch_add(1, Ordering::Release);
+            Ok(())
+        }));
+    }
+    drop(rx);
+    let refs: Vec<&Process> = kids.iter().collect();
+    wait_for(ctl.ready(), 2 * p, &refs);
+    let start = Instant::now();
+    ctl.go().store(1, Ordering::Release);
+    wait_for(ctl.sent(), p, &refs);
+    for _ in 0..p {
+        tx.send_timeout(STOP.to_le_bytes(), STALL).expect("stop");
+    }
+    wait_for(ctl.done(), p, &refs);
+    let el = start.elapsed();
+    kids.iter().for_each(join);
+    let got = Tally {
+        count: ctl.count().load(Ordering::Relaxed),
+        sum: ctl.sum().load(Ordering::Relaxed),
+    };
+    assert_eq!(got, Tally::of(n), "messages lost or duplicated");
+    el
+}
+
+/// How throughput grows with processes: `Queue` with 1, 2, 4 and 8
+/// producers and as many consumers (so 2 to 16 processes on however many
+/// CPUs the machine has).
+fn queue_scaling(c: &mut Criterion) {
+    let name = "queue_scaling_8B";
+    let mut g = c.benchmark_group(name);
+    configure(&mut g);
+    for p in [1u64, 2, 4, 8] {
+        contender(&mut g, name, &format!("{p}p_{p}c"), |n| {
+            mp_queue_scaling(p, n)
+        });
+    }
+    g.finish();
+}
+
+/// Processes blocked on the idle queue.
+const IDLE_PEERS: usize = 64;
+
+/// Per idle window: (window, CPU time of all peers, their voluntary
+/// context switches), summed over every sample.
+static IDLE: StdMutex<(Duration, Duration, u64)> =
+    StdMutex::new((Duration::ZERO, Duration::ZERO, 0));
+
+/// CPU time (nanosecond-exact, from the scheduler's accounting) and
+/// voluntary context switches of `pid` so far, from procfs.
+fn proc_usage(pid: u32) -> (Duration, u64) {
+    let on_cpu_ns = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let vcs = status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    (Duration::from_nanos(on_cpu_ns), vcs)
+}
+
+/// The idle cost of a queue: `IDLE_PEERS` processes blocked in
+/// `recv_timeout` on an empty `Queue` (default spin, then sleep). One
+/// iteration is 100 ms of idle time; the CPU time and wake-ups of all
+/// peers over the window are summed for the summary.
+fn mp_queue_idle(n: u64) -> Duration {
+    let (tx, rx) = multiproc::queue::channel::<[u8; 8]>(64).expect("queue");
+    let ctl = Ctl::new();
+    let kids: Vec<Process> = (0..IDLE_PEERS)
+        .map(|_| {
+            let (rx, c) = (rx.clone(), ctl.clone());
+            fork(move || {
+                c.ready().fetch_add(1, Ordering::Release);
+                let m = rx.recv_timeout(STALL).map_err(|e| e.to_string())?;
+                (seq_of(&m) == STOP)
+                    .then_some(())
+                    .ok_or_else(|| "not a stop message".to_string())
+            })
+        })
+        .collect();
+    drop(rx);
+    let refs: Vec<&Process> = kids.iter().collect();
+    wait_for(ctl.ready(), IDLE_PEERS as u64, &refs);
+    // Past every spin phase: all asleep.
+    std::thread::sleep(Duration::from_millis(50));
+    let usage = |kids: &[Process]| {
+        kids.iter().fold((Duration::ZERO, 0), |(t, v), k| {
+            let (kt, kv) = proc_usage(k.pid());
+            (t + kt, v + kv)
+        })
+    };
+    let before = usage(&kids);
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(100) * n as u32);
+    let window = start.elapsed();
+    let after = usage(&kids);
+    for _ in 0..IDLE_PEERS {
+        tx.send_timeout(STOP.to_le_bytes(), STALL).expect("stop");
+    }
+    kids.iter().for_each(join);
+    let mut idle = IDLE.lock().unwrap();
+    idle.0 += window;
+    idle.1 += after.0.saturating_sub(before.0);
+    idle.2 += after.1.saturating_sub(before.1);
+    window
+}
+
+fn queue_idle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue_idle");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(5));
+    g.bench_function(format!("{IDLE_PEERS}_blocked_receivers"), |b| {
+        b.iter_custom(mp_queue_idle)
+    });
+    g.finish();
+}
+
 // --- locked counter --------------------------------------------------------------
 
 /// Two forked children each do `n` increments of one shared counter
@@ -1140,7 +1313,7 @@ fn locked_counter(c: &mut Criterion) {
 
 fn summary() {
     let totals = TOTALS.lock().unwrap();
-    if totals.is_empty() {
+    if totals.is_empty() && IDLE.lock().unwrap().0.is_zero() {
         return;
     }
     eprintln!("\n=== ipc summary (all samples: total iterations / total time) ===");
@@ -1157,6 +1330,15 @@ fn summary() {
     }
     for (name, p50, p99) in LATENCIES.lock().unwrap().iter() {
         eprintln!("ipc round_trip {name}: p50 {p50:.2} us, p99 {p99:.2} us");
+    }
+    let (window, cpu, wakes) = *IDLE.lock().unwrap();
+    if !window.is_zero() {
+        let secs = window.as_secs_f64();
+        eprintln!(
+            "ipc queue_idle {IDLE_PEERS} blocked receivers: {:.3}% of one CPU, {:.0} wake-ups/s (over {secs:.1} s)",
+            100.0 * cpu.as_secs_f64() / secs,
+            wakes as f64 / secs
+        );
     }
 }
 
@@ -1216,7 +1398,9 @@ criterion_group!(
     queue_1mib,
     pipes,
     round_trip,
-    locked_counter
+    locked_counter,
+    queue_scaling,
+    queue_idle
 );
 
 fn main() {
