@@ -94,23 +94,100 @@ impl Default for HandshakeOptions {
 }
 
 #[derive(Debug)]
-enum Stream {
+enum Sock {
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
+/// A connected socket, and whether its reads spin before they sleep.
+#[derive(Debug)]
+struct Stream {
+    sock: Sock,
+    /// Reads left before spinning is tried again (0: spin).
+    spin_backoff: u32,
+}
+
+/// How long a read tries without blocking before it sleeps in the kernel.
+///
+/// A reply usually comes within microseconds of its request, while a
+/// process woken from `poll` on another vCPU costs tens of microseconds
+/// (measured here: a Manager proxy call pair 80 us sleeping, 12 us with
+/// the spin). But a spin that fails only burns a CPU the peer may need:
+/// after a read that had to sleep past [`SPIN_MISS`], the next
+/// [`SPIN_BACKOFF`] reads sleep at once.
+const READ_SPIN: Duration = Duration::from_micros(40);
+/// A wait longer than this, after a spin, makes reads stop spinning.
+const SPIN_MISS: Duration = Duration::from_micros(200);
+/// Reads that sleep at once after a spin missed.
+const SPIN_BACKOFF: u32 = 64;
+
+impl From<Sock> for Stream {
+    fn from(sock: Sock) -> Self {
+        Self {
+            sock,
+            spin_backoff: 0,
+        }
+    }
+}
+
 impl Stream {
     fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Self::Unix(s) => s.as_fd(),
-            Self::Tcp(s) => s.as_fd(),
+        match &self.sock {
+            Sock::Unix(s) => s.as_fd(),
+            Sock::Tcp(s) => s.as_fd(),
         }
     }
 
     fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Self::Unix(s) => s.set_write_timeout(t),
-            Self::Tcp(s) => s.set_write_timeout(t),
+        match &self.sock {
+            Sock::Unix(s) => s.set_write_timeout(t),
+            Sock::Tcp(s) => s.set_write_timeout(t),
+        }
+    }
+
+    /// Reads, sleeping in the kernel until data, the end, or `deadline`.
+    fn blocking_read(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, ConnectionError> {
+        wait_readable(self.fd(), deadline)?;
+        loop {
+            let r = match &mut self.sock {
+                Sock::Unix(s) => s.read(buf),
+                Sock::Tcp(s) => s.read(buf),
+            };
+            return match r {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A reset peer is an end of stream (mid-frame: truncated).
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
+                Err(e) => Err(io_err(e)),
+            };
+        }
+    }
+
+    /// Tries to read without blocking for up to [`READ_SPIN`]; `None` if
+    /// nothing came.
+    fn spin_read(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Option<Result<usize, ConnectionError>> {
+        let end = Instant::now() + READ_SPIN;
+        loop {
+            match sys::recv_nonblocking(self.fd(), buf) {
+                Ok(Some(n)) => return Some(Ok(n)),
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Some(Ok(0)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(io_err(e))),
+            }
+            let now = Instant::now();
+            if now >= end || deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+            std::hint::spin_loop();
         }
     }
 }
@@ -145,20 +222,20 @@ impl Transport for Stream {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize, ConnectionError> {
-        wait_readable(self.fd(), deadline)?;
-        loop {
-            let r = match self {
-                Self::Unix(s) => s.read(buf),
-                Self::Tcp(s) => s.read(buf),
-            };
-            return match r {
-                Ok(n) => Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A reset peer is an end of stream (mid-frame: truncated).
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(0),
-                Err(e) => Err(io_err(e)),
-            };
+        let spun = self.spin_backoff == 0;
+        if spun {
+            if let Some(r) = self.spin_read(buf, deadline) {
+                return r;
+            }
+        } else {
+            self.spin_backoff -= 1;
         }
+        let slept = Instant::now();
+        let r = self.blocking_read(buf, deadline);
+        if spun && slept.elapsed() > SPIN_MISS {
+            self.spin_backoff = SPIN_BACKOFF;
+        }
+        r
     }
 
     fn write_all(&mut self, buf: &[u8], deadline: Option<Instant>) -> Result<(), ConnectionError> {
@@ -653,10 +730,10 @@ impl Listener {
         wait_readable(fd, deadline)?;
         let stream = loop {
             let r = match &self.sock {
-                ListenSock::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                ListenSock::Unix(l) => l.accept().map(|(s, _)| Stream::from(Sock::Unix(s))),
                 ListenSock::Tcp(l) => l.accept().and_then(|(s, _)| {
                     s.set_nodelay(true)?;
-                    Ok(Stream::Tcp(s))
+                    Ok(Stream::from(Sock::Tcp(s)))
                 }),
             };
             match r {
@@ -733,7 +810,9 @@ impl Client {
         opts: HandshakeOptions,
     ) -> Result<SocketConnection, ConnectionError> {
         let stream = match address {
-            Address::Unix(p) => Stream::Unix(UnixStream::connect(p).map_err(ConnectionError::Io)?),
+            Address::Unix(p) => Stream::from(Sock::Unix(
+                UnixStream::connect(p).map_err(ConnectionError::Io)?,
+            )),
             Address::Tcp(a) => {
                 let s =
                     TcpStream::connect_timeout(a, opts.timeout).map_err(|e| match e.kind() {
@@ -743,7 +822,7 @@ impl Client {
                         _ => ConnectionError::Io(e),
                     })?;
                 s.set_nodelay(true).map_err(ConnectionError::Io)?;
-                Stream::Tcp(s)
+                Stream::from(Sock::Tcp(s))
             }
         };
         let mut c = SocketConnection::new(stream);
