@@ -537,6 +537,32 @@ pub(crate) fn boot_id() -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// Runs `attempt` (a wait of at most its argument) in slices of
+/// [`CLIENT_CHECK`] until it returns `Some`, `deadline` passes (then the
+/// exception `timed_out` makes), or the caller goes away.
+fn in_slices(
+    deadline: Option<Instant>,
+    caller: &mut Caller<'_>,
+    timed_out: impl FnOnce() -> PyValue,
+    mut attempt: impl FnMut(Duration) -> Option<Result<PyValue, Outcome>>,
+) -> Result<PyValue, Outcome> {
+    loop {
+        let slice = deadline.map_or(CLIENT_CHECK, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(CLIENT_CHECK)
+        });
+        if let Some(r) = attempt(slice) {
+            return r;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Outcome::Error(timed_out()));
+        }
+        if (caller.gone)() {
+            return Err(Outcome::Gone);
+        }
+    }
+}
+
 fn shm_queue_call(
     tx: &MessageSender,
     rx: &MessageReceiver,
@@ -565,23 +591,16 @@ fn shm_queue_call(
             } else {
                 Some(Instant::now())
             };
-            loop {
-                let slice = d.map_or(CLIENT_CHECK, |d| {
-                    d.saturating_duration_since(Instant::now())
-                        .min(CLIENT_CHECK)
-                });
-                match tx.send_timeout(&item, slice) {
-                    Ok(()) => return Ok(PyValue::None),
-                    Err(MessageSendError::Timeout) | Err(MessageSendError::Full) => {}
-                    Err(e) => return Err(err("ValueError", e.to_string())),
-                }
-                if d.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Outcome::Error(PyValue::object("queue", "Full", vec![])));
-                }
-                if (caller.gone)() {
-                    return Err(Outcome::Gone);
-                }
-            }
+            in_slices(
+                d,
+                caller,
+                || PyValue::object("queue", "Full", vec![]),
+                |slice| match tx.send_timeout(&item, slice) {
+                    Ok(()) => Some(Ok(PyValue::None)),
+                    Err(MessageSendError::Timeout) | Err(MessageSendError::Full) => None,
+                    Err(e) => Some(Err(err("ValueError", e.to_string()))),
+                },
+            )
         }
         "get" | "get_nowait" => {
             let (block, t) = if method == "get" {
@@ -594,23 +613,16 @@ fn shm_queue_call(
             } else {
                 Some(Instant::now())
             };
-            loop {
-                let slice = d.map_or(CLIENT_CHECK, |d| {
-                    d.saturating_duration_since(Instant::now())
-                        .min(CLIENT_CHECK)
-                });
-                match rx.recv_timeout(slice) {
-                    Ok(v) => return Ok(PyValue::Bytes(v)),
-                    Err(MessageRecvError::Timeout) | Err(MessageRecvError::Empty) => {}
-                    Err(e) => return Err(err("ValueError", e.to_string())),
-                }
-                if d.is_some_and(|d| Instant::now() >= d) {
-                    return Err(Outcome::Error(PyValue::object("_queue", "Empty", vec![])));
-                }
-                if (caller.gone)() {
-                    return Err(Outcome::Gone);
-                }
-            }
+            in_slices(
+                d,
+                caller,
+                || PyValue::object("_queue", "Empty", vec![]),
+                |slice| match rx.recv_timeout(slice) {
+                    Ok(v) => Some(Ok(PyValue::Bytes(v))),
+                    Err(MessageRecvError::Timeout) | Err(MessageRecvError::Empty) => None,
+                    Err(e) => Some(Err(err("ValueError", e.to_string()))),
+                },
+            )
         }
         "qsize" => Ok(PyValue::Int(tx.len() as i64)),
         "empty" => Ok(PyValue::Bool(tx.is_empty())),

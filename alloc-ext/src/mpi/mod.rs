@@ -122,10 +122,11 @@ pub use self::result::{AsyncResult, Imap};
 pub use crate::pool::{LostTasks, PoolError, TaskError};
 
 use self::master::{Shared, Stop};
-use self::result::{first_error, take_all, Encoder};
+use self::result::{take_all, Encoder};
 use self::runner::{fingerprint, rank_map, rank_star2, rank_star3, RankRunner};
 use self::wire::{tags, Hello};
 use crate::pool::func::{offset_of, same_object_as_anchor};
+use crate::pool::result::first_error;
 use crate::process::StartMethod;
 
 /// Default chunks an [`Imap`] reads ahead beyond the ranks' capacity.

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::master::{Chunk, Shared, State};
 use super::wire::RawOutcome;
+use crate::pool::result::first_error;
 use crate::pool::{PoolError, TaskError};
 
 /// Cuts items into chunks of up to `chunksize`, encoded back to back.
@@ -72,23 +73,6 @@ pub(crate) fn take_all<R: DeserializeOwned>(st: &mut State, id: u64) -> Vec<Resu
         return Vec::new();
     };
     job.ready.into_values().map(decode::<R>).collect()
-}
-
-/// The values, or the first failed item's error.
-pub(crate) fn first_error<R>(all: Vec<Result<R, TaskError>>) -> Result<Vec<R>, PoolError> {
-    let mut out = Vec::with_capacity(all.len());
-    for (index, r) in all.into_iter().enumerate() {
-        match r {
-            Ok(v) => out.push(v),
-            Err(error) => {
-                return Err(PoolError::Task {
-                    index: index as u64,
-                    error,
-                })
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The result of an asynchronous call ([`Pool::map_async`](super::Pool::map_async),

@@ -109,7 +109,7 @@ mod chunking;
 mod error;
 pub(crate) mod func;
 mod layout;
-mod result;
+pub(crate) mod result;
 mod state;
 mod watcher;
 mod worker;

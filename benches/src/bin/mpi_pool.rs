@@ -17,31 +17,9 @@ use std::time::{Duration, Instant};
 
 use mpi::point_to_point::{Destination, Source};
 use mpi::topology::Communicator;
+use multiproc_benches::{crunch_primes, PRIME_LIMIT, PRIME_SUM};
 
-const PRIME_LIMIT: u64 = 100_000;
-const PRIME_SUM: u64 = 454_396_537;
 const PRIME_TASKS: u64 = 256;
-
-/// The sum of the primes below `limit`, by trial division (as the PEP 371
-/// job's `crunch_primes`).
-fn crunch_primes(limit: u64) -> u64 {
-    let mut total = 0;
-    for n in 2..limit {
-        let mut is_prime = true;
-        let mut d = 2;
-        while d * d <= n {
-            if n % d == 0 {
-                is_prime = false;
-                break;
-            }
-            d += 1;
-        }
-        if is_prime {
-            total += n;
-        }
-    }
-    total
-}
 
 fn trivial(x: u64) -> u64 {
     x.wrapping_add(1)
