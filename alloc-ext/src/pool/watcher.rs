@@ -177,14 +177,12 @@ impl Watcher {
                     }
                     Err(()) => {
                         // The zygote died: its workers die with it.
-                        let st = self.shared.lock();
+                        let mut st = self.shared.lock();
                         for (w, s) in st.slots.iter().enumerate() {
                             if s.state != SlotState::Empty {
                                 deaths.push((w, None));
                             }
                         }
-                        drop(st);
-                        let mut st = self.shared.lock();
                         if st.broken.is_none() {
                             st.broken = Some("the process that forks workers died".into());
                         }
