@@ -50,7 +50,7 @@ fn holder(cells: &'static Cells, f: impl FnOnce() + Send + 'static) -> Process {
 fn kill_and_reap(p: &Process) -> u32 {
     let pid = p.pid();
     kill9(pid);
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("reaped");
+    let st = p.join_timeout(WATCHDOG).expect("join (child hung?)");
     assert!(!st.success());
     pid
 }
