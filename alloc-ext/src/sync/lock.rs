@@ -443,6 +443,12 @@ impl RLockGuard<'_> {
     pub fn poison(&self) {
         self.view.lock.raw().poison();
     }
+
+    /// Clears the lock's poison, once the state it guards is repaired (see
+    /// [`Guard::clear_poison`](super::Guard::clear_poison)).
+    pub fn clear_poison(&self) {
+        self.view.lock.raw().clear_poison();
+    }
 }
 
 impl Drop for RLockGuard<'_> {
@@ -657,8 +663,8 @@ impl<T: Pod> ConditionView<T> {
 ///
 /// let c = Condition::new(0u32)?;
 /// let g = c.lock().unwrap();
-/// let (g, timed_out) = c.wait_for_timeout(g, Duration::from_millis(5), |v| *v > 0).unwrap();
-/// assert!(timed_out && *g == 0);
+/// let (g, r) = c.wait_for_timeout(g, Duration::from_millis(5), |v| *v > 0).unwrap();
+/// assert!(r.timed_out() && *g == 0);
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
 pub struct Condition<T: Pod = ()>(Arc<Owned<ConditionView<T>>>);
@@ -793,7 +799,12 @@ impl<T: Pod> Condition<T> {
     }
 
     /// [`wait`](Self::wait), giving up after `timeout` (the lock is taken
-    /// back either way).
+    /// back either way); [`WaitTimeoutResult::timed_out`] tells which.
+    ///
+    /// This is std's `Condvar::wait_timeout` shape: the guard comes back in
+    /// both outcomes, and inside the [`PoisonError`] when the lock was
+    /// poisoned meanwhile (a holder died), which a `Result<Guard, (Guard,
+    /// Timeout)>` or parking_lot's `&mut guard` form could not also carry.
     ///
     /// # Errors
     ///
@@ -820,8 +831,9 @@ impl<T: Pod> Condition<T> {
         self.0.view().cv.wait_while(guard, |t| !pred(t))
     }
 
-    /// [`wait_for`](Self::wait_for), giving up after `timeout`; the `bool`
-    /// is `true` if the time ran out with `pred` still false.
+    /// [`wait_for`](Self::wait_for), giving up after `timeout`;
+    /// [`WaitTimeoutResult::timed_out`] if the time ran out with `pred`
+    /// still false (std's `Condvar::wait_timeout_while`).
     ///
     /// # Errors
     ///
@@ -831,16 +843,11 @@ impl<T: Pod> Condition<T> {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
         mut pred: impl FnMut(&mut T) -> bool,
-    ) -> LockResult<(MutexGuard<'a, T>, bool)> {
-        match self
-            .0
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        self.0
             .view()
             .cv
             .wait_timeout_while(guard, timeout, |t| !pred(t))
-        {
-            Ok((g, r)) => Ok((g, r.timed_out())),
-            Err(p) => Err(p.map(|(g, r)| (g, r.timed_out()))),
-        }
     }
 
     /// Wakes one waiter (in any process).

@@ -63,7 +63,9 @@
 //! [`PoisonError`] with [`PoisonCause::OwnerDied`]. A guard dropped while its
 //! thread panics poisons the lock with [`PoisonCause::Panicked`] (core,
 //! being `no_std`, cannot see panics; the guards here can). Poison is sticky
-//! until `clear_poison`.
+//! until `clear_poison`: on the guard ([`Guard::clear_poison`],
+//! [`RLockGuard::clear_poison`]), once the data is repaired, or on the lock
+//! as std's `Mutex::clear_poison`.
 //!
 //! # Example: a counter across a fork
 //!
@@ -154,6 +156,7 @@ macro_rules! open_attach {
 mod lock;
 mod prims;
 mod value;
+mod wait_error;
 
 pub use lock::{Condition, Lock, LockGuard, Mutex, MutexGuard, RLock, RLockGuard};
 pub use multiproc_core::barrier::{BarrierError, BarrierWaitResult};
@@ -165,6 +168,7 @@ pub use multiproc_core::semaphore::{OwnerDied, SemaphoreError};
 pub use multiproc_core::value::ArrayError;
 pub use prims::{Barrier, BoundedSemaphore, Event, Semaphore};
 pub use value::{Array, ArrayGuard, AtomicValue, Value};
+pub use wait_error::{AcquireTimeoutError, TimedOut};
 
 #[cfg(test)]
 mod tests;
@@ -628,6 +632,28 @@ impl<G: CoreLockGuard> Guard<G> {
     /// Marks the lock poisoned ([`PoisonCause::Panicked`]) now.
     pub fn poison(&self) {
         self.inner.raw_mutex().poison();
+    }
+
+    /// Clears the lock's poison: call it once the data is repaired. The
+    /// guard is where this belongs (the lock's own `clear_poison`, as std's
+    /// `Mutex::clear_poison`, does the same): holding it, no other process
+    /// can see the data between the repair and the clear, and the unlock
+    /// publishes both.
+    ///
+    /// ```
+    /// use multiproc::sync::Mutex;
+    ///
+    /// let m = Mutex::new(1u32)?;
+    /// m.lock().unwrap().poison();
+    /// let mut g = m.lock().unwrap_err().into_inner();
+    /// *g = 0; // repair
+    /// g.clear_poison();
+    /// drop(g);
+    /// assert!(!m.is_poisoned());
+    /// # Ok::<(), multiproc::sync::SyncError>(())
+    /// ```
+    pub fn clear_poison(&self) {
+        self.inner.raw_mutex().clear_poison();
     }
 }
 

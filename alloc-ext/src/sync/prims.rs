@@ -8,7 +8,7 @@ use multiproc_core::barrier::{self, BarrierError, BarrierWaitResult};
 use multiproc_core::event;
 use multiproc_core::semaphore::{self, OwnerDied, SemaphoreError};
 
-use super::{attach_stamped, map, HandleKind, Owned, SyncError};
+use super::{attach_stamped, map, AcquireTimeoutError, HandleKind, Owned, SyncError, TimedOut};
 use crate::shm::SharedMemory;
 
 // ---------------------------------------------------------------------------
@@ -36,14 +36,19 @@ macro_rules! semaphore_methods {
             self.0.view().try_acquire()
         }
 
-        /// Takes a unit, giving up after `timeout`: `Ok(true)` if taken,
-        /// `Ok(false)` if the time ran out.
+        /// Takes a unit, giving up after `timeout`.
         ///
         /// # Errors
         ///
-        /// As [`acquire`](Self::acquire): the unit is acquired.
-        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied> {
-            self.0.view().acquire_timeout(timeout)
+        /// [`AcquireTimeoutError::TimedOut`] if the time ran out (nothing
+        /// is acquired); [`AcquireTimeoutError::OwnerDied`] as
+        /// [`acquire`](Self::acquire)'s [`OwnerDied`] (the unit is
+        /// acquired).
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), AcquireTimeoutError> {
+            match self.0.view().acquire_timeout(timeout)? {
+                true => Ok(()),
+                false => Err(AcquireTimeoutError::TimedOut),
+            }
         }
 
         /// The units available now (a diagnostic: other processes may change
@@ -342,9 +347,9 @@ impl BoundedSemaphore {
 /// use multiproc::sync::Event;
 ///
 /// let e = Event::new()?;
-/// assert!(!e.wait_timeout(Duration::from_millis(1)));
+/// assert_eq!(e.wait_timeout(Duration::from_millis(1)), Err(multiproc::sync::TimedOut));
 /// e.set();
-/// assert!(e.is_set() && e.wait_timeout(Duration::ZERO));
+/// assert!(e.is_set() && e.wait_timeout(Duration::ZERO).is_ok());
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
 #[derive(Clone)]
@@ -419,9 +424,17 @@ impl Event {
         self.0.view().wait();
     }
 
-    /// Blocks until the flag is set or `timeout` passes; `true` if set.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.0.view().wait_timeout(timeout)
+    /// Blocks until the flag is set or `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] if the flag was still clear when `timeout` passed.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), TimedOut> {
+        if self.0.view().wait_timeout(timeout) {
+            Ok(())
+        } else {
+            Err(TimedOut)
+        }
     }
 }
 
