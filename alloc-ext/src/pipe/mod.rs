@@ -128,7 +128,7 @@ struct PipeEndTag;
 /// assert_eq!(b.recv_bytes()?, b"ping");
 /// b.send(&42u32)?;
 /// assert_eq!(a.recv::<u32>()?, 42);
-/// # Ok::<(), multiproc::pipe::PipeError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn pipe() -> Result<(Connection, Connection), PipeError> {
     Pipe::new().open()
