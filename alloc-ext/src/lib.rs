@@ -67,7 +67,7 @@ pub mod shm;
 pub mod sync;
 mod sys;
 
-pub use pipe::{pipe, pipe_oneway, Connection, Pipe, PipeError};
+pub use pipe::{pipe, pipe_oneway, Connection, Pipe, PipeError, PipeRecvError, PipeSendError};
 pub use queue::spsc;
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{

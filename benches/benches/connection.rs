@@ -77,7 +77,7 @@ fn stop(p: Process, addr: &Address) {
         .unwrap()
         .send_bytes(b"stop")
         .unwrap();
-    let st = p.join_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    let st = p.join_timeout(Duration::from_secs(30)).unwrap();
     assert!(st.success());
 }
 
@@ -93,7 +93,7 @@ fn echo(c: &mut SocketConnection, msg: &[u8], buf: &mut [u8]) {
 
 fn finish(p: Process, c: SocketConnection) {
     drop(c);
-    let st = p.join_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    let st = p.join_timeout(Duration::from_secs(30)).unwrap();
     assert!(st.success());
 }
 

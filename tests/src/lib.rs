@@ -311,6 +311,6 @@ pub fn spawn_with_pid(want: u32) -> Option<std::process::Child> {
 /// Joins a `multiproc::Process` within `timeout`; panics unless it exited
 /// with success.
 pub fn join_process_ok(p: &multiproc::Process, timeout: Duration) {
-    let st = p.join_timeout(timeout).expect("join").expect("child hung");
+    let st = p.join_timeout(timeout).expect("join (child hung?)");
     assert!(st.success(), "child failed: {st:?}");
 }

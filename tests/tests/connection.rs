@@ -511,10 +511,7 @@ fn child_has_key(method: multiproc::StartMethod, key: &[u8]) {
         .unwrap();
     let accepted = l.accept_timeout(LINE_WAIT);
     let got = accepted.map(|mut c| c.recv_bytes(1024));
-    let st = p
-        .join_timeout(LINE_WAIT)
-        .expect("join")
-        .expect("child hung");
+    let st = p.join_timeout(LINE_WAIT).expect("join (child hung?)");
     assert!(st.success(), "{method:?} child: {st:?} (3: another key)");
     assert_eq!(got.unwrap().unwrap(), key);
 }

@@ -224,7 +224,7 @@ fn fork_with_threads_is_refused_unless_allowed() {
     let p = unsafe { Process::new(|| 40 + 2).allow_fork_with_threads() }
         .start()
         .unwrap();
-    assert_eq!(p.join_timeout(WATCHDOG).unwrap().unwrap().code(), Some(42));
+    assert_eq!(p.join_timeout(WATCHDOG).unwrap().code(), Some(42));
     stop_tx.send(()).unwrap();
     thread.join().unwrap();
     // The joined thread may leave the kernel's count a moment later: the

@@ -24,7 +24,7 @@ const WATCHDOG: Duration = Duration::from_secs(240);
 const MAX: usize = 512;
 
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
+    let st = p.join_timeout(WATCHDOG).expect("join (child hung?)");
     assert!(st.success(), "child failed: {st:?}");
 }
 

@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use multiproc::pipe::{Pipe, PipeError, DEFAULT_MAX_MESSAGE};
+use multiproc::pipe::{Pipe, PipeError, PipeRecvError, PipeSendError, DEFAULT_MAX_MESSAGE};
 use multiproc::{pipe, pipe_oneway, queue, Process, StartMethod};
 use multiproc_tests::checksum;
 use multiproc_tests::process_support::{run_tests, Test};
@@ -21,7 +21,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 const DEATH_BOUND: Duration = Duration::from_secs(5);
 
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
+    let st = p.join_timeout(WATCHDOG).expect("join (child hung?)");
     assert!(st.success(), "child failed: {st:?}");
 }
 
@@ -42,7 +42,7 @@ fn echo(mut c: multiproc::Connection) -> i32 {
                     return 2;
                 }
             }
-            Err(PipeError::Disconnected) => return 0,
+            Err(PipeRecvError::Disconnected) => return 0,
             Err(_) => return 3,
         }
     }
@@ -79,7 +79,7 @@ fn sizes_and_errors() {
     let big = vec![5u8; DEFAULT_MAX_MESSAGE as usize + 1];
     assert!(matches!(
         a.send_bytes(&big),
-        Err(PipeError::TooLarge { len, max }) if len == max + 1 && max == DEFAULT_MAX_MESSAGE
+        Err(PipeSendError::TooLarge { len, max }) if len == max + 1 && max == DEFAULT_MAX_MESSAGE
     ));
     a.send_bytes(&big[1..]).unwrap();
     assert_eq!(b.recv_bytes().unwrap().len(), DEFAULT_MAX_MESSAGE as usize);
@@ -87,19 +87,19 @@ fn sizes_and_errors() {
     let (mut a, mut b) = Pipe::new().max_message(100).ring_size(256).open().unwrap();
     assert!(matches!(
         a.send_bytes(&[0; 101]),
-        Err(PipeError::TooLarge { len: 101, max: 100 })
+        Err(PipeSendError::TooLarge { len: 101, max: 100 })
     ));
     a.send_bytes(&[1; 100]).unwrap();
     a.send_bytes(&[2; 100]).unwrap();
     assert!(matches!(
         a.send_bytes_timeout(&[3; 100], Duration::from_millis(30)),
-        Err(PipeError::Timeout)
+        Err(PipeSendError::Timeout)
     ));
     // Buffer too small: the message stays.
     let mut small = [0u8; 10];
     assert!(matches!(
         b.recv_bytes_into(&mut small),
-        Err(PipeError::BufferTooSmall { needed: 100 })
+        Err(PipeRecvError::BufferTooSmall { needed: 100 })
     ));
     let mut buf = [0u8; 128];
     assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 100);
@@ -116,7 +116,7 @@ fn sizes_and_errors() {
     a.send(&0x1234_5678_9abc_def0u64).unwrap();
     assert!(matches!(
         b.recv::<u32>(),
-        Err(PipeError::WrongSize {
+        Err(PipeRecvError::WrongSize {
             expected: 4,
             got: 8
         })
@@ -128,15 +128,18 @@ fn sizes_and_errors() {
     assert_eq!(a.recv::<u16>().unwrap(), 7);
     assert!(matches!(
         b.recv_bytes_timeout(Duration::from_millis(20)),
-        Err(PipeError::Timeout)
+        Err(PipeRecvError::Timeout)
     ));
     // Drop: the other end drains, then Disconnected, both ways.
     a.send_bytes(b"last").unwrap();
     drop(a);
     assert!(b.is_disconnected());
     assert_eq!(b.recv_bytes().unwrap(), b"last");
-    assert!(matches!(b.recv_bytes(), Err(PipeError::Disconnected)));
-    assert!(matches!(b.send_bytes(b"x"), Err(PipeError::Disconnected)));
+    assert!(matches!(b.recv_bytes(), Err(PipeRecvError::Disconnected)));
+    assert!(matches!(
+        b.send_bytes(b"x"),
+        Err(PipeSendError::Disconnected)
+    ));
     // Bad sizes.
     assert!(matches!(
         Pipe::new().ring_size(100).open(),
@@ -149,13 +152,16 @@ fn sizes_and_errors() {
     // One-way: directions, and the error text.
     let (mut r, mut w) = pipe_oneway().unwrap();
     assert!(r.readable() && !r.writable() && w.writable() && !w.readable());
-    assert!(matches!(r.send_bytes(b"no"), Err(PipeError::NotWritable)));
-    assert!(matches!(w.recv_bytes(), Err(PipeError::NotReadable)));
+    assert!(matches!(
+        r.send_bytes(b"no"),
+        Err(PipeSendError::NotWritable)
+    ));
+    assert!(matches!(w.recv_bytes(), Err(PipeRecvError::NotReadable)));
     assert!(!w.poll(Duration::ZERO));
     w.send_bytes(b"yes").unwrap();
     assert_eq!(r.recv_bytes().unwrap(), b"yes");
     assert_eq!(
-        PipeError::Disconnected.to_string(),
+        PipeRecvError::Disconnected.to_string(),
         "the other end of the pipe is gone"
     );
     // An anonymous pipe has no token.
@@ -186,7 +192,7 @@ fn poll_with_timeout() {
     assert!(!a.poll(Duration::from_millis(10)));
     cells.get(0).store(2, Ordering::Release);
     assert!(a.poll(WATCHDOG), "a gone end makes poll true");
-    assert!(matches!(a.recv_bytes(), Err(PipeError::Disconnected)));
+    assert!(matches!(a.recv_bytes(), Err(PipeRecvError::Disconnected)));
     join_ok(&child);
 }
 
@@ -235,7 +241,7 @@ fn writer_killed_mid_stream() {
     loop {
         match r.recv_with(|m| take(m, &mut next, &mut sum)) {
             Ok(()) => {}
-            Err(PipeError::Disconnected) => break,
+            Err(PipeRecvError::Disconnected) => break,
             Err(e) => panic!("{e:?}"),
         }
     }
@@ -248,7 +254,7 @@ fn writer_killed_mid_stream() {
     assert_eq!(sum, (0..next).fold(0, checksum));
     assert!(matches!(
         r.recv_bytes_timeout(DEATH_BOUND),
-        Err(PipeError::Disconnected)
+        Err(PipeRecvError::Disconnected)
     ));
 }
 
@@ -289,11 +295,11 @@ fn reader_killed() {
     child.join_timeout(WATCHDOG).unwrap();
     assert!(matches!(
         a.send_bytes_timeout(&[0; 1000], DEATH_BOUND),
-        Err(PipeError::Disconnected)
+        Err(PipeSendError::Disconnected)
     ));
     assert!(matches!(
         a.send_bytes(&[0; 1]),
-        Err(PipeError::Disconnected)
+        Err(PipeSendError::Disconnected)
     ));
     assert!(a.is_disconnected());
 }
@@ -310,7 +316,7 @@ struct Job {
 /// that does not decode is a typed error.
 fn serde_round_trip() {
     let (mut a, mut b) = pipe().unwrap();
-    let child = Process::new(move || -> Result<(), PipeError> {
+    let child = Process::new(move || -> Result<(), Box<dyn std::error::Error>> {
         while let Ok(mut job) = b.recv_serde::<Job>() {
             job.name.push_str(" done");
             job.data.reverse();
@@ -342,7 +348,10 @@ fn serde_round_trip() {
     // Garbage is a decode error, not a panic.
     let (mut a, mut b) = pipe().unwrap();
     a.send_bytes(&[0xff; 3]).unwrap();
-    assert!(matches!(b.recv_serde::<Job>(), Err(PipeError::Decode(_))));
+    assert!(matches!(
+        b.recv_serde::<Job>(),
+        Err(PipeRecvError::Decode(_))
+    ));
     // And through the byte queue.
     let (mut tx, mut rx) = queue::bytes_channel(1 << 12, 512).unwrap();
     tx.send_serde(&("x".to_owned(), vec![1u8, 2])).unwrap();
@@ -361,7 +370,7 @@ fn bytes_channel_across_fork() {
         Err(PipeError::InvalidSize { .. })
     ));
     const N: u64 = 20_000;
-    let child = Process::new(move || -> Result<(), PipeError> {
+    let child = Process::new(move || -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..N {
             tx.send(&pattern(i, (i as usize * 13) % 5001))?;
         }
@@ -380,7 +389,7 @@ fn bytes_channel_across_fork() {
                 sum = checksum(sum, len as u64);
                 n += 1;
             }
-            Err(PipeError::Disconnected) => break,
+            Err(PipeRecvError::Disconnected) => break,
             Err(e) => panic!("{e:?}"),
         }
     }

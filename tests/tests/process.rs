@@ -269,16 +269,21 @@ fn join_timeout_gives_up_then_succeeds() {
             StartMethod::Fork => Process::new(|| entry_sleep(&[])).start().unwrap(),
             _ => entry(method, "sleep", b"").start().unwrap(),
         };
-        assert_eq!(
-            p.join_timeout(Duration::from_millis(20)).unwrap(),
-            None,
+        assert!(
+            matches!(
+                p.join_timeout(Duration::from_millis(20)),
+                Err(JoinError::Timeout)
+            ),
             "{method}"
         );
-        assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None, "{method}");
+        assert!(
+            matches!(p.join_timeout(Duration::ZERO), Err(JoinError::Timeout)),
+            "{method}"
+        );
         assert!(p.is_alive());
         p.kill().unwrap();
         let s = p.join_timeout(Duration::from_secs(20)).unwrap();
-        assert_eq!(s.and_then(|s| s.signal()), Some(libc::SIGKILL), "{method}");
+        assert_eq!(s.signal(), Some(libc::SIGKILL), "{method}");
     }
 }
 
@@ -446,7 +451,7 @@ fn fork_child_can_print_while_another_thread_prints() {
                 panic!("{p:?}");
             };
             let r = p.join_timeout(Duration::from_secs(20)).unwrap();
-            assert!(r.is_some_and(|s| s.success()), "{r:?}");
+            assert!(r.success(), "{r:?}");
         }
         stop.store(true, Ordering::Relaxed);
     });
@@ -588,7 +593,7 @@ fn forked_child_has_its_own_children() {
     })
     .unwrap();
     let r = p.join_timeout(Duration::from_secs(30)).unwrap();
-    assert!(r.is_some_and(|s| s.success()), "{r:?}");
+    assert!(r.success(), "{r:?}");
     assert!(sibling.is_alive());
     assert!(multiproc::active_children()
         .iter()

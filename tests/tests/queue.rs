@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::core::wait::Spin;
 use multiproc::queue::{
-    self, JoinableQueue, Queue, QueueError, RecvError, RecvTimeoutError, SendError,
+    self, JoinableQueue, Queue, QueueError, RecvError, RecvTimeoutError, SendError, SendSliceError,
     SendTimeoutError, SimpleQueue, TryRecvError, TrySendError,
 };
 use multiproc::{spsc, Process, StartMethod};
@@ -24,7 +24,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 const DEATH_BOUND: Duration = Duration::from_secs(5);
 
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
+    let st = p.join_timeout(WATCHDOG).expect("join (child hung?)");
     assert!(st.success(), "child failed: {st:?}");
 }
 
@@ -74,8 +74,8 @@ fn operations_and_errors() {
     assert_eq!(rx.recv(), Ok(1));
     assert_eq!(rx.try_recv(), Ok(2));
     assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
-    assert_eq!(rx.recv(), Err(RecvError));
-    assert_eq!(rx.recv_with(|v| *v), Err(RecvError));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
+    assert_eq!(rx.recv_with(|v| *v), Err(RecvError::Disconnected));
     assert!(rx.is_disconnected());
     // Dropping the last receiver: senders fail at once.
     let (tx, rx) = queue::channel::<u64>(4).unwrap();
@@ -84,9 +84,15 @@ fn operations_and_errors() {
     tx.send(1).unwrap();
     drop(rx2);
     assert!(matches!(tx.try_send(2), Err(TrySendError::Disconnected(2))));
-    assert_eq!(tx.send(3), Err(SendError(3)));
-    assert_eq!(tx.send_with(|v| *v = 1), Err(SendError(())));
-    assert_eq!(tx.send_slice(&[1, 2]), Err(SendError(0)));
+    assert_eq!(tx.send(3), Err(SendError::Disconnected(3)));
+    assert_eq!(tx.send_with(|v| *v = 1), Err(SendError::Disconnected(())));
+    assert_eq!(
+        tx.send_slice(&[1, 2]),
+        Err(SendSliceError {
+            sent: 0,
+            error: SendError::Disconnected(())
+        })
+    );
     // close() disconnects both sides.
     let (tx, rx) = queue::channel::<u64>(4).unwrap();
     tx.send(4).unwrap();
@@ -94,7 +100,7 @@ fn operations_and_errors() {
     assert!(tx.is_disconnected());
     assert!(tx.send(5).is_err());
     assert_eq!(rx.recv(), Ok(4));
-    assert_eq!(rx.recv(), Err(RecvError));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
     // Tokens need a name; a wrong type is refused.
     let (tx, _rx) = queue::channel::<u64>(4).unwrap();
     assert!(matches!(tx.to_token(), Err(QueueError::Anonymous)));
@@ -118,7 +124,7 @@ fn operations_and_errors() {
     tx3.send(9).unwrap();
     drop(tx3);
     assert_eq!(rx.recv(), Ok(9));
-    assert_eq!(rx.recv(), Err(RecvError));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
     // SPSC: the same surface.
     let (mut p, mut c) = spsc::channel::<u32>(2).unwrap();
     assert_eq!(c.try_recv(), Err(TryRecvError::Empty));
@@ -141,18 +147,18 @@ fn operations_and_errors() {
     p.send(7).unwrap();
     drop(p);
     assert_eq!(c.recv(), Ok(7));
-    assert_eq!(c.recv(), Err(RecvError));
+    assert_eq!(c.recv(), Err(RecvError::Disconnected));
     let (mut p, c) = spsc::channel::<u32>(1).unwrap();
     drop(c);
     p.try_send(1).unwrap();
-    assert_eq!(p.send(2), Err(SendError(2)));
+    assert_eq!(p.send(2), Err(SendError::Disconnected(2)));
     // SimpleQueue / JoinableQueue.
     let q = SimpleQueue::<u16>::new().unwrap();
     assert!(q.empty());
     q.put(3).unwrap();
     assert_eq!(q.get(), Ok(3));
     q.close();
-    assert_eq!(q.get(), Err(RecvError));
+    assert_eq!(q.get(), Err(RecvError::Disconnected));
     let j = JoinableQueue::<u16>::with_capacity(4).unwrap();
     assert!(j.task_done().is_err());
     j.put(1).unwrap();
@@ -171,19 +177,70 @@ fn operations_and_errors() {
     j.join().unwrap();
 }
 
+/// A queue whose ring memory was overwritten reports `Corrupt`, not
+/// `Disconnected`: a broken segment is told apart from a closed queue.
+fn corrupt_segment_is_not_disconnected() {
+    const MARK: u64 = 0x5eed_c0de_1234_5678;
+    let name = format!("/mp-queue-corrupt-{}", std::process::id());
+    let (tx, rx) = Queue::<u64>::new(4).named(&name).channel().unwrap();
+    tx.send(MARK).unwrap();
+    assert_eq!(rx.recv(), Ok(MARK));
+    // Slot 0 still holds MARK (a receive copies out, it does not clear):
+    // find it. A slot is [seq, owner, value] (core pins that layout), so
+    // slot 1's `seq`, where head and tail now point, follows MARK.
+    let mut shm = multiproc::shm::SharedMemory::open(&name).unwrap();
+    // SAFETY: nobody else maps the segment, and this process's handles do
+    // not run while the slice lives.
+    let mem = unsafe { shm.as_mut_slice() };
+    let at = (0..mem.len() - 16)
+        .step_by(8)
+        .filter(|&i| mem[i..i + 8] == MARK.to_ne_bytes())
+        .collect::<Vec<_>>();
+    assert_eq!(at.len(), 1, "MARK found once");
+    // A sequence number far ahead of the indices: "already pushed" at a
+    // tail that did not move, which no run of the ring's code can leave.
+    mem[at[0] + 8..at[0] + 16].copy_from_slice(&18u64.to_ne_bytes());
+    assert!(matches!(tx.try_send(1), Err(TrySendError::Corrupt(1))));
+    assert_eq!(tx.send(2), Err(SendError::Corrupt(2)));
+    assert!(matches!(
+        tx.send_timeout(3, Duration::ZERO),
+        Err(SendTimeoutError::Corrupt(3))
+    ));
+    assert_eq!(
+        tx.send_slice(&[4, 5]),
+        Err(SendSliceError {
+            sent: 0,
+            error: SendError::Corrupt(())
+        })
+    );
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Corrupt));
+    assert_eq!(rx.recv(), Err(RecvError::Corrupt));
+    assert_eq!(
+        rx.recv_timeout(Duration::ZERO),
+        Err(RecvTimeoutError::Corrupt)
+    );
+    assert!(!tx.is_disconnected() && !rx.is_disconnected());
+    assert!(rx.recv().unwrap_err().to_string().contains("corrupt"));
+}
+
 fn errors_format_without_debug_bound() {
     #[derive(Clone, Copy)]
     struct NoDebug;
     assert_eq!(format!("{:?}", TrySendError::Full(NoDebug)), "Full(..)");
-    assert_eq!(format!("{:?}", SendError(NoDebug)), "SendError(..)");
+    assert_eq!(
+        format!("{:?}", SendError::Disconnected(NoDebug)),
+        "Disconnected(..)"
+    );
     assert_eq!(
         format!("{:?}", SendTimeoutError::Disconnected(NoDebug)),
         "Disconnected(..)"
     );
     for s in [
         TrySendError::Full(NoDebug).to_string(),
-        SendError(NoDebug).to_string(),
-        RecvError.to_string(),
+        SendError::Disconnected(NoDebug).to_string(),
+        RecvError::Disconnected.to_string(),
+        RecvError::Corrupt.to_string(),
+        SendTimeoutError::Corrupt(NoDebug).to_string(),
         TryRecvError::Empty.to_string(),
         RecvTimeoutError::Timeout.to_string(),
         QueueError::Anonymous.to_string(),
@@ -222,15 +279,18 @@ fn fork_sender_then_disconnected() {
         let got: Vec<u64> = match next % 3 {
             0 => match rx.recv() {
                 Ok(v) => vec![v],
-                Err(RecvError) => break,
+                Err(RecvError::Disconnected) => break,
+                Err(e @ RecvError::Corrupt) => panic!("{e}"),
             },
             1 => match rx.recv_with(|v| *v) {
                 Ok(v) => vec![v],
-                Err(RecvError) => break,
+                Err(RecvError::Disconnected) => break,
+                Err(e @ RecvError::Corrupt) => panic!("{e}"),
             },
             _ => match rx.recv_slice(&mut buf) {
                 Ok(n) => buf[..n].to_vec(),
-                Err(RecvError) => break,
+                Err(RecvError::Disconnected) => break,
+                Err(e @ RecvError::Corrupt) => panic!("{e}"),
             },
         };
         for v in got {
@@ -348,7 +408,7 @@ fn consumer_killed_inside_recv_with() {
             Err(e) => break e,
         }
     };
-    assert_eq!(r, SendError(7));
+    assert_eq!(r, SendError::Disconnected(7));
     assert!(t.elapsed() < DEATH_BOUND);
     assert!(sent <= 4);
     assert!(tx.is_disconnected());
@@ -637,7 +697,7 @@ fn spsc_across_fork_and_killed_producer() {
     for i in 0..N {
         assert_eq!(rx.recv(), Ok(i));
     }
-    assert_eq!(rx.recv(), Err(RecvError));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
     join_ok(&child);
 
     let cells: &'static Cells = Box::leak(Box::new(Cells::new()));
@@ -730,7 +790,7 @@ fn plain_fork_child_counts_itself() {
     cells.get(1).store(1, Ordering::Release);
     assert_eq!(rx.recv(), Ok(6));
     assert_eq!(child.join(WATCHDOG), multiproc_tests::Exit::Code(0));
-    assert_eq!(rx.recv(), Err(RecvError));
+    assert_eq!(rx.recv(), Err(RecvError::Disconnected));
 }
 
 /// A spawned process (re-executed binary) claims a sender from a token and
@@ -782,6 +842,7 @@ fn main() {
         tests![
             operations_and_errors,
             errors_format_without_debug_bound,
+            corrupt_segment_is_not_disconnected,
             fork_sender_then_disconnected,
             fork_receiver_gone_sender_disconnected,
             producer_killed_mid_stream,

@@ -18,8 +18,8 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 /// watchdog).
 fn join_code(p: &multiproc::Process) -> i32 {
     match p.join_timeout(WATCHDOG) {
-        Ok(Some(s)) => s.code().unwrap_or(-1),
-        Ok(None) => {
+        Ok(s) => s.code().unwrap_or(-1),
+        Err(multiproc::process::JoinError::Timeout) => {
             let _ = p.kill();
             panic!("child {} did not finish in time (deadlock?)", p.pid());
         }

@@ -115,7 +115,7 @@ fn parent_fd_without_cloexec_does_not_leak() {
             .start_method(method)
             .start()
             .unwrap();
-        let st = p.join_timeout(WATCHDOG).expect("join").expect("hung");
+        let st = p.join_timeout(WATCHDOG).expect("join (child hung?)");
         assert_eq!(
             st.code(),
             Some(0),

@@ -58,7 +58,7 @@ fn split_args(args: &[u8]) -> Option<(u64, &[u8])> {
 }
 
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
+    let st = p.join_timeout(WATCHDOG).expect("join (child hung?)");
     assert!(st.success(), "child failed: {st:?}");
 }
 
@@ -182,10 +182,7 @@ fn claimed_producer_killed_mid_stream() {
             next += 1;
         }
         child.kill().unwrap();
-        child
-            .join_timeout(WATCHDOG)
-            .unwrap()
-            .expect("killed child hung");
+        child.join_timeout(WATCHDOG).expect("killed child hung");
         let completed = done.load(Ordering::Acquire);
         let t = Instant::now();
         loop {

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{
-    Array, AtomicValue, Barrier, BarrierError, BoundedSemaphore, Condition, Event, HandleKind,
-    Lock, LockTimeoutError, Mutex, PoisonCause, RLock, Semaphore, SemaphoreError, SyncError,
-    TryLockError, Value,
+    AcquireTimeoutError, Array, AtomicValue, Barrier, BarrierError, BoundedSemaphore, Condition,
+    Event, HandleKind, Lock, LockTimeoutError, Mutex, PoisonCause, RLock, Semaphore,
+    SemaphoreError, SyncError, TimedOut, TryLockError, Value,
 };
 use multiproc::{Process, StartMethod};
 use multiproc_tests::process_support::{run_tests, Test};
@@ -27,7 +27,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(30);
 
 fn join_ok(p: &Process) {
-    let st = p.join_timeout(WATCHDOG).expect("join").expect("child hung");
+    let st = p.join_timeout(WATCHDOG).expect("join (child hung?)");
     assert!(st.success(), "child failed: {st:?}");
 }
 
@@ -208,7 +208,7 @@ fn condition_ping_pong() {
                 let (mut g, timed_out) = c
                     .wait_for_timeout(g, WATCHDOG, |v| *v == 2 * i + 1)
                     .unwrap();
-                assert!(!timed_out, "child starved at round {i}");
+                assert!(!timed_out.timed_out(), "child starved at round {i}");
                 *g += 1;
                 drop(g);
                 c.notify_all();
@@ -308,7 +308,7 @@ fn semaphore_bound_three_processes() {
                 // SAFETY: as above.
                 let max = unsafe { &*((cp + 8) as *const AtomicU64) };
                 for _ in 0..PER {
-                    assert!(s.acquire_timeout(WATCHDOG).unwrap(), "semaphore starved");
+                    s.acquire_timeout(WATCHDOG).expect("semaphore starved");
                     let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     max.fetch_max(n, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_micros(20));
@@ -327,13 +327,13 @@ fn semaphore_bound_three_processes() {
     // Held by the parent: a timed acquire runs out.
     s.acquire().unwrap();
     assert!(s.try_acquire());
-    assert!(!s.acquire_timeout(SHORT).unwrap());
+    assert_eq!(s.acquire_timeout(SHORT), Err(AcquireTimeoutError::TimedOut));
     s.release_n(2).unwrap();
 
     let b = BoundedSemaphore::new(1).unwrap();
     assert_eq!(b.release(), Err(SemaphoreError::Overflow));
     assert!(b.try_acquire());
-    assert!(!b.acquire_timeout(SHORT).unwrap());
+    assert_eq!(b.acquire_timeout(SHORT), Err(AcquireTimeoutError::TimedOut));
     b.release().unwrap();
     assert_eq!((b.value(), b.max_value()), (1, 1));
 }
@@ -341,7 +341,7 @@ fn semaphore_bound_three_processes() {
 /// A child sets the event the parent waits on.
 fn event_set_from_child() {
     let e = Event::new().unwrap();
-    assert!(!e.wait_timeout(SHORT));
+    assert_eq!(e.wait_timeout(SHORT), Err(TimedOut));
     let child = {
         let e = e.clone();
         start(move || {
@@ -349,12 +349,12 @@ fn event_set_from_child() {
             e.set();
         })
     };
-    assert!(e.wait_timeout(WATCHDOG));
+    assert_eq!(e.wait_timeout(WATCHDOG), Ok(()));
     assert!(e.is_set());
     join_ok(&child);
     e.wait();
     e.clear();
-    assert!(!e.is_set() && !e.wait_timeout(Duration::ZERO));
+    assert!(!e.is_set() && e.wait_timeout(Duration::ZERO).is_err());
 }
 
 /// A barrier of 3 processes for several generations: nobody leaves a
@@ -528,7 +528,7 @@ fn named_open_across_fork_and_spawn() {
             ));
         })
     };
-    assert!(e.wait_timeout(WATCHDOG));
+    assert_eq!(e.wait_timeout(WATCHDOG), Ok(()));
     join_ok(&fork_child);
     let spawned = Process::entry("open_value", vname.as_bytes().to_vec())
         .start_method(StartMethod::Spawn)
@@ -773,8 +773,8 @@ fn timeouts_and_errors() {
     let g = c.lock().unwrap();
     let (g, r) = c.wait_timeout(g, SHORT).unwrap();
     assert!(r.timed_out());
-    let (_g, timed_out) = c.wait_for_timeout(g, SHORT, |x| *x == 1).unwrap();
-    assert!(timed_out);
+    let (_g, r) = c.wait_for_timeout(g, SHORT, |x| *x == 1).unwrap();
+    assert!(r.timed_out());
 
     assert!(matches!(Barrier::new(0), Err(SyncError::Init(_))));
     assert!(matches!(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Connection, Pipe, PipeError};
+use super::{Connection, Pipe, PipeError, PipeRecvError, PipeSendError};
 
 /// A queue of byte messages of up to `max_msg` bytes in a ring of
 /// `capacity_bytes` bytes (a power of two, at least `2 * (max_msg + 8)`):
@@ -26,7 +26,7 @@ use super::{Connection, Pipe, PipeError};
 /// assert_eq!(rx.recv()?, b"short");
 /// assert_eq!(rx.recv()?.len(), 1000);
 /// assert!(tx.send(&[0u8; 1001]).is_err());
-/// # Ok::<(), multiproc::pipe::PipeError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn bytes_channel(
     capacity_bytes: u64,
@@ -54,7 +54,7 @@ impl ByteSender {
     /// # Errors
     ///
     /// As [`Connection::send_bytes`].
-    pub fn send(&mut self, msg: &[u8]) -> Result<(), PipeError> {
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), PipeSendError> {
         self.0.send_bytes(msg)
     }
 
@@ -63,7 +63,7 @@ impl ByteSender {
     /// # Errors
     ///
     /// As [`Connection::send_bytes_timeout`].
-    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), PipeError> {
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), PipeSendError> {
         self.0.send_bytes_timeout(msg, timeout)
     }
 
@@ -72,7 +72,11 @@ impl ByteSender {
     /// # Errors
     ///
     /// As [`Connection::send_with`].
-    pub fn send_with(&mut self, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), PipeError> {
+    pub fn send_with(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&mut [u8]),
+    ) -> Result<(), PipeSendError> {
         self.0.send_with(len, f)
     }
 
@@ -82,7 +86,7 @@ impl ByteSender {
     ///
     /// As [`Connection::send_serde`].
     #[cfg(feature = "serde")]
-    pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PipeError> {
+    pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PipeSendError> {
         self.0.send_serde(v)
     }
 
@@ -98,7 +102,7 @@ impl ByteReceiver {
     /// # Errors
     ///
     /// As [`Connection::recv_bytes`].
-    pub fn recv(&mut self) -> Result<Vec<u8>, PipeError> {
+    pub fn recv(&mut self) -> Result<Vec<u8>, PipeRecvError> {
         self.0.recv_bytes()
     }
 
@@ -107,7 +111,7 @@ impl ByteReceiver {
     /// # Errors
     ///
     /// As [`Connection::recv_bytes_timeout`].
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PipeRecvError> {
         self.0.recv_bytes_timeout(timeout)
     }
 
@@ -116,7 +120,7 @@ impl ByteReceiver {
     /// # Errors
     ///
     /// As [`Connection::recv_bytes_into`].
-    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, PipeRecvError> {
         self.0.recv_bytes_into(buf)
     }
 
@@ -125,7 +129,7 @@ impl ByteReceiver {
     /// # Errors
     ///
     /// As [`Connection::recv_with`].
-    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, PipeError> {
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, PipeRecvError> {
         self.0.recv_with(f)
     }
 
@@ -136,7 +140,7 @@ impl ByteReceiver {
     ///
     /// As [`Connection::recv_serde`].
     #[cfg(feature = "serde")]
-    pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, PipeError> {
+    pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, PipeRecvError> {
         self.0.recv_serde()
     }
 

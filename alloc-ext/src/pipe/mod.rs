@@ -30,7 +30,7 @@
 //! assert_eq!(parent.recv_bytes()?, vec![7u8; 5]);
 //! child.join()?;
 //! // The child is gone: its end went with it.
-//! assert!(matches!(parent.recv_bytes(), Err(multiproc::pipe::PipeError::Disconnected)));
+//! assert!(matches!(parent.recv_bytes(), Err(multiproc::pipe::PipeRecvError::Disconnected)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -40,7 +40,7 @@
 //! [`DEFAULT_MAX_MESSAGE`], 1 MiB); each direction's ring holds
 //! [`Pipe::ring_size`] bytes, a power of two of at least
 //! `2 * (max_message + 8)` (default: the smallest such, 4 MiB for 1 MiB).
-//! A longer message is refused with [`PipeError::TooLarge`].
+//! A longer message is refused with [`PipeSendError::TooLarge`].
 //!
 //! # Ends, processes and disconnection
 //!
@@ -98,7 +98,7 @@ use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
 
 pub use bytes::{bytes_channel, ByteReceiver, ByteSender};
-pub use error::PipeError;
+pub use error::{PipeError, PipeRecvError, PipeSendError};
 
 use crate::queue::segment::{type_tag, Local, Name, Segment, Token, KIND_PIPE};
 use crate::queue::QueueError;
@@ -128,7 +128,7 @@ struct PipeEndTag;
 /// assert_eq!(b.recv_bytes()?, b"ping");
 /// b.send(&42u32)?;
 /// assert_eq!(a.recv::<u32>()?, 42);
-/// # Ok::<(), multiproc::pipe::PipeError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn pipe() -> Result<(Connection, Connection), PipeError> {
     Pipe::new().open()
@@ -453,7 +453,7 @@ impl Connection {
 
     /// Claims the sender role on first use in this process tree.
     #[inline]
-    fn tx(&mut self) -> Result<(), PipeError> {
+    fn tx(&mut self) -> Result<(), PipeSendError> {
         self.local.ensure(&self.inner.seg.peers);
         if self.tx.is_none() {
             self.claim_tx()?;
@@ -462,22 +462,22 @@ impl Connection {
     }
 
     #[cold]
-    fn claim_tx(&mut self) -> Result<(), PipeError> {
+    fn claim_tx(&mut self) -> Result<(), PipeSendError> {
         let ring = self
             .inner
             .rings_of(self.end)
             .0
-            .ok_or(PipeError::NotWritable)?;
+            .ok_or(PipeSendError::NotWritable)?;
         let tx = ring
             .sender()
-            .map_err(|e| PipeError::RoleTaken { pid: e.pid })?;
+            .map_err(|e| PipeSendError::RoleTaken { pid: e.pid })?;
         self.tx = Some(ManuallyDrop::new(tx));
         Ok(())
     }
 
     /// Claims the receiver role on first use in this process tree.
     #[inline]
-    fn rx(&mut self) -> Result<(), PipeError> {
+    fn rx(&mut self) -> Result<(), PipeRecvError> {
         self.local.ensure(&self.inner.seg.peers);
         if self.rx.is_none() {
             self.claim_rx()?;
@@ -486,15 +486,15 @@ impl Connection {
     }
 
     #[cold]
-    fn claim_rx(&mut self) -> Result<(), PipeError> {
+    fn claim_rx(&mut self) -> Result<(), PipeRecvError> {
         let ring = self
             .inner
             .rings_of(self.end)
             .1
-            .ok_or(PipeError::NotReadable)?;
+            .ok_or(PipeRecvError::NotReadable)?;
         let rx = ring
             .receiver()
-            .map_err(|e| PipeError::RoleTaken { pid: e.pid })?;
+            .map_err(|e| PipeRecvError::RoleTaken { pid: e.pid })?;
         self.rx = Some(ManuallyDrop::new(rx));
         Ok(())
     }
@@ -523,10 +523,10 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::TooLarge`], [`PipeError::Disconnected`] (the other end
-    /// is gone: dropped, or its processes died), [`PipeError::NotWritable`],
-    /// [`PipeError::RoleTaken`].
-    pub fn send_bytes(&mut self, msg: &[u8]) -> Result<(), PipeError> {
+    /// [`PipeSendError::TooLarge`], [`PipeSendError::Disconnected`] (the other end
+    /// is gone: dropped, or its processes died), [`PipeSendError::NotWritable`],
+    /// [`PipeSendError::RoleTaken`].
+    pub fn send_bytes(&mut self, msg: &[u8]) -> Result<(), PipeSendError> {
         self.send_with(msg.len(), |b| b.copy_from_slice(msg))
     }
 
@@ -535,8 +535,12 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`send_bytes`](Self::send_bytes); [`PipeError::Timeout`].
-    pub fn send_bytes_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), PipeError> {
+    /// As [`send_bytes`](Self::send_bytes); [`PipeSendError::Timeout`].
+    pub fn send_bytes_timeout(
+        &mut self,
+        msg: &[u8],
+        timeout: Duration,
+    ) -> Result<(), PipeSendError> {
         self.send_with_deadline(msg.len(), Some(Deadline::after(timeout)), |b| {
             b.copy_from_slice(msg)
         })
@@ -548,7 +552,7 @@ impl Connection {
     /// # Errors
     ///
     /// As [`send_bytes`](Self::send_bytes).
-    pub fn send<T: Pod>(&mut self, v: &T) -> Result<(), PipeError> {
+    pub fn send<T: Pod>(&mut self, v: &T) -> Result<(), PipeSendError> {
         self.send_bytes(bytemuck::bytes_of(v))
     }
 
@@ -559,7 +563,11 @@ impl Connection {
     /// # Errors
     ///
     /// As [`send_bytes`](Self::send_bytes).
-    pub fn send_with(&mut self, len: usize, f: impl FnOnce(&mut [u8])) -> Result<(), PipeError> {
+    pub fn send_with(
+        &mut self,
+        len: usize,
+        f: impl FnOnce(&mut [u8]),
+    ) -> Result<(), PipeSendError> {
         self.send_with_deadline(len, None, f)
     }
 
@@ -568,12 +576,12 @@ impl Connection {
         len: usize,
         deadline: Option<Deadline>,
         f: impl FnOnce(&mut [u8]),
-    ) -> Result<(), PipeError> {
+    ) -> Result<(), PipeSendError> {
         self.tx()?;
         let peer = other(self.end);
         let inner = &*self.inner;
         let Some(tx) = self.tx.as_deref_mut() else {
-            return Err(PipeError::NotWritable);
+            return Err(PipeSendError::NotWritable);
         };
         // Fast path: no clock read, no system call.
         let mut hint_gone = match tx.try_reserve(len) {
@@ -583,7 +591,9 @@ impl Connection {
                 return Ok(());
             }
             Err(SendError::Full) => false,
-            Err(SendError::TooLarge { len, max }) => return Err(PipeError::TooLarge { len, max }),
+            Err(SendError::TooLarge { len, max }) => {
+                return Err(PipeSendError::TooLarge { len, max })
+            }
             Err(SendError::Disconnected) => true,
         };
         loop {
@@ -597,7 +607,7 @@ impl Connection {
                     }
                     Err(SendError::Full) => {}
                     Err(SendError::TooLarge { len, max }) => {
-                        return Err(PipeError::TooLarge { len, max })
+                        return Err(PipeSendError::TooLarge { len, max })
                     }
                     Err(SendError::Disconnected) => hint_gone = true,
                 }
@@ -605,10 +615,10 @@ impl Connection {
             // The ring's verdict on the role is a hint (the role's pid may
             // be a parent that handed the end on): the peer table decides.
             if inner.gone(peer) {
-                return Err(PipeError::Disconnected);
+                return Err(PipeSendError::Disconnected);
             }
             if deadline.is_some_and(Deadline::has_passed) {
-                return Err(PipeError::Timeout);
+                return Err(PipeSendError::Timeout);
             }
             if hint_gone {
                 std::thread::sleep(Duration::from_millis(1));
@@ -624,10 +634,10 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Disconnected`] once every message sent is received and
-    /// the other end is gone; [`PipeError::NotReadable`];
-    /// [`PipeError::RoleTaken`]; [`PipeError::Corrupt`].
-    pub fn recv_bytes(&mut self) -> Result<Vec<u8>, PipeError> {
+    /// [`PipeRecvError::Disconnected`] once every message sent is received and
+    /// the other end is gone; [`PipeRecvError::NotReadable`];
+    /// [`PipeRecvError::RoleTaken`]; [`PipeRecvError::Corrupt`].
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>, PipeRecvError> {
         self.recv_with(<[u8]>::to_vec)
     }
 
@@ -635,8 +645,8 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`recv_bytes`](Self::recv_bytes); [`PipeError::Timeout`].
-    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
+    /// As [`recv_bytes`](Self::recv_bytes); [`PipeRecvError::Timeout`].
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, PipeRecvError> {
         self.recv_with_deadline(Some(Deadline::after(timeout)), <[u8]>::to_vec)
     }
 
@@ -644,9 +654,9 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`recv_bytes`](Self::recv_bytes); [`PipeError::BufferTooSmall`]
+    /// As [`recv_bytes`](Self::recv_bytes); [`PipeRecvError::BufferTooSmall`]
     /// (the message stays in the pipe).
-    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, PipeRecvError> {
         self.recv_loop(None, |rx, wait| match wait {
             None => rx.try_recv_into(buf),
             Some(d) => rx.recv_into_timeout(buf, d),
@@ -657,14 +667,14 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`recv_bytes`](Self::recv_bytes); [`PipeError::WrongSize`] if the
+    /// As [`recv_bytes`](Self::recv_bytes); [`PipeRecvError::WrongSize`] if the
     /// message is not `size_of::<T>()` bytes long (it is consumed).
-    pub fn recv<T: Pod>(&mut self) -> Result<T, PipeError> {
+    pub fn recv<T: Pod>(&mut self) -> Result<T, PipeRecvError> {
         self.recv_with(|b| {
             if b.len() == size_of::<T>() {
                 Ok(bytemuck::pod_read_unaligned(b))
             } else {
-                Err(PipeError::WrongSize {
+                Err(PipeRecvError::WrongSize {
                     expected: size_of::<T>() as u64,
                     got: b.len() as u64,
                 })
@@ -676,13 +686,13 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`recv`](Self::recv); [`PipeError::Timeout`].
-    pub fn recv_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T, PipeError> {
+    /// As [`recv`](Self::recv); [`PipeRecvError::Timeout`].
+    pub fn recv_timeout<T: Pod>(&mut self, timeout: Duration) -> Result<T, PipeRecvError> {
         self.recv_with_deadline(Some(Deadline::after(timeout)), |b| {
             if b.len() == size_of::<T>() {
                 Ok(bytemuck::pod_read_unaligned(b))
             } else {
-                Err(PipeError::WrongSize {
+                Err(PipeRecvError::WrongSize {
                     expected: size_of::<T>() as u64,
                     got: b.len() as u64,
                 })
@@ -696,7 +706,7 @@ impl Connection {
     /// # Errors
     ///
     /// As [`recv_bytes`](Self::recv_bytes).
-    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, PipeError> {
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R, PipeRecvError> {
         self.recv_with_deadline(None, f)
     }
 
@@ -704,7 +714,7 @@ impl Connection {
         &mut self,
         deadline: Option<Deadline>,
         f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<R, PipeError> {
+    ) -> Result<R, PipeRecvError> {
         let mut f = Some(f);
         self.recv_loop(deadline, |rx, wait| {
             let frame = match wait {
@@ -723,16 +733,16 @@ impl Connection {
         &mut self,
         deadline: Option<Deadline>,
         mut attempt: impl FnMut(&mut FrameReceiver<'static>, Option<Duration>) -> Result<R, RecvError>,
-    ) -> Result<R, PipeError> {
+    ) -> Result<R, PipeRecvError> {
         self.rx()?;
         let peer = other(self.end);
         let inner = &*self.inner;
         let Some(rx) = self.rx.as_deref_mut() else {
-            return Err(PipeError::NotReadable);
+            return Err(PipeRecvError::NotReadable);
         };
         let fail = |e: RecvError| match e {
-            RecvError::Corrupt(c) => Err(PipeError::Corrupt(c)),
-            RecvError::BufferTooSmall { needed } => Err(PipeError::BufferTooSmall { needed }),
+            RecvError::Corrupt(c) => Err(PipeRecvError::Corrupt(c)),
+            RecvError::BufferTooSmall { needed } => Err(PipeRecvError::BufferTooSmall { needed }),
             RecvError::Empty | RecvError::Disconnected => Ok(e == RecvError::Disconnected),
         };
         // Fast path: no clock read, no system call.
@@ -756,12 +766,12 @@ impl Connection {
                     Ok(v) => Ok(v),
                     Err(e) => {
                         fail(e)?;
-                        Err(PipeError::Disconnected)
+                        Err(PipeRecvError::Disconnected)
                     }
                 };
             }
             if deadline.is_some_and(Deadline::has_passed) {
-                return Err(PipeError::Timeout);
+                return Err(PipeRecvError::Timeout);
             }
             if hint_gone {
                 std::thread::sleep(Duration::from_millis(1));
@@ -810,7 +820,8 @@ impl Connection {
     }
 
     /// Closes this end (drops it): the other end drains, then gets
-    /// [`PipeError::Disconnected`].
+    /// [`PipeRecvError::Disconnected`] (and its sends
+    /// [`PipeSendError::Disconnected`]).
     pub fn close(self) {}
 
     /// Whether the other end is gone (dropped, or its processes died; a
@@ -974,9 +985,9 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Encode`]; as [`send_bytes`](Self::send_bytes).
-    pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PipeError> {
-        let bytes = postcard::to_stdvec(v).map_err(PipeError::Encode)?;
+    /// [`PipeSendError::Encode`]; as [`send_bytes`](Self::send_bytes).
+    pub fn send_serde<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> Result<(), PipeSendError> {
+        let bytes = postcard::to_stdvec(v).map_err(PipeSendError::Encode)?;
         self.send_bytes(&bytes)
     }
 
@@ -985,24 +996,24 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`PipeError::Decode`] (the message is consumed); as
+    /// [`PipeRecvError::Decode`] (the message is consumed); as
     /// [`recv_bytes`](Self::recv_bytes).
-    pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, PipeError> {
+    pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, PipeRecvError> {
         self.recv_with(|b| postcard::from_bytes(b))?
-            .map_err(PipeError::Decode)
+            .map_err(PipeRecvError::Decode)
     }
 
     /// As [`recv_serde`](Self::recv_serde), waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`recv_serde`](Self::recv_serde); [`PipeError::Timeout`].
+    /// As [`recv_serde`](Self::recv_serde); [`PipeRecvError::Timeout`].
     pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(
         &mut self,
         timeout: Duration,
-    ) -> Result<T, PipeError> {
+    ) -> Result<T, PipeRecvError> {
         self.recv_with_deadline(Some(Deadline::after(timeout)), |b| postcard::from_bytes(b))?
-            .map_err(PipeError::Decode)
+            .map_err(PipeRecvError::Decode)
     }
 }
 

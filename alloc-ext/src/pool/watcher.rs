@@ -200,7 +200,6 @@ impl Watcher {
                         let code = p
                             .join_timeout(Duration::from_secs(1))
                             .ok()
-                            .flatten()
                             .map(|s| s.exitcode());
                         deaths.push((w, code));
                     }

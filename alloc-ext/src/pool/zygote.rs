@@ -190,10 +190,7 @@ impl Zygote {
         m[0] = SHUTDOWN;
         let _ = sys::send_with_fd(self.sock.as_fd(), &m, None);
         drop(self.sock);
-        if !matches!(
-            self.process.join_timeout(Duration::from_secs(5)),
-            Ok(Some(_))
-        ) {
+        if self.process.join_timeout(Duration::from_secs(5)).is_err() {
             let _ = self.process.kill();
             let _ = self.process.join();
         }

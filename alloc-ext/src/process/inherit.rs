@@ -46,7 +46,7 @@
 /// assert_eq!(rx.recv(), Ok(42));
 /// child.join()?;
 /// // The only sender went with the child: the queue is disconnected.
-/// assert_eq!(rx.recv(), Err(RecvError));
+/// assert_eq!(rx.recv(), Err(RecvError::Disconnected));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///

@@ -402,7 +402,8 @@ fn start_err(op: &'static str) -> impl FnOnce(io::Error) -> ProcessError {
     move |source| ProcessError::Io { op, source }
 }
 
-/// Why [`Process::join`] did not return a plain exit status.
+/// Why [`Process::join`] (or [`Process::join_timeout`]) did not return a
+/// plain exit status.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum JoinError {
@@ -434,6 +435,9 @@ pub enum JoinError {
         /// The error.
         source: io::Error,
     },
+    /// [`Process::join_timeout`]: the child was still running when the
+    /// time ran out (it is neither killed nor reaped: join again later).
+    Timeout,
 }
 
 impl JoinError {
@@ -459,6 +463,7 @@ impl fmt::Display for JoinError {
                 write!(f, "child exit status unavailable: {reason}")
             }
             JoinError::Io { op, source } => write!(f, "{op}: {source}"),
+            JoinError::Timeout => f.write_str("timed out waiting for the child to end"),
         }
     }
 }
@@ -783,17 +788,17 @@ impl Process {
         }
     }
 
-    /// Like [`join`](Self::join), giving up after `timeout`: `Ok(None)` if
-    /// the child is still running then.
+    /// Like [`join`](Self::join), giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`join`](Self::join).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<ExitStatus>, JoinError> {
+    /// [`JoinError::Timeout`] if the child is still running then; as
+    /// [`join`](Self::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<ExitStatus, JoinError> {
         let deadline = Instant::now().checked_add(timeout);
         match self.inner.wait(Some(deadline))? {
-            Some(s) => self.inner.outcome(s).map(Some),
-            None => Ok(None),
+            Some(s) => self.inner.outcome(s),
+            None => Err(JoinError::Timeout),
         }
     }
 

@@ -13,8 +13,8 @@ use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
 
 use super::error::{
-    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    recv_gone, untimed_recv, untimed_send, QueueError, RecvError, RecvTimeoutError, SendError,
+    SendSliceError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use super::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC};
 
@@ -380,34 +380,30 @@ impl<T: Pod> Sender<T> {
     ///
     /// # Errors
     ///
-    /// [`TrySendError::Full`] or [`TrySendError::Disconnected`], with `v`.
+    /// [`TrySendError::Full`], [`TrySendError::Disconnected`] or
+    /// [`TrySendError::Corrupt`], with `v`.
     #[inline]
     pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
-        match self.ring().try_push(v) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full(v)) => Err(TrySendError::Full(v)),
-            Err(PushError::Disconnected(v) | PushError::Corrupt(v)) => {
-                Err(TrySendError::Disconnected(v))
-            }
-        }
+        self.ring().try_push(v).map_err(TrySendError::from)
     }
 
     /// Sends `v`, blocking while the queue is full.
     ///
     /// # Errors
     ///
-    /// [`SendError`] with `v` when every receiver is gone (dropped, or
-    /// died: noticed within about 50 ms of waiting).
+    /// [`SendError::Disconnected`] with `v` when every receiver is gone
+    /// (dropped, or died: noticed within about 50 ms of waiting);
+    /// [`SendError::Corrupt`] with `v` if the queue's memory is corrupt.
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
-        self.send_deadline(v, || None)
-            .map_err(|e| SendError(e.into_inner()))
+        self.send_deadline(v, || None).map_err(untimed_send)
     }
 
     /// Sends `v`, blocking at most `timeout` while the queue is full.
     ///
     /// # Errors
     ///
-    /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`].
+    /// [`SendTimeoutError::Timeout`], [`SendTimeoutError::Disconnected`] or
+    /// [`SendTimeoutError::Corrupt`], with `v`.
     pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_deadline(v, || Some(Deadline::after(timeout)))
     }
@@ -422,6 +418,7 @@ impl<T: Pod> Sender<T> {
         match self.try_send(v) {
             Ok(()) => Ok(()),
             Err(TrySendError::Disconnected(v)) => Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Corrupt(v)) => Err(SendTimeoutError::Corrupt(v)),
             Err(TrySendError::Full(v)) => self.send_slow(v, deadline()),
         }
     }
@@ -434,8 +431,7 @@ impl<T: Pod> Sender<T> {
                 slot.commit();
                 Ok(())
             }
-            Err(SendTimeoutError::Timeout(())) => Err(SendTimeoutError::Timeout(v)),
-            Err(SendTimeoutError::Disconnected(())) => Err(SendTimeoutError::Disconnected(v)),
+            Err(e) => Err(e.map(|()| v)),
         }
     }
 
@@ -454,9 +450,8 @@ impl<T: Pod> Sender<T> {
             match push(ring, Some(slice)) {
                 Ok(r) => return Ok(r),
                 Err(PushError::Full(())) => {}
-                Err(PushError::Disconnected(()) | PushError::Corrupt(())) => {
-                    return Err(SendTimeoutError::Disconnected(()))
-                }
+                Err(PushError::Disconnected(())) => return Err(SendTimeoutError::Disconnected(())),
+                Err(PushError::Corrupt(())) => return Err(SendTimeoutError::Corrupt(())),
             }
             ring = ring.with_spin(Spin::NONE);
             if self.inner.side_gone(Side::Receiver) {
@@ -480,8 +475,8 @@ impl<T: Pod> Sender<T> {
     ///
     /// # Errors
     ///
-    /// [`SendError`] (holding nothing) when every receiver is gone; `f` is
-    /// not called then.
+    /// [`SendError`] (holding nothing) when every receiver is gone or the
+    /// queue is corrupt; `f` is not called then.
     pub fn send_with(&self, f: impl FnOnce(&mut T)) -> Result<(), SendError<()>> {
         let mut f = Some(f);
         let mut fill = |slot: &mut T| {
@@ -490,7 +485,7 @@ impl<T: Pod> Sender<T> {
             }
         };
         self.send_in_slices(None, |ring, d| ring.push_with_deadline(&mut fill, d))
-            .map_err(|_| SendError(()))
+            .map_err(untimed_send)
     }
 
     /// Takes a free slot and returns a guard that writes a value in place
@@ -506,7 +501,8 @@ impl<T: Pod> Sender<T> {
     ///
     /// # Errors
     ///
-    /// [`SendError`] (holding nothing) when every receiver is gone.
+    /// [`SendError`] (holding nothing) when every receiver is gone or the
+    /// queue is corrupt.
     ///
     /// # Examples
     ///
@@ -521,7 +517,7 @@ impl<T: Pod> Sender<T> {
     pub fn send_ref(&self) -> Result<SendRef<'_, T>, SendError<()>> {
         self.send_in_slices(None, |ring, d| ring.push_ref_deadline(d))
             .map(SendRef::new)
-            .map_err(|_| SendError(()))
+            .map_err(untimed_send)
     }
 
     /// As [`send_ref`](Self::send_ref), without blocking.
@@ -530,13 +526,10 @@ impl<T: Pod> Sender<T> {
     ///
     /// As [`try_send`](Self::try_send), holding nothing.
     pub fn try_send_ref(&self) -> Result<SendRef<'_, T>, TrySendError<()>> {
-        match self.ring().try_push_ref() {
-            Ok(slot) => Ok(SendRef::new(slot)),
-            Err(PushError::Full(())) => Err(TrySendError::Full(())),
-            Err(PushError::Disconnected(()) | PushError::Corrupt(())) => {
-                Err(TrySendError::Disconnected(()))
-            }
-        }
+        self.ring()
+            .try_push_ref()
+            .map(SendRef::new)
+            .map_err(TrySendError::from)
     }
 
     /// Sends every value of `vs`, in order, blocking while the queue is
@@ -544,16 +537,19 @@ impl<T: Pod> Sender<T> {
     ///
     /// # Errors
     ///
-    /// [`SendError`] holding how many values were sent when every receiver
-    /// is gone.
-    pub fn send_slice(&self, vs: &[T]) -> Result<(), SendError<usize>> {
+    /// [`SendSliceError`] saying how many values were sent, when every
+    /// receiver is gone or the queue is corrupt.
+    pub fn send_slice(&self, vs: &[T]) -> Result<(), SendSliceError> {
         let ring = self.ring();
         let mut sent = 0;
         while sent < vs.len() {
             let n = ring.push_slice(&vs[sent..]);
             if n == 0 {
                 // Full (or closed): one blocking send sorts it out.
-                self.send(vs[sent]).map_err(|_| SendError(sent))?;
+                self.send(vs[sent]).map_err(|e| SendSliceError {
+                    sent,
+                    error: e.map(|_| ()),
+                })?;
                 sent += 1;
             }
             sent += n;
@@ -710,31 +706,30 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`TryRecvError::Empty`] or [`TryRecvError::Disconnected`].
+    /// [`TryRecvError::Empty`], [`TryRecvError::Disconnected`] or
+    /// [`TryRecvError::Corrupt`].
     #[inline]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        match self.ring().try_pop() {
-            Ok(v) => Ok(v),
-            Err(PopError::Empty) => Err(TryRecvError::Empty),
-            Err(PopError::Disconnected | PopError::Corrupt) => Err(TryRecvError::Disconnected),
-        }
+        self.ring().try_pop().map_err(TryRecvError::from)
     }
 
     /// Receives the oldest value, blocking while the queue is empty.
     ///
     /// # Errors
     ///
-    /// [`RecvError`] once the queue is empty and every sender is gone
-    /// (dropped, or died: noticed within about 50 ms of waiting).
+    /// [`RecvError::Disconnected`] once the queue is empty and every sender
+    /// is gone (dropped, or died: noticed within about 50 ms of waiting);
+    /// [`RecvError::Corrupt`] if the queue's memory is corrupt.
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.recv_deadline(|| None).map_err(|_| RecvError)
+        self.recv_deadline(|| None).map_err(untimed_recv)
     }
 
     /// Receives the oldest value, blocking at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    /// [`RecvTimeoutError::Timeout`], [`RecvTimeoutError::Disconnected`] or
+    /// [`RecvTimeoutError::Corrupt`].
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(|| Some(Deadline::after(timeout)))
     }
@@ -748,6 +743,7 @@ impl<T: Pod> Receiver<T> {
         match self.try_recv() {
             Ok(v) => Ok(v),
             Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Corrupt) => Err(RecvTimeoutError::Corrupt),
             Err(TryRecvError::Empty) => self.recv_slow(deadline()),
         }
     }
@@ -775,13 +771,12 @@ impl<T: Pod> Receiver<T> {
             match pop(ring, Some(slice)) {
                 Ok(r) => return Ok(r),
                 Err(PopError::Empty) => {}
-                Err(_) => return Err(RecvTimeoutError::Disconnected),
+                Err(e) => return Err(recv_gone(e)),
             }
             ring = ring.with_spin(Spin::NONE);
             if self.inner.side_gone(Side::Sender) {
                 self.inner.ring.close();
-                return pop(ring, Some(Deadline::after(LIVENESS_SLICE)))
-                    .map_err(|_| RecvTimeoutError::Disconnected);
+                return pop(ring, Some(Deadline::after(LIVENESS_SLICE))).map_err(recv_gone);
             }
             if deadline.is_some_and(Deadline::has_passed) {
                 return Err(RecvTimeoutError::Timeout);
@@ -799,16 +794,16 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`RecvError`] once the queue is empty and every sender is gone.
+    /// As [`recv`](Self::recv).
     pub fn recv_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, RecvError> {
-        self.recv_with_deadline(f, None).map_err(|_| RecvError)
+        self.recv_with_deadline(f, None).map_err(untimed_recv)
     }
 
     /// As [`recv_with`](Self::recv_with), waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    /// As [`recv_timeout`](Self::recv_timeout).
     pub fn recv_with_timeout<R>(
         &self,
         f: impl FnOnce(&T) -> R,
@@ -839,7 +834,7 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`RecvError`] once the queue is empty and every sender is gone.
+    /// As [`recv`](Self::recv).
     ///
     /// # Examples
     ///
@@ -851,18 +846,19 @@ impl<T: Pod> Receiver<T> {
     /// # Ok::<(), multiproc::queue::QueueError>(())
     /// ```
     pub fn recv_ref(&self) -> Result<RecvRef<'_, T>, RecvError> {
-        self.recv_ref_deadline(None).map_err(|_| RecvError)
+        self.recv_ref_deadline(None).map_err(untimed_recv)
     }
 
     /// As [`recv_ref`](Self::recv_ref), blocking at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    /// As [`recv_timeout`](Self::recv_timeout).
     pub fn recv_ref_timeout(&self, timeout: Duration) -> Result<RecvRef<'_, T>, RecvTimeoutError> {
         match self.try_recv_ref() {
             Ok(r) => Ok(r),
             Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Corrupt) => Err(RecvTimeoutError::Corrupt),
             Err(TryRecvError::Empty) => self.recv_ref_deadline(Some(Deadline::after(timeout))),
         }
     }
@@ -873,11 +869,10 @@ impl<T: Pod> Receiver<T> {
     ///
     /// As [`try_recv`](Self::try_recv).
     pub fn try_recv_ref(&self) -> Result<RecvRef<'_, T>, TryRecvError> {
-        match self.ring().try_pop_ref() {
-            Ok(r) => Ok(RecvRef::new(r)),
-            Err(PopError::Empty) => Err(TryRecvError::Empty),
-            Err(PopError::Disconnected | PopError::Corrupt) => Err(TryRecvError::Disconnected),
-        }
+        self.ring()
+            .try_pop_ref()
+            .map(RecvRef::new)
+            .map_err(TryRecvError::from)
     }
 
     fn recv_ref_deadline(
@@ -893,7 +888,7 @@ impl<T: Pod> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`RecvError`] once the queue is empty and every sender is gone.
+    /// As [`recv`](Self::recv).
     pub fn recv_slice(&self, out: &mut [T]) -> Result<usize, RecvError> {
         if out.is_empty() {
             return Ok(0);

@@ -176,8 +176,8 @@ pub mod spsc;
 
 pub use channel::{channel, Queue, Receiver, RecvRef, SendRef, Sender};
 pub use error::{
-    JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TaskDoneError,
-    TryRecvError, TrySendError,
+    JoinError, QueueError, RecvError, RecvTimeoutError, SendError, SendSliceError,
+    SendTimeoutError, TaskDoneError, TryRecvError, TrySendError,
 };
 pub use iter::{IntoIter, Iter, TryIter};
 pub use joinable::{JoinableQueue, SimpleQueue, DEFAULT_CAPACITY};

@@ -89,9 +89,10 @@ use multiproc_core::time::Deadline;
 use multiproc_core::wait::Spin;
 
 use super::channel::LIVENESS_SLICE;
+use super::error::{recv_gone, untimed_recv, untimed_send};
 pub use super::error::{
-    QueueError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    QueueError, RecvError, RecvTimeoutError, SendError, SendSliceError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use super::segment::{type_tag, Local, Name, Segment, Token};
 use crate::shm::SharedMemory;
@@ -450,34 +451,30 @@ impl<T: Pod> Producer<T> {
     ///
     /// [`TrySendError::Full`]; [`TrySendError::Disconnected`] when the ring
     /// is full and the consumer was dropped (while there is room, a value
-    /// sent after the consumer's drop is accepted and never read).
+    /// sent after the consumer's drop is accepted and never read);
+    /// [`TrySendError::Corrupt`] if the ring's indices are impossible.
     #[inline]
     pub fn try_send(&mut self, v: T) -> Result<(), TrySendError<T>> {
-        match self.core().try_push(v) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full(v)) => Err(TrySendError::Full(v)),
-            Err(PushError::Disconnected(v) | PushError::Corrupt(v)) => {
-                Err(TrySendError::Disconnected(v))
-            }
-        }
+        self.core().try_push(v).map_err(TrySendError::from)
     }
 
     /// Sends `v`, blocking while the ring is full.
     ///
     /// # Errors
     ///
-    /// [`SendError`] once the consumer is gone (dropped, or died: noticed
-    /// within about 50 ms of waiting).
+    /// [`SendError::Disconnected`] once the consumer is gone (dropped, or
+    /// died: noticed within about 50 ms of waiting); [`SendError::Corrupt`]
+    /// if the ring's indices are impossible.
     pub fn send(&mut self, v: T) -> Result<(), SendError<T>> {
-        self.send_deadline(v, || None)
-            .map_err(|e| SendError(e.into_inner()))
+        self.send_deadline(v, || None).map_err(untimed_send)
     }
 
     /// Sends `v`, blocking at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Disconnected`].
+    /// [`SendTimeoutError::Timeout`], [`SendTimeoutError::Disconnected`] or
+    /// [`SendTimeoutError::Corrupt`], with `v`.
     pub fn send_timeout(&mut self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_deadline(v, || Some(Deadline::after(timeout)))
     }
@@ -492,6 +489,7 @@ impl<T: Pod> Producer<T> {
         match self.try_send(v) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Corrupt(v)) => return Err(SendTimeoutError::Corrupt(v)),
             Err(TrySendError::Full(back)) => v = back,
         }
         let deadline = deadline();
@@ -502,7 +500,7 @@ impl<T: Pod> Producer<T> {
             match self.core.push_deadline(v, Some(slice)) {
                 Ok(()) => return Ok(()),
                 Err(PushError::Full(back) | PushError::Disconnected(back)) => v = back,
-                Err(PushError::Corrupt(back)) => return Err(SendTimeoutError::Disconnected(back)),
+                Err(PushError::Corrupt(back)) => return Err(SendTimeoutError::Corrupt(back)),
             }
             self.core.set_spin(Spin::NONE);
             if !self.inner.seg.side_alive(Side::Receiver) {
@@ -537,7 +535,7 @@ impl<T: Pod> Producer<T> {
                 return Ok(());
             }
             if !poll.pause(&self.inner, Side::Receiver) {
-                return Err(SendError(()));
+                return Err(SendError::Disconnected(()));
             }
         }
     }
@@ -547,14 +545,17 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`SendError`] holding how many values were sent, once the consumer
-    /// is gone.
-    pub fn send_slice(&mut self, vs: &[T]) -> Result<(), SendError<usize>> {
+    /// [`SendSliceError`] saying how many values were sent, once the
+    /// consumer is gone or the ring is found corrupt.
+    pub fn send_slice(&mut self, vs: &[T]) -> Result<(), SendSliceError> {
         let mut sent = 0;
         while sent < vs.len() {
             let n = self.core().push_slice(&vs[sent..]);
             if n == 0 {
-                self.send(vs[sent]).map_err(|_| SendError(sent))?;
+                self.send(vs[sent]).map_err(|e| SendSliceError {
+                    sent,
+                    error: e.map(|_| ()),
+                })?;
                 sent += 1;
             }
             sent += n;
@@ -689,31 +690,31 @@ impl<T: Pod> Consumer<T> {
     ///
     /// [`TryRecvError::Empty`]; [`TryRecvError::Disconnected`] once the ring
     /// is drained and the producer was dropped (a producer that died is
-    /// noticed by the blocking calls and [`is_disconnected`](Self::is_disconnected)).
+    /// noticed by the blocking calls and [`is_disconnected`](Self::is_disconnected));
+    /// [`TryRecvError::Corrupt`] if the ring's indices are impossible.
     #[inline]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        match self.core().try_pop() {
-            Ok(v) => Ok(v),
-            Err(PopError::Empty) => Err(TryRecvError::Empty),
-            Err(_) => Err(TryRecvError::Disconnected),
-        }
+        self.core().try_pop().map_err(TryRecvError::from)
     }
 
     /// Receives the oldest value, blocking while the ring is empty.
     ///
     /// # Errors
     ///
-    /// [`RecvError`] once the ring is drained and the producer is gone
-    /// (dropped, or died: noticed within about 50 ms of waiting).
+    /// [`RecvError::Disconnected`] once the ring is drained and the
+    /// producer is gone (dropped, or died: noticed within about 50 ms of
+    /// waiting); [`RecvError::Corrupt`] if the ring's indices are
+    /// impossible.
     pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_deadline(|| None).map_err(|_| RecvError)
+        self.recv_deadline(|| None).map_err(untimed_recv)
     }
 
     /// Receives the oldest value, blocking at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Disconnected`].
+    /// [`RecvTimeoutError::Timeout`], [`RecvTimeoutError::Disconnected`] or
+    /// [`RecvTimeoutError::Corrupt`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(|| Some(Deadline::after(timeout)))
     }
@@ -727,6 +728,7 @@ impl<T: Pod> Consumer<T> {
         match self.try_recv() {
             Ok(v) => return Ok(v),
             Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Corrupt) => return Err(RecvTimeoutError::Corrupt),
             Err(TryRecvError::Empty) => {}
         }
         let deadline = deadline();
@@ -740,15 +742,12 @@ impl<T: Pod> Consumer<T> {
                     return Ok(v);
                 }
                 Err(PopError::Empty | PopError::Disconnected) => {}
-                Err(PopError::Corrupt) => return Err(RecvTimeoutError::Disconnected),
+                Err(PopError::Corrupt) => return Err(RecvTimeoutError::Corrupt),
             }
             self.core.set_spin(Spin::NONE);
             if !self.inner.seg.side_alive(Side::Sender) {
                 self.core.set_spin(Spin::DEFAULT);
-                return self
-                    .core
-                    .try_pop()
-                    .map_err(|_| RecvTimeoutError::Disconnected);
+                return self.core.try_pop().map_err(recv_gone);
             }
             if deadline.is_some_and(Deadline::has_passed) {
                 self.core.set_spin(Spin::DEFAULT);
@@ -775,7 +774,7 @@ impl<T: Pod> Consumer<T> {
                 // Gone: one last look at what it published.
                 return match self.core().read_slot() {
                     Some(slot) => Ok(f(&slot)),
-                    None => Err(RecvError),
+                    None => Err(RecvError::Disconnected),
                 };
             }
         }
@@ -936,7 +935,7 @@ mod tests {
             assert_eq!(rx.recv(), Ok(i));
         }
         drop(tx);
-        assert_eq!(rx.recv(), Err(RecvError));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
         assert!(rx.is_disconnected());
     }
 
@@ -959,7 +958,7 @@ mod tests {
         drop(rx);
         tx.send(8).unwrap(); // room: accepted, never read
         tx.send(9).unwrap();
-        assert!(matches!(tx.send(10), Err(SendError(10))));
+        assert!(matches!(tx.send(10), Err(SendError::Disconnected(10))));
     }
 
     #[test]
@@ -1040,7 +1039,7 @@ mod tests {
         tx.send(3).unwrap();
         assert_eq!(rx.recv(), Ok(3));
         drop(tx);
-        assert_eq!(rx.recv(), Err(RecvError));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
         // The maker keeps the consumer: a claimed, then dropped, producer
         // cannot be claimed again either.
         let (tx, _rx) = named::<u64>(4);
@@ -1084,6 +1083,6 @@ mod tests {
         let (tx, mut rx) = channel::<u64>(4).unwrap();
         assert!(matches!(tx.into_token(), Err(QueueError::Anonymous)));
         // The producer was dropped by the failed hand-over.
-        assert_eq!(rx.recv(), Err(RecvError));
+        assert_eq!(rx.recv(), Err(RecvError::Disconnected));
     }
 }

@@ -4,7 +4,6 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -14,9 +13,10 @@ use multiproc_core::peers::current_pid;
 use multiproc_core::region::{AttachError, InitError, Region};
 use multiproc_core::value::AtomicValue;
 
+use super::shared::kind::Kind;
+use super::shared::{ConditionKind, LockKind, MutexKind, RLockKind, Shared, SharedKind};
 use super::{
-    attach_stamped, map, second_offset, split_region, wrap, wrap_timeout, wrap_try, Guard,
-    HandleKind, Owned, SyncError, OPEN_WAIT,
+    second_offset, split_region, wrap, wrap_timeout, wrap_try, Guard, SyncError, OPEN_WAIT,
 };
 use crate::shm::SharedMemory;
 
@@ -46,24 +46,9 @@ pub type LockGuard<'a> = MutexGuard<'a, ()>;
 /// assert_eq!(m.lock().unwrap()[1], 7);
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-pub struct Mutex<T: Pod>(Arc<Owned<mutex::Mutex<'static, T>>>);
+pub type Mutex<T> = Shared<MutexKind<T>>;
 
-impl<T: Pod> Clone for Mutex<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: Pod> fmt::Debug for Mutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mutex")
-            .field("name", &self.name())
-            .field("core", self.0.view())
-            .finish()
-    }
-}
-
-impl<T: Pod> Mutex<T> {
+impl<T: Pod> Shared<MutexKind<T>> {
     /// Bytes of the segment (`None` if it overflows).
     pub fn memory_size() -> Option<usize> {
         mutex::Mutex::<T>::memory_size()
@@ -76,7 +61,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Self::memory_size())?, init)
+        Self::build(None, init)
     }
 
     /// A mutex holding `init` in a new segment named `name`, which
@@ -86,7 +71,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// [`SyncError::Shm`] (invalid name, already exists, ...).
     pub fn named(name: &str, init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Self::memory_size())?, init)
+        Self::build(Some(name), init)
     }
 
     /// Builds the mutex in `shm` (at least [`memory_size`](Self::memory_size)
@@ -96,25 +81,16 @@ impl<T: Pod> Mutex<T> {
     ///
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory, init: T) -> Result<Self, SyncError> {
-        Self::create_as(shm, init, HandleKind::Mutex)
+        Self::build_in(shm, init)
     }
+}
 
-    open_attach!("mutex", |shm| Self::attach_as(shm, HandleKind::Mutex));
-
-    /// Builds the mutex in `shm`, stamped as `handle`'s (a [`Lock`] is a
-    /// `Mutex<()>` stamped as a lock).
-    fn create_as(shm: SharedMemory, init: T, handle: HandleKind) -> Result<Self, SyncError> {
-        let tag = handle.tag::<T>();
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            mutex::Mutex::create_tagged(r, init, tag)
-        })?)))
-    }
-
-    /// Finds the mutex that `handle` made in `shm`.
-    fn attach_as(shm: SharedMemory, handle: HandleKind) -> Result<Self, SyncError> {
-        attach_stamped::<T, _>(shm, handle, mutex::Mutex::attach_tagged_timeout).map(Self)
-    }
-
+/// The lock of the handles over one core mutex: [`Mutex<T>`] and [`Lock`]
+/// (`T = ()`).
+impl<T: Pod, K> Shared<K>
+where
+    K: SharedKind + Kind<View = mutex::Mutex<'static, T>>,
+{
     /// Locks, blocking until the lock is free or its holder is found dead.
     ///
     /// # Errors
@@ -124,7 +100,7 @@ impl<T: Pod> Mutex<T> {
     /// [`clear_poison`](Self::clear_poison). A process that locks a mutex it
     /// already holds waits forever (see [`RLock`]).
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        wrap(self.0.view().lock())
+        wrap(self.view().lock())
     }
 
     /// Locks if free, without waiting (a dead holder is not detected here).
@@ -134,7 +110,7 @@ impl<T: Pod> Mutex<T> {
     /// [`TryLockError::WouldBlock`] if held; [`TryLockError::Poisoned`] with
     /// the guard if poisoned.
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        wrap_try(self.0.view().try_lock())
+        wrap_try(self.view().try_lock())
     }
 
     /// Locks, giving up after `timeout`; a dead holder is taken over even
@@ -148,27 +124,27 @@ impl<T: Pod> Mutex<T> {
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
-        wrap_timeout(self.0.view().lock_timeout(timeout))
+        wrap_timeout(self.view().lock_timeout(timeout))
     }
 
     /// Whether the lock is poisoned.
     pub fn is_poisoned(&self) -> bool {
-        self.0.view().is_poisoned()
+        self.view().is_poisoned()
     }
 
     /// Why the lock is poisoned, if it is.
     pub fn poison_cause(&self) -> Option<mutex::PoisonCause> {
-        self.0.view().raw().poison_cause()
+        self.view().raw().poison_cause()
     }
 
     /// Clears the poison (best done holding the guard, after repair).
     pub fn clear_poison(&self) {
-        self.0.view().clear_poison();
+        self.view().clear_poison();
     }
 
     /// Whether some process holds the lock.
     pub fn is_locked(&self) -> bool {
-        self.0.view().raw().is_locked()
+        self.view().raw().is_locked()
     }
 }
 
@@ -192,19 +168,12 @@ impl<T: Pod> Mutex<T> {
 /// assert!(lock.try_lock().is_ok());
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-#[derive(Clone)]
-pub struct Lock(Mutex<()>);
+pub type Lock = Shared<LockKind>;
 
-impl fmt::Debug for Lock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Lock").field(&self.0).finish()
-    }
-}
-
-impl Lock {
+impl Shared<LockKind> {
     /// Bytes of the segment.
     pub fn memory_size() -> Option<usize> {
-        Mutex::<()>::memory_size()
+        mutex::Mutex::<()>::memory_size()
     }
 
     /// An unlocked lock in an anonymous segment.
@@ -213,7 +182,7 @@ impl Lock {
     ///
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new() -> Result<Self, SyncError> {
-        Self::create_in(map(None, Self::memory_size())?)
+        Self::build(None, ())
     }
 
     /// An unlocked lock in a new segment named `name`.
@@ -222,7 +191,7 @@ impl Lock {
     ///
     /// [`SyncError::Shm`] (invalid name, already exists, ...).
     pub fn named(name: &str) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Self::memory_size())?)
+        Self::build(Some(name), ())
     }
 
     /// Builds the lock in `shm`.
@@ -231,20 +200,7 @@ impl Lock {
     ///
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory) -> Result<Self, SyncError> {
-        Mutex::create_as(shm, (), HandleKind::Lock).map(Self)
-    }
-
-    open_attach!("lock", |shm| {
-        Mutex::attach_as(shm, HandleKind::Lock).map(Self)
-    });
-
-    /// Locks, blocking; as [`Mutex::lock`].
-    ///
-    /// # Errors
-    ///
-    /// [`PoisonError`] with the guard if poisoned.
-    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
-        self.0.lock()
+        Self::build_in(shm, ())
     }
 
     /// Python's name for [`lock`](Self::lock).
@@ -253,48 +209,7 @@ impl Lock {
     ///
     /// As [`lock`](Self::lock).
     pub fn acquire(&self) -> LockResult<LockGuard<'_>> {
-        self.0.lock()
-    }
-
-    /// Locks if free; as [`Mutex::try_lock`].
-    ///
-    /// # Errors
-    ///
-    /// [`TryLockError`].
-    pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        self.0.try_lock()
-    }
-
-    /// Locks, giving up after `timeout`; as [`Mutex::lock_timeout`].
-    ///
-    /// # Errors
-    ///
-    /// [`LockTimeoutError`].
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        self.0.lock_timeout(timeout)
-    }
-
-    /// Whether the lock is poisoned.
-    pub fn is_poisoned(&self) -> bool {
-        self.0.is_poisoned()
-    }
-
-    /// Why the lock is poisoned, if it is.
-    pub fn poison_cause(&self) -> Option<mutex::PoisonCause> {
-        self.0.poison_cause()
-    }
-
-    /// Clears the poison.
-    pub fn clear_poison(&self) {
-        self.0.clear_poison();
-    }
-
-    /// Whether some process holds the lock.
-    pub fn is_locked(&self) -> bool {
-        self.0.is_locked()
+        self.lock()
     }
 }
 
@@ -303,8 +218,10 @@ impl Lock {
 // ---------------------------------------------------------------------------
 
 /// The views of an [`RLock`] segment.
+// `pub` (in this private module): the view of a public kind (E0446).
+#[allow(unreachable_pub)]
 #[derive(Debug)]
-pub(crate) struct RLockView {
+pub struct RLockView {
     lock: mutex::Mutex<'static, ()>,
     /// `pid << 32 | thread number` of the holder, 0 when free. Written only
     /// by the holder (set after locking, cleared before unlocking); read by
@@ -323,7 +240,15 @@ impl RLockView {
         Some((a, b, b + v))
     }
 
-    fn create(r: Region<'static>) -> Result<Self, InitError> {
+    pub(super) fn memory_size() -> Option<usize> {
+        Self::offsets().map(|(_, _, total)| total)
+    }
+
+    pub(super) fn debug(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field("locked", &self.lock.raw().is_locked());
+    }
+
+    pub(super) fn create(r: Region<'static>, tag: u64) -> Result<Self, InitError> {
         let (a, b, total) = Self::offsets().ok_or(InitError::UnsupportedType)?;
         let small = InitError::TooSmall {
             needed: total as u64,
@@ -331,7 +256,7 @@ impl RLockView {
         };
         let ra = split_region(r, a).ok_or(small)?;
         let rb = split_region(r, b).ok_or(small)?;
-        let lock = mutex::Mutex::create_tagged(r, (), HandleKind::RLock.tag::<()>())?;
+        let lock = mutex::Mutex::create_tagged(r, (), tag)?;
         Ok(Self {
             lock,
             owner: AtomicValue::create(ra, 0)?,
@@ -339,7 +264,7 @@ impl RLockView {
         })
     }
 
-    fn attach(r: Region<'static>) -> Result<Self, AttachError> {
+    pub(super) fn attach(r: Region<'static>, tag: u64) -> Result<Self, AttachError> {
         let (a, b, total) = Self::offsets().ok_or(AttachError::NotReady)?;
         let small = AttachError::TooSmall {
             needed: total as u64,
@@ -347,8 +272,7 @@ impl RLockView {
         };
         // The lock first, so that another handle's segment is told by its
         // stamp before anything else is read.
-        let lock =
-            mutex::Mutex::attach_tagged_timeout(r, HandleKind::RLock.tag::<()>(), OPEN_WAIT)?;
+        let lock = mutex::Mutex::attach_tagged_timeout(r, tag, OPEN_WAIT)?;
         let ra = split_region(r, a).ok_or(small)?;
         let rb = split_region(r, b).ok_or(small)?;
         // The creator builds the owner, then the count: once the count is
@@ -409,17 +333,7 @@ fn rlock_identity() -> u64 {
 /// assert!(!r.is_locked());
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-#[derive(Clone)]
-pub struct RLock(Arc<Owned<RLockView>>);
-
-impl fmt::Debug for RLock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock")
-            .field("name", &self.name())
-            .field("locked", &self.is_locked())
-            .finish_non_exhaustive()
-    }
-}
+pub type RLock = Shared<RLockKind>;
 
 /// Holds an [`RLock`] (one level of it); releases that level on drop,
 /// poisoning the lock first if the thread is panicking.
@@ -442,6 +356,12 @@ impl RLockGuard<'_> {
     /// Marks the lock poisoned ([`PoisonCause::Panicked`](mutex::PoisonCause)).
     pub fn poison(&self) {
         self.view.lock.raw().poison();
+    }
+
+    /// Clears the lock's poison, once the state it guards is repaired (see
+    /// [`Guard::clear_poison`](super::Guard::clear_poison)).
+    pub fn clear_poison(&self) {
+        self.view.lock.raw().clear_poison();
     }
 }
 
@@ -469,10 +389,10 @@ enum Took {
     Fresh,
 }
 
-impl RLock {
+impl Shared<RLockKind> {
     /// Bytes of the segment.
     pub fn memory_size() -> Option<usize> {
-        RLockView::offsets().map(|(_, _, total)| total)
+        RLockView::memory_size()
     }
 
     /// An unlocked re-entrant lock in an anonymous segment.
@@ -481,7 +401,7 @@ impl RLock {
     ///
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new() -> Result<Self, SyncError> {
-        Self::create_in(map(None, Self::memory_size())?)
+        Self::build(None, ())
     }
 
     /// An unlocked re-entrant lock in a new segment named `name`.
@@ -490,7 +410,7 @@ impl RLock {
     ///
     /// [`SyncError::Shm`] (invalid name, already exists, ...).
     pub fn named(name: &str) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Self::memory_size())?)
+        Self::build(Some(name), ())
     }
 
     /// Builds the lock in `shm`.
@@ -499,17 +419,12 @@ impl RLock {
     ///
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, RLockView::create)?)))
+        Self::build_in(shm, ())
     }
-
-    open_attach!("re-entrant lock", |shm| {
-        Owned::attach(shm, HandleKind::RLock.stamp::<()>(), RLockView::attach)
-            .map(|o| Self(Arc::new(o)))
-    });
 
     /// Whether this thread holds it already: then one more level.
     fn reenter(&self) -> bool {
-        let v = self.0.view();
+        let v = self.view();
         if v.owner.load() == rlock_identity() {
             v.count.store(v.count.load().saturating_add(1));
             true
@@ -520,7 +435,7 @@ impl RLock {
 
     /// Records this thread as the holder after the raw lock was taken.
     fn took(&self) {
-        let v = self.0.view();
+        let v = self.view();
         v.owner.store(rlock_identity());
         v.count.store(1);
     }
@@ -530,10 +445,10 @@ impl RLock {
             self.took();
         }
         let guard = RLockGuard {
-            view: self.0.view(),
+            view: self.view(),
             _thread: PhantomData,
         };
-        match self.0.view().lock.raw().poison_cause() {
+        match self.view().lock.raw().poison_cause() {
             None => Ok(guard),
             Some(cause) => Err(PoisonError::new(guard, cause)),
         }
@@ -549,7 +464,7 @@ impl RLock {
         if self.reenter() {
             return self.result(Took::Again);
         }
-        let _ = self.0.view().lock.raw().lock();
+        let _ = self.view().lock.raw().lock();
         self.result(Took::Fresh)
     }
 
@@ -572,7 +487,7 @@ impl RLock {
         if self.reenter() {
             return Ok(self.result(Took::Again)?);
         }
-        match self.0.view().lock.raw().try_lock() {
+        match self.view().lock.raw().try_lock() {
             Err(TryLockError::WouldBlock) => Err(TryLockError::WouldBlock),
             _ => Ok(self.result(Took::Fresh)?),
         }
@@ -591,7 +506,7 @@ impl RLock {
         if self.reenter() {
             return Ok(self.result(Took::Again)?);
         }
-        match self.0.view().lock.raw().lock_timeout(timeout) {
+        match self.view().lock.raw().lock_timeout(timeout) {
             Err(LockTimeoutError::TimedOut) => Err(LockTimeoutError::TimedOut),
             _ => Ok(self.result(Took::Fresh)?),
         }
@@ -599,7 +514,7 @@ impl RLock {
 
     /// How many levels this thread holds (0 if it does not hold it).
     pub fn depth(&self) -> u64 {
-        let v = self.0.view();
+        let v = self.view();
         if v.owner.load() == rlock_identity() {
             v.count.load()
         } else {
@@ -614,17 +529,17 @@ impl RLock {
 
     /// Whether some thread of some process holds it.
     pub fn is_locked(&self) -> bool {
-        self.0.view().lock.raw().is_locked()
+        self.view().lock.raw().is_locked()
     }
 
     /// Whether the lock is poisoned.
     pub fn is_poisoned(&self) -> bool {
-        self.0.view().lock.is_poisoned()
+        self.view().lock.is_poisoned()
     }
 
     /// Clears the poison.
     pub fn clear_poison(&self) {
-        self.0.view().lock.clear_poison();
+        self.view().lock.clear_poison();
     }
 }
 
@@ -633,15 +548,59 @@ impl RLock {
 // ---------------------------------------------------------------------------
 
 /// The views of a [`Condition`] segment.
-pub(crate) struct ConditionView<T: Pod> {
+// `pub` (in this private module): the view of a public kind (E0446).
+#[allow(unreachable_pub)]
+pub struct ConditionView<T: Pod> {
     lock: mutex::Mutex<'static, T>,
     cv: condvar::Condvar<'static>,
+}
+
+impl<T: Pod> fmt::Debug for ConditionView<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ConditionView");
+        self.debug(&mut d);
+        d.finish_non_exhaustive()
+    }
 }
 
 impl<T: Pod> ConditionView<T> {
     fn offsets() -> Option<(usize, usize)> {
         let a = second_offset(mutex::Mutex::<T>::memory_size()?);
         Some((a, a.checked_add(condvar::Condvar::memory_size()?)?))
+    }
+
+    pub(super) fn memory_size() -> Option<usize> {
+        Self::offsets().map(|(_, total)| total)
+    }
+
+    pub(super) fn debug(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field("owner_pid", &self.lock.raw().owner_pid())
+            .field("poison", &self.lock.raw().poison_cause());
+    }
+
+    pub(super) fn create(r: Region<'static>, init: T, tag: u64) -> Result<Self, InitError> {
+        let (a, total) = Self::offsets().ok_or(InitError::UnsupportedType)?;
+        let rb = split_region(r, a).ok_or(InitError::TooSmall {
+            needed: total as u64,
+            available: r.len() as u64,
+        })?;
+        Ok(ConditionView {
+            lock: mutex::Mutex::create_tagged(r, init, tag)?,
+            cv: condvar::Condvar::create(rb)?,
+        })
+    }
+
+    pub(super) fn attach(r: Region<'static>, tag: u64) -> Result<Self, AttachError> {
+        // The lock first: its creator builds it first, and its stamp
+        // tells another handle's segment before anything else is read.
+        let lock = mutex::Mutex::attach_tagged_timeout(r, tag, OPEN_WAIT)?;
+        let (a, total) = Self::offsets().ok_or(AttachError::NotReady)?;
+        let rb = split_region(r, a).ok_or(AttachError::TooSmall {
+            needed: total as u64,
+            available: r.len() as u64,
+        })?;
+        let cv = condvar::Condvar::attach_timeout(rb, OPEN_WAIT)?;
+        Ok(ConditionView { lock, cv })
     }
 }
 
@@ -657,32 +616,16 @@ impl<T: Pod> ConditionView<T> {
 ///
 /// let c = Condition::new(0u32)?;
 /// let g = c.lock().unwrap();
-/// let (g, timed_out) = c.wait_for_timeout(g, Duration::from_millis(5), |v| *v > 0).unwrap();
-/// assert!(timed_out && *g == 0);
+/// let (g, r) = c.wait_for_timeout(g, Duration::from_millis(5), |v| *v > 0).unwrap();
+/// assert!(r.timed_out() && *g == 0);
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-pub struct Condition<T: Pod = ()>(Arc<Owned<ConditionView<T>>>);
+pub type Condition<T = ()> = Shared<ConditionKind<T>>;
 
-impl<T: Pod> Clone for Condition<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: Pod> fmt::Debug for Condition<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condition")
-            .field("name", &self.name())
-            .field("owner_pid", &self.0.view().lock.raw().owner_pid())
-            .field("poison", &self.0.view().lock.raw().poison_cause())
-            .finish()
-    }
-}
-
-impl<T: Pod> Condition<T> {
+impl<T: Pod> Shared<ConditionKind<T>> {
     /// Bytes of the segment.
     pub fn memory_size() -> Option<usize> {
-        ConditionView::<T>::offsets().map(|(_, total)| total)
+        ConditionView::<T>::memory_size()
     }
 
     /// A condition whose lock holds `init`, in an anonymous segment.
@@ -691,7 +634,7 @@ impl<T: Pod> Condition<T> {
     ///
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Self::memory_size())?, init)
+        Self::build(None, init)
     }
 
     /// A condition in a new segment named `name`.
@@ -700,7 +643,7 @@ impl<T: Pod> Condition<T> {
     ///
     /// [`SyncError::Shm`] (invalid name, already exists, ...).
     pub fn named(name: &str, init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Self::memory_size())?, init)
+        Self::build(Some(name), init)
     }
 
     /// Builds the condition in `shm`.
@@ -709,36 +652,8 @@ impl<T: Pod> Condition<T> {
     ///
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory, init: T) -> Result<Self, SyncError> {
-        let owned = Owned::create(shm, |r| {
-            let (a, total) = ConditionView::<T>::offsets().ok_or(InitError::UnsupportedType)?;
-            let rb = split_region(r, a).ok_or(InitError::TooSmall {
-                needed: total as u64,
-                available: r.len() as u64,
-            })?;
-            Ok(ConditionView {
-                lock: mutex::Mutex::create_tagged(r, init, HandleKind::Condition.tag::<T>())?,
-                cv: condvar::Condvar::create(rb)?,
-            })
-        })?;
-        Ok(Self(Arc::new(owned)))
+        Self::build_in(shm, init)
     }
-
-    open_attach!("condition", |shm| {
-        let stamp = HandleKind::Condition.stamp::<T>();
-        let owned = Owned::attach(shm, stamp, |r| {
-            // The lock first: its creator builds it first, and its stamp
-            // tells another handle's segment before anything else is read.
-            let lock = mutex::Mutex::attach_tagged_timeout(r, stamp.elem.tag, OPEN_WAIT)?;
-            let (a, total) = ConditionView::<T>::offsets().ok_or(AttachError::NotReady)?;
-            let rb = split_region(r, a).ok_or(AttachError::TooSmall {
-                needed: total as u64,
-                available: r.len() as u64,
-            })?;
-            let cv = condvar::Condvar::attach_timeout(rb, OPEN_WAIT)?;
-            Ok(ConditionView { lock, cv })
-        })?;
-        Ok(Self(Arc::new(owned)))
-    });
 
     /// Locks the condition's lock, blocking.
     ///
@@ -746,7 +661,7 @@ impl<T: Pod> Condition<T> {
     ///
     /// [`PoisonError`] with the guard if poisoned.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        wrap(self.0.view().lock.lock())
+        wrap(self.view().lock.lock())
     }
 
     /// Python's name for [`lock`](Self::lock).
@@ -764,7 +679,7 @@ impl<T: Pod> Condition<T> {
     ///
     /// [`TryLockError`].
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        wrap_try(self.0.view().lock.try_lock())
+        wrap_try(self.view().lock.try_lock())
     }
 
     /// Locks, giving up after `timeout`.
@@ -776,7 +691,7 @@ impl<T: Pod> Condition<T> {
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
-        wrap_timeout(self.0.view().lock.lock_timeout(timeout))
+        wrap_timeout(self.view().lock.lock_timeout(timeout))
     }
 
     /// Unlocks `guard`, waits for a notification (or a spurious wake-up),
@@ -789,11 +704,16 @@ impl<T: Pod> Condition<T> {
     /// [`PoisonError`] with the guard if the lock was poisoned when taken
     /// back.
     pub fn wait<'a>(&'a self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
-        self.0.view().cv.wait(guard)
+        self.view().cv.wait(guard)
     }
 
     /// [`wait`](Self::wait), giving up after `timeout` (the lock is taken
-    /// back either way).
+    /// back either way); [`WaitTimeoutResult::timed_out`] tells which.
+    ///
+    /// This is std's `Condvar::wait_timeout` shape: the guard comes back in
+    /// both outcomes, and inside the [`PoisonError`] when the lock was
+    /// poisoned meanwhile (a holder died), which a `Result<Guard, (Guard,
+    /// Timeout)>` or parking_lot's `&mut guard` form could not also carry.
     ///
     /// # Errors
     ///
@@ -803,7 +723,7 @@ impl<T: Pod> Condition<T> {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.0.view().cv.wait_timeout(guard, timeout)
+        self.view().cv.wait_timeout(guard, timeout)
     }
 
     /// Waits until `pred` holds for the data (checked first, then after
@@ -817,11 +737,12 @@ impl<T: Pod> Condition<T> {
         guard: MutexGuard<'a, T>,
         mut pred: impl FnMut(&mut T) -> bool,
     ) -> LockResult<MutexGuard<'a, T>> {
-        self.0.view().cv.wait_while(guard, |t| !pred(t))
+        self.view().cv.wait_while(guard, |t| !pred(t))
     }
 
-    /// [`wait_for`](Self::wait_for), giving up after `timeout`; the `bool`
-    /// is `true` if the time ran out with `pred` still false.
+    /// [`wait_for`](Self::wait_for), giving up after `timeout`;
+    /// [`WaitTimeoutResult::timed_out`] if the time ran out with `pred`
+    /// still false (std's `Condvar::wait_timeout_while`).
     ///
     /// # Errors
     ///
@@ -831,35 +752,29 @@ impl<T: Pod> Condition<T> {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
         mut pred: impl FnMut(&mut T) -> bool,
-    ) -> LockResult<(MutexGuard<'a, T>, bool)> {
-        match self
-            .0
-            .view()
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        self.view()
             .cv
             .wait_timeout_while(guard, timeout, |t| !pred(t))
-        {
-            Ok((g, r)) => Ok((g, r.timed_out())),
-            Err(p) => Err(p.map(|(g, r)| (g, r.timed_out()))),
-        }
     }
 
     /// Wakes one waiter (in any process).
     pub fn notify(&self) {
-        self.0.view().cv.notify_one();
+        self.view().cv.notify_one();
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.0.view().cv.notify_all();
+        self.view().cv.notify_all();
     }
 
     /// Whether the lock is poisoned.
     pub fn is_poisoned(&self) -> bool {
-        self.0.view().lock.is_poisoned()
+        self.view().lock.is_poisoned()
     }
 
     /// Clears the poison.
     pub fn clear_poison(&self) {
-        self.0.view().lock.clear_poison();
+        self.view().lock.clear_poison();
     }
 }

@@ -5,6 +5,13 @@
 //! Each handle owns (an `Arc` of) the [`SharedMemory`] segment its structure
 //! lives in. Handles are `Clone + Send + Sync`; clones share the segment.
 //!
+//! Every handle is one generic type, [`Shared<K>`](Shared), over its kind
+//! ([`SharedKind`]: the core structure, its stamp, how it is built and
+//! found), as lock_api's `Mutex<R, T>` serves every raw mutex: `Lock` is
+//! `Shared<LockKind>`, `Semaphore` is `Shared<SemaphoreKind>`, and so on.
+//! `Clone`, `Debug`, `open`, `attach`, `name` and `shm` are written once,
+//! on `Shared`; each handle adds only its own methods.
+//!
 //! | Python | here | segment |
 //! |---|---|---|
 //! | `Lock` | [`Lock`], [`Mutex<T>`](Mutex) (a lock with data) | core `Mutex<()>` / `Mutex<T>` |
@@ -63,7 +70,9 @@
 //! [`PoisonError`] with [`PoisonCause::OwnerDied`]. A guard dropped while its
 //! thread panics poisons the lock with [`PoisonCause::Panicked`] (core,
 //! being `no_std`, cannot see panics; the guards here can). Poison is sticky
-//! until `clear_poison`.
+//! until `clear_poison`: on the guard ([`Guard::clear_poison`],
+//! [`RLockGuard::clear_poison`]), once the data is repaired, or on the lock
+//! as std's `Mutex::clear_poison`.
 //!
 //! # Example: a counter across a fork
 //!
@@ -94,7 +103,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::time::Duration;
 
 use multiproc_core::mutex::{LockGuard as CoreLockGuard, RawMutex};
@@ -103,57 +111,11 @@ use multiproc_core::region::{AttachError, ElemType, InitError, Kind, Region};
 use crate::queue::segment::type_tag;
 use crate::shm::{SharedMemory, ShmError};
 
-/// Generates the accessors every handle has: `name`, `shm`.
-macro_rules! segment_accessors {
-    () => {
-        /// The segment's name (`None` when anonymous).
-        pub fn name(&self) -> Option<&str> {
-            self.0.shm().name()
-        }
-
-        /// The segment this handle owns.
-        pub fn shm(&self) -> &SharedMemory {
-            self.0.shm()
-        }
-    };
-}
-
-/// Generates `open`, `attach` and the accessors of a handle; `attach` runs
-/// `$attach` with the segment bound to `$shm`. `$what` names the handle in
-/// the docs.
-macro_rules! open_attach {
-    ($what:literal, |$shm:ident| $attach:expr) => {
-        #[doc = concat!("Opens the ", $what, " in the named segment `name`, waiting up to")]
-        /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
-        ///
-        /// # Errors
-        ///
-        /// [`SyncError::Shm`] if there is no such segment;
-        /// [`SyncError::WrongType`] if it holds another handle, or this
-        /// handle over another element type; [`SyncError::Attach`] if it
-        /// holds no published structure (not ready in time, too small,
-        /// corrupt).
-        pub fn open(name: &str) -> Result<Self, SyncError> {
-            Self::attach(SharedMemory::open(name)?)
-        }
-
-        #[doc = concat!("Finds the ", $what, " in `shm`, waiting up to")]
-        /// [`OPEN_WAIT`](super::OPEN_WAIT) for its creator to publish it.
-        ///
-        /// # Errors
-        ///
-        /// As [`open`](Self::open), but for the name.
-        pub fn attach($shm: SharedMemory) -> Result<Self, SyncError> {
-            $attach
-        }
-
-        segment_accessors!();
-    };
-}
-
 mod lock;
 mod prims;
+mod shared;
 mod value;
+mod wait_error;
 
 pub use lock::{Condition, Lock, LockGuard, Mutex, MutexGuard, RLock, RLockGuard};
 pub use multiproc_core::barrier::{BarrierError, BarrierWaitResult};
@@ -164,7 +126,12 @@ pub use multiproc_core::mutex::{
 pub use multiproc_core::semaphore::{OwnerDied, SemaphoreError};
 pub use multiproc_core::value::ArrayError;
 pub use prims::{Barrier, BoundedSemaphore, Event, Semaphore};
+pub use shared::{
+    ArrayKind, AtomicValueKind, BarrierKind, BoundedSemaphoreKind, ConditionKind, EventKind,
+    LockKind, MutexKind, RLockKind, SemaphoreKind, Shared, SharedKind, ValueKind,
+};
 pub use value::{Array, ArrayGuard, AtomicValue, Value};
+pub use wait_error::{AcquireTimeoutError, TimedOut};
 
 #[cfg(test)]
 mod tests;
@@ -513,18 +480,6 @@ pub(crate) fn attach_checked<'a, V>(
     }
 }
 
-/// Finds the one-region structure that a `handle` over core element type
-/// `E` made in `shm`, with the core's tagged `attach` (called with the tag
-/// and [`OPEN_WAIT`]).
-fn attach_stamped<E, V>(
-    shm: SharedMemory,
-    handle: HandleKind,
-    attach: impl FnOnce(Region<'static>, u64, Duration) -> Result<V, AttachError>,
-) -> Result<Arc<Owned<V>>, SyncError> {
-    let stamp = handle.stamp::<E>();
-    Owned::attach(shm, stamp, |r| attach(r, stamp.elem.tag, OPEN_WAIT)).map(Arc::new)
-}
-
 /// The part of `shm` from `off` on (`None` if `off` is not inside it).
 ///
 /// # Safety
@@ -628,6 +583,28 @@ impl<G: CoreLockGuard> Guard<G> {
     /// Marks the lock poisoned ([`PoisonCause::Panicked`]) now.
     pub fn poison(&self) {
         self.inner.raw_mutex().poison();
+    }
+
+    /// Clears the lock's poison: call it once the data is repaired. The
+    /// guard is where this belongs (the lock's own `clear_poison`, as std's
+    /// `Mutex::clear_poison`, does the same): holding it, no other process
+    /// can see the data between the repair and the clear, and the unlock
+    /// publishes both.
+    ///
+    /// ```
+    /// use multiproc::sync::Mutex;
+    ///
+    /// let m = Mutex::new(1u32)?;
+    /// m.lock().unwrap().poison();
+    /// let mut g = m.lock().unwrap_err().into_inner();
+    /// *g = 0; // repair
+    /// g.clear_poison();
+    /// drop(g);
+    /// assert!(!m.is_poisoned());
+    /// # Ok::<(), multiproc::sync::SyncError>(())
+    /// ```
+    pub fn clear_poison(&self) {
+        self.inner.raw_mutex().clear_poison();
     }
 }
 

@@ -1,14 +1,13 @@
 //! `Semaphore`, `BoundedSemaphore`, `Event` and `Barrier`.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use multiproc_core::barrier::{self, BarrierError, BarrierWaitResult};
 use multiproc_core::event;
-use multiproc_core::semaphore::{self, OwnerDied, SemaphoreError};
+use multiproc_core::semaphore::{self, OwnerDied, SemaphoreError, DEFAULT_HOLDERS};
 
-use super::{attach_stamped, map, HandleKind, Owned, SyncError};
+use super::shared::{BarrierKind, BoundedSemaphoreKind, EventKind, SemaphoreKind, Shared};
+use super::{AcquireTimeoutError, SyncError, TimedOut};
 use crate::shm::SharedMemory;
 
 // ---------------------------------------------------------------------------
@@ -27,34 +26,39 @@ macro_rules! semaphore_methods {
         /// [Dead holders](Semaphore#dead-holders)). The unit **is** acquired
         /// then, as a poisoned lock is locked: release it as any other.
         pub fn acquire(&self) -> Result<(), OwnerDied> {
-            self.0.view().acquire()
+            self.view().acquire()
         }
 
         /// Takes a unit if one is available now (it does not look for dead
         /// holders; [`recover`](Self::recover) does).
         pub fn try_acquire(&self) -> bool {
-            self.0.view().try_acquire()
+            self.view().try_acquire()
         }
 
-        /// Takes a unit, giving up after `timeout`: `Ok(true)` if taken,
-        /// `Ok(false)` if the time ran out.
+        /// Takes a unit, giving up after `timeout`.
         ///
         /// # Errors
         ///
-        /// As [`acquire`](Self::acquire): the unit is acquired.
-        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, OwnerDied> {
-            self.0.view().acquire_timeout(timeout)
+        /// [`AcquireTimeoutError::TimedOut`] if the time ran out (nothing
+        /// is acquired); [`AcquireTimeoutError::OwnerDied`] as
+        /// [`acquire`](Self::acquire)'s [`OwnerDied`] (the unit is
+        /// acquired).
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), AcquireTimeoutError> {
+            match self.view().acquire_timeout(timeout)? {
+                true => Ok(()),
+                false => Err(AcquireTimeoutError::TimedOut),
+            }
         }
 
         /// The units available now (a diagnostic: other processes may change
         /// it at any moment). Python's `get_value()`.
         pub fn value(&self) -> u32 {
-            self.0.view().value()
+            self.view().value()
         }
 
         /// The units this process holds (acquired and not yet released).
         pub fn held_by_me(&self) -> u32 {
-            self.0.view().held_by_me()
+            self.view().held_by_me()
         }
 
         /// Gives the units of dead holders back to the semaphore now;
@@ -62,7 +66,7 @@ macro_rules! semaphore_methods {
         /// on its own while it waits: this is for callers that only poll
         /// with [`try_acquire`](Self::try_acquire).
         pub fn recover(&self) -> u32 {
-            self.0.view().recover()
+            self.view().recover()
         }
     };
 }
@@ -95,19 +99,9 @@ macro_rules! semaphore_methods {
 /// assert_eq!(s.value(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
-pub struct Semaphore(Arc<Owned<semaphore::Semaphore<'static>>>);
+pub type Semaphore = Shared<SemaphoreKind>;
 
-impl fmt::Debug for Semaphore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Semaphore")
-            .field("name", &self.name())
-            .field("value", &self.value())
-            .finish()
-    }
-}
-
-impl Semaphore {
+impl Shared<SemaphoreKind> {
     /// Bytes of the segment.
     pub fn memory_size() -> usize {
         semaphore::Semaphore::memory_size()
@@ -121,7 +115,7 @@ impl Semaphore {
     /// [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(initial: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Some(Self::memory_size()))?, initial)
+        Self::build(None, (initial, DEFAULT_HOLDERS))
     }
 
     /// A semaphore in a new segment named `name`.
@@ -130,7 +124,7 @@ impl Semaphore {
     ///
     /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
     pub fn named(name: &str, initial: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Some(Self::memory_size()))?, initial)
+        Self::build(Some(name), (initial, DEFAULT_HOLDERS))
     }
 
     /// Builds the semaphore in `shm`.
@@ -139,9 +133,7 @@ impl Semaphore {
     ///
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, initial: u32) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            semaphore::Semaphore::create_tagged(r, initial, HandleKind::Semaphore.tag::<()>())
-        })?)))
+        Self::build_in(shm, (initial, DEFAULT_HOLDERS))
     }
 
     /// A semaphore holding `initial` units whose segment records up to
@@ -156,26 +148,8 @@ impl Semaphore {
     /// above [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn with_holders(initial: u32, holders: u32) -> Result<Self, SyncError> {
-        let shm = map(None, Some(semaphore::Semaphore::memory_size_for(holders)))?;
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            semaphore::Semaphore::create_with(
-                r,
-                initial,
-                false,
-                holders,
-                HandleKind::Semaphore.tag::<()>(),
-            )
-        })?)))
+        Self::build(None, (initial, holders))
     }
-
-    open_attach!("semaphore", |shm| {
-        attach_stamped::<(), _>(
-            shm,
-            HandleKind::Semaphore,
-            semaphore::Semaphore::attach_tagged_timeout,
-        )
-        .map(Self)
-    });
     semaphore_methods!();
 
     /// Gives a unit back, waking an acquirer if one sleeps.
@@ -185,7 +159,7 @@ impl Semaphore {
     /// [`SemaphoreError::Overflow`] past
     /// [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE).
     pub fn release(&self) -> Result<(), SemaphoreError> {
-        self.0.view().release()
+        self.view().release()
     }
 
     /// Gives `n` units back at once.
@@ -194,7 +168,7 @@ impl Semaphore {
     ///
     /// As [`release`](Self::release); nothing is released then.
     pub fn release_n(&self, n: u32) -> Result<(), SemaphoreError> {
-        self.0.view().release_n(n)
+        self.view().release_n(n)
     }
 }
 
@@ -217,20 +191,9 @@ impl Semaphore {
 /// s.release()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
-pub struct BoundedSemaphore(Arc<Owned<semaphore::Semaphore<'static>>>);
+pub type BoundedSemaphore = Shared<BoundedSemaphoreKind>;
 
-impl fmt::Debug for BoundedSemaphore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoundedSemaphore")
-            .field("name", &self.name())
-            .field("value", &self.value())
-            .field("max", &self.max_value())
-            .finish()
-    }
-}
-
-impl BoundedSemaphore {
+impl Shared<BoundedSemaphoreKind> {
     /// Bytes of the segment.
     pub fn memory_size() -> usize {
         semaphore::Semaphore::memory_size()
@@ -243,7 +206,7 @@ impl BoundedSemaphore {
     ///
     /// As [`Semaphore::new`].
     pub fn new(initial: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Some(Self::memory_size()))?, initial)
+        Self::build(None, (initial, DEFAULT_HOLDERS))
     }
 
     /// A bounded semaphore in a new segment named `name`.
@@ -252,7 +215,7 @@ impl BoundedSemaphore {
     ///
     /// As [`Semaphore::named`].
     pub fn named(name: &str, initial: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Some(Self::memory_size()))?, initial)
+        Self::build(Some(name), (initial, DEFAULT_HOLDERS))
     }
 
     /// Builds the bounded semaphore in `shm`.
@@ -261,13 +224,7 @@ impl BoundedSemaphore {
     ///
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, initial: u32) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            semaphore::Semaphore::create_bounded_tagged(
-                r,
-                initial,
-                HandleKind::BoundedSemaphore.tag::<()>(),
-            )
-        })?)))
+        Self::build_in(shm, (initial, DEFAULT_HOLDERS))
     }
 
     /// A bounded semaphore holding `initial` units whose segment records up to
@@ -282,26 +239,8 @@ impl BoundedSemaphore {
     /// above [`MAX_VALUE`](multiproc_core::semaphore::MAX_VALUE);
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn with_holders(initial: u32, holders: u32) -> Result<Self, SyncError> {
-        let shm = map(None, Some(semaphore::Semaphore::memory_size_for(holders)))?;
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            semaphore::Semaphore::create_with(
-                r,
-                initial,
-                true,
-                holders,
-                HandleKind::BoundedSemaphore.tag::<()>(),
-            )
-        })?)))
+        Self::build(None, (initial, holders))
     }
-
-    open_attach!("bounded semaphore", |shm| {
-        attach_stamped::<(), _>(
-            shm,
-            HandleKind::BoundedSemaphore,
-            semaphore::Semaphore::attach_tagged_timeout,
-        )
-        .map(Self)
-    });
     semaphore_methods!();
 
     /// Gives a unit back.
@@ -311,7 +250,7 @@ impl BoundedSemaphore {
     /// [`SemaphoreError::Overflow`] if that would pass the initial value
     /// (Python's `ValueError`).
     pub fn release(&self) -> Result<(), SemaphoreError> {
-        self.0.view().release()
+        self.view().release()
     }
 
     /// Gives `n` units back at once.
@@ -320,12 +259,12 @@ impl BoundedSemaphore {
     ///
     /// As [`release`](Self::release); nothing is released then.
     pub fn release_n(&self, n: u32) -> Result<(), SemaphoreError> {
-        self.0.view().release_n(n)
+        self.view().release_n(n)
     }
 
     /// The bound (the initial value).
     pub fn max_value(&self) -> u32 {
-        self.0.view().max_value().unwrap_or(0)
+        self.view().max_value().unwrap_or(0)
     }
 }
 
@@ -342,24 +281,14 @@ impl BoundedSemaphore {
 /// use multiproc::sync::Event;
 ///
 /// let e = Event::new()?;
-/// assert!(!e.wait_timeout(Duration::from_millis(1)));
+/// assert_eq!(e.wait_timeout(Duration::from_millis(1)), Err(multiproc::sync::TimedOut));
 /// e.set();
-/// assert!(e.is_set() && e.wait_timeout(Duration::ZERO));
+/// assert!(e.is_set() && e.wait_timeout(Duration::ZERO).is_ok());
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-#[derive(Clone)]
-pub struct Event(Arc<Owned<event::Event<'static>>>);
+pub type Event = Shared<EventKind>;
 
-impl fmt::Debug for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
-            .field("name", &self.name())
-            .field("set", &self.is_set())
-            .finish()
-    }
-}
-
-impl Event {
+impl Shared<EventKind> {
     /// Bytes of the segment.
     pub fn memory_size() -> usize {
         event::Event::memory_size()
@@ -371,7 +300,7 @@ impl Event {
     ///
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new() -> Result<Self, SyncError> {
-        Self::create_in(map(None, Some(Self::memory_size()))?)
+        Self::build(None, ())
     }
 
     /// A clear event in a new segment named `name`.
@@ -380,7 +309,7 @@ impl Event {
     ///
     /// [`SyncError::Shm`] (invalid name, already exists, ...).
     pub fn named(name: &str) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Some(Self::memory_size()))?)
+        Self::build(Some(name), ())
     }
 
     /// Builds the event in `shm`.
@@ -389,39 +318,40 @@ impl Event {
     ///
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            event::Event::create_tagged(r, HandleKind::Event.tag::<()>())
-        })?)))
+        Self::build_in(shm, ())
     }
-
-    open_attach!("event", |shm| {
-        attach_stamped::<(), _>(shm, HandleKind::Event, event::Event::attach_tagged_timeout)
-            .map(Self)
-    });
 
     /// Sets the flag, waking every waiter.
     pub fn set(&self) {
-        self.0.view().set();
+        self.view().set();
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        self.0.view().clear();
+        self.view().clear();
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.0.view().is_set()
+        self.view().is_set()
     }
 
     /// Blocks until the flag is set.
     pub fn wait(&self) {
-        self.0.view().wait();
+        self.view().wait();
     }
 
-    /// Blocks until the flag is set or `timeout` passes; `true` if set.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.0.view().wait_timeout(timeout)
+    /// Blocks until the flag is set or `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] if the flag was still clear when `timeout` passed.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), TimedOut> {
+        if self.view().wait_timeout(timeout) {
+            Ok(())
+        } else {
+            Err(TimedOut)
+        }
     }
 }
 
@@ -455,21 +385,9 @@ impl Event {
 /// assert_eq!((b.parties(), b.n_waiting(), b.broken()), (1, 0, false));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
-pub struct Barrier(Arc<Owned<barrier::Barrier<'static>>>);
+pub type Barrier = Shared<BarrierKind>;
 
-impl fmt::Debug for Barrier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Barrier")
-            .field("name", &self.name())
-            .field("parties", &self.parties())
-            .field("n_waiting", &self.n_waiting())
-            .field("broken", &self.broken())
-            .finish()
-    }
-}
-
-impl Barrier {
+impl Shared<BarrierKind> {
     /// Bytes of the segment of a barrier for `parties` parties.
     pub fn memory_size(parties: u32) -> usize {
         barrier::Barrier::memory_size(parties)
@@ -483,7 +401,7 @@ impl Barrier {
     /// [`MAX_PARTIES`](multiproc_core::barrier::MAX_PARTIES);
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(parties: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Some(Self::memory_size(parties)))?, parties)
+        Self::build(None, parties)
     }
 
     /// A barrier in a new segment named `name`.
@@ -492,7 +410,7 @@ impl Barrier {
     ///
     /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
     pub fn named(name: &str, parties: u32) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Some(Self::memory_size(parties)))?, parties)
+        Self::build(Some(name), parties)
     }
 
     /// Builds the barrier in `shm`.
@@ -501,33 +419,22 @@ impl Barrier {
     ///
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, parties: u32) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            barrier::Barrier::create_tagged(r, parties, HandleKind::Barrier.tag::<()>())
-        })?)))
+        Self::build_in(shm, parties)
     }
-
-    open_attach!("barrier", |shm| {
-        attach_stamped::<(), _>(
-            shm,
-            HandleKind::Barrier,
-            barrier::Barrier::attach_tagged_timeout,
-        )
-        .map(Self)
-    });
 
     /// Registers this process as a party, so that its death before its
     /// first [`wait`](Self::wait) is noticed too (see
     /// [Dead parties](Barrier#dead-parties)). Returns `false` if the
     /// party table is full (the process then takes part untracked).
     pub fn register(&self) -> bool {
-        self.0.view().register()
+        self.view().register()
     }
 
     /// Withdraws this process from the parties: for a process that stops
     /// taking part while the others go on, whose exit would otherwise
     /// break the barrier as a death. Returns whether it was registered.
     pub fn leave(&self) -> bool {
-        self.0.view().leave()
+        self.view().leave()
     }
 
     /// Waits until `parties` callers wait, then releases them all;
@@ -540,7 +447,7 @@ impl Barrier {
     /// the barrier is or becomes broken otherwise (aborted, reset, a waiter
     /// timed out).
     pub fn wait(&self) -> Result<BarrierWaitResult, BarrierError> {
-        self.0.view().wait()
+        self.view().wait()
     }
 
     /// [`wait`](Self::wait), giving up after `timeout`, which breaks the
@@ -551,33 +458,33 @@ impl Barrier {
     /// [`BarrierError::TimedOut`] for this caller, [`BarrierError::Broken`]
     /// as for `wait`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BarrierError> {
-        self.0.view().wait_timeout(timeout)
+        self.view().wait_timeout(timeout)
     }
 
     /// Breaks the barrier: current and later waiters get
     /// [`BarrierError::Broken`] until [`reset`](Self::reset).
     pub fn abort(&self) {
-        self.0.view().abort();
+        self.view().abort();
     }
 
     /// Returns the barrier to its empty, unbroken state; current waiters
     /// get [`BarrierError::Broken`].
     pub fn reset(&self) {
-        self.0.view().reset();
+        self.view().reset();
     }
 
     /// The number of parties.
     pub fn parties(&self) -> u32 {
-        self.0.view().parties()
+        self.view().parties()
     }
 
     /// How many wait in the current generation.
     pub fn n_waiting(&self) -> u32 {
-        self.0.view().n_waiting()
+        self.view().n_waiting()
     }
 
     /// Whether the barrier is broken.
     pub fn broken(&self) -> bool {
-        self.0.view().is_broken()
+        self.view().is_broken()
     }
 }

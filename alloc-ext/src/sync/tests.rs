@@ -451,3 +451,26 @@ fn semaphore_holder_table_sizes() {
         Err(super::SyncError::Init(_))
     ));
 }
+
+#[test]
+fn every_guard_clears_the_poison_it_holds() {
+    let m = Mutex::new(1u32).unwrap();
+    m.lock().unwrap().poison();
+    let g = m.lock().unwrap_err().into_inner();
+    g.clear_poison();
+    drop(g);
+    assert!(!m.is_poisoned() && m.lock().is_ok());
+
+    let r = RLock::new().unwrap();
+    r.lock().unwrap().poison();
+    let g = r.lock().unwrap_err().into_inner();
+    assert!(r.is_poisoned());
+    g.clear_poison();
+    drop(g);
+    assert!(!r.is_poisoned() && r.lock().is_ok());
+
+    let a = Array::new(2, 0u8).unwrap();
+    a.lock().unwrap().poison();
+    a.lock().unwrap_err().into_inner().clear_poison();
+    assert!(!a.is_poisoned());
+}

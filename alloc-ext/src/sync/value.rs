@@ -1,7 +1,5 @@
 //! `Value<T>`, `AtomicValue<T>` and `Array<T>`.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -9,9 +7,8 @@ use multiproc_core::mutex::{LockResult, LockTimeoutError, PoisonCause, TryLockEr
 use multiproc_core::value::{self, ArrayError};
 
 use super::lock::MutexGuard;
-use super::{
-    attach_stamped, map, wrap, wrap_timeout, wrap_try, Guard, HandleKind, Owned, SyncError,
-};
+use super::shared::{ArrayKind, AtomicValueKind, Shared, ValueKind};
+use super::{wrap, wrap_timeout, wrap_try, Guard, SyncError};
 use crate::shm::SharedMemory;
 
 // ---------------------------------------------------------------------------
@@ -32,24 +29,9 @@ use crate::shm::SharedMemory;
 /// assert_eq!(v.get().unwrap(), 4.0);
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-pub struct Value<T: Pod>(Arc<Owned<value::Value<'static, T>>>);
+pub type Value<T> = Shared<ValueKind<T>>;
 
-impl<T: Pod> Clone for Value<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: Pod> fmt::Debug for Value<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value")
-            .field("name", &self.name())
-            .field("core", self.0.view())
-            .finish()
-    }
-}
-
-impl<T: Pod> Value<T> {
+impl<T: Pod> Shared<ValueKind<T>> {
     /// Bytes of the segment (`None` if it overflows).
     pub fn memory_size() -> Option<usize> {
         value::Value::<T>::memory_size()
@@ -61,7 +43,7 @@ impl<T: Pod> Value<T> {
     ///
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Self::memory_size())?, init)
+        Self::build(None, init)
     }
 
     /// A value in a new segment named `name`.
@@ -70,7 +52,7 @@ impl<T: Pod> Value<T> {
     ///
     /// [`SyncError::Shm`] (invalid name, already exists, ...).
     pub fn named(name: &str, init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Self::memory_size())?, init)
+        Self::build(Some(name), init)
     }
 
     /// Builds the value in `shm`.
@@ -79,15 +61,8 @@ impl<T: Pod> Value<T> {
     ///
     /// [`SyncError::Init`] if the segment is too small or already used.
     pub fn create_in(shm: SharedMemory, init: T) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            value::Value::create_tagged(r, init, HandleKind::Value.tag::<T>())
-        })?)))
+        Self::build_in(shm, init)
     }
-
-    open_attach!("value", |shm| {
-        attach_stamped::<T, _>(shm, HandleKind::Value, value::Value::attach_tagged_timeout)
-            .map(Self)
-    });
 
     /// Locks the value, blocking; the guard derefs to `T`.
     ///
@@ -95,7 +70,7 @@ impl<T: Pod> Value<T> {
     ///
     /// [`PoisonError`](super::PoisonError) with the guard if poisoned.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        wrap(self.0.view().lock())
+        wrap(self.view().lock())
     }
 
     /// Locks if free, without waiting.
@@ -104,7 +79,7 @@ impl<T: Pod> Value<T> {
     ///
     /// [`TryLockError`].
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        wrap_try(self.0.view().try_lock())
+        wrap_try(self.view().try_lock())
     }
 
     /// Locks, giving up after `timeout`.
@@ -116,7 +91,7 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
-        wrap_timeout(self.0.view().lock_timeout(timeout))
+        wrap_timeout(self.view().lock_timeout(timeout))
     }
 
     /// A copy of the value, read under the lock.
@@ -153,17 +128,17 @@ impl<T: Pod> Value<T> {
 
     /// Whether the lock is poisoned.
     pub fn is_poisoned(&self) -> bool {
-        self.0.view().is_poisoned()
+        self.view().is_poisoned()
     }
 
     /// Why the lock is poisoned, if it is.
     pub fn poison_cause(&self) -> Option<PoisonCause> {
-        self.0.view().raw().poison_cause()
+        self.view().raw().poison_cause()
     }
 
     /// Clears the poison.
     pub fn clear_poison(&self) {
-        self.0.view().clear_poison();
+        self.view().clear_poison();
     }
 }
 
@@ -185,24 +160,9 @@ impl<T: Pod> Value<T> {
 /// assert_eq!(n.load(), 9);
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-pub struct AtomicValue<T: Pod>(Arc<Owned<value::AtomicValue<'static, T>>>);
+pub type AtomicValue<T> = Shared<AtomicValueKind<T>>;
 
-impl<T: Pod> Clone for AtomicValue<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: Pod + fmt::Debug> fmt::Debug for AtomicValue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AtomicValue")
-            .field("name", &self.name())
-            .field("value", &self.load())
-            .finish()
-    }
-}
-
-impl<T: Pod> AtomicValue<T> {
+impl<T: Pod> Shared<AtomicValueKind<T>> {
     /// Bytes of the segment; `None` if `T` is not 1, 2, 4 or 8 bytes.
     pub fn memory_size() -> Option<usize> {
         value::AtomicValue::<T>::memory_size()
@@ -215,7 +175,7 @@ impl<T: Pod> AtomicValue<T> {
     /// [`SyncError::Init`] with `UnsupportedType` if `T` is not 1, 2, 4 or
     /// 8 bytes; [`SyncError::Shm`] if the mapping fails.
     pub fn new(init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Self::memory_size())?, init)
+        Self::build(None, init)
     }
 
     /// A value in a new segment named `name`.
@@ -224,7 +184,7 @@ impl<T: Pod> AtomicValue<T> {
     ///
     /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
     pub fn named(name: &str, init: T) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Self::memory_size())?, init)
+        Self::build(Some(name), init)
     }
 
     /// Builds the value in `shm`.
@@ -233,33 +193,22 @@ impl<T: Pod> AtomicValue<T> {
     ///
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, init: T) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            value::AtomicValue::create_tagged(r, init, HandleKind::AtomicValue.tag::<T>())
-        })?)))
+        Self::build_in(shm, init)
     }
-
-    open_attach!("atomic value", |shm| {
-        attach_stamped::<T, _>(
-            shm,
-            HandleKind::AtomicValue,
-            value::AtomicValue::attach_tagged_timeout,
-        )
-        .map(Self)
-    });
 
     /// The value.
     pub fn load(&self) -> T {
-        self.0.view().load()
+        self.view().load()
     }
 
     /// Replaces the value.
     pub fn store(&self, v: T) {
-        self.0.view().store(v);
+        self.view().store(v);
     }
 
     /// Replaces the value, returning the old one.
     pub fn swap(&self, v: T) -> T {
-        self.0.view().swap(v)
+        self.view().swap(v)
     }
 
     /// Stores `new` if the value is bitwise `current`.
@@ -268,7 +217,7 @@ impl<T: Pod> AtomicValue<T> {
     ///
     /// The value found, if it was not `current`.
     pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
-        self.0.view().compare_exchange(current, new)
+        self.view().compare_exchange(current, new)
     }
 
     /// Applies `f` atomically (retrying on contention) until it returns
@@ -278,7 +227,7 @@ impl<T: Pod> AtomicValue<T> {
     ///
     /// The last value seen, if `f` returned `None`.
     pub fn fetch_update(&self, f: impl FnMut(T) -> Option<T>) -> Result<T, T> {
-        self.0.view().fetch_update(f)
+        self.view().fetch_update(f)
     }
 }
 
@@ -287,12 +236,12 @@ macro_rules! atomic_arith {
         impl AtomicValue<$t> {
             /// Adds `v` (wrapping), returning the old value.
             pub fn fetch_add(&self, v: $t) -> $t {
-                self.0.view().fetch_add(v)
+                self.view().fetch_add(v)
             }
 
             /// Subtracts `v` (wrapping), returning the old value.
             pub fn fetch_sub(&self, v: $t) -> $t {
-                self.0.view().fetch_sub(v)
+                self.view().fetch_sub(v)
             }
         }
     )*};
@@ -323,24 +272,9 @@ pub type ArrayGuard<'a, T> = Guard<value::ArrayGuard<'a, T>>;
 /// assert!(a.get(4).is_err());
 /// # Ok::<(), multiproc::sync::SyncError>(())
 /// ```
-pub struct Array<T: Pod>(Arc<Owned<value::Array<'static, T>>>);
+pub type Array<T> = Shared<ArrayKind<T>>;
 
-impl<T: Pod> Clone for Array<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T: Pod> fmt::Debug for Array<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Array")
-            .field("name", &self.name())
-            .field("len", &self.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Pod> Array<T> {
+impl<T: Pod> Shared<ArrayKind<T>> {
     /// Bytes of the segment for `len` elements (`None` if it overflows).
     pub fn memory_size(len: usize) -> Option<usize> {
         value::Array::<T>::memory_size(len)
@@ -353,7 +287,7 @@ impl<T: Pod> Array<T> {
     /// [`SyncError::Init`] for a length the core rejects or that overflows;
     /// [`SyncError::Shm`] if the mapping fails.
     pub fn new(len: usize, fill: T) -> Result<Self, SyncError> {
-        Self::create_in(map(None, Self::memory_size(len))?, len, fill)
+        Self::build(None, (len, fill))
     }
 
     /// An array in a new segment named `name`.
@@ -362,7 +296,7 @@ impl<T: Pod> Array<T> {
     ///
     /// As [`new`](Self::new), and [`SyncError::Shm`] for the name.
     pub fn named(name: &str, len: usize, fill: T) -> Result<Self, SyncError> {
-        Self::create_in(map(Some(name), Self::memory_size(len))?, len, fill)
+        Self::build(Some(name), (len, fill))
     }
 
     /// An array holding a copy of `items`, in an anonymous segment.
@@ -383,24 +317,17 @@ impl<T: Pod> Array<T> {
     ///
     /// [`SyncError::Init`].
     pub fn create_in(shm: SharedMemory, len: usize, fill: T) -> Result<Self, SyncError> {
-        Ok(Self(Arc::new(Owned::create(shm, |r| {
-            value::Array::create_tagged(r, len, fill, HandleKind::Array.tag::<T>())
-        })?)))
+        Self::build_in(shm, (len, fill))
     }
-
-    open_attach!("array", |shm| {
-        attach_stamped::<T, _>(shm, HandleKind::Array, value::Array::attach_tagged_timeout)
-            .map(Self)
-    });
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        self.0.view().len()
+        self.view().len()
     }
 
     /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
-        self.0.view().is_empty()
+        self.view().is_empty()
     }
 
     /// Locks the array, blocking; the guard derefs to `[T]`.
@@ -409,7 +336,7 @@ impl<T: Pod> Array<T> {
     ///
     /// [`PoisonError`](super::PoisonError) with the guard if poisoned.
     pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        wrap(self.0.view().lock())
+        wrap(self.view().lock())
     }
 
     /// Locks if free, without waiting.
@@ -418,7 +345,7 @@ impl<T: Pod> Array<T> {
     ///
     /// [`TryLockError`].
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        wrap_try(self.0.view().try_lock())
+        wrap_try(self.view().try_lock())
     }
 
     /// Locks, giving up after `timeout`.
@@ -430,7 +357,7 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        wrap_timeout(self.0.view().lock_timeout(timeout))
+        wrap_timeout(self.view().lock_timeout(timeout))
     }
 
     /// Element `index`, read under the lock.
@@ -440,7 +367,7 @@ impl<T: Pod> Array<T> {
     /// [`ArrayError::OutOfBounds`], or [`ArrayError::Poisoned`] holding the
     /// element.
     pub fn get(&self, index: usize) -> Result<T, ArrayError<T>> {
-        self.0.view().get(index)
+        self.view().get(index)
     }
 
     /// Writes element `index` under the lock.
@@ -450,7 +377,7 @@ impl<T: Pod> Array<T> {
     /// [`ArrayError::OutOfBounds`], or [`ArrayError::Poisoned`] (written all
     /// the same).
     pub fn set(&self, index: usize, v: T) -> Result<(), ArrayError<()>> {
-        self.0.view().set(index, v)
+        self.view().set(index, v)
     }
 
     /// A copy of every element, read under the lock.
@@ -471,7 +398,7 @@ impl<T: Pod> Array<T> {
     ///
     /// [`ArrayError::LengthMismatch`] or [`ArrayError::Poisoned`].
     pub fn copy_to_slice(&self, dst: &mut [T]) -> Result<(), ArrayError<()>> {
-        self.0.view().copy_to_slice(dst)
+        self.view().copy_to_slice(dst)
     }
 
     /// Overwrites every element from `src`, under the lock.
@@ -481,16 +408,16 @@ impl<T: Pod> Array<T> {
     /// [`ArrayError::LengthMismatch`] or [`ArrayError::Poisoned`] (copied
     /// all the same).
     pub fn copy_from_slice(&self, src: &[T]) -> Result<(), ArrayError<()>> {
-        self.0.view().copy_from_slice(src)
+        self.view().copy_from_slice(src)
     }
 
     /// Whether the lock is poisoned.
     pub fn is_poisoned(&self) -> bool {
-        self.0.view().is_poisoned()
+        self.view().is_poisoned()
     }
 
     /// Clears the poison.
     pub fn clear_poison(&self) {
-        self.0.view().clear_poison();
+        self.view().clear_poison();
     }
 }
