@@ -23,6 +23,7 @@ pub(crate) struct Chunk {
     pub(crate) count: u32,
     pub(crate) runner: u64,
     pub(crate) func: u64,
+    pub(crate) local_runner: u64,
     /// The items, encoded back to back.
     pub(crate) items: Vec<u8>,
 }
@@ -243,6 +244,7 @@ fn send_chunk(
         count: c.count,
         runner: c.runner,
         func: c.func,
+        local_runner: c.local_runner,
     }
     .write(&mut msg);
     msg.extend_from_slice(&c.items);
@@ -406,6 +408,7 @@ mod tests {
             count,
             runner: 0,
             func: 0,
+            local_runner: 0,
             items: Vec::new(),
         };
         st.add_chunks(id, vec![chunk(0, 2), chunk(2, 1)], false);

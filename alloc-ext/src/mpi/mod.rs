@@ -111,6 +111,7 @@ mod worker;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -119,11 +120,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::result::{AsyncResult, Imap};
+pub use self::worker::DEFAULT_INLINE_BELOW;
 pub use crate::pool::{LostTasks, PoolError, TaskError};
 
 use self::master::{Shared, Stop};
 use self::result::{take_all, Encoder};
-use self::runner::{fingerprint, rank_map, rank_star2, rank_star3, RankRunner};
+use self::runner::{fingerprint, Runners};
 use self::wire::{tags, Hello};
 use crate::pool::func::{offset_of, same_object_as_anchor};
 use crate::pool::result::first_error;
@@ -158,6 +160,7 @@ pub struct Builder {
     lost: LostTasks,
     max_message: Option<u64>,
     imap_buffer: usize,
+    inline_below: Duration,
 }
 
 impl Builder {
@@ -197,6 +200,19 @@ impl Builder {
     /// (see [`pool::Builder::max_message`](crate::pool::Builder::max_message)).
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = Some(bytes);
+        self
+    }
+
+    /// A worker rank with a local pool runs a chunk itself, rather than on
+    /// the pool, when the chunk is expected to take less than this (by the
+    /// rank's timing of the function's items; default
+    /// [`DEFAULT_INLINE_BELOW`]). Such tasks then skip the trip through
+    /// shared memory, but run in the rank: one that kills its process (a
+    /// segfault, `abort`) kills the rank, and with it the job, where a
+    /// local worker would have been replaced. `Duration::ZERO`: every task
+    /// runs on the local pool.
+    pub fn inline_below(mut self, budget: Duration) -> Self {
+        self.inline_below = budget;
         self
     }
 
@@ -324,7 +340,7 @@ impl Builder {
                 ok: true,
             };
             let _ = tx.send(Role::Worker);
-            return worker::serve(&world, local, hello);
+            return worker::serve(&world, local, hello, self.inline_below);
         }
         drop(early);
         match greet(&world) {
@@ -504,6 +520,7 @@ impl Pool {
             lost: LostTasks::Fail,
             max_message: None,
             imap_buffer: DEFAULT_IMAP_BUFFER,
+            inline_below: DEFAULT_INLINE_BELOW,
         }
     }
 
@@ -687,7 +704,7 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let id = self.submit(rank_map::<T, R>, f as usize, std::iter::once(item), 1)?;
+        let id = self.submit(Runners::map::<T, R>(), f as usize, std::iter::once(item), 1)?;
         Ok(AsyncResult::for_apply(Arc::clone(&self.shared), id))
     }
 
@@ -746,7 +763,7 @@ impl Pool {
     /// Adds a job of `items`, all read now; returns its id.
     fn submit<T: Serialize>(
         &self,
-        runner: RankRunner,
+        runner: Runners,
         f: usize,
         items: impl IntoIterator<Item = T>,
         chunksize: usize,
@@ -784,11 +801,12 @@ impl Pool {
         self.shared.lock().add_job()
     }
 
-    fn encoder(&self, job: u64, runner: RankRunner, f: usize, chunksize: usize) -> Encoder {
+    fn encoder(&self, job: u64, runner: Runners, f: usize, chunksize: usize) -> Encoder {
         Encoder {
             job,
-            runner: offset_of(runner as usize),
+            runner: offset_of(runner.rank as usize),
             func: offset_of(f),
+            local_runner: offset_of(runner.local as usize),
             chunksize,
             next_item: 0,
         }
@@ -819,7 +837,7 @@ impl Calls<'_> {
 
     fn run_all<T: Serialize, R: DeserializeOwned>(
         &self,
-        runner: RankRunner,
+        runner: Runners,
         f: usize,
         items: Vec<T>,
     ) -> Result<Vec<Result<R, TaskError>>, PoolError> {
@@ -860,7 +878,7 @@ impl Calls<'_> {
         R: Serialize + DeserializeOwned,
     {
         let items: Vec<T> = items.into_iter().collect();
-        self.run_all(rank_map::<T, R>, f as usize, items)
+        self.run_all(Runners::map::<T, R>(), f as usize, items)
     }
 
     /// [`Pool::map_async`] with this chunksize.
@@ -879,7 +897,7 @@ impl Calls<'_> {
     {
         let items: Vec<T> = items.into_iter().collect();
         let cs = self.map_chunksize(items.len());
-        let id = self.pool.submit(rank_map::<T, R>, f as usize, items, cs)?;
+        let id = self.pool.submit(Runners::map::<T, R>(), f as usize, items, cs)?;
         Ok(AsyncResult::for_map(Arc::clone(&self.pool.shared), id))
     }
 
@@ -899,7 +917,7 @@ impl Calls<'_> {
         R: Serialize + DeserializeOwned,
     {
         let items: Vec<(A, B)> = items.into_iter().collect();
-        first_error(self.run_all(rank_star2::<A, B, R>, f as usize, items)?)
+        first_error(self.run_all(Runners::star2::<A, B, R>(), f as usize, items)?)
     }
 
     /// [`Pool::starmap3`] with this chunksize.
@@ -919,7 +937,7 @@ impl Calls<'_> {
         R: Serialize + DeserializeOwned,
     {
         let items: Vec<(A, B, C)> = items.into_iter().collect();
-        first_error(self.run_all(rank_star3::<A, B, C, R>, f as usize, items)?)
+        first_error(self.run_all(Runners::star3::<A, B, C, R>(), f as usize, items)?)
     }
 
     fn imap_with<T, R, I>(
@@ -936,7 +954,7 @@ impl Calls<'_> {
         let id = self.pool.new_job(f as usize)?;
         let enc = self.pool.encoder(
             id,
-            rank_map::<T, R>,
+            Runners::map::<T, R>(),
             f as usize,
             self.chunksize.unwrap_or(1),
         );
