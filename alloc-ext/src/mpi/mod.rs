@@ -897,7 +897,9 @@ impl Calls<'_> {
     {
         let items: Vec<T> = items.into_iter().collect();
         let cs = self.map_chunksize(items.len());
-        let id = self.pool.submit(Runners::map::<T, R>(), f as usize, items, cs)?;
+        let id = self
+            .pool
+            .submit(Runners::map::<T, R>(), f as usize, items, cs)?;
         Ok(AsyncResult::for_map(Arc::clone(&self.pool.shared), id))
     }
 

@@ -102,7 +102,8 @@ impl Rank<'_> {
         let (done, used) = match deadline {
             Some(d) => {
                 let t = Instant::now();
-                let (done, used) = runner(head.func, items, head.count, run_op(&mut out, Some(t + d)));
+                let (done, used) =
+                    runner(head.func, items, head.count, run_op(&mut out, Some(t + d)));
                 let ns = t.elapsed().as_nanos() as f64 / f64::from(done.max(1));
                 let e = self.cost.entry(key).or_insert(ns);
                 *e = 0.75 * *e + 0.25 * ns;

@@ -13,6 +13,10 @@ use super::state::{Chunk, Job};
 use super::watcher::ctl;
 use super::Pool;
 
+/// One item's outcome as a worker sent it: the result, encoded, or why
+/// there is none.
+pub(crate) type EncodedOutcome<'b> = Result<&'b [u8], TaskError>;
+
 impl Pool {
     /// The most bytes the items of one piece given to
     /// [`submit_encoded`](Self::submit_encoded) may take.
@@ -76,7 +80,7 @@ impl Pool {
         &self,
         jobs: &[u64],
         deadline: Option<Instant>,
-        each: &mut dyn FnMut(u64, Result<&[u8], TaskError>),
+        each: &mut dyn FnMut(u64, EncodedOutcome<'_>),
     ) -> Result<usize, PoolError> {
         if jobs.is_empty() {
             return Ok(0);
@@ -111,7 +115,7 @@ impl Pool {
 
 /// A finished chunk's outcomes, still encoded (as `result::decode_chunk`
 /// reads them, without decoding the results).
-fn raw_outcomes(c: &Chunk, max_result: usize, each: &mut dyn FnMut(Result<&[u8], TaskError>)) {
+fn raw_outcomes(c: &Chunk, max_result: usize, each: &mut dyn FnMut(EncodedOutcome<'_>)) {
     let mut body = &c.blob[..];
     for _ in 0..c.got {
         let Some((o, rest)) = next_outcome(body) else {
@@ -136,56 +140,5 @@ fn raw_outcomes(c: &Chunk, max_result: usize, each: &mut dyn FnMut(Result<&[u8],
     }
     for _ in c.got..c.count {
         each(Err(c.failed.clone().unwrap_or(TaskError::Terminated)));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pool::func::{offset_of, run_map, Runner};
-
-    fn triple(x: u32) -> u32 {
-        if x == 4 {
-            panic!("four");
-        }
-        x * 3
-    }
-
-    #[test]
-    fn encoded_pieces_round_trip() {
-        let pool = Pool::builder()
-            .workers(1)
-            .start_method(crate::StartMethod::Fork)
-            .build()
-            .unwrap();
-        let enc = |xs: &[u32]| {
-            let mut v = Vec::new();
-            for x in xs {
-                v = postcard::to_extend(x, v).unwrap();
-            }
-            (xs.len() as u32, v)
-        };
-        let runner = offset_of(run_map::<u32, u32> as Runner as usize);
-        let func = offset_of(triple as fn(u32) -> u32 as usize);
-        let big = (1, vec![0u8; pool.max_piece_bytes() + 1]);
-        let id = pool
-            .submit_encoded(runner, func, vec![enc(&[1, 2]), enc(&[3, 4, 5]), big])
-            .unwrap();
-        let mut got = Vec::new();
-        while got.is_empty() {
-            let n = pool
-                .take_encoded(&[id], None, &mut |job, o| {
-                    assert_eq!(job, id);
-                    got.push(o.map(|b| postcard::from_bytes::<u32>(b).unwrap()));
-                })
-                .unwrap();
-            assert_eq!(n, 1);
-        }
-        assert_eq!(got.len(), 6);
-        assert_eq!(got[..3], [Ok(3), Ok(6), Ok(9)]);
-        assert!(matches!(&got[3], Err(TaskError::Panicked(m)) if m.contains("four")));
-        assert_eq!(got[4], Ok(15));
-        assert!(matches!(got[5], Err(TaskError::ItemTooLarge { .. })));
-        assert_eq!(pool.take_encoded(&[], None, &mut |_, _| {}).unwrap(), 0);
     }
 }
