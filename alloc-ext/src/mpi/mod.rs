@@ -954,6 +954,9 @@ impl Calls<'_> {
         I: IntoIterator<Item = T>,
     {
         let id = self.pool.new_job(f as usize)?;
+        if let Some(job) = self.pool.shared.lock().jobs.get_mut(&id) {
+            job.streaming = true;
+        }
         let enc = self.pool.encoder(
             id,
             Runners::map::<T, R>(),

@@ -29,6 +29,18 @@ use crate::pool::{Pool, TaskError};
 /// local pool and back.
 pub const DEFAULT_INLINE_BELOW: Duration = Duration::from_micros(100);
 
+/// Every this many chunks that a function's cost sends to the local pool,
+/// the rank measures it again on the chunk's first items.
+const REPROBE: u32 = 8;
+
+/// What running a function's items in the rank costs.
+struct Cost {
+    /// Nanoseconds per item.
+    ns: f64,
+    /// Chunks sent to the local pool on this estimate.
+    shipped: u32,
+}
+
 /// A chunk whose rest runs on the local pool.
 struct Held {
     /// The RESULT message so far (the outcomes of the items run inline).
@@ -37,8 +49,6 @@ struct Held {
     waiting: u32,
     /// Items after those, which do not decode: they fail.
     undecodable: u32,
-    /// Pieces of the chunk on the local pool.
-    pieces: usize,
 }
 
 /// The rank's state while it serves.
@@ -48,13 +58,11 @@ struct Rank<'w> {
     pool: Option<Pool>,
     workers: usize,
     inline_below: Duration,
-    /// Nanoseconds per item of each (rank runner, function), as measured
-    /// when the rank ran items itself.
-    cost: HashMap<(u64, u64), f64>,
+    /// The cost of each (rank runner, function)'s items, as measured when
+    /// the rank ran them itself.
+    cost: HashMap<(u64, u64), Cost>,
     /// Chunks on the local pool, by local job id.
     held: HashMap<u64, Held>,
-    /// Pieces on the local pool.
-    in_pool: usize,
     /// The local pool failed (FATAL sent): nothing more goes to it.
     broken: bool,
 }
@@ -91,9 +99,15 @@ impl Rank<'_> {
         }
         let key = (head.runner, head.func);
         let budget = self.inline_below;
-        let deadline = match self.cost.get(&key) {
+        let deadline = match self.cost.get_mut(&key) {
             _ if budget.is_zero() => None,
-            Some(&ns) if ns * f64::from(head.count) > budget.as_nanos() as f64 => None,
+            Some(c) if c.ns * f64::from(head.count) > budget.as_nanos() as f64 => {
+                // Too slow to run here; measured again now and then (a
+                // sample taken while the rank was descheduled must not
+                // send cheap tasks away for good).
+                c.shipped += 1;
+                (c.shipped % REPROBE == 0).then_some(budget)
+            }
             // Expected to fit: a misjudged chunk sends its rest on later.
             Some(_) => Some(budget * 4),
             // Not measured yet: run items until the budget is spent.
@@ -102,11 +116,17 @@ impl Rank<'_> {
         let (done, used) = match deadline {
             Some(d) => {
                 let t = Instant::now();
-                let (done, used) =
-                    runner(head.func, items, head.count, run_op(&mut out, Some(t + d)));
+                let op = run_op(&mut out, Some(t + d));
+                let (done, used) = runner(head.func, items, head.count, op);
                 let ns = t.elapsed().as_nanos() as f64 / f64::from(done.max(1));
-                let e = self.cost.entry(key).or_insert(ns);
-                *e = 0.75 * *e + 0.25 * ns;
+                let c = self.cost.entry(key).or_insert(Cost { ns, shipped: 0 });
+                // Quick to fall, slow to rise: one preempted run does not
+                // make a function look slow.
+                c.ns = if ns < c.ns {
+                    ns
+                } else {
+                    0.75 * c.ns + 0.25 * ns
+                };
                 (done, used)
             }
             None => (0, 0),
@@ -119,21 +139,22 @@ impl Rank<'_> {
     }
 
     /// Gives the last `n` items of a chunk (`rest`, encoded) to the local
-    /// pool: as they are when no other worker is idle, else cut into a
-    /// piece per idle worker (and never more bytes than a piece holds).
+    /// pool, cut at item boundaries into two pieces per local worker (and
+    /// never more bytes than a piece holds), so that the workers share
+    /// even the last chunk of a job; a single item goes as it is.
     fn ship(&mut self, runner: RankRunner, head: &TaskHead, rest: &[u8], n: u32, mut out: Vec<u8>) {
         let Some(pool) = &self.pool else { return };
         let max = pool.max_piece_bytes();
-        let idle = self.workers.saturating_sub(self.in_pool).max(1);
+        let parts = 2 * self.workers.max(1);
         let mut pieces = Vec::new();
         let mut undecodable = 0;
-        if n == 1 || (idle == 1 && rest.len() <= max) {
+        if n == 1 {
             pieces.push((n, rest.to_vec()));
         } else {
             let mut ends = Vec::with_capacity(n as usize);
             let (k, _) = runner(head.func, rest, n, Op::Ends { ends: &mut ends });
             undecodable = n - k;
-            let per = (k as usize).div_ceil(idle).max(1);
+            let per = (k as usize).div_ceil(parts).max(1);
             let (mut from, mut count) = (0usize, 0u32);
             let mut start = 0usize;
             for &end in &ends {
@@ -155,17 +176,14 @@ impl Rank<'_> {
             self.send(out, tags::RESULT);
             return;
         }
-        let count = pieces.len();
         match pool.submit_encoded(head.local_runner, head.func, pieces) {
             Ok(job) => {
-                self.in_pool += count;
                 self.held.insert(
                     job,
                     Held {
                         out,
                         waiting,
                         undecodable,
-                        pieces: count,
                     },
                 );
             }
@@ -199,7 +217,6 @@ impl Rank<'_> {
                     .collect();
                 for j in done {
                     if let Some(mut h) = self.held.remove(&j) {
-                        self.in_pool -= h.pieces;
                         fail_undecodable(&mut h.out, h.undecodable);
                         self.send(h.out, tags::RESULT);
                     }
@@ -256,7 +273,6 @@ pub(crate) fn serve(
         inline_below,
         cost: HashMap::new(),
         held: HashMap::new(),
-        in_pool: 0,
         broken: false,
     };
     rank.send(hello.encode(), tags::HELLO);

@@ -79,7 +79,7 @@ fn pool(inline: bool) {
         pool.ranks().len(),
         pool.workers()
     );
-    let n1 = if inline { 300_000 } else { 20_000 };
+    let n1 = 300_000;
     measures(mode, n1, |f, items, cs| match cs {
         Some(c) => pool.chunksize(c).map(f, items),
         None => pool.map(f, items),
