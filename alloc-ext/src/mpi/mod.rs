@@ -51,14 +51,19 @@
 //! One rank per node, as HPC codes do: a chunk crosses the network once,
 //! to its rank, which runs it on a local [`pool::Pool`](crate::pool::Pool)
 //! of worker processes over that node's cores (its items and results then
-//! go through shared memory). The rank holds up to `local workers + 1`
-//! chunks at once. By default each worker rank takes the node's cores
-//! (the ones it may run on) divided by the worker ranks on the node, so
-//! `mpirun -np 3` on one machine gives each of the two worker ranks half
-//! of it. [`Builder::local_workers`] sets the number, and `0` makes each
-//! rank run its chunks itself, as mpi4py's workers do: the fastest for
-//! tiny tasks, but a task that crashes then kills the rank, and with it
-//! the job.
+//! go through shared memory). The rank hands the chunk's bytes to the
+//! local pool as they came (cut at item boundaries into two pieces per
+//! local worker), and the workers' encoded results go back as they are:
+//! only the local workers decode items and encode results. A chunk that
+//! costs less than a trip through the local pool (measured: see
+//! [`Builder::inline_below`]) runs in the rank itself instead, as
+//! mpi4py's workers run every task. The rank holds up to
+//! `local workers + 1` chunks at once. By default each worker rank takes
+//! the node's cores (the ones it may run on) divided by the worker ranks
+//! on the node, so `mpirun -np 3` on one machine gives each of the two
+//! worker ranks half of it. [`Builder::local_workers`] sets the number,
+//! and `0` makes each rank run all its chunks itself, as mpi4py's workers
+//! do.
 //!
 //! OpenMPI pins each rank to one core when it starts two ranks or fewer
 //! (and to a socket otherwise): the local pool inherits the pinning. Pass
@@ -82,6 +87,11 @@
 //!   ran fail with [`TaskError::WorkerLost`] (or run again, with
 //!   [`Builder::lost_tasks`]), a new worker takes its place, the rank goes
 //!   on.
+//! - A task that runs in the rank itself (a cheap one, below
+//!   [`Builder::inline_below`], or any without a local pool) and kills its
+//!   process kills the rank, and so the job (below). For tasks that may
+//!   crash their process, `inline_below(Duration::ZERO)` keeps every task
+//!   in a local worker.
 //! - A rank that dies ends the whole job. MPI is fail-stop: rsmpi runs
 //!   with MPI's errors fatal, and `mpirun` (or `srun`) kills every other
 //!   rank, with a message naming the dead rank ("mpirun noticed that

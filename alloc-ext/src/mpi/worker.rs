@@ -37,6 +37,8 @@ const REPROBE: u32 = 8;
 struct Cost {
     /// Nanoseconds per item.
     ns: f64,
+    /// The last sample.
+    last: f64,
     /// Chunks sent to the local pool on this estimate.
     shipped: u32,
 }
@@ -119,14 +121,20 @@ impl Rank<'_> {
                 let op = run_op(&mut out, Some(t + d));
                 let (done, used) = runner(head.func, items, head.count, op);
                 let ns = t.elapsed().as_nanos() as f64 / f64::from(done.max(1));
-                let c = self.cost.entry(key).or_insert(Cost { ns, shipped: 0 });
-                // Quick to fall, slow to rise: one preempted run does not
-                // make a function look slow.
+                let c = self.cost.entry(key).or_insert(Cost {
+                    ns,
+                    last: ns,
+                    shipped: 0,
+                });
+                // Quick to fall, slow to rise, and only on two slow samples
+                // in a row: one preempted run does not make a function
+                // look slow.
                 c.ns = if ns < c.ns {
                     ns
                 } else {
-                    0.75 * c.ns + 0.25 * ns
+                    0.75 * c.ns + 0.25 * ns.min(c.last)
                 };
+                c.last = ns;
                 (done, used)
             }
             None => (0, 0),
