@@ -23,6 +23,7 @@ pub(crate) struct Chunk {
     pub(crate) count: u32,
     pub(crate) runner: u64,
     pub(crate) func: u64,
+    pub(crate) local_runner: u64,
     /// The items, encoded back to back.
     pub(crate) items: Vec<u8>,
 }
@@ -40,6 +41,9 @@ pub(crate) struct Job {
     pub(crate) input_done: bool,
     /// Outcomes not yet taken, by item index.
     pub(crate) ready: BTreeMap<u64, RawOutcome>,
+    /// An iterator takes the outcomes as they come: every result wakes
+    /// it (other callers wake when the job has finished).
+    pub(crate) streaming: bool,
 }
 
 impl Job {
@@ -191,8 +195,10 @@ pub(crate) struct Backoff {
 
 /// Spin this long after the last event.
 const SPIN: Duration = Duration::from_micros(50);
-/// Then yield the core until this long after it.
-const YIELD: Duration = Duration::from_micros(200);
+/// Then yield the core until this long after it (on a loaded machine, a
+/// reply can take that long while the peer waits for a core; a timed sleep
+/// would add its wake-up latency to every one).
+const YIELD: Duration = Duration::from_millis(1);
 /// The longest sleep between two polls.
 const MAX_NAP: Duration = Duration::from_millis(1);
 
@@ -243,6 +249,7 @@ fn send_chunk(
         count: c.count,
         runner: c.runner,
         func: c.func,
+        local_runner: c.local_runner,
     }
     .write(&mut msg);
     msg.extend_from_slice(&c.items);
@@ -254,15 +261,21 @@ fn file_result(shared: &Shared, msg: &[u8]) -> Result<(), String> {
     let (head, body) = ResultHead::read(msg).map_err(|e| e.to_string())?;
     let outcomes = read_outcomes(body, head.count).map_err(|e| e.to_string())?;
     let mut st = shared.lock();
+    let mut wake = false;
     if let Some(job) = st.jobs.get_mut(&head.job) {
         for (i, o) in outcomes.into_iter().enumerate() {
             job.ready.insert(head.first + i as u64, o);
         }
         job.got += u64::from(head.count);
         job.chunks_out = job.chunks_out.saturating_sub(1);
+        // A waiter for the whole job would only wake to sleep again: a
+        // thread switch per chunk.
+        wake = job.streaming || job.finished();
     }
     drop(st);
-    shared.done.notify_all();
+    if wake {
+        shared.done.notify_all();
+    }
     Ok(())
 }
 
@@ -406,6 +419,7 @@ mod tests {
             count,
             runner: 0,
             func: 0,
+            local_runner: 0,
             items: Vec::new(),
         };
         st.add_chunks(id, vec![chunk(0, 2), chunk(2, 1)], false);

@@ -51,14 +51,19 @@
 //! One rank per node, as HPC codes do: a chunk crosses the network once,
 //! to its rank, which runs it on a local [`pool::Pool`](crate::pool::Pool)
 //! of worker processes over that node's cores (its items and results then
-//! go through shared memory). The rank holds up to `local workers + 1`
-//! chunks at once. By default each worker rank takes the node's cores
-//! (the ones it may run on) divided by the worker ranks on the node, so
-//! `mpirun -np 3` on one machine gives each of the two worker ranks half
-//! of it. [`Builder::local_workers`] sets the number, and `0` makes each
-//! rank run its chunks itself, as mpi4py's workers do: the fastest for
-//! tiny tasks, but a task that crashes then kills the rank, and with it
-//! the job.
+//! go through shared memory). The rank hands the chunk's bytes to the
+//! local pool as they came (cut at item boundaries into two pieces per
+//! local worker), and the workers' encoded results go back as they are:
+//! only the local workers decode items and encode results. A chunk that
+//! costs less than a trip through the local pool (measured: see
+//! [`Builder::inline_below`]) runs in the rank itself instead, as
+//! mpi4py's workers run every task. The rank holds up to
+//! `local workers + 1` chunks at once. By default each worker rank takes
+//! the node's cores (the ones it may run on) divided by the worker ranks
+//! on the node, so `mpirun -np 3` on one machine gives each of the two
+//! worker ranks half of it. [`Builder::local_workers`] sets the number,
+//! and `0` makes each rank run all its chunks itself, as mpi4py's workers
+//! do.
 //!
 //! OpenMPI pins each rank to one core when it starts two ranks or fewer
 //! (and to a socket otherwise): the local pool inherits the pinning. Pass
@@ -82,6 +87,11 @@
 //!   ran fail with [`TaskError::WorkerLost`] (or run again, with
 //!   [`Builder::lost_tasks`]), a new worker takes its place, the rank goes
 //!   on.
+//! - A task that runs in the rank itself (a cheap one, below
+//!   [`Builder::inline_below`], or any without a local pool) and kills its
+//!   process kills the rank, and so the job (below). For tasks that may
+//!   crash their process, `inline_below(Duration::ZERO)` keeps every task
+//!   in a local worker.
 //! - A rank that dies ends the whole job. MPI is fail-stop: rsmpi runs
 //!   with MPI's errors fatal, and `mpirun` (or `srun`) kills every other
 //!   rank, with a message naming the dead rank ("mpirun noticed that
@@ -111,6 +121,7 @@ mod worker;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -119,11 +130,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use self::result::{AsyncResult, Imap};
+pub use self::worker::DEFAULT_INLINE_BELOW;
 pub use crate::pool::{LostTasks, PoolError, TaskError};
 
 use self::master::{Shared, Stop};
 use self::result::{take_all, Encoder};
-use self::runner::{fingerprint, rank_map, rank_star2, rank_star3, RankRunner};
+use self::runner::{fingerprint, Runners};
 use self::wire::{tags, Hello};
 use crate::pool::func::{offset_of, same_object_as_anchor};
 use crate::pool::result::first_error;
@@ -158,6 +170,7 @@ pub struct Builder {
     lost: LostTasks,
     max_message: Option<u64>,
     imap_buffer: usize,
+    inline_below: Duration,
 }
 
 impl Builder {
@@ -197,6 +210,19 @@ impl Builder {
     /// (see [`pool::Builder::max_message`](crate::pool::Builder::max_message)).
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = Some(bytes);
+        self
+    }
+
+    /// A worker rank with a local pool runs a chunk itself, rather than on
+    /// the pool, when the chunk is expected to take less than this (by the
+    /// rank's timing of the function's items; default
+    /// [`DEFAULT_INLINE_BELOW`]). Such tasks then skip the trip through
+    /// shared memory, but run in the rank: one that kills its process (a
+    /// segfault, `abort`) kills the rank, and with it the job, where a
+    /// local worker would have been replaced. `Duration::ZERO`: every task
+    /// runs on the local pool.
+    pub fn inline_below(mut self, budget: Duration) -> Self {
+        self.inline_below = budget;
         self
     }
 
@@ -324,7 +350,7 @@ impl Builder {
                 ok: true,
             };
             let _ = tx.send(Role::Worker);
-            return worker::serve(&world, local, hello);
+            return worker::serve(&world, local, hello, self.inline_below);
         }
         drop(early);
         match greet(&world) {
@@ -504,6 +530,7 @@ impl Pool {
             lost: LostTasks::Fail,
             max_message: None,
             imap_buffer: DEFAULT_IMAP_BUFFER,
+            inline_below: DEFAULT_INLINE_BELOW,
         }
     }
 
@@ -687,7 +714,7 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let id = self.submit(rank_map::<T, R>, f as usize, std::iter::once(item), 1)?;
+        let id = self.submit(Runners::map::<T, R>(), f as usize, std::iter::once(item), 1)?;
         Ok(AsyncResult::for_apply(Arc::clone(&self.shared), id))
     }
 
@@ -746,7 +773,7 @@ impl Pool {
     /// Adds a job of `items`, all read now; returns its id.
     fn submit<T: Serialize>(
         &self,
-        runner: RankRunner,
+        runner: Runners,
         f: usize,
         items: impl IntoIterator<Item = T>,
         chunksize: usize,
@@ -784,11 +811,12 @@ impl Pool {
         self.shared.lock().add_job()
     }
 
-    fn encoder(&self, job: u64, runner: RankRunner, f: usize, chunksize: usize) -> Encoder {
+    fn encoder(&self, job: u64, runner: Runners, f: usize, chunksize: usize) -> Encoder {
         Encoder {
             job,
-            runner: offset_of(runner as usize),
+            runner: offset_of(runner.rank as usize),
             func: offset_of(f),
+            local_runner: offset_of(runner.local as usize),
             chunksize,
             next_item: 0,
         }
@@ -819,7 +847,7 @@ impl Calls<'_> {
 
     fn run_all<T: Serialize, R: DeserializeOwned>(
         &self,
-        runner: RankRunner,
+        runner: Runners,
         f: usize,
         items: Vec<T>,
     ) -> Result<Vec<Result<R, TaskError>>, PoolError> {
@@ -860,7 +888,7 @@ impl Calls<'_> {
         R: Serialize + DeserializeOwned,
     {
         let items: Vec<T> = items.into_iter().collect();
-        self.run_all(rank_map::<T, R>, f as usize, items)
+        self.run_all(Runners::map::<T, R>(), f as usize, items)
     }
 
     /// [`Pool::map_async`] with this chunksize.
@@ -879,7 +907,9 @@ impl Calls<'_> {
     {
         let items: Vec<T> = items.into_iter().collect();
         let cs = self.map_chunksize(items.len());
-        let id = self.pool.submit(rank_map::<T, R>, f as usize, items, cs)?;
+        let id = self
+            .pool
+            .submit(Runners::map::<T, R>(), f as usize, items, cs)?;
         Ok(AsyncResult::for_map(Arc::clone(&self.pool.shared), id))
     }
 
@@ -899,7 +929,7 @@ impl Calls<'_> {
         R: Serialize + DeserializeOwned,
     {
         let items: Vec<(A, B)> = items.into_iter().collect();
-        first_error(self.run_all(rank_star2::<A, B, R>, f as usize, items)?)
+        first_error(self.run_all(Runners::star2::<A, B, R>(), f as usize, items)?)
     }
 
     /// [`Pool::starmap3`] with this chunksize.
@@ -919,7 +949,7 @@ impl Calls<'_> {
         R: Serialize + DeserializeOwned,
     {
         let items: Vec<(A, B, C)> = items.into_iter().collect();
-        first_error(self.run_all(rank_star3::<A, B, C, R>, f as usize, items)?)
+        first_error(self.run_all(Runners::star3::<A, B, C, R>(), f as usize, items)?)
     }
 
     fn imap_with<T, R, I>(
@@ -934,9 +964,12 @@ impl Calls<'_> {
         I: IntoIterator<Item = T>,
     {
         let id = self.pool.new_job(f as usize)?;
+        if let Some(job) = self.pool.shared.lock().jobs.get_mut(&id) {
+            job.streaming = true;
+        }
         let enc = self.pool.encoder(
             id,
-            rank_map::<T, R>,
+            Runners::map::<T, R>(),
             f as usize,
             self.chunksize.unwrap_or(1),
         );

@@ -21,6 +21,7 @@ pub(crate) struct Encoder {
     pub(crate) job: u64,
     pub(crate) runner: u64,
     pub(crate) func: u64,
+    pub(crate) local_runner: u64,
     pub(crate) chunksize: usize,
     pub(crate) next_item: u64,
 }
@@ -53,6 +54,7 @@ impl Encoder {
             count,
             runner: self.runner,
             func: self.func,
+            local_runner: self.local_runner,
             items,
         });
         self.next_item += u64::from(count);

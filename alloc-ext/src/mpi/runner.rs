@@ -3,118 +3,161 @@
 //! local pool's anchor function (every rank runs the same executable, so
 //! the same offset names the same code there: see `pool::func`).
 //!
-//! A rank runner decodes the chunk's items, runs them (on the rank's local
-//! [`Pool`], or in the rank itself when it has none) and appends one
-//! outcome per item to the RESULT message.
+//! A rank runner runs a chunk's first items in the rank itself (as long as
+//! its time budget lasts), appending their outcomes to the RESULT message,
+//! or finds where each item ends, so that the rank can cut the rest of the
+//! chunk for its local pool without decoding it. The local pool runs those
+//! with the pool's own runner of the same types (`pool::func::run_map`,
+//! named in the TASK too), its workers decoding the items.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::wire::{push_err, push_ok};
-use crate::pool::func::address_at;
-use crate::pool::{Pool, TaskError};
+use crate::pool::func::{self, address_at, Runner};
+use crate::pool::TaskError;
 
-/// Where a rank runs a chunk's items.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Exec<'a> {
-    /// On this node's shared-memory pool.
-    Local(&'a Pool),
-    /// In the rank process itself (no local pool).
-    Inline,
+/// What a rank runner does with a chunk's items.
+#[derive(Debug)]
+pub(crate) enum Op<'a> {
+    /// Runs items in this process, appending their outcomes to `out`, until
+    /// `deadline` has passed (checked after each item; `None`: all).
+    Run {
+        out: &'a mut Vec<u8>,
+        deadline: Option<Instant>,
+    },
+    /// Pushes the end offset of each item that decodes to `ends`.
+    Ends { ends: &'a mut Vec<usize> },
 }
 
-/// The type of every rank runner: `(exec, user fn offset, items, count,
-/// outcomes out)`. `Err` means the local pool as a whole cannot run work
-/// any more (its message); the items' own failures are outcomes.
-pub(crate) type RankRunner = fn(Exec<'_>, u64, &[u8], u32, &mut Vec<u8>) -> Result<(), String>;
+/// The type of every rank runner: `(user fn offset, items, count, op)` →
+/// (items handled, bytes of the input they took). After an item that does
+/// not decode, `Run` fails every item left (`Codec`: they cannot be found)
+/// and `Ends` stops.
+pub(crate) type RankRunner = fn(u64, &[u8], u32, Op<'_>) -> (u32, usize);
 
-/// Decodes up to `count` items; the error, if one did not decode (the
-/// items after it cannot be found either).
-fn decode<T: DeserializeOwned>(mut input: &[u8], count: u32) -> (Vec<T>, Option<String>) {
-    let mut items = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        match postcard::take_from_bytes::<T>(input) {
-            Ok((item, rest)) => {
-                items.push(item);
-                input = rest;
-            }
-            Err(e) => return (items, Some(format!("cannot decode the item: {e}"))),
+/// The two runners of a job's types: the rank's and its local pool's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Runners {
+    pub(crate) rank: RankRunner,
+    pub(crate) local: Runner,
+}
+
+impl Runners {
+    /// For `map`: items `T`, function `fn(T) -> R`.
+    pub(crate) fn map<T, R>() -> Self
+    where
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        Self {
+            rank: rank_map::<T, R>,
+            local: func::run_map::<T, R>,
         }
     }
-    (items, None)
+
+    /// For `starmap` over pairs: `fn(A, B) -> R`.
+    pub(crate) fn star2<A, B, R>() -> Self
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        Self {
+            rank: rank_star2::<A, B, R>,
+            local: func::run_star2::<A, B, R>,
+        }
+    }
+
+    /// For `starmap3` over triples: `fn(A, B, C) -> R`.
+    pub(crate) fn star3<A, B, C, R>() -> Self
+    where
+        A: Serialize + DeserializeOwned,
+        B: Serialize + DeserializeOwned,
+        C: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        Self {
+            rank: rank_star3::<A, B, C, R>,
+            local: func::run_star3::<A, B, C, R>,
+        }
+    }
 }
 
-/// Runs `f` over the items in `exec`, appending their outcomes.
-fn run<T, R, F>(
-    exec: Exec<'_>,
-    input: &[u8],
-    count: u32,
-    out: &mut Vec<u8>,
-    local: impl FnOnce(&Pool, Vec<T>) -> Result<Vec<Result<R, TaskError>>, crate::pool::PoolError>,
-    mut f: F,
-) -> Result<(), String>
+/// Does `op` over the items with `f`.
+fn run<T, R, F>(input: &[u8], count: u32, op: Op<'_>, mut f: F) -> (u32, usize)
 where
     T: DeserializeOwned,
     R: Serialize,
     F: FnMut(T) -> R,
 {
-    let (items, bad) = decode::<T>(input, count);
-    let decoded = items.len();
-    let mut scratch = Vec::new();
-    let mut put = |out: &mut Vec<u8>, r: Result<R, TaskError>| match r {
-        Ok(v) => {
-            scratch.clear();
-            match postcard::to_extend(&v, std::mem::take(&mut scratch)) {
-                Ok(bytes) => {
-                    push_ok(out, &bytes);
-                    scratch = bytes;
+    let mut rest = input;
+    let used = |rest: &[u8]| input.len() - rest.len();
+    match op {
+        Op::Ends { ends } => {
+            for k in 0..count {
+                match postcard::take_from_bytes::<T>(rest) {
+                    Ok((_, r)) => {
+                        rest = r;
+                        ends.push(used(rest));
+                    }
+                    Err(_) => return (k, used(rest)),
                 }
-                Err(e) => push_err(
-                    out,
-                    &TaskError::Codec(format!("cannot encode the result: {e}")),
-                ),
             }
+            (count, used(rest))
         }
-        Err(e) => push_err(out, &e),
-    };
-    match exec {
-        Exec::Local(pool) => {
-            let results = local(pool, items).map_err(|e| e.to_string())?;
-            for r in results {
-                put(out, r);
+        Op::Run { out, deadline } => {
+            let mut scratch = Vec::new();
+            for k in 0..count {
+                let item = match postcard::take_from_bytes::<T>(rest) {
+                    Ok((item, r)) => {
+                        rest = r;
+                        item
+                    }
+                    Err(e) => {
+                        let e = TaskError::Codec(format!("cannot decode the item: {e}"));
+                        for _ in k..count {
+                            push_err(out, &e);
+                        }
+                        return (count, input.len());
+                    }
+                };
+                match catch_unwind(AssertUnwindSafe(|| f(item))) {
+                    Ok(v) => {
+                        scratch.clear();
+                        match postcard::to_extend(&v, std::mem::take(&mut scratch)) {
+                            Ok(bytes) => {
+                                push_ok(out, &bytes);
+                                scratch = bytes;
+                            }
+                            Err(e) => push_err(
+                                out,
+                                &TaskError::Codec(format!("cannot encode the result: {e}")),
+                            ),
+                        }
+                    }
+                    Err(payload) => {
+                        let msg = func::take_panic_message()
+                            .unwrap_or_else(|| crate::process::panic_message(&*payload));
+                        // Dropping the payload could panic again.
+                        std::mem::forget(payload);
+                        push_err(out, &TaskError::Panicked(msg));
+                    }
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return (k + 1, used(rest));
+                }
             }
-        }
-        Exec::Inline => {
-            for item in items {
-                let r = catch_unwind(AssertUnwindSafe(|| f(item))).map_err(|payload| {
-                    let msg = crate::pool::func::take_panic_message()
-                        .unwrap_or_else(|| crate::process::panic_message(&*payload));
-                    // Dropping the payload could panic again.
-                    std::mem::forget(payload);
-                    TaskError::Panicked(msg)
-                });
-                put(out, r);
-            }
+            (count, used(rest))
         }
     }
-    if let Some(msg) = bad {
-        for _ in decoded..count as usize {
-            push_err(out, &TaskError::Codec(msg.clone()));
-        }
-    }
-    Ok(())
 }
 
 /// The rank runner of `map`: items `T`, function `fn(T) -> R`.
-pub(crate) fn rank_map<T, R>(
-    exec: Exec<'_>,
-    func: u64,
-    input: &[u8],
-    count: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), String>
+pub(crate) fn rank_map<T, R>(func: u64, input: &[u8], count: u32, op: Op<'_>) -> (u32, usize)
 where
     T: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
@@ -126,42 +169,11 @@ where
     // HELLO), so the offset names the same function here; a fn pointer and
     // a usize have the same size.
     let f: fn(T) -> R = unsafe { std::mem::transmute::<usize, fn(T) -> R>(address_at(func)) };
-    run(
-        exec,
-        input,
-        count,
-        out,
-        |pool, items| pool.map_results(f, items),
-        f,
-    )
-}
-
-/// Calls the `fn(A, B) -> R` at offset `off` (the item of a local pool's
-/// `map` standing for one `starmap` pair).
-fn star2_shim<A, B, R>((off, a, b): (u64, A, B)) -> R {
-    // SAFETY: `rank_star2::<A, B, R>` made this item with the offset it got
-    // for an `fn(A, B) -> R` (see there); the local workers run the same
-    // executable.
-    let f: fn(A, B) -> R = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(address_at(off)) };
-    f(a, b)
-}
-
-/// Calls the `fn(A, B, C) -> R` at offset `off`.
-fn star3_shim<A, B, C, R>((off, a, b, c): (u64, A, B, C)) -> R {
-    // SAFETY: as in `star2_shim`, for `fn(A, B, C) -> R`.
-    let f: fn(A, B, C) -> R =
-        unsafe { std::mem::transmute::<usize, fn(A, B, C) -> R>(address_at(off)) };
-    f(a, b, c)
+    run(input, count, op, f)
 }
 
 /// The rank runner of `starmap` over pairs: `fn(A, B) -> R`.
-pub(crate) fn rank_star2<A, B, R>(
-    exec: Exec<'_>,
-    func: u64,
-    input: &[u8],
-    count: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), String>
+pub(crate) fn rank_star2<A, B, R>(func: u64, input: &[u8], count: u32, op: Op<'_>) -> (u32, usize)
 where
     A: Serialize + DeserializeOwned,
     B: Serialize + DeserializeOwned,
@@ -169,27 +181,16 @@ where
 {
     // SAFETY: as in `rank_map`, for `fn(A, B) -> R`.
     let f: fn(A, B) -> R = unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(address_at(func)) };
-    run(
-        exec,
-        input,
-        count,
-        out,
-        |pool, items: Vec<(A, B)>| {
-            let items = items.into_iter().map(|(a, b)| (func, a, b));
-            pool.map_results(star2_shim::<A, B, R>, items)
-        },
-        |(a, b)| f(a, b),
-    )
+    run(input, count, op, |(a, b)| f(a, b))
 }
 
 /// The rank runner of `starmap3` over triples: `fn(A, B, C) -> R`.
 pub(crate) fn rank_star3<A, B, C, R>(
-    exec: Exec<'_>,
     func: u64,
     input: &[u8],
     count: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), String>
+    op: Op<'_>,
+) -> (u32, usize)
 where
     A: Serialize + DeserializeOwned,
     B: Serialize + DeserializeOwned,
@@ -199,17 +200,7 @@ where
     // SAFETY: as in `rank_map`, for `fn(A, B, C) -> R`.
     let f: fn(A, B, C) -> R =
         unsafe { std::mem::transmute::<usize, fn(A, B, C) -> R>(address_at(func)) };
-    run(
-        exec,
-        input,
-        count,
-        out,
-        |pool, items: Vec<(A, B, C)>| {
-            let items = items.into_iter().map(|(a, b, c)| (func, a, b, c));
-            pool.map_results(star3_shim::<A, B, C, R>, items)
-        },
-        |(a, b, c)| f(a, b, c),
-    )
+    run(input, count, op, |(a, b, c)| f(a, b, c))
 }
 
 /// Identifies the executable this process runs: its size and a hash of
@@ -227,7 +218,7 @@ pub(crate) fn fingerprint() -> u64 {
             h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
         }
     };
-    let marker = crate::pool::func::offset_of(rank_map::<u64, u64> as RankRunner as usize);
+    let marker = func::offset_of(rank_map::<u64, u64> as RankRunner as usize);
     eat(&marker.to_le_bytes());
     if let Ok(mut f) = std::fs::File::open("/proc/self/exe") {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -260,7 +251,7 @@ mod tests {
 
     #[test]
     fn inline_runner_through_offsets() {
-        let runner: RankRunner = rank_star2::<u32, u32, u32>;
+        let runner: RankRunner = Runners::star2::<u32, u32, u32>().rank;
         // SAFETY: the offset was just taken from a `RankRunner`.
         let again: RankRunner = unsafe {
             std::mem::transmute::<usize, RankRunner>(address_at(offset_of(runner as usize)))
@@ -269,16 +260,34 @@ mod tests {
         for p in [(1u32, 2u32), (13, 0), (40, 2)] {
             input = postcard::to_extend(&p, input).unwrap();
         }
+        let good = input.len();
         // A fourth item that does not decode.
         input.extend_from_slice(&[0xff; 6]);
         let mut out = Vec::new();
         let func = offset_of(add as fn(u32, u32) -> u32 as usize);
-        again(Exec::Inline, func, &input, 4, &mut out).unwrap();
+        let run = Op::Run {
+            out: &mut out,
+            deadline: None,
+        };
+        assert_eq!(again(func, &input, 4, run), (4, input.len()));
         let got = read_outcomes(&out, 4).unwrap();
         assert_eq!(got[0], Ok(postcard::to_allocvec(&3u32).unwrap()));
         assert!(matches!(&got[1], Err(TaskError::Panicked(m)) if m.contains("unlucky")));
         assert_eq!(got[2], Ok(postcard::to_allocvec(&42u32).unwrap()));
         assert!(matches!(&got[3], Err(TaskError::Codec(_))));
+        // A deadline already past: one item, then the rank stops.
+        let mut out = Vec::new();
+        let run = Op::Run {
+            out: &mut out,
+            deadline: Some(Instant::now()),
+        };
+        assert_eq!(again(func, &input, 4, run), (1, 2));
+        assert_eq!(read_outcomes(&out, 1).unwrap().len(), 1);
+        // The item ends, up to the one that does not decode.
+        let mut ends = Vec::new();
+        let (n, used) = again(func, &input, 4, Op::Ends { ends: &mut ends });
+        assert_eq!((n, used), (3, good));
+        assert_eq!(ends, vec![2, 4, good]);
         assert_eq!(fingerprint(), fingerprint());
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! master -> rank   TASK    job u64 | chunk u64 | first u64 | count u32 | 0 u32
-//!                          | runner u64 | func u64 | items (postcard, back to back)
+//!                          | runner u64 | func u64 | local runner u64
+//!                          | items (postcard, back to back)
 //!                  STOP    (empty): finish the chunks held, then say BYE
 //!                  ABORT   (empty): drop the chunks held, then say BYE
 //! rank -> master   HELLO   status u32 | capacity u32 | local workers u32 | pid u32
@@ -47,7 +48,7 @@ mod outcome {
 }
 
 /// Bytes of a TASK header.
-pub(crate) const TASK_HEAD: usize = 48;
+pub(crate) const TASK_HEAD: usize = 56;
 /// Bytes of a RESULT header.
 pub(crate) const RESULT_HEAD: usize = 32;
 /// Bytes of a HELLO header.
@@ -110,6 +111,9 @@ pub(crate) struct TaskHead {
     pub(crate) runner: u64,
     /// Offset of the user's function from the anchor.
     pub(crate) func: u64,
+    /// Offset of the local pool's runner (`pool::func::Runner`) of the
+    /// same types: a rank hands the items to its local pool as they are.
+    pub(crate) local_runner: u64,
 }
 
 impl TaskHead {
@@ -122,6 +126,7 @@ impl TaskHead {
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&self.runner.to_le_bytes());
         out.extend_from_slice(&self.func.to_le_bytes());
+        out.extend_from_slice(&self.local_runner.to_le_bytes());
     }
 
     /// Splits a TASK message into its header and items.
@@ -134,6 +139,7 @@ impl TaskHead {
         let _ = r.u32()?;
         let runner = r.u64()?;
         let func = r.u64()?;
+        let local_runner = r.u64()?;
         Ok((
             TaskHead {
                 job,
@@ -142,6 +148,7 @@ impl TaskHead {
                 count,
                 runner,
                 func,
+                local_runner,
             },
             r.0,
         ))
@@ -343,6 +350,7 @@ mod tests {
             count: 4,
             runner: 0xdead,
             func: u64::MAX - 1,
+            local_runner: 77,
         };
         let mut msg = Vec::new();
         head.write(&mut msg);

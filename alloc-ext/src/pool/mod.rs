@@ -106,6 +106,8 @@
 //! | `close`, `join`, `terminate` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`] (and `Drop`) |
 
 mod chunking;
+#[cfg(feature = "mpi")]
+mod encoded;
 mod error;
 pub(crate) mod func;
 mod layout;

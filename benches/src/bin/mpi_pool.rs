@@ -3,7 +3,9 @@
 //! (chunksize 1, 64, and the default) and the wall time of 256 PEP 371
 //! prime sums, for
 //!
-//! - `pool`: `multiproc::mpi::Pool` with its local pools (the default);
+//! - `pool`: `multiproc::mpi::Pool` with its local pools (the default:
+//!   cheap chunks run in the ranks, measured, the others on the local
+//!   pools);
 //! - `pool-inline`: the same with `local_workers(0)` (ranks run tasks
 //!   themselves, as mpi4py's workers);
 //! - `bare`: a bare rsmpi master/worker loop (the practical limit: plain
@@ -79,7 +81,7 @@ fn pool(inline: bool) {
         pool.ranks().len(),
         pool.workers()
     );
-    let n1 = if inline { 300_000 } else { 20_000 };
+    let n1 = 300_000;
     measures(mode, n1, |f, items, cs| match cs {
         Some(c) => pool.chunksize(c).map(f, items),
         None => pool.map(f, items),

@@ -13,7 +13,12 @@
 //!   Pool's results; `imap`, `starmap`, `starmap3`, `apply_async`,
 //!   `map_async`, chunksizes; serde items (strings, vectors, structs); a
 //!   panicking task fails alone.
+//!   Cheap tasks run in the ranks themselves (the inline budget), slow ones
+//!   on their local pools.
 //! - `inline`: the same calls with ranks that run tasks themselves.
+//! - `shipped`: the same calls with every task on the ranks' local pools
+//!   (`inline_below(0)`), which get the chunks' bytes as they are, cut to
+//!   a small `max_message`; an item larger than that fails alone.
 //! - `lost-fail`: a local worker SIGKILLed inside a rank fails only its
 //!   task (`WorkerLost`, signal 9); the rank goes on.
 //! - `lost-retry`: the same with `LostTasks::Retry(1)`: the item runs
@@ -99,6 +104,11 @@ fn doomed(x: u32) -> u32 {
         }
     }
     x * 10
+}
+
+fn nap(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(1));
+    x ^ 0x55
 }
 
 fn slow(x: u64) -> u64 {
@@ -244,6 +254,13 @@ fn calls(pool: &Pool) -> Result<(), String> {
         ),
         "map returns the first failure",
     )?;
+    // Slow tasks: the first item of a chunk measures them in the rank, the
+    // rest goes to the local pool, cut for its idle workers.
+    let got = pool.chunksize(16).map(nap, 0..128u64).map_err(e)?;
+    check(
+        got == (0..128u64).map(|x| x ^ 0x55).collect::<Vec<_>>(),
+        "slow tasks through the local pools",
+    )?;
     let empty: Vec<u64> = pool.map(mix, Vec::new()).map_err(e)?;
     check(empty.is_empty(), "empty map")?;
     Ok(())
@@ -317,8 +334,13 @@ fn scenario(name: &str) -> Result<(), String> {
     let builder = Pool::builder();
     let builder = match name {
         "inline" => builder.local_workers(0),
-        "lost-retry" => builder.local_workers(2).lost_tasks(LostTasks::Retry(1)),
-        "lost-fail" => builder.local_workers(2),
+        "shipped" => builder.inline_below(Duration::ZERO).max_message(4096),
+        // The doomed task must run in a local worker, not in the rank.
+        "lost-retry" => builder
+            .local_workers(2)
+            .inline_below(Duration::ZERO)
+            .lost_tasks(LostTasks::Retry(1)),
+        "lost-fail" => builder.local_workers(2).inline_below(Duration::ZERO),
         _ => builder,
     };
     let mut pool = builder.build().map_err(|e| e.to_string())?;
@@ -326,6 +348,16 @@ fn scenario(name: &str) -> Result<(), String> {
     println!("ranks: {:?}", pool.ranks());
     match name {
         "basic" | "inline" => calls(&pool)?,
+        "shipped" => {
+            calls(&pool)?;
+            let r = pool
+                .map_results(|v: Vec<u8>| v.len(), vec![vec![7u8; 10_000], vec![1]])
+                .map_err(|e| e.to_string())?;
+            check(
+                matches!(r[0], Err(TaskError::ItemTooLarge { .. })) && r[1] == Ok(1),
+                &format!("a too large item fails alone: {r:?}"),
+            )?;
+        }
         "lost-fail" => lost(&pool, false)?,
         "lost-retry" => lost(&pool, true)?,
         "kill-rank" => kill_rank(&pool)?,
@@ -489,7 +521,7 @@ fn run_launch(l: &Launch, watchdog: Duration) -> Result<(), String> {
 fn harness() -> ExitCode {
     let mut launches = Vec::new();
     for np in [2, 3] {
-        for scenario in ["basic", "inline", "lost-fail", "lost-retry"] {
+        for scenario in ["basic", "inline", "shipped", "lost-fail", "lost-retry"] {
             launches.push(Launch {
                 np,
                 scenario,
