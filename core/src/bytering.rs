@@ -133,6 +133,7 @@ use core::ptr;
 use core::time::Duration;
 
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
+use crate::ring::LIVENESS_SLICE;
 use crate::role::{Holder, RoleTaken, RoleWord};
 use crate::sync::{AtomicU64, Ordering};
 use crate::time::Deadline;
@@ -147,9 +148,6 @@ pub const HEADER_LEN: u64 = 8;
 
 /// The smallest capacity a ring may have.
 pub const MIN_CAPACITY: u64 = 64;
-
-/// How long a blocked call sleeps before it checks the peer's liveness.
-const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
 /// Under loom, data bytes are tracked per 8-byte word by this many cells, so
 /// rings of at most `8 * TRACK_WORDS` bytes are allowed there.

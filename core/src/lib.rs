@@ -76,6 +76,7 @@ pub mod msgqueue;
 pub mod mutex;
 pub mod peers;
 pub mod region;
+mod ring;
 pub mod role;
 pub mod semaphore;
 pub mod spsc;

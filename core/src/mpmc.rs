@@ -215,13 +215,13 @@ use core::time::Duration;
 
 use bytemuck::Pod;
 
-pub use crate::spsc::{PopError, PushError};
+pub use crate::ring::{PopError, PushError};
 
 use crate::identity::Identity;
 use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
-use crate::spsc::{nap, IndexLine, FIRST_NAP, GRACE_POLLS, LIVENESS_SLICE};
+use crate::ring::{nap, IndexLine, LIVENESS_SLICE};
 use crate::sync::{
     current_identity, pid_alive, spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell,
 };
@@ -233,6 +233,14 @@ pub(crate) const CLOSED: u64 = 1 << 63;
 /// The nap length from which a blocked call, finding the slot it waits on
 /// still owned, asks whether the owner process lives (a read of `/proc`).
 pub(crate) const OWNER_CHECK_NAP: Duration = Duration::from_micros(800);
+/// How many times a freshly blocked handle polls (with
+/// spin hints, about a microsecond in all) before its first nap, whatever
+/// its [`Spin`]. None under loom, whose notifiers are exact.
+pub(crate) const GRACE_POLLS: u32 = if cfg!(multiproc_loom) { 0 } else { 32 };
+
+/// The first nap of a blocked handle. Naps double up to
+/// [`LIVENESS_SLICE`]; a notification ends them early.
+pub(crate) const FIRST_NAP: Duration = Duration::from_micros(50);
 /// `mask` value meaning "capacity is not a power of two: divide".
 const NOT_POW2: u64 = u64::MAX;
 
@@ -2188,9 +2196,9 @@ mod tests {
             InitError::InvalidCapacity { capacity: 0 }
         );
         assert_eq!(
-            MpmcRing::<u64>::create(r, crate::spsc::MAX_CAPACITY + 1).unwrap_err(),
+            MpmcRing::<u64>::create(r, MAX_CAPACITY + 1).unwrap_err(),
             InitError::InvalidCapacity {
-                capacity: crate::spsc::MAX_CAPACITY + 1
+                capacity: MAX_CAPACITY + 1
             }
         );
     }

@@ -163,119 +163,22 @@ use bytemuck::Pod;
 use crate::region::{
     AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec, REGION_ALIGN,
 };
+use crate::ring::{nap, IndexLine, LIVENESS_SLICE};
+pub use crate::ring::{PopError, PushError};
 use crate::role::{Claimed, Holder, RoleTaken, RoleWord};
-use crate::sync::{spin_loop, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{spin_loop, AtomicU32, Ordering, UnsafeCell};
 use crate::time::Deadline;
-use crate::wait::{EventCount, Spin, WaitKey};
+use crate::wait::{EventCount, Spin};
 
 /// The largest capacity the rings accept (2^62 slots): far beyond any
 /// memory, and it keeps every index sum below 2^63.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 62;
-
-/// The longest nap of a blocked call; a blocked SPSC handle checks that its
-/// peer is alive this often.
-pub(crate) const LIVENESS_SLICE: Duration = Duration::from_millis(20);
 
 /// Whether `capacity` is one the rings accept.
 #[inline]
 pub(crate) fn valid_capacity(capacity: u64) -> bool {
     (1..=MAX_CAPACITY).contains(&capacity)
 }
-
-// ---------------------------------------------------------------------------
-// Errors (shared with `mpmc`)
-// ---------------------------------------------------------------------------
-
-/// Why a push did not happen; the value is handed back.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc_core::spsc::PushError;
-/// let e = PushError::Full(7u32);
-/// assert_eq!(format!("{e:?}"), "Full(..)");
-/// assert_eq!(e.to_string(), "ring is full");
-/// assert_eq!(e.into_inner(), 7);
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum PushError<T> {
-    /// The ring is full (for a timed push: it stayed full until the
-    /// deadline).
-    Full(T),
-    /// The other side is gone (SPSC: the consumer released its role or
-    /// died) or the ring is closed (MPMC).
-    Disconnected(T),
-    /// The shared indices are impossible: the memory was overwritten by
-    /// something other than this ring's code. Nothing was written.
-    Corrupt(T),
-}
-
-impl<T> PushError<T> {
-    /// The value that was not pushed.
-    pub fn into_inner(self) -> T {
-        match self {
-            PushError::Full(v) | PushError::Disconnected(v) | PushError::Corrupt(v) => v,
-        }
-    }
-
-    /// Whether this is [`PushError::Full`].
-    pub fn is_full(&self) -> bool {
-        matches!(self, PushError::Full(_))
-    }
-
-    /// Whether this is [`PushError::Disconnected`].
-    pub fn is_disconnected(&self) -> bool {
-        matches!(self, PushError::Disconnected(_))
-    }
-}
-
-impl<T> fmt::Debug for PushError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PushError::Full(_) => "Full(..)",
-            PushError::Disconnected(_) => "Disconnected(..)",
-            PushError::Corrupt(_) => "Corrupt(..)",
-        })
-    }
-}
-
-impl<T> fmt::Display for PushError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PushError::Full(_) => "ring is full",
-            PushError::Disconnected(_) => "ring is disconnected",
-            PushError::Corrupt(_) => "ring indices are corrupt",
-        })
-    }
-}
-
-impl<T> core::error::Error for PushError<T> {}
-
-/// Why a pop returned no value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PopError {
-    /// The ring is empty (for a timed pop: it stayed empty until the
-    /// deadline).
-    Empty,
-    /// The ring is empty and will stay so: the producer is gone (SPSC) or
-    /// the ring is closed (MPMC). Everything published was popped first.
-    Disconnected,
-    /// The shared indices are impossible: the memory was overwritten by
-    /// something other than this ring's code. Nothing was read.
-    Corrupt,
-}
-
-impl fmt::Display for PopError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PopError::Empty => "ring is empty",
-            PopError::Disconnected => "ring is disconnected",
-            PopError::Corrupt => "ring indices are corrupt",
-        })
-    }
-}
-
-impl core::error::Error for PopError {}
 
 /// Why a push cannot proceed, before a value is attached to the error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,30 +202,6 @@ impl Stop {
 // ---------------------------------------------------------------------------
 // Shared layout
 // ---------------------------------------------------------------------------
-
-/// A 64-bit index alone on a 128-byte line, so the side that writes it does
-/// not slow down the side that writes the other one.
-#[repr(C, align(128))]
-#[derive(Debug)]
-pub(crate) struct IndexLine {
-    pub(crate) pos: AtomicU64,
-}
-
-impl IndexLine {
-    pub(crate) fn new(v: u64) -> Self {
-        Self {
-            pos: AtomicU64::new(v),
-        }
-    }
-}
-
-#[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(IndexLine, [u8; 128]);
-static_assertions::const_assert_eq!(align_of::<IndexLine>(), 128);
-
-// SAFETY: repr(C) over one atomic u64 (valid for every bit pattern, no
-// pointers), padded to 128 bytes; size and alignment pinned above.
-unsafe impl ShmSafe for IndexLine {}
 
 /// The line both sides read on every operation (the bells' request words)
 /// and write only around sleeps and role changes.
@@ -408,15 +287,6 @@ unsafe impl<T: Pod> ShmSafe for Slot<T> {}
 // Waking: the bell
 // ---------------------------------------------------------------------------
 
-/// How many times a freshly blocked handle of the MPMC ring polls (with
-/// spin hints, about a microsecond in all) before its first nap, whatever
-/// its [`Spin`]. None under loom, whose notifiers are exact.
-pub(crate) const GRACE_POLLS: u32 = if cfg!(multiproc_loom) { 0 } else { 32 };
-
-/// The first nap of a blocked handle of the MPMC ring. Naps double up to
-/// [`LIVENESS_SLICE`]; a notification ends them early.
-pub(crate) const FIRST_NAP: Duration = Duration::from_micros(50);
-
 /// How many times a blocked SPSC handle polls (with spin hints) between
 /// raising its flag and its first nap: long enough for a store that a
 /// ringer on another CPU made in the same instant to drain from its store
@@ -480,16 +350,6 @@ impl Bell {
         // Relaxed: as in `block_on`.
         self.asleep.store(0, Ordering::Relaxed);
     }
-}
-
-/// Sleeps on `ec` until `until` or a notification: a nap that ends on its
-/// own if nobody notifies.
-///
-/// Under loom the clock is frozen and the wait ends only by a notification;
-/// the model's notifiers are exact (see [`Bell::ring`]), so that is what
-/// it checks.
-pub(crate) fn nap(ec: &EventCount, key: WaitKey, until: Deadline) {
-    let _ = ec.wait(key, Some(until));
 }
 
 /// How a blocking wait ended.
@@ -2195,7 +2055,8 @@ mod tests {
         tx.try_push(1).unwrap();
         assert_eq!(rx.try_pop(), Ok(1));
         // SAFETY: test-only hostile write through the atomic's address.
-        unsafe { &*(mem_ptr.add(TAIL) as *const AtomicU64) }.store(1000, Ordering::Relaxed);
+        unsafe { &*(mem_ptr.add(TAIL) as *const crate::sync::AtomicU64) }
+            .store(1000, Ordering::Relaxed);
         assert_eq!(rx.try_pop(), Err(PopError::Corrupt));
     }
 
