@@ -114,7 +114,7 @@ use crate::time::Deadline;
 use crate::wait::Spin;
 
 #[cfg(all(test, multiproc_loom))]
-mod loom_tests;
+mod loom;
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests;
 

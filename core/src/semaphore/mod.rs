@@ -120,7 +120,7 @@ use crate::wait::{EventCount, Spin};
 mod tests;
 
 #[cfg(all(test, multiproc_loom))]
-mod loom_tests;
+mod loom;
 
 /// The largest count a semaphore may hold (`u32::MAX / 2`): a release that
 /// would go past it fails with [`SemaphoreError::Overflow`].
