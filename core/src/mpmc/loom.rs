@@ -1,5 +1,8 @@
 extern crate std;
+use super::blocking::*;
+use super::slot::*;
 use super::*;
+use crate::identity::Identity;
 use crate::spsc::test_mem::leak;
 use ::loom::thread;
 use std::vec::Vec;

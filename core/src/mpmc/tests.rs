@@ -1,5 +1,8 @@
 extern crate std;
+use super::blocking::*;
+use super::slot::*;
 use super::*;
+use crate::identity::Identity;
 use crate::spsc::test_mem::{buf, bytes};
 use std::vec::Vec;
 

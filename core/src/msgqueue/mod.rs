@@ -104,9 +104,10 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use crate::mpmc::{
-    block_on, busy, clear_dead_owner, free_stamp, full_stamp, sleepers, stamp, stamp_diff,
-    valid_capacity, wake, Miss, MpmcBody, Poll, Stuck, Taken, BUSY, CLOSED, SKIPPED,
+use crate::mpmc::blocking::{block_on, sleepers, wake, Miss, Poll, Stuck, Taken};
+use crate::mpmc::slot::{
+    busy, clear_dead_owner, free_stamp, full_stamp, stamp, stamp_diff, valid_capacity, MpmcBody,
+    BUSY, CLOSED, SKIPPED,
 };
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
 use crate::sync::{current_identity, AtomicU64, Ordering, UnsafeCell};
