@@ -1,6 +1,7 @@
 extern crate std;
 use super::test_mem::{buf, bytes};
 use super::*;
+use core::time::Duration;
 use std::format;
 use std::vec::Vec;
 
