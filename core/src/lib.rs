@@ -62,6 +62,8 @@
 #[cfg(any(test, multiproc_loom))]
 extern crate std;
 
+#[cfg(all(test, not(multiproc_loom)))]
+mod attach_tests;
 pub(crate) mod sync;
 mod sys;
 

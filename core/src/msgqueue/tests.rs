@@ -1,7 +1,6 @@
 extern crate std;
 
 use super::*;
-use crate::mpmc::MpmcRing;
 use crate::spsc::test_mem::{buf, bytes, Line};
 use std::boxed::Box;
 use std::format;
@@ -218,16 +217,6 @@ fn attach_validates_kind_tag_and_config() {
     assert!(matches!(
         MsgQueue::attach_tagged(region(), 77),
         Err(AttachError::CorruptCapacity { .. })
-    ));
-    // Another kind of region.
-    let mut m = buf(MpmcRing::<u64>::memory_size(4).unwrap());
-    MpmcRing::<u64>::create(Region::from_mut_slice(bytes(&mut m)), 4).unwrap();
-    assert!(matches!(
-        MsgQueue::attach(Region::from_mut_slice(bytes(&mut m))),
-        Err(AttachError::KindMismatch {
-            found: 2,
-            expected: Kind::MsgQueue
-        })
     ));
 }
 

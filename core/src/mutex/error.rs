@@ -2,9 +2,9 @@
 
 use core::fmt;
 
-use super::{OWNER_DIED_BIT, PID_MASK};
 #[cfg(doc)]
 use super::{Mutex, MutexGuard};
+use super::{OWNER_DIED_BIT, PID_MASK};
 
 /// Why a lock is poisoned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

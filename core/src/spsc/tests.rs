@@ -417,10 +417,6 @@ fn attach_validates() {
         SpscRing::<u32>::attach_tagged(r, 77).unwrap_err(),
         AttachError::TypeMismatch { .. }
     ));
-    assert!(matches!(
-        crate::mpmc::MpmcRing::<u64>::attach_tagged(r, 77).unwrap_err(),
-        AttachError::KindMismatch { .. }
-    ));
     assert_eq!(
         SpscRing::<u64>::create(r, 10).unwrap_err(),
         InitError::AlreadyInitialized

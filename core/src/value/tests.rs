@@ -89,10 +89,6 @@ fn value_attach_checks_kind_and_type() {
         Err(AttachError::TypeMismatch { .. })
     ));
     assert!(matches!(
-        Mutex::<u64>::attach(r),
-        Err(AttachError::KindMismatch { found: 9, .. })
-    ));
-    assert!(matches!(
         AtomicValue::<u64>::attach(r),
         Err(AttachError::KindMismatch { found: 9, .. })
     ));
