@@ -256,7 +256,12 @@ impl Futex {
     pub(crate) fn wait(&self, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
         #[cfg(not(multiproc_loom))]
         {
-            crate::sys::futex_wait(self.0 .0.as_ptr(), expected, deadline)
+            let deadline_ns = deadline.map(Deadline::as_monotonic_nanos);
+            if crate::sys::futex_wait(self.0 .0.as_ptr(), expected, deadline_ns) {
+                WaitOutcome::TimedOut
+            } else {
+                WaitOutcome::Woken
+            }
         }
         #[cfg(multiproc_loom)]
         {
