@@ -235,15 +235,6 @@ pub(crate) fn pid_namespace() -> Option<u64> {
     Some(ino)
 }
 
-/// Whether `pid` names a running process. A zombie (dead but not reaped) is
-/// dead here: it will never unlock anything.
-///
-/// Reads the state letter from `/proc/<pid>/stat`; without `/proc`, falls
-/// back to `kill(pid, 0)`, which cannot tell zombies apart.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    pid_start_ticks(pid).is_some()
-}
-
 /// What [`read_stat`] found.
 struct Stat {
     /// The state letter, if the line could be parsed.
@@ -389,11 +380,11 @@ mod tests {
 
     #[test]
     fn self_is_alive_and_nonsense_is_dead() {
-        assert!(pid_alive(current_pid()));
-        assert!(!pid_alive(0));
-        assert!(!pid_alive(u32::MAX));
+        assert!(pid_start_ticks(current_pid()).is_some());
+        assert!(pid_start_ticks(0).is_none());
+        assert!(pid_start_ticks(u32::MAX).is_none());
         // pid_max is at most 2^22 on Linux.
-        assert!(!pid_alive((1 << 22) + 7));
+        assert!(pid_start_ticks((1 << 22) + 7).is_none());
     }
 
     #[test]

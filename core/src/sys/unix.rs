@@ -52,7 +52,9 @@ pub(crate) fn current_pid() -> u32 {
     unsafe { libc::getpid() as u32 }
 }
 
-pub(crate) fn pid_alive(pid: u32) -> bool {
+/// `kill(pid, 0)`: whether `pid` exists (a zombie does too: this platform
+/// has no portable way to tell).
+fn pid_exists(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
         return false;
     }
@@ -68,7 +70,7 @@ pub(crate) fn current_start_ticks() -> Option<u64> {
 }
 
 pub(crate) fn pid_start_ticks(pid: u32) -> Option<Option<u64>> {
-    pid_alive(pid).then_some(None)
+    pid_exists(pid).then_some(None)
 }
 
 pub(crate) fn pid_namespace() -> Option<u64> {
