@@ -63,7 +63,7 @@ fn cases() -> [Case; 13] {
 fn every_kind_refuses_every_other_kinds_region() {
     let cases = cases();
     for made in &cases {
-        let mut b = buf(128);
+        let mut b = buf(16 * 1024);
         let r = Region::from_mut_slice(bytes(&mut b));
         (made.create)(r);
         assert_eq!(

@@ -1,22 +1,11 @@
 extern crate std;
 use super::*;
 use ::loom::thread;
-use std::boxed::Box;
 use std::vec;
-
-#[repr(C, align(128))]
-#[derive(Clone, Copy)]
-struct Line([u8; 128]);
 
 /// A ring in leaked memory, so threads can own its handles.
 fn ring(capacity: u64, max_frame: u64) -> ByteRing<'static> {
-    let size = ByteRing::memory_size(capacity).unwrap();
-    let lines: &'static mut [Line] =
-        Box::leak(vec![Line([0; 128]); size.div_ceil(128)].into_boxed_slice());
-    // SAFETY: Line is 128 plain bytes with no padding.
-    let mem = unsafe {
-        core::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), lines.len() * 128)
-    };
+    let mem = crate::test_util::leak(ByteRing::memory_size(capacity).unwrap());
     ByteRing::create(Region::from_mut_slice(mem), capacity, max_frame).unwrap()
 }
 

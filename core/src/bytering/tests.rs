@@ -1,21 +1,12 @@
 extern crate std;
 use super::*;
+use crate::test_util::{buf, bytes, Line};
 use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 
-#[repr(C, align(128))]
-#[derive(Clone, Copy)]
-struct Line([u8; 128]);
-
 fn mem(capacity: u64) -> Vec<Line> {
-    let size = ByteRing::memory_size(capacity).unwrap();
-    vec![Line([0; 128]); size.div_ceil(128)]
-}
-
-fn bytes(b: &mut [Line]) -> &mut [u8] {
-    // SAFETY: Line is 128 plain bytes with no padding.
-    unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), b.len() * 128) }
+    buf(ByteRing::memory_size(capacity).unwrap())
 }
 
 /// A tiny xorshift PRNG.

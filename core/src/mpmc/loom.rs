@@ -3,7 +3,7 @@ use super::blocking::*;
 use super::slot::*;
 use super::*;
 use crate::identity::Identity;
-use crate::spsc::test_mem::leak;
+use crate::test_util::leak;
 use ::loom::thread;
 use std::vec::Vec;
 

@@ -3,7 +3,7 @@ use super::blocking::*;
 use super::slot::*;
 use super::*;
 use crate::identity::Identity;
-use crate::spsc::test_mem::{buf, bytes};
+use crate::test_util::{buf, bytes};
 use std::vec::Vec;
 
 fn with_ring<T: Pod, R>(cap: u64, f: impl FnOnce(MpmcRing<'_, T>) -> R) -> R {

@@ -5,7 +5,7 @@
 extern crate std;
 
 use super::*;
-use crate::spsc::test_mem::leak;
+use crate::test_util::leak;
 use ::loom::thread;
 use std::vec::Vec;
 

@@ -1,13 +1,12 @@
 extern crate std;
 
 use super::*;
-use crate::spsc::test_mem::{buf, bytes, Line};
-use std::boxed::Box;
+use crate::test_util::{buf, bytes, Line};
 use std::format;
 use std::vec;
 use std::vec::Vec;
 
-fn mem(cap: u64, max: u64) -> Box<[Line]> {
+fn mem(cap: u64, max: u64) -> Vec<Line> {
     buf(MsgQueue::memory_size(cap, max).unwrap())
 }
 

@@ -1,28 +1,11 @@
 extern crate std;
 use super::*;
+use crate::test_util::{buf, region};
 use std::format;
 use std::thread;
-use std::vec;
-use std::vec::Vec;
 
 /// A pid no process can have: Linux's pid_max is at most 2^22.
 pub(crate) const DEAD_PID: u32 = (1 << 22) + 5;
-
-/// 128-aligned heap memory.
-#[repr(C, align(128))]
-#[derive(Clone, Copy)]
-pub(crate) struct Line([u8; 128]);
-
-pub(crate) fn buf(bytes: usize) -> Vec<Line> {
-    vec![Line([0; 128]); bytes.div_ceil(128)]
-}
-
-pub(crate) fn region(b: &mut [Line]) -> Region<'_> {
-    // SAFETY: Line is 128 plain bytes with no padding.
-    let bytes =
-        unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), b.len() * 128) };
-    Region::from_mut_slice(bytes)
-}
 
 /// Makes `m` look held by a process that died holding it.
 pub(crate) fn kill_owner(m: &RawMutex, waiters: bool) {

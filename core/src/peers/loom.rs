@@ -1,6 +1,6 @@
 use super::*;
-use crate::spsc::test_mem::leak;
 use crate::sync::loom_die;
+use crate::test_util::leak;
 use ::loom::thread;
 
 fn table(slots: u64) -> Peers<'static> {

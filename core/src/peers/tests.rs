@@ -1,13 +1,13 @@
 extern crate std;
 use super::*;
-use crate::spsc::test_mem::{buf, bytes};
+use crate::test_util::{buf, bytes};
 
 /// An identity no process has (its pid is above every pid_max).
 fn dead(n: u32) -> Identity {
     Identity::new((1 << 22) - n, Some(5)).unwrap()
 }
 
-fn table(b: &mut [crate::spsc::test_mem::Line], slots: u64) -> Peers<'_> {
+fn table(b: &mut [crate::test_util::Line], slots: u64) -> Peers<'_> {
     Peers::create(Region::from_mut_slice(bytes(b)), slots).unwrap()
 }
 

@@ -18,7 +18,7 @@ fn open(r: Region<'_>) -> Result<Parts<'_, u64, u64>, AttachError> {
 
 #[test]
 fn elements_are_not_written_in_a_region_marked_zeroed() {
-    let mut b = buf(8);
+    let mut b = buf(1024);
     let mem = bytes(&mut b);
     let elems = Layout::of::<u64, u64>(4).unwrap().array;
     // Mark the elements' bytes to see whether they are written (the
@@ -34,7 +34,7 @@ fn elements_are_not_written_in_a_region_marked_zeroed() {
     let p = Parts::<u64, u64>::create_zeroed_elems(zeroed, spec(4), || 0, |_| 0).unwrap();
     assert_eq!(*p.elem(3), 0xabab_abab_abab_abab, "skipped");
     // Unmarked, every element is written.
-    let mut b = buf(8);
+    let mut b = buf(1024);
     let mem = bytes(&mut b);
     mem[elems..elems + 32].fill(0xab);
     let r = Region::from_mut_slice(mem);
@@ -44,7 +44,7 @@ fn elements_are_not_written_in_a_region_marked_zeroed() {
 
 #[test]
 fn split_off_stays_inside() {
-    let mut b = buf(2);
+    let mut b = buf(256);
     let r = Region::from_mut_slice(bytes(&mut b));
     let len = r.len();
     assert_eq!(r.split_off(len).unwrap().len(), 0);
@@ -56,7 +56,7 @@ fn split_off_stays_inside() {
 
 #[test]
 fn create_then_open_round_trips() {
-    let mut b = buf(4);
+    let mut b = buf(512);
     let r = Region::from_mut_slice(bytes(&mut b));
     let p = Parts::<u64, u64>::create(r, spec(10), || 7, |i| i as u64).unwrap();
     assert_eq!(*p.body, 7);
@@ -69,7 +69,7 @@ fn create_then_open_round_trips() {
 
 #[test]
 fn create_twice_is_refused() {
-    let mut b = buf(4);
+    let mut b = buf(512);
     let r = Region::from_mut_slice(bytes(&mut b));
     Parts::<u64, u64>::create(r, spec(1), || 0, |_| 0).unwrap();
     assert_eq!(
@@ -80,7 +80,7 @@ fn create_twice_is_refused() {
 
 #[test]
 fn create_rejects_small_and_misaligned() {
-    let mut b = buf(2);
+    let mut b = buf(256);
     let all = bytes(&mut b);
     let r = Region::from_mut_slice(&mut all[..200]);
     assert!(matches!(
@@ -101,7 +101,7 @@ fn create_rejects_small_and_misaligned() {
 
 #[test]
 fn open_reports_every_header_error() {
-    let mut b = buf(4);
+    let mut b = buf(512);
     let all = bytes(&mut b);
     {
         let r = Region::from_mut_slice(&mut all[..64]);
@@ -141,7 +141,7 @@ fn open_reports_every_header_error() {
     }
     // Corrupt individual fields.
     let corrupt = |all: &mut [u8], off: usize, val: &[u8]| {
-        let mut copy = buf(4);
+        let mut copy = buf(512);
         let c = bytes(&mut copy);
         c.copy_from_slice(all);
         c[off..off + val.len()].copy_from_slice(val);
@@ -167,7 +167,7 @@ fn open_reports_every_header_error() {
         AttachError::CorruptState { found: 77 }
     ));
     // total size and capacity both claim more than the memory holds.
-    let mut copy = buf(4);
+    let mut copy = buf(512);
     let c = bytes(&mut copy);
     c.copy_from_slice(all);
     c[40..48].copy_from_slice(&100u64.to_le_bytes());
@@ -181,7 +181,7 @@ fn open_reports_every_header_error() {
 
 #[test]
 fn attach_from_another_pid_namespace_is_refused() {
-    let mut b = buf(4);
+    let mut b = buf(512);
     let all = bytes(&mut b);
     let r = Region::from_mut_slice(&mut *all);
     let p = Parts::<u64, u64>::create(r, spec(1), || 0, |_| 0).unwrap();

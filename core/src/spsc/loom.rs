@@ -1,5 +1,5 @@
-use super::test_mem::leak;
 use super::*;
+use crate::test_util::leak;
 use ::loom::thread;
 
 fn ring(cap: u64) -> SpscRing<'static, u64> {

@@ -648,36 +648,6 @@ impl<'a, T: Pod> SpscRing<'a, T> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_mem {
-    //! 128-aligned heap memory for tests.
-    extern crate std;
-    use std::boxed::Box;
-    use std::vec;
-
-    /// 128-aligned chunk of a test buffer.
-    #[repr(C, align(128))]
-    #[derive(Clone, Copy)]
-    pub(crate) struct Line(pub(crate) [u8; 128]);
-
-    /// A zeroed, 128-aligned buffer of at least `bytes` bytes.
-    pub(crate) fn buf(bytes: usize) -> Box<[Line]> {
-        vec![Line([0; 128]); bytes.div_ceil(128).max(1)].into_boxed_slice()
-    }
-
-    /// The buffer as bytes.
-    pub(crate) fn bytes(b: &mut [Line]) -> &mut [u8] {
-        // SAFETY: Line is 128 plain bytes with no padding.
-        unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), b.len() * 128) }
-    }
-
-    /// A leaked buffer, for loom threads that need `'static`.
-    #[allow(dead_code)]
-    pub(crate) fn leak(bytes_len: usize) -> &'static mut [u8] {
-        bytes(Box::leak(buf(bytes_len)))
-    }
-}
-
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests;
 

@@ -1,6 +1,6 @@
 extern crate std;
-use super::test_mem::{buf, bytes};
 use super::*;
+use crate::test_util::{buf, bytes};
 use core::time::Duration;
 use std::format;
 use std::vec::Vec;

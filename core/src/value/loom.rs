@@ -1,21 +1,9 @@
 use super::*;
 use ::loom::thread;
-use std::boxed::Box;
-use std::vec;
-
-#[repr(C, align(128))]
-#[derive(Clone, Copy)]
-struct Line([u8; 128]);
 
 /// A region on leaked heap memory: loom threads need 'static.
 fn leaked_region(bytes: usize) -> Region<'static> {
-    let lines: &'static mut [Line] =
-        Box::leak(vec![Line([0; 128]); bytes.div_ceil(128)].into_boxed_slice());
-    // SAFETY: Line is 128 plain bytes with no padding.
-    let mem = unsafe {
-        core::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), lines.len() * 128)
-    };
-    Region::from_mut_slice(mem)
+    Region::from_mut_slice(crate::test_util::leak(bytes))
 }
 
 /// fetch_add on the native (64-bit) path: no update is lost.

@@ -1,7 +1,8 @@
 extern crate std;
 use super::*;
-use crate::mutex::tests::{buf, kill_owner, region, DEAD_PID};
+use crate::mutex::tests::{kill_owner, DEAD_PID};
 use crate::mutex::PoisonCause;
+use crate::test_util::{buf, region};
 use std::format;
 use std::thread;
 
@@ -94,7 +95,7 @@ fn value_attach_checks_kind_and_type() {
     ));
 }
 
-fn atomic<T: Pod>(b: &mut [crate::mutex::tests::Line], init: T) -> AtomicValue<'_, T> {
+fn atomic<T: Pod>(b: &mut [crate::test_util::Line], init: T) -> AtomicValue<'_, T> {
     AtomicValue::<T>::create(region(b), init).unwrap()
 }
 
