@@ -1,6 +1,7 @@
 //! Loom models of the semaphore: threads stand in for processes.
 
 use super::*;
+use crate::sync::AtomicU32;
 use crate::sync::UnsafeCell;
 use ::loom::sync::Arc;
 use ::loom::thread;
