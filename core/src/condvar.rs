@@ -512,8 +512,9 @@ impl<'a> Condvar<'a> {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::mutex::tests::{buf, kill_owner, region, DEAD_PID};
+    use crate::mutex::tests::{kill_owner, DEAD_PID};
     use crate::mutex::{Mutex, PoisonCause};
+    use crate::test_util::{buf, region};
     use std::thread;
 
     fn waiters(cv: &Condvar<'_>) -> u32 {

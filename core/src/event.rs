@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn tagged_attach_needs_the_same_tag() {
-        let mut b = buf(Event::memory_size().div_ceil(128));
+        let mut b = buf(Event::memory_size());
         let r = Region::from_mut_slice(bytes(&mut b));
         let e = Event::create_tagged(r, 3).unwrap();
         Event::attach_tagged_timeout(r, 3, Duration::ZERO)
@@ -466,7 +466,7 @@ mod tests {
 
     #[test]
     fn region_create_attach_and_errors() {
-        let mut b = buf(2);
+        let mut b = buf(256);
         let r = Region::from_mut_slice(bytes(&mut b));
         assert!(Event::memory_size() <= 256);
         assert_eq!(Event::attach(r).unwrap_err(), AttachError::NotReady);
@@ -480,15 +480,8 @@ mod tests {
         let g = Event::attach_deadline(r, Deadline::after(Duration::ZERO)).unwrap();
         e.set();
         assert!(f.is_set() && g.as_raw().is_set());
-        assert!(matches!(
-            crate::barrier::Barrier::attach(r),
-            Err(AttachError::KindMismatch {
-                found: 7,
-                expected: Kind::Barrier
-            })
-        ));
 
-        let mut small = buf(1);
+        let mut small = buf(128);
         assert!(matches!(
             Event::create(Region::from_mut_slice(bytes(&mut small))),
             Err(InitError::TooSmall { .. })

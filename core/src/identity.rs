@@ -204,7 +204,15 @@ fn current_word_slow() -> u64 {
     w
 }
 
-/// Under the real build: liveness of an identity word.
+/// The identity word of `pid` without a start time (the pid alone decides
+/// its liveness), or 0 for a pid no identity holds (0, or 2^22 and more).
+pub(crate) fn pid_word(pid: u32) -> u64 {
+    Identity::new(pid, None).map_or(0, Identity::to_word)
+}
+
+/// Under the real build: liveness of an identity word, the one test behind
+/// [`Identity::is_alive`], [`word_alive`] and every liveness check of the
+/// crate (through `sync::identity_alive`, where loom hooks in).
 #[cfg(not(multiproc_loom))]
 pub(crate) fn alive_word(word: u64) -> bool {
     let Some(id) = Identity::from_word(word) else {

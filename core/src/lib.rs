@@ -62,6 +62,8 @@
 #[cfg(any(test, multiproc_loom))]
 extern crate std;
 
+#[cfg(all(test, not(multiproc_loom)))]
+mod attach_tests;
 pub(crate) mod sync;
 mod sys;
 
@@ -76,6 +78,7 @@ pub mod msgqueue;
 pub mod mutex;
 pub mod peers;
 pub mod region;
+mod ring;
 pub mod role;
 pub mod semaphore;
 pub mod spsc;

@@ -1,11 +1,28 @@
-//! Role words: which process holds a one-of-a-kind role (the producer or
+//! Roles: which process holds a one-of-a-kind role (the producer or
 //! consumer of a single-producer ring), whether it is still alive, and
 //! whether it left cleanly.
 //!
-//! The borrow checker cannot see other processes, so a role that must be
-//! unique is handed out through a 64-bit word in shared memory, holding an
-//! [identity word](crate::identity) (pid plus start time, bits 0 to 61)
-//! and two marks:
+//! The borrow checker cannot see other processes, so a ring hands each
+//! unique role out once, through a word in its shared memory that names
+//! the holder by [identity](crate::identity) (pid plus start time). A role
+//! whose holder died without releasing it (killed with `SIGKILL`) can be
+//! claimed again ([`Claimed::FromDead`]); a process that reuses a dead
+//! holder's pid does not keep its role held. The other side tells a slow
+//! holder from one that is gone by its [`Peer`] state. A claim that finds
+//! the role held by a live process fails with [`RoleTaken`]. The pids these
+//! types report are for display; decisions use the whole identity.
+//!
+//! A role can also move to another process without ever being free: its
+//! holder hands it over, and another process takes it over, at most once;
+//! meanwhile the role stays held by the handing process, for as long as it
+//! lives.
+//!
+//! The role word itself (`RoleWord`) is internal to the crate: its handles
+//! are the only holders of a claim, so only they release or hand it on.
+//!
+//! # The role word
+//!
+//! A 64-bit word holding an identity word (bits 0 to 61) and two marks:
 //!
 //! | word | meaning |
 //! |---|---|
@@ -13,22 +30,6 @@
 //! | `id` | held by process `id` |
 //! | `CLOSED_BIT \| id` | released by `id` (its handle was dropped) |
 //! | `HANDED_BIT \| id` | held by `id`, handed on: waiting to be taken over |
-//!
-//! A role whose holder died without releasing it (killed with `SIGKILL`) can
-//! be claimed again: [`RoleWord::claim`] checks the holder's liveness, by
-//! identity, so a process that reuses a dead holder's pid does not keep its
-//! role held. Peers waiting on the role holder use [`RoleWord::peer`] to
-//! tell "slow" from "gone". The pids the API reports ([`Peer`],
-//! [`Claimed`], [`RoleTaken`]) are for display; decisions use the whole
-//! identity.
-//!
-//! A role can also move to another process without ever being free: its
-//! holder marks it handed on under its own identity
-//! ([`RoleWord::hand_over`]) and gives its handle up; another process then
-//! [`take_over`](RoleWord::take_over)s the role from that pid, at most once
-//! (the mark tells a hand-over from a handle still in use, even within one
-//! process). Meanwhile the role stays held, by the handing process, for as
-//! long as it lives.
 
 use core::fmt;
 
@@ -36,9 +37,9 @@ use crate::identity::{Identity, IDENTITY_MASK};
 use crate::sync::{current_identity, identity_alive, AtomicU64, Ordering};
 
 /// Set in a role word once its holder released it.
-pub const CLOSED_BIT: u64 = 1 << 63;
+pub(crate) const CLOSED_BIT: u64 = 1 << 63;
 /// Set in a role word while its holder hands it on.
-pub const HANDED_BIT: u64 = 1 << 62;
+pub(crate) const HANDED_BIT: u64 = 1 << 62;
 const ID_MASK: u64 = IDENTITY_MASK;
 
 // The marks sit in the two bits an identity word leaves free.
@@ -47,7 +48,7 @@ static_assertions::const_assert_eq!((CLOSED_BIT | HANDED_BIT) & IDENTITY_MASK, 0
 /// A role word, living in shared memory.
 #[repr(C)]
 #[derive(Debug)]
-pub struct RoleWord(AtomicU64);
+pub(crate) struct RoleWord(AtomicU64);
 
 #[cfg(not(multiproc_loom))]
 static_assertions::assert_eq_size!(RoleWord, u64);
@@ -94,7 +95,7 @@ impl Peer {
 /// ([`RoleWord::holder_here`] right after it). Only that holder can
 /// [`release`](RoleWord::release) the role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Holder(u64);
+pub(crate) struct Holder(u64);
 
 /// The role is held by another live process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +125,7 @@ fn pid_of(w: u64) -> u32 {
 
 impl RoleWord {
     /// An unclaimed role.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(AtomicU64::new(0))
     }
 
@@ -134,7 +135,7 @@ impl RoleWord {
     ///
     /// [`RoleTaken`] if a live process holds it (this one included: a role
     /// is held at most once per process too).
-    pub fn claim(&self) -> Result<Claimed, RoleTaken> {
+    pub(crate) fn claim(&self) -> Result<Claimed, RoleTaken> {
         let me = current_identity();
         let mut w = self.0.load(Ordering::Acquire);
         loop {
@@ -163,7 +164,7 @@ impl RoleWord {
     /// [`take_over`](Self::take_over) by this process makes: a role handle
     /// built right after one keeps it, and shows it to
     /// [`release`](Self::release).
-    pub fn holder_here() -> Holder {
+    pub(crate) fn holder_here() -> Holder {
         Holder(current_identity())
     }
 
@@ -179,7 +180,7 @@ impl RoleWord {
     /// The holder is the handle's, not the calling process's: a handle that
     /// moved into a forked child (whose parent forgot its own copy) is
     /// released by that child, though the word names the parent.
-    pub fn release(&self, holder: Holder) -> bool {
+    pub(crate) fn release(&self, holder: Holder) -> bool {
         let me = current_identity();
         // Release: pairs with the Acquire in `claim` and `peer`. Relaxed on
         // failure: nothing is read through a word this handle does not hold.
@@ -208,7 +209,7 @@ impl RoleWord {
     /// Returns this process's pid (for `take_over`), or `None` if the word
     /// is not held any more (a claimer took it, the identity it named
     /// looking dead).
-    pub fn hand_over(&self) -> Option<u32> {
+    pub(crate) fn hand_over(&self) -> Option<u32> {
         let me = current_identity();
         // Relaxed: the CAS below checks the value; nothing is read through it.
         let w = self.0.load(Ordering::Relaxed);
@@ -227,7 +228,7 @@ impl RoleWord {
     /// [`hand_over`](Self::hand_over)), alive or dead. Succeeds only while
     /// the word says "handed on by `holder`": once per hand-over (a role
     /// already taken over, released, or never handed on is not taken).
-    pub fn take_over(&self, holder: u32) -> bool {
+    pub(crate) fn take_over(&self, holder: u32) -> bool {
         let me = current_identity();
         if holder == 0 {
             return false;
@@ -254,14 +255,14 @@ impl RoleWord {
     }
 
     /// Whether the role was handed on and not taken over yet (one load).
-    pub fn is_handed(&self) -> bool {
+    pub(crate) fn is_handed(&self) -> bool {
         // SeqCst: see `take_over`.
         self.0.load(Ordering::SeqCst) & HANDED_BIT != 0
     }
 
     /// The holder's state. Checks liveness (a read of `/proc/<pid>/stat`)
     /// when the role is held: call it on slow paths only.
-    pub fn peer(&self) -> Peer {
+    pub(crate) fn peer(&self) -> Peer {
         let w = self.0.load(Ordering::Acquire);
         let id = w & ID_MASK;
         if id == 0 {
@@ -277,12 +278,12 @@ impl RoleWord {
 
     /// Whether the holder released the role (no liveness check: one load).
     #[inline]
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.0.load(Ordering::Acquire) & CLOSED_BIT != 0
     }
 
     /// The raw word (for diagnostics): an identity word and the marks.
-    pub fn raw(&self) -> u64 {
+    pub(crate) fn raw(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }

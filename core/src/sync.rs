@@ -256,7 +256,12 @@ impl Futex {
     pub(crate) fn wait(&self, expected: u32, deadline: Option<Deadline>) -> WaitOutcome {
         #[cfg(not(multiproc_loom))]
         {
-            crate::sys::futex_wait(self.0 .0.as_ptr(), expected, deadline)
+            let deadline_ns = deadline.map(Deadline::as_monotonic_nanos);
+            if crate::sys::futex_wait(self.0 .0.as_ptr(), expected, deadline_ns) {
+                WaitOutcome::TimedOut
+            } else {
+                WaitOutcome::Woken
+            }
         }
         #[cfg(multiproc_loom)]
         {
@@ -326,19 +331,37 @@ pub(crate) fn current_identity() -> u64 {
     return loom_identity::get();
 }
 
-/// Whether the process with this identity word runs (pid and start time
-/// both match). Under loom: the word is not that of the thread that died,
-/// and its pid names a thread (a reused pid's new word is alive, the dead
-/// thread's word is not).
+/// Whether the process with this identity word runs: the one liveness test
+/// of both crates (the std layer asks it through
+/// [`Identity::is_alive`](crate::identity::Identity::is_alive)). Pid and
+/// start time must both match, and a zombie is dead (it will never release
+/// anything); a word without a start time ([`pid_alive`]) is judged by its
+/// pid. See [`crate::identity`].
+///
+/// Under loom: a word with a start time is alive unless it is that of the
+/// thread that died (a reused pid's new word is alive, the dead thread's
+/// word is not); a word without one is alive unless its pid is the dead
+/// thread's and no other thread took that pid over with
+/// [`loom_reuse_pid`].
 #[inline]
 pub(crate) fn identity_alive(word: u64) -> bool {
     #[cfg(not(multiproc_loom))]
     return crate::identity::alive_word(word);
     #[cfg(multiproc_loom)]
     {
-        let w = word & crate::identity::IDENTITY_MASK;
-        // SeqCst: as in `pid_alive`.
-        w & LOOM_PID_MASK != 0 && LOOM_DEAD.load(Ordering::SeqCst) != w
+        let Some(id) = crate::identity::Identity::from_word(word) else {
+            return false;
+        };
+        // SeqCst: the model's stand-in for the kernel's view of a death
+        // (a death happens before any process observes it); simplest to
+        // reason about, and it is not the code under test.
+        let dead = LOOM_DEAD.load(Ordering::SeqCst);
+        if id.start_ticks().is_none() {
+            let pid = u64::from(id.pid());
+            pid != dead & LOOM_PID_MASK || u64::from(LOOM_REUSED.load(Ordering::SeqCst)) == pid
+        } else {
+            dead != id.to_word()
+        }
     }
 }
 
@@ -352,23 +375,16 @@ pub(crate) fn pid_namespace() -> Option<u64> {
     Some(1)
 }
 
-/// Whether process `pid` still runs (a zombie counts as dead). Under loom a
-/// thread is alive unless it declared itself dead with [`loom_die`] (at most
-/// one per model run), and a dead thread's pid runs again once another
-/// thread took it over with [`loom_reuse_pid`]; real deaths are tested with
-/// real processes and `kill -9`.
+/// Whether process `pid` runs, for callers that recorded only a pid (a
+/// futex word, a slot's `seq`): [`identity_alive`] of the pid without a
+/// start time, so a zombie counts as dead. Under loom a thread is alive
+/// unless it declared itself dead with [`loom_die`] (at most one per model
+/// run), and a dead thread's pid runs again once another thread took it
+/// over with [`loom_reuse_pid`]; real deaths are tested with real processes
+/// and `kill -9`.
 #[inline]
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    #[cfg(not(multiproc_loom))]
-    return crate::sys::pid_alive(pid);
-    #[cfg(multiproc_loom)]
-    {
-        // SeqCst: the model's stand-in for the kernel's view of a death
-        // (a death happens before any process observes it); simplest to
-        // reason about, and it is not the code under test.
-        let dead = LOOM_DEAD.load(Ordering::SeqCst);
-        u64::from(pid) != dead & LOOM_PID_MASK || LOOM_REUSED.load(Ordering::SeqCst) == pid
-    }
+    identity_alive(crate::identity::pid_word(pid))
 }
 
 #[cfg(multiproc_loom)]

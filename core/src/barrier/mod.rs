@@ -118,7 +118,7 @@ use crate::wait::{futex_wait_rechecked, Spin};
 mod tests;
 
 #[cfg(all(test, multiproc_loom))]
-mod loom_tests;
+mod loom;
 
 /// The largest number of parties a barrier may have (2^14).
 pub const MAX_PARTIES: u32 = 1 << 14;

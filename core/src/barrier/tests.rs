@@ -206,7 +206,7 @@ fn corrupt_state_is_broken_not_ub() {
 
 #[test]
 fn region_create_attach_and_errors() {
-    let mut b = buf(2);
+    let mut b = buf(256);
     let r = Region::from_mut_slice(bytes(&mut b));
     assert!(Barrier::memory_size(2) <= 256);
     assert_eq!(Barrier::attach(r).unwrap_err(), AttachError::NotReady);
@@ -237,16 +237,9 @@ fn region_create_attach_and_errors() {
         assert_ne!(mine.is_leader(), h.join().unwrap().is_leader());
     });
     assert_eq!(d.n_waiting(), 0);
-    assert!(matches!(
-        crate::semaphore::Semaphore::attach(r),
-        Err(AttachError::KindMismatch {
-            found: 8,
-            expected: Kind::Semaphore
-        })
-    ));
 
     // A header whose parties are out of range is refused.
-    let mut copy = buf(Barrier::memory_size(2).div_ceil(128));
+    let mut copy = buf(Barrier::memory_size(2));
     let c2 = bytes(&mut copy);
     c2.copy_from_slice(bytes(&mut b));
     c2[40..48].copy_from_slice(&0u64.to_le_bytes());
@@ -255,7 +248,7 @@ fn region_create_attach_and_errors() {
         Err(AttachError::CorruptCapacity { capacity: 0 })
     ));
 
-    let mut small = buf(1);
+    let mut small = buf(128);
     assert!(matches!(
         Barrier::create(Region::from_mut_slice(bytes(&mut small)), 2),
         Err(InitError::TooSmall { .. })
@@ -264,7 +257,7 @@ fn region_create_attach_and_errors() {
 
 #[test]
 fn tagged_attach_needs_the_same_tag() {
-    let mut b = buf(Barrier::memory_size(2).div_ceil(128));
+    let mut b = buf(Barrier::memory_size(2));
     let r = Region::from_mut_slice(bytes(&mut b));
     Barrier::create_tagged(r, 2, 3).unwrap();
     let t = Barrier::attach_tagged_timeout(r, 3, Duration::ZERO).unwrap();
@@ -277,7 +270,7 @@ fn tagged_attach_needs_the_same_tag() {
         Barrier::attach(r),
         Err(AttachError::TypeMismatch { .. })
     ));
-    let mut b = buf(Barrier::memory_size(2).div_ceil(128));
+    let mut b = buf(Barrier::memory_size(2));
     let r = Region::from_mut_slice(bytes(&mut b));
     assert!(matches!(
         Barrier::create_tagged(r, 0, 3),
@@ -305,7 +298,7 @@ fn dead_word() -> u64 {
 
 #[test]
 fn a_dead_registered_party_breaks_the_barrier_in_its_name() {
-    let mut b = buf(Barrier::memory_size(3).div_ceil(128));
+    let mut b = buf(Barrier::memory_size(3));
     let r = Region::from_mut_slice(bytes(&mut b));
     let bar = Barrier::create(r, 3).unwrap();
     assert!(bar.register());

@@ -6,25 +6,20 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::sync::WaitOutcome;
-use crate::time::Deadline;
-
-/// `futex(FUTEX_WAIT_BITSET)` with an absolute `CLOCK_MONOTONIC` deadline.
+/// `futex(FUTEX_WAIT_BITSET)` with an absolute `CLOCK_MONOTONIC` deadline
+/// (`deadline_ns`, as [`monotonic_ns`] counts). Returns `true` if the
+/// deadline passed, `false` if woken, interrupted, or the value had already
+/// changed (the caller re-checks).
 ///
 /// Deliberately without `FUTEX_PRIVATE_FLAG`: the word may be mapped by other
 /// processes, at other addresses, and the kernel must key it by the page.
-pub(crate) fn futex_wait(
-    word: *const u32,
-    expected: u32,
-    deadline: Option<Deadline>,
-) -> WaitOutcome {
+pub(crate) fn futex_wait(word: *const u32, expected: u32, deadline_ns: Option<u64>) -> bool {
     let ts;
-    let ts_ptr = match deadline {
+    let ts_ptr = match deadline_ns {
         None => core::ptr::null(),
-        Some(d) => {
-            let ns = d.as_monotonic_nanos();
+        Some(ns) => {
             if monotonic_ns() >= ns {
-                return WaitOutcome::TimedOut;
+                return true;
             }
             ts = libc::timespec {
                 tv_sec: (ns / 1_000_000_000).min(libc::time_t::MAX as u64) as libc::time_t,
@@ -47,12 +42,8 @@ pub(crate) fn futex_wait(
             libc::FUTEX_BITSET_MATCH_ANY,
         )
     };
-    if r == -1 && errno() == libc::ETIMEDOUT {
-        WaitOutcome::TimedOut
-    } else {
-        // 0: woken; EAGAIN: the value had changed; EINTR: a signal.
-        WaitOutcome::Woken
-    }
+    // Otherwise 0: woken; EAGAIN: the value had changed; EINTR: a signal.
+    r == -1 && errno() == libc::ETIMEDOUT
 }
 
 /// `futex(FUTEX_WAKE)`: wakes up to `n` sleepers on `word`, in any process.
@@ -244,15 +235,6 @@ pub(crate) fn pid_namespace() -> Option<u64> {
     Some(ino)
 }
 
-/// Whether `pid` names a running process. A zombie (dead but not reaped) is
-/// dead here: it will never unlock anything.
-///
-/// Reads the state letter from `/proc/<pid>/stat`; without `/proc`, falls
-/// back to `kill(pid, 0)`, which cannot tell zombies apart.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    pid_start_ticks(pid).is_some()
-}
-
 /// What [`read_stat`] found.
 struct Stat {
     /// The state letter, if the line could be parsed.
@@ -398,11 +380,11 @@ mod tests {
 
     #[test]
     fn self_is_alive_and_nonsense_is_dead() {
-        assert!(pid_alive(current_pid()));
-        assert!(!pid_alive(0));
-        assert!(!pid_alive(u32::MAX));
+        assert!(pid_start_ticks(current_pid()).is_some());
+        assert!(pid_start_ticks(0).is_none());
+        assert!(pid_start_ticks(u32::MAX).is_none());
         // pid_max is at most 2^22 on Linux.
-        assert!(!pid_alive((1 << 22) + 7));
+        assert!(pid_start_ticks((1 << 22) + 7).is_none());
     }
 
     #[test]
@@ -414,8 +396,8 @@ mod tests {
     #[test]
     fn futex_times_out_and_sees_changed_value() {
         let w = AtomicU32::new(5);
-        let d = Deadline::from_monotonic_nanos(monotonic_ns() + 1_000_000);
-        assert_eq!(futex_wait(w.as_ptr(), 5, Some(d)), WaitOutcome::TimedOut);
-        assert_eq!(futex_wait(w.as_ptr(), 6, None), WaitOutcome::Woken);
+        let d = monotonic_ns() + 1_000_000;
+        assert!(futex_wait(w.as_ptr(), 5, Some(d)), "times out");
+        assert!(!futex_wait(w.as_ptr(), 6, None), "the value differs");
     }
 }

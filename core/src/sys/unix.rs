@@ -5,23 +5,18 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::sync::WaitOutcome;
-use crate::time::Deadline;
-
-pub(crate) fn futex_wait(
-    word: *const u32,
-    expected: u32,
-    deadline: Option<Deadline>,
-) -> WaitOutcome {
+/// Waits until `*word != expected` or `deadline_ns` (as [`monotonic_ns`]
+/// counts) passes; `true` if the deadline passed.
+pub(crate) fn futex_wait(word: *const u32, expected: u32, deadline_ns: Option<u64>) -> bool {
     // SAFETY: `word` comes from a live `AtomicU32`.
     let atom = unsafe { AtomicU32::from_ptr(word.cast_mut()) };
     let mut sleep_us = 1u64;
     loop {
         if atom.load(Ordering::Acquire) != expected {
-            return WaitOutcome::Woken;
+            return false;
         }
-        if deadline.is_some_and(|d| d.has_passed()) {
-            return WaitOutcome::TimedOut;
+        if deadline_ns.is_some_and(|ns| monotonic_ns() >= ns) {
+            return true;
         }
         let ts = libc::timespec {
             tv_sec: 0,
@@ -57,7 +52,9 @@ pub(crate) fn current_pid() -> u32 {
     unsafe { libc::getpid() as u32 }
 }
 
-pub(crate) fn pid_alive(pid: u32) -> bool {
+/// `kill(pid, 0)`: whether `pid` exists (a zombie does too: this platform
+/// has no portable way to tell).
+fn pid_exists(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
         return false;
     }
@@ -73,7 +70,7 @@ pub(crate) fn current_start_ticks() -> Option<u64> {
 }
 
 pub(crate) fn pid_start_ticks(pid: u32) -> Option<Option<u64>> {
-    pid_alive(pid).then_some(None)
+    pid_exists(pid).then_some(None)
 }
 
 pub(crate) fn pid_namespace() -> Option<u64> {

@@ -1,6 +1,7 @@
 //! Loom models of the semaphore: threads stand in for processes.
 
 use super::*;
+use crate::sync::AtomicU32;
 use crate::sync::UnsafeCell;
 use ::loom::sync::Arc;
 use ::loom::thread;
@@ -74,12 +75,8 @@ fn release_wakes_sleeper_and_publishes() {
 
 /// A region semaphore with two holder slots, leaked for the model's run.
 fn region_sem(initial: u32, bounded: bool) -> Semaphore<'static> {
-    extern crate std;
-    use std::boxed::Box;
-    let lines = Semaphore::memory_size_for(2).div_ceil(128);
-    let mem: &'static mut [crate::test_util::Line] =
-        Box::leak(crate::test_util::buf(lines).into_boxed_slice());
-    let r = Region::from_mut_slice(crate::test_util::bytes(mem));
+    let mem = crate::test_util::leak(Semaphore::memory_size_for(2));
+    let r = Region::from_mut_slice(mem);
     Semaphore::create_with(r, initial, bounded, 2, 0).unwrap()
 }
 

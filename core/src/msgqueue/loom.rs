@@ -5,8 +5,8 @@
 extern crate std;
 
 use super::*;
-use crate::spsc::test_mem::leak;
-use loom::thread;
+use crate::test_util::leak;
+use ::loom::thread;
 use std::vec::Vec;
 
 const MAX: u64 = 4;
@@ -40,7 +40,7 @@ fn recv(q: MsgQueue<'static>) -> Result<u8, RecvError> {
 /// wake-up (which would be a loom deadlock).
 #[test]
 fn msgqueue_two_producers_one_consumer() {
-    loom::model(|| {
+    ::loom::model(|| {
         let q = queue(2);
         let t1 = thread::spawn(move || q.send(&msg(1)).unwrap());
         let t2 = thread::spawn(move || {
@@ -60,7 +60,7 @@ fn msgqueue_two_producers_one_consumer() {
 /// consumer frees the slot.
 #[test]
 fn msgqueue_two_producers_block_on_full() {
-    loom::model(|| {
+    ::loom::model(|| {
         let q = queue(1);
         let t1 = thread::spawn(move || q.send(&msg(3)).unwrap());
         let t2 = thread::spawn(move || q.send(&msg(4)).unwrap());
@@ -76,7 +76,7 @@ fn msgqueue_two_producers_block_on_full() {
 /// once.
 #[test]
 fn msgqueue_one_producer_two_consumers() {
-    loom::model(|| {
+    ::loom::model(|| {
         let q = queue(2);
         let c1 = thread::spawn(move || recv(q).unwrap());
         let c2 = thread::spawn(move || {
@@ -98,7 +98,7 @@ fn msgqueue_one_producer_two_consumers() {
 /// blocked on the full queue by a receive: a lost wake-up is a deadlock.
 #[test]
 fn msgqueue_sleep_and_wake() {
-    loom::model(|| {
+    ::loom::model(|| {
         let q = queue(1);
         let t = thread::spawn(move || {
             assert_eq!(recv(q), Ok(1));
@@ -114,7 +114,7 @@ fn msgqueue_sleep_and_wake() {
 /// what was sent.
 #[test]
 fn msgqueue_close_drains_then_wakes() {
-    loom::model(|| {
+    ::loom::model(|| {
         let q = queue(2);
         let t = thread::spawn(move || (recv(q), recv(q)));
         q.send(&msg(2)).unwrap();
@@ -136,7 +136,7 @@ fn dies_after(q: MsgQueue<'static>, last_act: fn(MsgQueue<'static>)) {
 /// consumer gets it, whatever the dead producer left behind, and never a
 /// half-written message.
 fn producer_dies(last_act: fn(MsgQueue<'static>)) {
-    loom::model(move || {
+    ::loom::model(move || {
         let q = queue(2);
         let d = thread::spawn(move || dies_after(q, last_act));
         let p = thread::spawn(move || q.send(&msg(2)).unwrap());
@@ -176,7 +176,7 @@ fn msgqueue_producer_dies_between_claim_and_take() {
 /// reaches a live consumer.
 #[test]
 fn msgqueue_consumer_dies_mid_read() {
-    loom::model(|| {
+    ::loom::model(|| {
         let q = queue(1);
         q.send(&msg(1)).unwrap();
         let d =

@@ -98,16 +98,8 @@ fn abort_wakes_waiter() {
 
 /// A region barrier for `parties`, leaked for the model's run.
 fn region_barrier(parties: u32) -> Barrier<'static> {
-    extern crate std;
-    use std::boxed::Box;
-    let lines = Barrier::memory_size(parties).div_ceil(128);
-    let mem: &'static mut [crate::test_util::Line] =
-        Box::leak(crate::test_util::buf(lines).into_boxed_slice());
-    Barrier::create(
-        Region::from_mut_slice(crate::test_util::bytes(mem)),
-        parties,
-    )
-    .unwrap()
+    let mem = crate::test_util::leak(Barrier::memory_size(parties));
+    Barrier::create(Region::from_mut_slice(mem), parties).unwrap()
 }
 
 /// A party registers and dies before arriving while the other waits: the
