@@ -175,6 +175,20 @@ pub fn pid_namespace() -> Option<u64> {
     sync::pid_namespace()
 }
 
+/// A number that changes in every child made by `fork(2)` (through libc):
+/// a value recorded in a process equals the current one only in that same
+/// process, never in a fork child or grandchild. It costs one load, where
+/// telling a child by its [`Identity`] reads `/proc` once in the child.
+/// `None` where forks cannot be counted (the `pthread_atfork` handler that
+/// counts them could not be registered, or the platform has none). Under
+/// loom, always `Some(0)`.
+pub fn fork_generation() -> Option<u64> {
+    #[cfg(not(multiproc_loom))]
+    return crate::sys::fork_generation();
+    #[cfg(multiproc_loom)]
+    Some(0)
+}
+
 /// Whether this platform and process can tell a reused pid from its
 /// earlier owner (the start time of processes is readable).
 pub fn reuse_proof() -> bool {
@@ -286,6 +300,40 @@ mod tests {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         assert_eq!(Identity::current(), parent);
+    }
+
+    #[test]
+    fn fork_generation_differs_in_a_child_and_a_grandchild() {
+        let parent = fork_generation().expect("the atfork handler registers");
+        assert_eq!(fork_generation(), Some(parent));
+        // SAFETY: the child only forks, waits and `_exit`s (no allocation,
+        // no lock), as does the grandchild.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let child = fork_generation();
+            let mut ok = child.is_some_and(|g| g != parent);
+            // SAFETY: as above.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let grand = fork_generation();
+                let fine = grand.is_some_and(|g| g != parent && Some(g) != child);
+                // SAFETY: leaves the forked grandchild at once.
+                unsafe { libc::_exit(if fine { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: `pid` is our child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            ok &= pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+            ok &= fork_generation() == child;
+            // SAFETY: leaves the forked child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        assert!(pid > 0);
+        let mut status = 0;
+        // SAFETY: `pid` is our child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(fork_generation(), Some(parent));
     }
 
     #[test]

@@ -103,6 +103,9 @@ static START: AtomicU64 = AtomicU64::new(0);
 static PIDNS: AtomicU64 = AtomicU64::new(0);
 /// This process's packed identity word (`crate::identity`), 0: not cached.
 static IDENT: AtomicU64 = AtomicU64::new(0);
+/// How many `fork`s lie between the first process that registered the
+/// atfork handler and this one: the handler adds one in every child.
+static FORKS: AtomicU64 = AtomicU64::new(0);
 /// Registration of the atfork handler: not started, in progress, done.
 static ATFORK: AtomicU32 = AtomicU32::new(ATFORK_NONE);
 const ATFORK_NONE: u32 = 0;
@@ -114,6 +117,7 @@ extern "C" fn clear_caches_after_fork() {
     START.store(0, Ordering::Relaxed);
     PIDNS.store(0, Ordering::Relaxed);
     IDENT.store(0, Ordering::Relaxed);
+    FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Whether values may be cached: true once the atfork handler that clears
@@ -175,6 +179,14 @@ pub(crate) fn cache_identity(word: u64) {
     if may_cache() {
         IDENT.store(word, Ordering::Relaxed);
     }
+}
+
+/// This process's fork generation (see [`FORKS`]), or `None` if the
+/// atfork handler that counts forks could not be registered.
+pub(crate) fn fork_generation() -> Option<u64> {
+    // Relaxed: the counter is this process's own, written only by the
+    // atfork handler in the child before any of its code runs.
+    may_cache().then(|| FORKS.load(Ordering::Relaxed))
 }
 
 /// This process's start time (field 22 of `/proc/self/stat`, clock ticks

@@ -10,6 +10,6 @@ mod imp;
 
 #[allow(unused_imports)]
 pub(crate) use imp::{
-    cache_identity, cached_identity, current_pid, current_start_ticks, futex_wait, futex_wake,
-    monotonic_ns, pid_namespace, pid_start_ticks, yield_now,
+    cache_identity, cached_identity, current_pid, current_start_ticks, fork_generation, futex_wait,
+    futex_wake, monotonic_ns, pid_namespace, pid_start_ticks, yield_now,
 };

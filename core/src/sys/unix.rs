@@ -83,3 +83,8 @@ pub(crate) fn cached_identity() -> u64 {
 }
 
 pub(crate) fn cache_identity(_word: u64) {}
+
+/// No atfork handler here: forks are not counted.
+pub(crate) fn fork_generation() -> Option<u64> {
+    None
+}
