@@ -11,7 +11,7 @@
 //!
 //! | decoder | wrapper |
 //! |---|---|
-//! | queue handle token (`queue::segment::Token`) | [`QueueToken::decode`], [`QueueToken::encode`], [`mpmc_token_parse`] |
+//! | queue handle token (`segment::Token`) | [`QueueToken::decode`], [`QueueToken::encode`], [`mpmc_token_parse`] |
 //! | SPSC end token (`spsc::parse_token`) | [`spsc_token_parse`], [`spsc_token_make`] |
 //! | pipe end token (`pipe::PipeToken`) | [`PipeToken::decode`], [`PipeToken::encode`] |
 //! | shm names (`shm::ShmName::parse`) | [`shm_name_parse`] |
@@ -34,7 +34,7 @@ use crate::connection::wire::{Dest, FrameReader, MemTransport};
 use crate::connection::{Challenge, ConnectionError};
 use crate::pipe::PipeError;
 use crate::process::{spawn, wire};
-use crate::queue::segment::{self, Token};
+use crate::segment::{self, Token};
 use crate::queue::QueueError;
 use crate::shm::ShmError;
 use crate::sync::{attach_checked, HandleKind, SegmentType, SyncError};

@@ -49,6 +49,7 @@
 
 pub use multiproc_core as core;
 
+mod at_fork;
 pub mod connection;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
@@ -63,6 +64,7 @@ mod plain;
 pub mod pool;
 pub mod process;
 pub mod queue;
+mod segment;
 pub mod shm;
 pub mod sync;
 mod sys;
@@ -103,5 +105,7 @@ pub use process::{
 /// argument). A child's descriptors are limited to 0, 1, 2 and its socket:
 /// nothing else of the parent's reaches it, close-on-exec or not.
 pub fn init() {
+    #[cfg(feature = "serde")]
+    pool::register_worker_entry();
     process::init();
 }

@@ -100,7 +100,7 @@ use multiproc_core::wait::Spin;
 pub use bytes::{bytes_channel, ByteReceiver, ByteSender};
 pub use error::PipeError;
 
-use crate::queue::segment::{type_tag, Local, Name, Segment, Token, KIND_PIPE};
+use crate::segment::{type_tag, Local, Name, Segment, Token, KIND_PIPE};
 use crate::queue::QueueError;
 
 /// The default maximum message: 1 MiB.
@@ -857,7 +857,7 @@ impl Connection {
         let Some(ticket) = self.inner.seg.tickets().issue(me.pid()) else {
             peers.remove(me, self.end, 1);
             return Err(QueueError::TooManyTokens {
-                max: crate::queue::segment::TICKETS,
+                max: crate::segment::TICKETS,
             }
             .into());
         };

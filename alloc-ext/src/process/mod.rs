@@ -908,8 +908,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `Spawn`, it runs the entry point and exits; in the fork server, it
 /// serves and exits; otherwise it returns at once.
 pub(crate) fn init() {
-    #[cfg(feature = "serde")]
-    crate::pool::register_worker_entry();
     let mut args = std::env::args_os();
     let _argv0 = args.next();
     match args.next() {
