@@ -136,10 +136,12 @@ use crate::sys::{self, WaitStatus};
 
 mod child;
 mod entry;
+mod exec;
 pub(crate) mod fork;
 mod forkserver;
 mod identity;
 mod inherit;
+mod launch;
 pub(crate) mod spawn;
 pub(crate) mod wire;
 
@@ -623,7 +625,7 @@ impl Builder {
         if method == StartMethod::Fork && !self.fork_with_threads {
             fork::check_threads()?;
         }
-        child::sweep();
+        sweep();
         let ident = identity::next_child(self.name, self.daemon, method);
         let inner = match (self.target, method) {
             (Target::Closure(job), StartMethod::Fork) => {
@@ -880,7 +882,7 @@ pub struct ActiveChild {
 /// detached ones (whose [`Process`] was dropped). As Python's, it reaps
 /// the children that have ended.
 pub fn active_children() -> Vec<ActiveChild> {
-    child::sweep();
+    sweep();
     child::registry()
         .iter()
         .map(|c| ActiveChild {
@@ -896,6 +898,13 @@ pub fn active_children() -> Vec<ActiveChild> {
 /// `os.process_cpu_count()` in Python 3.13), at least 1.
 pub fn cpu_count() -> usize {
     sys::cpu_count()
+}
+
+/// Reaps the children that have ended and forgets them, and those of the
+/// parent this process was forked from; and reaps a fork server that died.
+fn sweep() {
+    child::sweep();
+    forkserver::reap_if_dead();
 }
 
 /// Locks a mutex of this module, ignoring poisoning: the data they guard
