@@ -47,7 +47,11 @@
     clippy::missing_safety_doc
 )]
 
-pub use multiproc_core as core;
+/// The `no_std` core, [`multiproc_core`]: the structures that live inside a
+/// shared region (rings, locks, values, the region header), for use over
+/// memory mapped by hand. Named `raw` rather than `core`, which would
+/// shadow the `core` crate for code that writes `use multiproc::*`.
+pub use multiproc_core as raw;
 
 mod at_fork;
 pub mod connection;
@@ -108,4 +112,16 @@ pub fn init() {
     #[cfg(feature = "serde")]
     pool::register_worker_entry();
     process::init();
+}
+
+#[cfg(test)]
+mod tests {
+    /// `use multiproc::*` leaves `core` naming the language's crate: no
+    /// item of the crate root is called `core`.
+    #[test]
+    fn glob_import_keeps_core() {
+        #[allow(unused_imports)]
+        use crate::*;
+        assert_eq!(core::mem::size_of::<u16>(), 2);
+    }
 }

@@ -1094,8 +1094,8 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
-    /// use multiproc::core::region::Kind;
-    /// use multiproc::core::value::AtomicValue;
+    /// use multiproc::raw::region::Kind;
+    /// use multiproc::raw::value::AtomicValue;
     /// use multiproc::shm::SharedMemory;
     ///
     /// let size = AtomicValue::<u64>::memory_size().unwrap();

@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
-use multiproc::core::spsc::SpscRing;
-use multiproc::core::wait::Spin;
+use multiproc::raw::spsc::SpscRing;
+use multiproc::raw::wait::Spin;
 use multiproc::shm::SharedMemory;
 use multiproc::{Process, StartMethod};
 

@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use multiproc::core::wait::Spin;
+use multiproc::raw::wait::Spin;
 use multiproc::queue::{
     self, JoinableQueue, Queue, QueueError, RecvError, RecvTimeoutError, SendError,
     SendTimeoutError, SimpleQueue, TryRecvError, TrySendError,

@@ -24,10 +24,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc::core::bytering::{ByteRing, RecvError};
-use multiproc::core::mutex::Mutex;
-use multiproc::core::spsc::{PopError, SpscRing};
-use multiproc::core::value::AtomicValue;
+use multiproc::raw::bytering::{ByteRing, RecvError};
+use multiproc::raw::mutex::Mutex;
+use multiproc::raw::spsc::{PopError, SpscRing};
+use multiproc::raw::value::AtomicValue;
 use multiproc::queue::RecvTimeoutError;
 use multiproc::shm::SharedMemory;
 use multiproc::{Process, StartMethod};
