@@ -55,7 +55,7 @@ pub use multiproc_core as raw;
 
 mod at_fork;
 pub mod connection;
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manager;

@@ -394,7 +394,7 @@ impl ShmName {
 
 /// Validates `name` as every constructor does before any system call: the
 /// `/name` form and its C string's bytes (for `crate::fuzzing`).
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_name(name: &str) -> Result<(String, Vec<u8>), ShmError> {
     ShmName::parse(name).map(|n| (n.text, n.c.into_bytes()))
 }

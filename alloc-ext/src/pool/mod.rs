@@ -116,7 +116,7 @@ mod worker;
 mod zygote;
 
 /// Entry points for the fuzz targets (`crate::fuzzing`).
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -799,7 +799,7 @@ mod tests {
 /// the owner does, then decodes the chunk's outcomes as `String`s and as
 /// `u64`s. Returns whether every frame was accepted, and the outcomes'
 /// count once the chunk finished (`None` while it has not).
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fuzz_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<usize>) {
     let mut slot = Slot::new();
     slot.state = SlotState::Running;
