@@ -9,8 +9,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use multiproc::raw::peers::PeersError;
 use multiproc::queue::{JoinError, JoinableQueue, Queue, QueueError, RecvTimeoutError};
+use multiproc::raw::peers::PeersError;
 use multiproc::Process;
 use multiproc_tests::process_support::{run_tests, Test};
 use multiproc_tests::{fork, Exit};

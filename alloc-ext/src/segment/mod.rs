@@ -325,4 +325,3 @@ pub(crate) fn type_tag<T>() -> u64 {
     }
     h | 1
 }
-
