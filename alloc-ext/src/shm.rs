@@ -111,7 +111,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -610,11 +609,11 @@ impl ShmOptions {
             .metadata()
             .map_err(io_err("fstat"))
             .map_err(unlink_on_err)?;
-        let ptr = sys::mmap_shared(Some(file.as_fd()), size)
+        let map = sys::Mapping::of_fd(file.as_fd(), size)
             .map_err(io_err("mmap"))
             .map_err(unlink_on_err)?;
         Ok(SharedMemory {
-            ptr,
+            map,
             len: size,
             name: Some(name),
             creator: Some(Creator {
@@ -678,9 +677,9 @@ impl ShmOptions {
             .ok()
             .filter(|&l| l <= isize::MAX as usize)
             .ok_or(ShmError::TooLarge { size: actual })?;
-        let ptr = sys::mmap_shared(Some(file.as_fd()), len).map_err(io_err("mmap"))?;
+        let map = sys::Mapping::of_fd(file.as_fd(), len).map_err(io_err("mmap"))?;
         Ok(SharedMemory {
-            ptr,
+            map,
             len,
             name: Some(name),
             creator: None,
@@ -750,7 +749,9 @@ fn generate_name() -> String {
 /// [`open`](Self::open) (or, in a forked child, the inherited copy of this
 /// one, which never unlinks the name).
 pub struct SharedMemory {
-    ptr: NonNull<u8>,
+    /// The mapping, unmapped when the handle drops (after the name is
+    /// unlinked, if it is).
+    map: sys::Mapping,
     len: usize,
     name: Option<ShmName>,
     /// Set for the handle that created the name.
@@ -758,15 +759,6 @@ pub struct SharedMemory {
     persist: bool,
     unlinked: AtomicBool,
 }
-
-// SAFETY: the handle owns a mapping (a pointer and a length); the memory is
-// reached only through `&mut self` copies, raw pointers the caller must
-// justify, and `Region`s whose structures use atomics. Nothing in it is
-// tied to a thread.
-unsafe impl Send for SharedMemory {}
-// SAFETY: `&self` methods only read the handle's own fields, hand out raw
-// pointers or `Region`s (see Send), or touch `unlinked` atomically.
-unsafe impl Sync for SharedMemory {}
 
 impl fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -825,10 +817,13 @@ impl SharedMemory {
         let memfd = sys::sealed_memfd(size).map_err(no_space("memfd_create"))?;
         // The memfd (if any) is closed at the end of this function: the
         // mapping keeps the memory alive, and no descriptor lingers.
-        let ptr =
-            sys::mmap_shared(memfd.as_ref().map(|f| f.as_fd()), size).map_err(no_space("mmap"))?;
+        let map = match &memfd {
+            Some(fd) => sys::Mapping::of_fd(fd.as_fd(), size),
+            None => sys::Mapping::anonymous(size),
+        }
+        .map_err(no_space("mmap"))?;
         Ok(Self {
-            ptr,
+            map,
             len: size,
             name: None,
             creator: None,
@@ -937,7 +932,7 @@ impl SharedMemory {
     /// Start of the mapping: page-aligned, valid for [`len`](Self::len)
     /// bytes while `self` lives. Other processes may write it at any time.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.map.ptr().as_ptr()
     }
 
     /// Whether this handle created the name and will unlink it on drop
@@ -1004,7 +999,13 @@ impl SharedMemory {
         // SAFETY: the range is inside the mapping (checked), which is live
         // while `self` is; `&mut self` excludes other accesses from this
         // process; `buf` is a distinct, exclusively borrowed buffer.
-        unsafe { volatile_copy(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            volatile_copy(
+                self.map.ptr().as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
         Ok(())
     }
 
@@ -1016,7 +1017,13 @@ impl SharedMemory {
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
         self.check_range(offset, data.len())?;
         // SAFETY: as in `read_at`, with the roles of the buffers swapped.
-        unsafe { volatile_copy(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) };
+        unsafe {
+            volatile_copy(
+                data.as_ptr(),
+                self.map.ptr().as_ptr().add(offset),
+                data.len(),
+            )
+        };
         Ok(())
     }
 
@@ -1029,7 +1036,7 @@ impl SharedMemory {
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is live and `len` bytes long while `self` is;
         // the caller guarantees nobody writes it meanwhile.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.map.ptr().as_ptr(), self.len) }
     }
 
     /// The whole mapping as a mutable byte slice.
@@ -1041,7 +1048,7 @@ impl SharedMemory {
     pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` excludes this process's
         // other accesses, the caller excludes other processes.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr().as_ptr(), self.len) }
     }
 
     /// The mapping as a region in which a `multiproc_core` structure is
@@ -1053,7 +1060,7 @@ impl SharedMemory {
         // is borrowed; in this process the memory is otherwise reached only
         // through `&mut self` methods (excluded while the region borrows
         // `self`) and raw pointers whose users take that responsibility.
-        unsafe { Region::from_raw_parts(self.ptr, self.len) }
+        unsafe { Region::from_raw_parts(self.map.ptr(), self.len) }
     }
 
     /// The region header at the start of the segment. Reading it is sound
@@ -1162,9 +1169,8 @@ impl SharedMemory {
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in the constructor; `&mut self`
-        // means no Region or slice borrowed from it is alive.
-        unsafe { sys::munmap(self.ptr, self.len) };
+        // `self.map` is unmapped after this body: `&mut self` means no
+        // Region or slice borrowed from it is alive.
         if let (Some(name), Some(c)) = (&self.name, self.creator) {
             // Only the creating process unlinks (a forked child's copy of
             // the handle must not pull the name from under its parent), and
