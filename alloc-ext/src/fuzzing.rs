@@ -1,9 +1,12 @@
 //! **Not public API.** Thin wrappers over this crate's private decoders for
 //! the cargo-fuzz targets in `fuzz/` (`tokens`, `wire`, `sync_stamp`).
 //!
-//! The module exists only when the crate is built with `--cfg fuzzing`
-//! (which `cargo fuzz` passes) or for its own unit tests; it is hidden from
-//! the docs, follows no semver, and may change or go in any release.
+//! The module exists only when the crate is built with its `fuzzing`
+//! feature (which the fuzz crate turns on) or for its own unit tests; it
+//! is hidden from the docs, follows no semver, and may change or go in any
+//! release. A feature, not the `--cfg fuzzing` that cargo-fuzz sets for
+//! every crate of a build: a user fuzzing a program of theirs that depends
+//! on this crate does not get the module.
 //!
 //! Every wrapper is pure: it decodes or encodes bytes, or reads a region
 //! the caller owns. None opens, creates or unlinks a shared memory segment,
@@ -11,7 +14,7 @@
 //!
 //! | decoder | wrapper |
 //! |---|---|
-//! | queue handle token (`queue::segment::Token`) | [`QueueToken::decode`], [`QueueToken::encode`], [`mpmc_token_parse`] |
+//! | queue handle token (`segment::Token`) | [`QueueToken::decode`], [`QueueToken::encode`], [`mpmc_token_parse`] |
 //! | SPSC end token (`spsc::parse_token`) | [`spsc_token_parse`], [`spsc_token_make`] |
 //! | pipe end token (`pipe::PipeToken`) | [`PipeToken::decode`], [`PipeToken::encode`] |
 //! | shm names (`shm::ShmName::parse`) | [`shm_name_parse`] |
@@ -34,8 +37,8 @@ use crate::connection::wire::{Dest, FrameReader, MemTransport};
 use crate::connection::{Challenge, ConnectionError};
 use crate::pipe::PipeError;
 use crate::process::{spawn, wire};
-use crate::queue::segment::{self, Token};
 use crate::queue::QueueError;
+use crate::segment::{self, Token};
 use crate::shm::ShmError;
 use crate::sync::{attach_checked, HandleKind, SegmentType, SyncError};
 use crate::sys::WaitStatus;

@@ -47,10 +47,15 @@
     clippy::missing_safety_doc
 )]
 
-pub use multiproc_core as core;
+/// The `no_std` core, [`multiproc_core`]: the structures that live inside a
+/// shared region (rings, locks, values, the region header), for use over
+/// memory mapped by hand. Named `raw` rather than `core`, which would
+/// shadow the `core` crate for code that writes `use multiproc::*`.
+pub use multiproc_core as raw;
 
+mod at_fork;
 pub mod connection;
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod manager;
@@ -63,6 +68,7 @@ mod plain;
 pub mod pool;
 pub mod process;
 pub mod queue;
+mod segment;
 pub mod shm;
 pub mod sync;
 mod sys;
@@ -103,5 +109,19 @@ pub use process::{
 /// argument). A child's descriptors are limited to 0, 1, 2 and its socket:
 /// nothing else of the parent's reaches it, close-on-exec or not.
 pub fn init() {
+    #[cfg(feature = "serde")]
+    pool::register_worker_entry();
     process::init();
+}
+
+#[cfg(test)]
+mod tests {
+    /// `use multiproc::*` leaves `core` naming the language's crate: no
+    /// item of the crate root is called `core`.
+    #[test]
+    fn glob_import_keeps_core() {
+        #[allow(unused_imports)]
+        use crate::*;
+        assert_eq!(core::mem::size_of::<u16>(), 2);
+    }
 }

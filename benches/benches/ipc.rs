@@ -10,7 +10,8 @@
 //! before the clock starts. Every message carries its sequence number in
 //! its first 8 bytes; the receiving side counts the messages and sums the
 //! sequence numbers, and the bench panics on a mismatch, so no figure can
-//! come from lost or duplicated messages.
+//! come from lost or duplicated messages. multiproc's channels go through
+//! the transfer loops the main job uses too (`multiproc_benches::transfer`).
 //!
 //! | group | contenders |
 //! |---|---|
@@ -38,14 +39,14 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
-use multiproc::core::spsc::SpscRing;
-use multiproc::core::wait::Spin;
+use multiproc::raw::spsc::SpscRing;
+use multiproc::raw::wait::Spin;
 use multiproc::shm::SharedMemory;
 use multiproc::{Process, StartMethod};
-
-/// Longest wait for a peer before the bench gives up (a dead or hung
-/// child never hangs the run).
-const STALL: Duration = Duration::from_secs(30);
+use multiproc_benches::transfer::{
+    self, put_seq, seq_of, BytesInPlaceRx, BytesInPlaceTx, BytesRx, BytesTx, PipeRx, PipeTx,
+    QueueRx, QueueTx, Sink, Source, SpscRx, SpscTx, Tally, STALL,
+};
 
 // --- shared mappings -----------------------------------------------------------
 
@@ -181,40 +182,6 @@ fn wait_for(word: &AtomicU64, v: u64, children: &[&Process]) {
         }
         std::thread::yield_now();
     }
-}
-
-/// Count and wrapping sum of sequence numbers.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Tally {
-    count: u64,
-    sum: u64,
-}
-
-impl Tally {
-    fn add(&mut self, seq: u64) {
-        self.count += 1;
-        self.sum = self.sum.wrapping_add(seq);
-    }
-    /// The tally of `0..n`.
-    fn of(n: u64) -> Tally {
-        let (a, b) = if n % 2 == 0 {
-            (n / 2, n.wrapping_sub(1))
-        } else {
-            (n, n.wrapping_sub(1) / 2)
-        };
-        Tally {
-            count: n,
-            sum: a.wrapping_mul(b),
-        }
-    }
-}
-
-fn seq_of(m: &[u8]) -> u64 {
-    u64::from_le_bytes(m[..8].try_into().expect("8 bytes"))
-}
-
-fn put_seq(m: &mut [u8], i: u64) {
-    m[..8].copy_from_slice(&i.to_le_bytes());
 }
 
 // --- figures collected for the closing summary ---------------------------------
@@ -516,135 +483,50 @@ fn ipc_channel_stream(size: usize, n: u64) -> Duration {
 
 // --- multiproc -------------------------------------------------------------------
 
-fn mp_queue<const N: usize>(n: u64) -> Duration {
-    let (tx, rx) = multiproc::queue::channel::<[u8; N]>(1024).expect("queue");
+/// One throughput sample of a multiproc channel ([`transfer`]'s loops):
+/// `rx` goes to the forked consumer, which takes `n` messages; this process
+/// sends `0..n` through `tx`.
+fn channel_stream(n: u64, mut tx: impl Source, mut rx: impl Sink + Send + 'static) -> Duration {
     stream(
         n,
-        move |n| {
-            let mut t = Tally::default();
-            for _ in 0..n {
-                let m = rx.recv_timeout(STALL).map_err(|e| e.to_string())?;
-                t.add(seq_of(&m));
-            }
-            Ok(t)
-        },
-        |n| {
-            for i in 0..n {
-                let mut m = [0u8; N];
-                put_seq(&mut m, i);
-                tx.send_timeout(m, STALL).expect("queue send");
-            }
-        },
+        move |n| transfer::consume(&mut rx, Some(n)),
+        |n| transfer::produce(&mut tx, n).expect("send"),
     )
 }
 
+fn mp_queue<const N: usize>(n: u64) -> Duration {
+    let (tx, rx) = multiproc::queue::channel::<[u8; N]>(1024).expect("queue");
+    channel_stream(n, QueueTx(tx), QueueRx(rx))
+}
+
 fn mp_spsc<const N: usize>(n: u64) -> Duration {
-    let (mut tx, mut rx) = multiproc::spsc::channel::<[u8; N]>(1024).expect("spsc");
-    stream(
-        n,
-        move |n| {
-            let mut t = Tally::default();
-            for _ in 0..n {
-                let m = rx.recv_timeout(STALL).map_err(|e| e.to_string())?;
-                t.add(seq_of(&m));
-            }
-            Ok(t)
-        },
-        |n| {
-            for i in 0..n {
-                let mut m = [0u8; N];
-                put_seq(&mut m, i);
-                tx.send_timeout(m, STALL).expect("spsc send");
-            }
-        },
-    )
+    let (tx, rx) = multiproc::spsc::channel::<[u8; N]>(1024).expect("spsc");
+    channel_stream(n, SpscTx(tx), SpscRx(rx))
 }
 
 /// Byte queue, copying: `send` of a ready message, `recv_into` a buffer.
 fn mp_bytes_copy(size: usize, ring: u64, n: u64) -> Duration {
-    let (mut tx, mut rx) = multiproc::queue::bytes_channel(ring, size as u64).expect("bytes");
-    let mut msg = vec![7u8; size];
-    stream(
-        n,
-        move |n| {
-            let mut buf = vec![0u8; size];
-            let mut t = Tally::default();
-            for _ in 0..n {
-                let got = rx.recv_into(&mut buf).map_err(|e| e.to_string())?;
-                if got != size {
-                    return Err(format!("a message of {got} bytes"));
-                }
-                t.add(seq_of(&buf));
-            }
-            Ok(t)
-        },
-        |n| {
-            for i in 0..n {
-                put_seq(&mut msg, i);
-                tx.send(&msg).expect("bytes send");
-            }
-        },
-    )
+    let (tx, rx) = multiproc::queue::bytes_channel(ring, size as u64).expect("bytes");
+    channel_stream(n, BytesTx::new(tx, size), BytesRx::new(rx, size))
 }
 
 /// Byte queue, zero-copy: the producer writes every byte in place
 /// (`send_with`), the consumer reads the sequence number and the last byte
 /// in place (`recv_with`), like the ring.
 fn mp_bytes_zero_copy(size: usize, ring: u64, n: u64) -> Duration {
-    let (mut tx, mut rx) = multiproc::queue::bytes_channel(ring, size as u64).expect("bytes");
-    stream(
+    let (tx, rx) = multiproc::queue::bytes_channel(ring, size as u64).expect("bytes");
+    channel_stream(
         n,
-        move |n| {
-            let mut t = Tally::default();
-            for _ in 0..n {
-                let (len, seq, last) = rx
-                    .recv_with(|m| (m.len(), seq_of(m), m[m.len() - 1]))
-                    .map_err(|e| e.to_string())?;
-                if len != size || (size > 8 && last != seq as u8) {
-                    return Err(format!("a torn message of {len} bytes"));
-                }
-                t.add(seq);
-            }
-            Ok(t)
-        },
-        |n| {
-            for i in 0..n {
-                tx.send_with(size, |m| {
-                    m.fill(i as u8);
-                    put_seq(m, i);
-                })
-                .expect("bytes send_with");
-            }
-        },
+        BytesInPlaceTx::new(tx, size),
+        BytesInPlaceRx::new(rx, size, false),
     )
 }
 
 /// Pipe: one direction of a duplex `multiproc::pipe()`, `send_bytes` and
 /// `recv_bytes_into`.
 fn mp_pipe(size: usize, n: u64) -> Duration {
-    let (mut a, mut b) = multiproc::pipe().expect("pipe");
-    let mut msg = vec![7u8; size];
-    stream(
-        n,
-        move |n| {
-            let mut buf = vec![0u8; size];
-            let mut t = Tally::default();
-            for _ in 0..n {
-                let got = b.recv_bytes_into(&mut buf).map_err(|e| e.to_string())?;
-                if got != size {
-                    return Err(format!("a message of {got} bytes"));
-                }
-                t.add(seq_of(&buf));
-            }
-            Ok(t)
-        },
-        |n| {
-            for i in 0..n {
-                put_seq(&mut msg, i);
-                a.send_bytes(&msg).expect("pipe send");
-            }
-        },
-    )
+    let (a, b) = multiproc::pipe().expect("pipe");
+    channel_stream(n, PipeTx::new(a, size), PipeRx::new(b, size))
 }
 
 // --- throughput groups -----------------------------------------------------------
@@ -769,49 +651,46 @@ fn round_trips(
     total
 }
 
-fn rt_spsc_default(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
-    let (mut ptx, mut prx) = multiproc::spsc::channel::<u64>(64).expect("spsc");
-    let (mut ctx, mut crx) = multiproc::spsc::channel::<u64>(64).expect("spsc");
+/// Round trips through two multiproc channels ([`transfer`]'s `echo` and
+/// `trip`): `ping` carries each message to the forked child, `pong` back.
+fn channel_round_trips<T, R>(
+    n: u64,
+    (mut ptx, mut prx): (T, R),
+    (mut ctx, mut crx): (T, R),
+    s: &RefCell<Vec<Duration>>,
+) -> Duration
+where
+    T: Source + Send + 'static,
+    R: Sink + Send + 'static,
+{
     round_trips(
         n,
-        move |n| {
-            for _ in 0..n {
-                let v = prx.recv_timeout(STALL).map_err(|e| e.to_string())?;
-                ctx.send_timeout(v, STALL).map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        },
+        move |n| transfer::echo(&mut prx, &mut ctx, Some(n)),
         |i| {
-            ptx.send_timeout(i, STALL).expect("send");
-            crx.recv_timeout(STALL).expect("recv")
+            transfer::trip(&mut ptx, &mut crx, i).expect("round trip");
+            i
         },
         s,
     )
 }
 
+fn rt_spsc_default(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let spsc = || {
+        let (tx, rx) = multiproc::spsc::channel::<u64>(64).expect("spsc");
+        (SpscTx(tx), SpscRx(rx))
+    };
+    channel_round_trips(n, spsc(), spsc(), s)
+}
+
 fn rt_queue_sleep(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
     let q = || {
-        multiproc::Queue::<u64>::new(64)
+        let (tx, rx) = multiproc::Queue::<u64>::new(64)
             .spin(Spin::NONE)
             .channel()
-            .expect("queue")
+            .expect("queue");
+        (QueueTx(tx), QueueRx(rx))
     };
-    let ((ptx, prx), (ctx, crx)) = (q(), q());
-    round_trips(
-        n,
-        move |n| {
-            for _ in 0..n {
-                let v = prx.recv_timeout(STALL).map_err(|e| e.to_string())?;
-                ctx.send_timeout(v, STALL).map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        },
-        |i| {
-            ptx.send_timeout(i, STALL).expect("send");
-            crx.recv_timeout(STALL).expect("recv")
-        },
-        s,
-    )
+    channel_round_trips(n, q(), q(), s)
 }
 
 /// The core SPSC ring (what `multiproc::spsc` wraps) with `Spin::NONE` set

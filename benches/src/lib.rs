@@ -1,7 +1,10 @@
 //! Support code for multiproc's benches: aligned memory for core regions,
-//! and PEP 371's CPU-heavy workload (shared by the main job and the Pool
-//! bench).
+//! PEP 371's CPU-heavy workload (shared by the main job and the Pool
+//! bench), and the IPC transfer loops ([`transfer`], shared by the main
+//! job and the `ipc` bench).
 #![warn(missing_docs)]
+
+pub mod transfer;
 
 use multiproc_core::region::Region;
 

@@ -10,12 +10,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use multiproc::core::mpmc::MpmcRing;
-use multiproc::core::msgqueue::MsgQueue;
-use multiproc::core::region::{AttachError, Kind};
 use multiproc::queue::{
     self, MessageQueue, MessageRecvError, MessageSendError, ObjectSender, QueueError,
 };
+use multiproc::raw::mpmc::MpmcRing;
+use multiproc::raw::msgqueue::MsgQueue;
+use multiproc::raw::region::{AttachError, Kind};
 use multiproc::{Process, Queue};
 use multiproc_tests::process_support::{run_tests, Test};
 use multiproc_tests::{Cells, SharedMap};

@@ -9,8 +9,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use multiproc::core::peers::PeersError;
 use multiproc::queue::{JoinError, JoinableQueue, Queue, QueueError, RecvTimeoutError};
+use multiproc::raw::peers::PeersError;
 use multiproc::Process;
 use multiproc_tests::process_support::{run_tests, Test};
 use multiproc_tests::{fork, Exit};
@@ -209,7 +209,7 @@ fn reused_pid_sender_still_disconnects() {
     .unwrap();
     cells.wait_for(0, 1);
     let victim = child.pid();
-    let before = multiproc::core::identity::of_pid(victim).expect("victim runs");
+    let before = multiproc::raw::identity::of_pid(victim).expect("victim runs");
     // Identities tell processes apart by start time in clock ticks (10 ms
     // at 100 Hz): let the victim's tick pass before its pid is reused.
     std::thread::sleep(Duration::from_millis(50));
@@ -217,7 +217,7 @@ fn reused_pid_sender_still_disconnects() {
     let _ = child.join_timeout(WATCHDOG).unwrap();
     let mut sleeper = spawn_with_pid(victim).expect("could not reuse the victim's pid");
     assert_eq!(sleeper.id(), victim);
-    let after = multiproc::core::identity::of_pid(victim).expect("sleeper runs");
+    let after = multiproc::raw::identity::of_pid(victim).expect("sleeper runs");
     assert_ne!(before, after, "the pid names another process now");
     assert_eq!(rx.recv_timeout(WATCHDOG), Ok(7));
     let r = rx.recv_timeout(DEATH_BOUND);

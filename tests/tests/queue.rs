@@ -9,11 +9,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use multiproc::core::wait::Spin;
 use multiproc::queue::{
     self, JoinableQueue, Queue, QueueError, RecvError, RecvTimeoutError, SendError, SendSliceError,
     SendTimeoutError, SimpleQueue, TryRecvError, TrySendError,
 };
+use multiproc::raw::wait::Spin;
 use multiproc::{spsc, Process, StartMethod};
 use multiproc_tests::checksum;
 use multiproc_tests::process_support::{run_tests, Test};

@@ -129,7 +129,7 @@ pub use socket::{
     Address, Client, HandshakeOptions, Listener, SocketConnection, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use handshake::{answer_challenge, deliver_challenge, MAX_HANDSHAKE_FRAME};
 
 /// What a connection, listener or client operation can fail with.

@@ -334,7 +334,7 @@ impl FrameReader {
 
 /// A [`Transport`] over memory: reads come from `input` (then end of
 /// stream), writes go to `output`. For unit tests and the fuzz targets.
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 #[derive(Debug, Default)]
 pub(crate) struct MemTransport {
     /// What the peer sent.
@@ -347,7 +347,7 @@ pub(crate) struct MemTransport {
     pub(crate) output: Vec<u8>,
 }
 
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 impl Transport for MemTransport {
     fn read_some(
         &mut self,

@@ -100,8 +100,8 @@ use multiproc_core::wait::Spin;
 pub use bytes::{bytes_channel, ByteReceiver, ByteSender};
 pub use error::{PipeError, PipeRecvError, PipeSendError};
 
-use crate::queue::segment::{type_tag, Local, Name, Segment, Token, KIND_PIPE};
 use crate::queue::QueueError;
+use crate::segment::{type_tag, Local, Name, Segment, Token, KIND_PIPE};
 
 /// The default maximum message: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 20;
@@ -868,7 +868,7 @@ impl Connection {
         let Some(ticket) = self.inner.seg.tickets().issue(me.pid()) else {
             peers.remove(me, self.end, 1);
             return Err(QueueError::TooManyTokens {
-                max: crate::queue::segment::TICKETS,
+                max: crate::segment::TICKETS,
             }
             .into());
         };

@@ -118,7 +118,7 @@ mod worker;
 mod zygote;
 
 /// Entry points for the fuzz targets (`crate::fuzzing`).
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,8 +136,9 @@ use self::chunking::{default_chunksize, Encoder};
 use self::func::{offset_of, Runner};
 use self::layout::{Geometry, PoolMem};
 use self::result::{first_error, hopeless, take_all};
+use self::state::ctl;
 use self::state::{Chunk, Job, Shared, SlotState};
-use self::watcher::{ctl, Starter, Watcher};
+use self::watcher::{Starter, Watcher};
 use self::zygote::{Common, Zygote};
 use crate::process::{get_start_method, StartMethod};
 use crate::sys;

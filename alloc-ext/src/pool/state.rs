@@ -42,6 +42,15 @@ pub(crate) const STEAL_AFTER: Duration = Duration::from_millis(1);
 /// Chunk `chunk` of job `job`.
 pub(crate) type ChunkId = (u64, u64);
 
+/// Requests on the control pipe from the owner ([`Shared::poke`]) to the
+/// watcher.
+pub(crate) mod ctl {
+    /// Something changed (a job was added, the pool closed): look again.
+    pub(crate) const POKE: u8 = 1;
+    /// Kill every worker and leave.
+    pub(crate) const TERMINATE: u8 = 2;
+}
+
 /// The owner's side of the pool, shared by the handle, its results and
 /// the watcher thread.
 pub(crate) struct Shared {
@@ -687,7 +696,7 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `what` to the watcher (a byte of `watcher::ctl`), if it
+    /// Sends `what` to the watcher (a byte of [`ctl`]), if it
     /// still runs.
     pub(crate) fn poke(&self, what: u8) {
         use std::os::fd::AsFd;
@@ -706,7 +715,7 @@ impl Shared {
     fn pump_and_report(&self, st: &mut State) -> bool {
         let moved = st.pump(&self.mem);
         if std::mem::take(&mut st.poison_notice) {
-            self.poke(super::watcher::ctl::POKE);
+            self.poke(ctl::POKE);
         }
         moved
     }
@@ -774,33 +783,12 @@ impl Shared {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_trims_consumed_chunks_and_finds_by_id() {
-        let mut j = Job::new(0, 0, false);
-        for i in 0..4 {
-            j.chunks.push_back(Chunk::new(i, 1, vec![]));
-        }
-        j.chunks[0].consumed = true;
-        j.chunks[1].consumed = true;
-        j.trim();
-        assert_eq!(j.base, 2);
-        assert_eq!(j.chunk(3).map(|c| c.first_item), Some(3));
-        assert!(j.chunk(1).is_none());
-        assert_eq!(j.len(), 4);
-    }
-}
-
-/// For the fuzz target `pool_frames`: feeds `frames` as worker 0's result
-/// frames for one dispatched chunk of `count` items (job 1, chunk 0), as
-/// the owner does, then decodes the chunk's outcomes as `String`s and as
-/// `u64`s. Returns whether every frame was accepted, and the outcomes'
-/// count once the chunk finished (`None` while it has not).
-#[cfg(any(test, fuzzing))]
-pub(crate) fn fuzz_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<usize>) {
+/// For the fuzz target `pool_frames` (see `pool::fuzz`): feeds `frames` as
+/// worker 0's result frames for one dispatched chunk of `count` items
+/// (job 1, chunk 0), as the owner does. Returns whether every frame was
+/// accepted, and the chunk once it finished (`None` while it has not).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fuzz_feed_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<Chunk>) {
     let mut slot = Slot::new();
     slot.state = SlotState::Running;
     slot.inflight.push_back(((1, 0), 0));
@@ -818,56 +806,31 @@ pub(crate) fn fuzz_result_frames(frames: &[&[u8]], count: u32) -> (bool, Option<
             break;
         }
     }
-    let job = &jobs[&1];
+    let mut job = jobs.remove(&1).expect("job 1");
     let c = job.chunk(0).expect("one chunk");
     assert!(c.got <= c.count, "more outcomes than items");
     if !job.finished() {
         return (accepted, None);
     }
-    let mut strings: Vec<Result<String, TaskError>> = Vec::new();
-    super::result::decode_chunk(c, 1 << 20, &mut strings);
-    let mut ints: Vec<Result<u64, TaskError>> = Vec::new();
-    super::result::decode_chunk(c, 1 << 20, &mut ints);
-    assert_eq!(strings.len(), ints.len());
-    (accepted, Some(strings.len()))
+    (accepted, job.chunks.pop_front())
 }
 
 #[cfg(test)]
-mod fuzz_tests {
-    use super::super::layout::{tag, ResultHead};
+mod tests {
     use super::*;
 
-    fn frame(first: u32, outcomes: &[(u8, &[u8])], last: bool) -> Vec<u8> {
-        let head = ResultHead {
-            job: 1,
-            chunk: 0,
-            first,
-            count: outcomes.len() as u32,
-            last: u32::from(last),
-            run_ns: 5,
-        };
-        let mut f = bytemuck::bytes_of(&head).to_vec();
-        for (t, b) in outcomes {
-            f.push(*t);
-            f.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            f.extend_from_slice(b);
-        }
-        f
-    }
-
     #[test]
-    fn result_frames_are_checked() {
-        let a = frame(0, &[(tag::OK, &[3])], false);
-        let b = frame(1, &[(tag::PANICKED, b"boom")], true);
-        assert_eq!(fuzz_result_frames(&[&a, &b], 2), (true, Some(2)));
-        // A gap in the outcomes, too many outcomes, a truncated frame.
-        let gap = frame(1, &[(tag::OK, &[3])], true);
-        assert_eq!(fuzz_result_frames(&[&gap], 2), (false, None));
-        let many = frame(0, &[(tag::OK, &[1]), (tag::OK, &[2])], true);
-        assert_eq!(fuzz_result_frames(&[&many], 1), (false, None));
-        assert_eq!(fuzz_result_frames(&[&a[..a.len() - 1]], 1), (false, None));
-        // Fewer outcomes than items: the rest fail, the chunk finishes.
-        let short = frame(0, &[(tag::OK, &[1])], true);
-        assert_eq!(fuzz_result_frames(&[&short], 3), (true, Some(3)));
+    fn job_trims_consumed_chunks_and_finds_by_id() {
+        let mut j = Job::new(0, 0, false);
+        for i in 0..4 {
+            j.chunks.push_back(Chunk::new(i, 1, vec![]));
+        }
+        j.chunks[0].consumed = true;
+        j.chunks[1].consumed = true;
+        j.trim();
+        assert_eq!(j.base, 2);
+        assert_eq!(j.chunk(3).map(|c| c.first_item), Some(3));
+        assert!(j.chunk(1).is_none());
+        assert_eq!(j.len(), 4);
     }
 }

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::{Shared, SlotState};
+use super::state::{ctl, Shared, SlotState};
 use super::worker::{spawn_args, WorkerSpec, ENTRY};
 use super::zygote::{Common, Report, Zygote};
 use crate::process::{Process, StartMethod};
@@ -20,14 +20,6 @@ use crate::sys;
 
 /// How the watcher pumps while a background job runs and nobody waits.
 const UNATTENDED_TICK: Duration = Duration::from_millis(1);
-
-/// Requests on the control pipe.
-pub(crate) mod ctl {
-    /// Something changed (a job was added, the pool closed): look again.
-    pub(crate) const POKE: u8 = 1;
-    /// Kill every worker and leave.
-    pub(crate) const TERMINATE: u8 = 2;
-}
 
 /// How workers are made.
 pub(crate) enum Starter {

@@ -310,15 +310,14 @@ pub(crate) fn register(c: &Arc<ChildInner>) {
     registry().push(Arc::clone(c));
 }
 
-/// Reaps the children that have ended and forgets them, and those of the
-/// parent this process was forked from (and reaps a fork server that died).
 /// Removes `c`, a reaped child, from the registry.
 pub(crate) fn forget_reaped(c: &Arc<ChildInner>) {
     registry().retain(|r| !Arc::ptr_eq(r, c));
 }
 
+/// Reaps the children that have ended and forgets them, and those of the
+/// parent this process was forked from.
 pub(crate) fn sweep() {
     // `poll` refuses the parent's children before touching their locks.
     registry().retain(|c| matches!(c.poll(), Ok(None)));
-    super::forkserver::reap_if_dead();
 }

@@ -50,7 +50,8 @@
 //! stays allocated in the parent: leaked, once per start, the only sound
 //! choice. (The job's own box is freed: it holds no destructor of its own.)
 //! The counts of queue and pipe handles that moved into the child move to
-//! it when the child first touches them (see `queue::segment`).
+//! it when the child first touches them (see `segment::handle`, run from
+//! the `at_fork` hooks).
 
 use std::alloc::{dealloc, Layout};
 use std::io::{self, Write};
@@ -122,7 +123,7 @@ pub(crate) fn start(job: Job, ident: ChildIdent) -> Result<Arc<ChildInner>, Proc
             forkserver::forget_in_child(server);
             drop(reports);
             identity::install(prepared);
-            crate::queue::after_fork_in_child(parent_identity);
+            crate::at_fork::run_in_child(parent_identity);
             child_main(job, report_w, ident.daemon, parent)
         }
         Ok(Forked::Parent(pid)) => {

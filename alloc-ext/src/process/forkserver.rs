@@ -5,7 +5,7 @@
 //!                                   stopped in init(); single thread)
 //!  first use: fork+exec --------->  init(): sees MARKER
 //!  <----------------------------- C nonce, over the control socket
-//!  K nonce ---------------------->  proven? (see spawn::prove_launch)
+//!  K nonce ---------------------->  proven? (see launch::prove_launch)
 //!  <----------------------------- R (ready)
 //!  per process:
 //!  socketpair(SEQPACKET) a|b
@@ -56,8 +56,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::child::{self, Channel, ChildInner};
+use super::exec::{cstr, exe, reap_failed, recv_frame};
 use super::identity::{self, ChildIdent};
-use super::spawn::{answer_challenge, cstr, exe, prove_launch, reap_failed, recv_frame};
+use super::launch::{answer_challenge, prove_launch};
 use super::wire::{self, FrameBuf, Request};
 use super::{
     entry, flush_std_streams, lock, run_guarded, start_err, EntryFn, ProcessError, StartMethod,

@@ -136,10 +136,12 @@ use crate::sys::{self, WaitStatus};
 
 mod child;
 mod entry;
+mod exec;
 pub(crate) mod fork;
 mod forkserver;
 mod identity;
 mod inherit;
+mod launch;
 pub(crate) mod spawn;
 pub(crate) mod wire;
 
@@ -628,7 +630,7 @@ impl Builder {
         if method == StartMethod::Fork && !self.fork_with_threads {
             fork::check_threads()?;
         }
-        child::sweep();
+        sweep();
         let ident = identity::next_child(self.name, self.daemon, method);
         let inner = match (self.target, method) {
             (Target::Closure(job), StartMethod::Fork) => {
@@ -885,7 +887,7 @@ pub struct ActiveChild {
 /// detached ones (whose [`Process`] was dropped). As Python's, it reaps
 /// the children that have ended.
 pub fn active_children() -> Vec<ActiveChild> {
-    child::sweep();
+    sweep();
     child::registry()
         .iter()
         .map(|c| ActiveChild {
@@ -903,6 +905,13 @@ pub fn cpu_count() -> usize {
     sys::cpu_count()
 }
 
+/// Reaps the children that have ended and forgets them, and those of the
+/// parent this process was forked from; and reaps a fork server that died.
+fn sweep() {
+    child::sweep();
+    forkserver::reap_if_dead();
+}
+
 /// Locks a mutex of this module, ignoring poisoning: the data they guard
 /// stays consistent across a panic (each update is a single step).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -913,8 +922,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `Spawn`, it runs the entry point and exits; in the fork server, it
 /// serves and exits; otherwise it returns at once.
 pub(crate) fn init() {
-    #[cfg(feature = "serde")]
-    crate::pool::register_worker_entry();
     let mut args = std::env::args_os();
     let _argv0 = args.next();
     match args.next() {

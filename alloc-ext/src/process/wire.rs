@@ -22,7 +22,7 @@
 //! | `S` status | server -> client | kind (0 exit, 1 signal) + i32 LE |
 //!
 //! `C` and `K` come first on every launch: see
-//! [`prove_launch`](super::spawn::prove_launch) for what they prove.
+//! [`prove_launch`](super::launch::prove_launch) for what they prove.
 //!
 //! Every length is checked against [`MAX_FRAME`] and every payload decoded
 //! with bounds checks: a confused or hostile peer yields an error, never a

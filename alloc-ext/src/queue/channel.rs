@@ -16,7 +16,7 @@ use super::error::{
     recv_gone, untimed_recv, untimed_send, QueueError, RecvError, RecvTimeoutError, SendError,
     SendSliceError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC};
+use crate::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC};
 
 /// How long a blocked call sleeps before it checks whether the other side's
 /// processes still live (a dead process wakes nobody). Each check reads the
@@ -257,7 +257,7 @@ impl<T: Pod> Inner<T> {
         let Some(ticket) = self.seg.tickets().issue(me.pid()) else {
             self.seg.peers.remove(me, side, 1);
             return Err(QueueError::TooManyTokens {
-                max: super::segment::TICKETS,
+                max: crate::segment::TICKETS,
             });
         };
         Ok(Token {

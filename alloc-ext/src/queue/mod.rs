@@ -171,7 +171,6 @@ mod error;
 mod iter;
 mod joinable;
 mod messages;
-pub(crate) mod segment;
 pub mod spsc;
 
 pub use channel::{channel, Queue, Receiver, RecvRef, SendRef, Sender};
@@ -189,5 +188,3 @@ pub use messages::{
 pub use messages::{object_channel, ObjectReceiver, ObjectSender};
 
 pub use crate::pipe::{bytes_channel, ByteReceiver, ByteSender};
-
-pub(crate) use segment::after_fork_in_child;

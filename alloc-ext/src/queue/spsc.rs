@@ -94,7 +94,7 @@ pub use super::error::{
     QueueError, RecvError, RecvTimeoutError, SendError, SendSliceError, SendTimeoutError,
     TryRecvError, TrySendError,
 };
-use super::segment::{type_tag, Local, Name, Segment, Token};
+use crate::segment::{type_tag, Local, Name, Segment, Token};
 use crate::shm::SharedMemory;
 
 /// The token kind of an SPSC channel end.

@@ -108,7 +108,7 @@ use std::time::Duration;
 use multiproc_core::mutex::{LockGuard as CoreLockGuard, RawMutex};
 use multiproc_core::region::{AttachError, ElemType, InitError, Kind, Region};
 
-use crate::queue::segment::type_tag;
+use crate::segment::type_tag;
 use crate::shm::{SharedMemory, ShmError};
 
 mod lock;

@@ -96,40 +96,86 @@ pub(crate) fn shm_unlink(name: &CStr) -> io::Result<()> {
     cvt(unsafe { libc::shm_unlink(name.as_ptr()) }).map(drop)
 }
 
-/// Maps `len` bytes read-write and shared: the object behind `fd`, or
-/// anonymous memory (inherited across `fork`) when `fd` is `None`.
-pub(crate) fn mmap_shared(fd: Option<BorrowedFd<'_>>, len: usize) -> io::Result<NonNull<u8>> {
-    let (flags, raw) = match fd {
-        Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
-        None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
-    };
-    // SAFETY: no address hint, a fresh mapping; the kernel validates `len`
-    // and `raw`; the result is checked for MAP_FAILED.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            raw,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+/// A shared read-write mapping of a whole object, unmapped on drop.
+///
+/// The object behind a descriptor (a named segment, a memfd) is mapped
+/// through memmap2's [`MmapRaw`](memmap2::MmapRaw), a reviewed wrapper of
+/// `mmap(MAP_SHARED)` and `munmap`. Anonymous memory where no memfd exists
+/// (a kernel before 3.17, other Unix) is mapped here by hand: memmap2's
+/// `map_anon` maps `MAP_PRIVATE`, which a forked child would get as a
+/// copy-on-write copy, not as the same memory.
+#[derive(Debug)]
+pub(crate) struct Mapping(MappingKind);
+
+#[derive(Debug)]
+enum MappingKind {
+    Fd(memmap2::MmapRaw),
+    /// `mmap(MAP_SHARED | MAP_ANONYMOUS)` of `len` bytes at `ptr`.
+    Anon {
+        ptr: NonNull<u8>,
+        len: usize,
+    },
 }
 
-/// Unmaps a mapping made by [`mmap_shared`].
-///
-/// # Safety
-///
-/// `ptr` and `len` are exactly a live mapping returned by [`mmap_shared`],
-/// and nothing uses the memory afterwards.
-pub(crate) unsafe fn munmap(ptr: NonNull<u8>, len: usize) {
-    // SAFETY: the caller passes a live mapping (function contract).
-    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+// SAFETY: the handle owns its mapping, nothing in it is tied to a thread
+// (memmap2's `MmapRaw` is itself `Send`), and the `Anon` mapping is
+// unmapped once, by the owner's drop. The memory is reached only through
+// the raw pointer of `ptr`, whose users justify each access (in this
+// crate: `&mut` copies, and `Region`s whose structures use atomics).
+unsafe impl Send for Mapping {}
+// SAFETY: `&self` only reads the pointer and length (see `Send`).
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of the object behind `fd`, read-write and
+    /// shared.
+    pub(crate) fn of_fd(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(fd.as_raw_fd())
+            .map(|m| Mapping(MappingKind::Fd(m)))
+    }
+
+    /// `len` bytes of anonymous memory, read-write and shared with children
+    /// forked afterwards.
+    pub(crate) fn anonymous(len: usize) -> io::Result<Mapping> {
+        // SAFETY: no address hint, a fresh mapping; the kernel validates
+        // `len`; the result is checked for MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Mapping(MappingKind::Anon { ptr, len }))
+    }
+
+    /// The first byte of the mapping (page-aligned).
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        match &self.0 {
+            MappingKind::Fd(m) => NonNull::new(m.as_mut_ptr()).expect("a mapping is not at null"),
+            MappingKind::Anon { ptr, .. } => *ptr,
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let MappingKind::Anon { ptr, len } = self.0 {
+            // SAFETY: exactly the mapping `anonymous` made, unmapped once;
+            // its owner (`&mut self`) holds no borrow of it any more.
+            unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+        }
+        // `Fd`: memmap2's `MmapRaw` unmaps itself.
+    }
 }
 
 /// The outcome of [`fork`].
@@ -534,5 +580,46 @@ pub(crate) fn recv_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result
             _ if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             _ => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// A child forked after the mapping writes a byte; the parent sees it.
+    fn shared_across_fork(map: &Mapping) {
+        let p = map.ptr().as_ptr();
+        // SAFETY: the child only writes into the mapping and `_exit`s
+        // (async-signal-safe work: the test harness may have threads).
+        match unsafe { fork() }.expect("fork") {
+            Forked::Child => {
+                // SAFETY: `p` is the first byte of a live 4096-byte mapping.
+                unsafe {
+                    p.write_volatile(42);
+                    libc::_exit(0)
+                }
+            }
+            Forked::Parent(pid) => {
+                wait_blocking(pid).expect("reap the child");
+                // SAFETY: as above; the child has exited.
+                assert_eq!(unsafe { p.read_volatile() }, 42);
+            }
+        }
+    }
+
+    #[test]
+    fn anonymous_mapping_is_shared_across_fork() {
+        shared_across_fork(&Mapping::anonymous(4096).unwrap());
+    }
+
+    #[test]
+    fn memfd_mapping_is_shared_across_fork() {
+        let Some(fd) = sealed_memfd(4096).unwrap() else {
+            return; // no memfds here: `anonymous` serves instead
+        };
+        shared_across_fork(&Mapping::of_fd(fd.as_fd(), 4096).unwrap());
     }
 }

@@ -92,7 +92,7 @@ pub(crate) fn cloexec_range(first: RawFd, last: RawFd) {
 
 /// No portable kernel-attested sender of a message here: the launch of a
 /// spawn child or fork server cannot be proven, so it is refused (see
-/// `process::spawn::prove_launch`).
+/// `process::launch::prove_launch`).
 pub(crate) fn fill_random(_buf: &mut [u8]) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }

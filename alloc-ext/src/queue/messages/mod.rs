@@ -80,7 +80,7 @@ use multiproc_core::wait::Spin;
 
 use super::channel::LIVENESS_SLICE;
 use super::error::QueueError;
-use super::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC, TICKETS};
+use crate::segment::{type_tag, Local, Name, Segment, Token, KIND_MPMC, TICKETS};
 
 mod error;
 #[cfg(feature = "serde")]

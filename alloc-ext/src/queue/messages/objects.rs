@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{MessageQueue, MessageReceiver, MessageRecvError, MessageSendError, MessageSender};
 use crate::queue::error::QueueError;
-use crate::queue::segment::type_tag;
+use crate::segment::type_tag;
 
 /// A bounded MPMC queue of `capacity` values of `T`, each encoded (postcard)
 /// in at most `max_message` bytes, in an anonymous shared segment (`serde`

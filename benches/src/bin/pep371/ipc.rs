@@ -1,18 +1,18 @@
-//! The IPC figures, multiproc side: `multiproc-core` structures built in
-//! [`SharedMemory::anonymous`] mappings, used by this process and a child
-//! forked with [`multiproc::Process`] (the std layer's `Queue` and `Pipe`
-//! do not exist yet, so each figure names the structure it measures).
+//! The IPC figures, multiproc side: the API a user calls (`Queue`, the
+//! byte queue, a one-way `Pipe`, the SPSC channel, `Mutex`), used by this
+//! process and a child forked with [`multiproc::Process`]; each figure's
+//! `what` names the call it measures. The transfer loops are the ones the
+//! criterion `ipc` bench runs ([`multiproc_benches::transfer`]).
 //!
-//! | key | what moves | multiproc structure | Python peer |
+//! | key | what moves | multiproc API | Python peer |
 //! |---|---|---|---|
-//! | `queue_8B`, `queue_64B` | `[u8; N]` messages, parent to child | `multiproc::Queue<[u8; N]>` (an `MpmcRing`), 1 024 slots | `Queue(maxsize=1024)` of `bytes` |
-//! | `queue_4KiB`, `queue_1MiB` | byte messages, copied in and out | `ByteRing`, 4 MiB | same |
-//! | `queue_1MiB_zero_copy` | 1 MiB frames written in place (`reserve`) and read in place (`read`): each side touches every byte once, nothing is copied | `ByteRing`, 4 MiB | `Queue`, 1 MiB (copies) |
-//! | `pipe_8B` | `[u8; 8]` | `SpscRing<[u8; 8]>`, 8 192 slots (64 KiB, a Linux pipe's buffer) | `Pipe(duplex=False)`, `send_bytes` |
-//! | `pipe_4KiB` | 4 KiB frames, copied | `ByteRing`, 64 KiB | same |
-//! | `round_trip_p50/p99` | a `u64` to the child and back | two `SpscRing<u64>` | two `Queue`s |
+//! | `queue_8B`, `queue_64B` | `[u8; N]` messages, parent to child | `multiproc::Queue<[u8; N]>` (`queue::channel`), 1 024 slots | `Queue(maxsize=1024)` of `bytes` |
+//! | `queue_4KiB`, `queue_1MiB` | byte messages, copied in and out | `queue::bytes_channel`, 4 MiB: `send`, `recv_into` | same |
+//! | `queue_1MiB_zero_copy` | 1 MiB messages written in place (`send_with`) and read in place (`recv_with`): each side touches every byte once, nothing is copied | `queue::bytes_channel`, 4 MiB | `Queue`, 1 MiB (copies) |
+//! | `pipe_8B`, `pipe_4KiB` | byte messages | one-way `Pipe`, 64 KiB ring (a Linux pipe's buffer): `send_bytes`, `recv_bytes_into` | `Pipe(duplex=False)`, `send_bytes` |
+//! | `round_trip_p50/p99` | a `u64` to the child and back | two `spsc::channel::<u64>`, default waiting | two `Queue`s |
 //! | `start_join_*` | `Process` start + join, median | fork: a closure; spawn, forkserver: an entry point | `Process` |
-//! | `locked_counter` | `*lock() += 1` by 2 processes at once | `mutex::Mutex<u64>` | `Lock` + `Value('q', lock=False)` |
+//! | `locked_counter` | `*lock() += 1` by 2 processes at once | `multiproc::Mutex<u64>` | `Lock` + `Value('q', lock=False)` |
 //!
 //! Every message carries its sequence number in its first 8 bytes; the
 //! consumer checks the count and the sum of what it received against what
@@ -20,17 +20,16 @@
 //! run for a fixed time (the producer stops at a deadline) rather than a
 //! fixed count, so the run length does not depend on the machine's speed.
 
-use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc::core::bytering::{ByteRing, RecvError};
-use multiproc::core::mutex::Mutex;
-use multiproc::core::spsc::{PopError, SpscRing};
-use multiproc::core::value::AtomicValue;
-use multiproc::queue::RecvTimeoutError;
+use multiproc::raw::value::AtomicValue;
 use multiproc::shm::SharedMemory;
-use multiproc::{Process, StartMethod};
+use multiproc::{Pipe, Process, StartMethod};
+use multiproc_benches::transfer::{
+    self, BytesInPlaceRx, BytesInPlaceTx, BytesRx, BytesTx, PipeRx, PipeTx, QueueRx, QueueTx, Sink,
+    Source, SpscRx, SpscTx, Tally,
+};
 
 use crate::progress::Progress;
 
@@ -126,17 +125,17 @@ impl Unit {
 pub(crate) const FIGURES: [FigureSpec; 13] = [
     fig("queue_8B_msgs_per_s", "queue_8B_msgs_per_s", "queue 8 B", "multiproc::Queue<[u8; 8]>, 1024 slots", Unit::MsgsPerS),
     fig("queue_64B_msgs_per_s", "queue_64B_msgs_per_s", "queue 64 B", "multiproc::Queue<[u8; 64]>, 1024 slots", Unit::MsgsPerS),
-    fig("queue_4KiB_msgs_per_s", "queue_4KiB_msgs_per_s", "queue 4 KiB", "ByteRing 4 MiB, copy in/out", Unit::MsgsPerS),
-    fig("queue_1MiB_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB", "ByteRing 4 MiB, copy in/out", Unit::MsgsPerS),
-    fig("queue_1MiB_zero_copy_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB zero-copy", "ByteRing 4 MiB, reserve/read in place", Unit::MsgsPerS),
-    fig("pipe_8B_msgs_per_s", "pipe_8B_msgs_per_s", "pipe 8 B", "SpscRing<[u8; 8]>, 64 KiB", Unit::MsgsPerS),
-    fig("pipe_4KiB_msgs_per_s", "pipe_4KiB_msgs_per_s", "pipe 4 KiB", "ByteRing 64 KiB, copy in/out", Unit::MsgsPerS),
-    fig("round_trip_p50_us", "round_trip_p50_us", "round trip p50", "two SpscRing<u64>", Unit::Us),
-    fig("round_trip_p99_us", "round_trip_p99_us", "round trip p99", "two SpscRing<u64>", Unit::Us),
+    fig("queue_4KiB_msgs_per_s", "queue_4KiB_msgs_per_s", "queue 4 KiB", "queue::bytes_channel 4 MiB, send/recv_into", Unit::MsgsPerS),
+    fig("queue_1MiB_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB", "queue::bytes_channel 4 MiB, send/recv_into", Unit::MsgsPerS),
+    fig("queue_1MiB_zero_copy_msgs_per_s", "queue_1MiB_msgs_per_s", "queue 1 MiB zero-copy", "queue::bytes_channel 4 MiB, send_with/recv_with", Unit::MsgsPerS),
+    fig("pipe_8B_msgs_per_s", "pipe_8B_msgs_per_s", "pipe 8 B", "Pipe one-way 64 KiB, send_bytes/recv_bytes_into", Unit::MsgsPerS),
+    fig("pipe_4KiB_msgs_per_s", "pipe_4KiB_msgs_per_s", "pipe 4 KiB", "Pipe one-way 64 KiB, send_bytes/recv_bytes_into", Unit::MsgsPerS),
+    fig("round_trip_p50_us", "round_trip_p50_us", "round trip p50", "two spsc::channel<u64>", Unit::Us),
+    fig("round_trip_p99_us", "round_trip_p99_us", "round trip p99", "two spsc::channel<u64>", Unit::Us),
     fig("start_join_fork_us", "start_join_fork_us", "start+join fork", "Process::new(closure), median", Unit::Us),
     fig("start_join_forkserver_us", "start_join_forkserver_us", "start+join forkserver", "Process::entry, median", Unit::Us),
     fig("start_join_spawn_us", "start_join_spawn_us", "start+join spawn", "Process::entry, median", Unit::Us),
-    fig("locked_counter_incr_per_s", "locked_counter_incr_per_s", "locked counter, 2 procs", "mutex::Mutex<u64>", Unit::IncrPerS),
+    fig("locked_counter_incr_per_s", "locked_counter_incr_per_s", "locked counter, 2 procs", "multiproc::Mutex<u64>", Unit::IncrPerS),
 ];
 
 const fn fig(
@@ -181,18 +180,18 @@ pub(crate) fn run_all(budget: &Budget, progress: &mut Progress) -> Vec<Measured>
     step("queue 64 B");
     put("queue_64B_msgs_per_s", queue_pod::<64>(d));
     step("queue 4 KiB");
-    put("queue_4KiB_msgs_per_s", frames(QUEUE_BYTES, 4 << 10, d));
+    put("queue_4KiB_msgs_per_s", queue_bytes(4 << 10, d));
     step("queue 1 MiB");
-    put("queue_1MiB_msgs_per_s", frames(QUEUE_BYTES, 1 << 20, d));
+    put("queue_1MiB_msgs_per_s", queue_bytes(1 << 20, d));
     step("queue 1 MiB zero-copy");
     put(
         "queue_1MiB_zero_copy_msgs_per_s",
-        frames_in_place(QUEUE_BYTES, 1 << 20, d),
+        queue_bytes_in_place(1 << 20, d),
     );
     step("pipe 8 B");
-    put("pipe_8B_msgs_per_s", pipe_pod(d));
+    put("pipe_8B_msgs_per_s", pipe_bytes(8, d));
     step("pipe 4 KiB");
-    put("pipe_4KiB_msgs_per_s", frames(PIPE_BYTES, 4 << 10, d));
+    put("pipe_4KiB_msgs_per_s", pipe_bytes(4 << 10, d));
     step("round trip");
     match round_trip(budget.round_trips, budget.round_trip_cap) {
         Ok((p50, p99)) => {
@@ -290,57 +289,29 @@ fn join(child: &Process) -> Result<(), String> {
     }
 }
 
-/// What a stream's consumer checks: the number of messages and the wrapping
-/// sum of their sequence numbers.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Tally {
-    count: u64,
-    sum: u64,
-}
-
-impl Tally {
-    fn add(&mut self, seq: u64) {
-        self.count += 1;
-        self.sum = self.sum.wrapping_add(seq);
-    }
-
-    /// What a producer that sent `0..count` sent.
-    fn of(count: u64) -> Tally {
-        let sum = if count % 2 == 0 {
-            (count / 2).wrapping_mul(count.wrapping_sub(1))
-        } else {
-            count.wrapping_mul(count.wrapping_sub(1) / 2)
-        };
-        Tally { count, sum }
-    }
-}
-
-/// A one-way stream from this process to a forked child.
+/// A one-way stream from this process to a forked child through a
+/// multiproc channel, with [`transfer`]'s loops.
 ///
-/// `consume` runs in the child: it attaches to the structure in the segment,
-/// calls `ready` once it holds its role, receives until the end of the
-/// stream and returns its tally. `produce` runs here once the child is
-/// ready: it sends `0, 1, ...` until the deadline, calls `announce` with
-/// the number sent, *then* ends the stream (so the child, which reads the
-/// announced count after it saw the end, reads the final count: the end of
-/// a stream is a Release that the consumer's Acquire pairs with), and
-/// returns the count. The rate is messages per second from the start of
-/// `produce` until the child has checked the tally and exited.
-fn stream<C, P>(
-    seg: Arc<SharedMemory>,
-    dur: Duration,
-    consume: C,
-    produce: P,
-) -> Result<f64, String>
+/// `rx` moves into the child, which says it is ready, receives until the
+/// end of the stream and checks its tally against the count announced in
+/// a shared word. This process then sends `0, 1, ...` through `tx` (in
+/// batches of `batch` between two looks at the clock) until `dur` has
+/// passed, announces the count, *then* drops `tx`, which ends the stream
+/// (so the child, which reads the announced count after it saw the end,
+/// reads the final count: the end of a stream is a Release that the
+/// consumer's Acquire pairs with). The rate is messages per second from
+/// the first send until the child has checked the tally and exited.
+fn stream<T, R>(dur: Duration, mut tx: T, mut rx: R, batch: u64) -> Result<f64, String>
 where
-    C: FnOnce(&SharedMemory, &dyn Fn()) -> Result<Tally, String> + Send + 'static,
-    P: FnOnce(&SharedMemory, Instant, &dyn Fn(u64)) -> Result<u64, String>,
+    T: Source,
+    R: Sink + Send + 'static,
 {
     let ready = Word::new()?;
     let sent = Word::new()?;
-    let (child_seg, child_ready, child_sent) = (Arc::clone(&seg), ready.clone(), sent.clone());
+    let (child_ready, child_sent) = (ready.clone(), sent.clone());
     let child = fork(move || {
-        let got = consume(&child_seg, &|| child_ready.get().store(1))?;
+        child_ready.get().store(1);
+        let got = transfer::consume(&mut rx, None)?;
         let want = Tally::of(child_sent.get().load());
         if got == want {
             Ok(())
@@ -350,7 +321,7 @@ where
     })?;
     ready.wait_at_least(1, &child)?;
     let start = Instant::now();
-    let n = match produce(&seg, start + dur, &|n| sent.get().store(n)) {
+    let n = match transfer::produce_until(&mut tx, start + dur, batch) {
         Ok(n) => n,
         Err(e) => {
             let _ = child.kill();
@@ -358,110 +329,20 @@ where
             return Err(e);
         }
     };
+    sent.get().store(n);
+    // The last sender leaves: the child drains, then sees the end.
+    drop(tx);
     join(&child)?;
     let el = start.elapsed().as_secs_f64();
     Ok(n as f64 / el)
 }
 
-/// Queue figure: `[u8; N]` messages through `multiproc::Queue` (an
-/// `MpmcRing` of 1024 slots in its own segment, with peer tracking), the
-/// receiver moved into the forked child.
+/// Queue figure: `[u8; N]` messages through `multiproc::Queue` (1024
+/// slots, MPMC, with peer tracking), the receiver moved into the child.
 fn queue_pod<const N: usize>(dur: Duration) -> Result<f64, String> {
-    type Msg<const N: usize> = [u8; N];
     let (tx, rx) =
-        multiproc::queue::channel::<Msg<N>>(QUEUE_SLOTS).map_err(|e| format!("queue: {e}"))?;
-    // The stream's own segment is unused here: the queue owns its memory.
-    stream(
-        segment(4096)?,
-        dur,
-        move |_, ready| {
-            ready();
-            let mut t = Tally::default();
-            loop {
-                match rx.recv_timeout(STALL) {
-                    Ok(m) => t.add(seq_of(&m)),
-                    Err(RecvTimeoutError::Disconnected) => return Ok(t),
-                    Err(e) => return Err(format!("recv: {e}")),
-                }
-            }
-        },
-        move |_, deadline, announce| {
-            let mut i = 0u64;
-            loop {
-                for _ in 0..256 {
-                    let mut m = [0u8; N];
-                    m[..8].copy_from_slice(&i.to_le_bytes());
-                    tx.send_timeout(m, STALL)
-                        .map_err(|e| format!("send: {e}"))?;
-                    i += 1;
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            announce(i);
-            // The last sender leaves: the child drains, then sees Disconnected.
-            drop(tx);
-            Ok(i)
-        },
-    )
-}
-
-fn seq_of(m: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&m[..8]);
-    u64::from_le_bytes(b)
-}
-
-/// Pipe figure: `[u8; 8]` through an `SpscRing` of 8192 slots (64 KiB).
-fn pipe_pod(dur: Duration) -> Result<f64, String> {
-    const SLOTS: u64 = PIPE_BYTES / 8;
-    type Msg = [u8; 8];
-    let seg = segment(SpscRing::<Msg>::memory_size(SLOTS).ok_or("ring size")?)?;
-    SpscRing::<Msg>::create(seg.region(), SLOTS).map_err(|e| format!("ring: {e}"))?;
-    stream(
-        seg,
-        dur,
-        |seg, ready| {
-            let ring = SpscRing::<Msg>::attach(seg.region()).map_err(|e| e.to_string())?;
-            let mut rx = ring.consumer().map_err(|e| e.to_string())?;
-            ready();
-            let mut t = Tally::default();
-            loop {
-                match rx.pop_timeout(STALL) {
-                    Ok(m) => t.add(u64::from_le_bytes(m)),
-                    Err(PopError::Disconnected) => return Ok(t),
-                    Err(e) => return Err(format!("pop: {e}")),
-                }
-            }
-        },
-        |seg, deadline, announce| {
-            let ring = SpscRing::<Msg>::attach(seg.region()).map_err(|e| e.to_string())?;
-            let mut tx = ring.producer().map_err(|e| e.to_string())?;
-            let mut i = 0u64;
-            loop {
-                for _ in 0..256 {
-                    tx.push_timeout(i.to_le_bytes(), STALL)
-                        .map_err(|e| format!("push: {e}"))?;
-                    i += 1;
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            announce(i);
-            drop(tx);
-            Ok(i)
-        },
-    )
-}
-
-/// A byte ring of `capacity` bytes in a fresh segment, for frames of up to
-/// `max` bytes.
-fn byte_ring(capacity: u64, max: usize) -> Result<Arc<SharedMemory>, String> {
-    let seg = segment(ByteRing::memory_size(capacity).ok_or("ring size")?)?;
-    ByteRing::create(seg.region(), capacity, max as u64).map_err(|e| format!("ring: {e}"))?;
-    Ok(seg)
+        multiproc::queue::channel::<[u8; N]>(QUEUE_SLOTS).map_err(|e| format!("queue: {e}"))?;
+    stream(dur, QueueTx(tx), QueueRx(rx), 256)
 }
 
 /// How many messages of `size` bytes the producer sends between two looks
@@ -470,157 +351,69 @@ fn batch(size: usize) -> u64 {
     (64 << 10) / size.max(1) as u64 + 1
 }
 
-/// Queue or pipe figure for byte messages of `size`: the producer copies a
-/// ready message in (`send`), the consumer copies it out (`recv_into`).
-fn frames(capacity: u64, size: usize, dur: Duration) -> Result<f64, String> {
-    let seg = byte_ring(capacity, size)?;
+/// Queue figure for byte messages of `size`: `queue::bytes_channel` of
+/// 4 MiB; the producer copies a ready message in (`send`), the consumer
+/// copies it out (`recv_into`).
+fn queue_bytes(size: usize, dur: Duration) -> Result<f64, String> {
+    let (tx, rx) = multiproc::queue::bytes_channel(QUEUE_BYTES, size as u64)
+        .map_err(|e| format!("bytes_channel: {e}"))?;
     stream(
-        seg,
         dur,
-        move |seg, ready| {
-            let ring = ByteRing::attach(seg.region()).map_err(|e| e.to_string())?;
-            let mut rx = ring.receiver().map_err(|e| e.to_string())?;
-            ready();
-            let mut buf = vec![0u8; size];
-            let mut t = Tally::default();
-            loop {
-                match rx.recv_into_timeout(&mut buf, STALL) {
-                    Ok(n) if n == size => t.add(seq_of(&buf)),
-                    Ok(n) => return Err(format!("a frame of {n} bytes, not {size}")),
-                    Err(RecvError::Disconnected) => return Ok(t),
-                    Err(e) => return Err(format!("recv: {e}")),
-                }
-            }
-        },
-        |seg, deadline, announce| {
-            let ring = ByteRing::attach(seg.region()).map_err(|e| e.to_string())?;
-            let mut tx = ring.sender().map_err(|e| e.to_string())?;
-            let mut msg = vec![b'x'; size];
-            let mut i = 0u64;
-            loop {
-                for _ in 0..batch(size) {
-                    msg[..8].copy_from_slice(&i.to_le_bytes());
-                    tx.send_timeout(&msg, STALL)
-                        .map_err(|e| format!("send: {e}"))?;
-                    i += 1;
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            announce(i);
-            drop(tx);
-            Ok(i)
-        },
+        BytesTx::new(tx, size),
+        BytesRx::new(rx, size),
+        batch(size),
     )
 }
 
-/// Zero-copy figure: the producer writes each frame in place (`reserve`,
-/// every byte, then `commit`), the consumer reads it in place (`read`,
+/// Zero-copy figure: the producer writes each message in place
+/// (`send_with`, every byte), the consumer reads it in place (`recv_with`,
 /// every 8-byte word folded into a checksum). Neither side copies.
-fn frames_in_place(capacity: u64, size: usize, dur: Duration) -> Result<f64, String> {
-    let seg = byte_ring(capacity, size)?;
+fn queue_bytes_in_place(size: usize, dur: Duration) -> Result<f64, String> {
+    let (tx, rx) = multiproc::queue::bytes_channel(QUEUE_BYTES, size as u64)
+        .map_err(|e| format!("bytes_channel: {e}"))?;
     stream(
-        seg,
         dur,
-        move |seg, ready| {
-            let ring = ByteRing::attach(seg.region()).map_err(|e| e.to_string())?;
-            let mut rx = ring.receiver().map_err(|e| e.to_string())?;
-            ready();
-            let mut t = Tally::default();
-            loop {
-                match rx.read_timeout(STALL) {
-                    Ok(frame) => {
-                        if frame.len() != size {
-                            return Err(format!("a frame of {} bytes, not {size}", frame.len()));
-                        }
-                        let seq = seq_of(&frame);
-                        if frame[size - 1] != seq as u8 {
-                            return Err(format!("frame {seq} was not written in full"));
-                        }
-                        black_box(fold_words(&frame));
-                        t.add(seq);
-                    }
-                    Err(RecvError::Disconnected) => return Ok(t),
-                    Err(e) => return Err(format!("read: {e}")),
-                }
-            }
-        },
-        |seg, deadline, announce| {
-            let ring = ByteRing::attach(seg.region()).map_err(|e| e.to_string())?;
-            let mut tx = ring.sender().map_err(|e| e.to_string())?;
-            let mut i = 0u64;
-            loop {
-                for _ in 0..batch(size) {
-                    let mut w = tx
-                        .reserve_timeout(size, STALL)
-                        .map_err(|e| format!("reserve: {e}"))?;
-                    w.fill(i as u8);
-                    w[..8].copy_from_slice(&i.to_le_bytes());
-                    w.commit();
-                    i += 1;
-                }
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            announce(i);
-            drop(tx);
-            Ok(i)
-        },
+        BytesInPlaceTx::new(tx, size),
+        BytesInPlaceRx::new(rx, size, true),
+        batch(size),
     )
 }
 
-/// Reads every 8-byte word of `bytes` (a stand-in for a consumer that uses
-/// the message where it lies).
-fn fold_words(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
-        .fold(0, u64::wrapping_add)
+/// Pipe figure for byte messages of `size`: a one-way `Pipe` whose ring is
+/// a Linux pipe's 64 KiB; `send_bytes`, `recv_bytes_into`.
+fn pipe_bytes(size: usize, dur: Duration) -> Result<f64, String> {
+    let (w, r) = Pipe::new()
+        .duplex(false)
+        .ring_size(PIPE_BYTES)
+        .max_message(size as u64)
+        .open()
+        .map_err(|e| format!("pipe: {e}"))?;
+    stream(dur, PipeTx::new(w, size), PipeRx::new(r, size), batch(size))
 }
 
-/// Round trip: a `u64` to the child through one `SpscRing`, back through
-/// another; after 100 warm-up trips, up to `n` samples (at most `cap` of
-/// sampling). Returns (p50, p99) in microseconds.
+/// Round trip: a `u64` to the child through one `spsc::channel`, back
+/// through another (default waiting: spin, then sleep), with [`transfer`]'s
+/// `echo` and `trip`; after 100 warm-up trips, up to `n` samples (at most
+/// `cap` of sampling). Returns (p50, p99) in microseconds.
 fn round_trip(n: usize, cap: Duration) -> Result<(f64, f64), String> {
     const SLOTS: u64 = 64;
-    let size = SpscRing::<u64>::memory_size(SLOTS).ok_or("ring size")?;
-    let (ping, pong) = (segment(size)?, segment(size)?);
-    SpscRing::<u64>::create(ping.region(), SLOTS).map_err(|e| format!("ring: {e}"))?;
-    SpscRing::<u64>::create(pong.region(), SLOTS).map_err(|e| format!("ring: {e}"))?;
+    let spsc = || {
+        multiproc::spsc::channel::<u64>(SLOTS)
+            .map(|(tx, rx)| (SpscTx(tx), SpscRx(rx)))
+            .map_err(|e| format!("spsc: {e}"))
+    };
+    let ((mut tx, mut c_rx), (mut c_tx, mut rx)) = (spsc()?, spsc()?);
     let ready = Word::new()?;
-    let (c_ping, c_pong, c_ready) = (Arc::clone(&ping), Arc::clone(&pong), ready.clone());
+    let c_ready = ready.clone();
     let child = fork(move || {
-        let ping = SpscRing::<u64>::attach(c_ping.region()).map_err(|e| e.to_string())?;
-        let pong = SpscRing::<u64>::attach(c_pong.region()).map_err(|e| e.to_string())?;
-        let mut rx = ping.consumer().map_err(|e| e.to_string())?;
-        let mut tx = pong.producer().map_err(|e| e.to_string())?;
         c_ready.get().store(1);
-        loop {
-            match rx.pop_timeout(STALL) {
-                Ok(v) => tx
-                    .push_timeout(v, STALL)
-                    .map_err(|e| format!("push: {e}"))?,
-                Err(PopError::Disconnected) => return Ok(()),
-                Err(e) => return Err(format!("pop: {e}")),
-            }
-        }
+        transfer::echo(&mut c_rx, &mut c_tx, None)
     })?;
     ready.wait_at_least(1, &child)?;
-    let ping = SpscRing::<u64>::attach(ping.region()).map_err(|e| e.to_string())?;
-    let pong = SpscRing::<u64>::attach(pong.region()).map_err(|e| e.to_string())?;
-    let mut tx = ping.producer().map_err(|e| e.to_string())?;
-    let mut rx = pong.consumer().map_err(|e| e.to_string())?;
     let mut trip = |i: u64| -> Result<Duration, String> {
         let t = Instant::now();
-        tx.push_timeout(i, STALL)
-            .map_err(|e| format!("push: {e}"))?;
-        match rx.pop_timeout(STALL) {
-            Ok(v) if v == i => Ok(t.elapsed()),
-            Ok(v) => Err(format!("sent {i}, got {v} back")),
-            Err(e) => Err(format!("pop: {e}")),
-        }
+        transfer::trip(&mut tx, &mut rx, i)?;
+        Ok(t.elapsed())
     };
     let result = (|| {
         for i in 0..100 {
@@ -636,6 +429,7 @@ fn round_trip(n: usize, cap: Duration) -> Result<(f64, f64), String> {
         }
         Ok(samples)
     })();
+    // The end of the stream: the child's echo returns.
     drop(tx);
     drop(rx);
     let mut samples = match result {
@@ -676,23 +470,21 @@ fn start_join(method: StartMethod, n: usize) -> Result<f64, String> {
 }
 
 /// Locked counter: two forked children each do `*m.lock() += 1` on one
-/// `Mutex<u64>` as fast as they can, from a go signal until a stop signal
+/// `multiproc::Mutex<u64>` as fast as they can, from a go signal until a stop signal
 /// `dur` later. Increments per second, both together.
 fn locked_counter(dur: Duration) -> Result<f64, String> {
-    let seg = segment(Mutex::<u64>::memory_size().ok_or("mutex size")?)?;
-    Mutex::<u64>::create(seg.region(), 0).map_err(|e| format!("mutex: {e}"))?;
+    let m = multiproc::Mutex::<u64>::new(0).map_err(|e| format!("mutex: {e}"))?;
     let (ready, go, stop, done) = (Word::new()?, Word::new()?, Word::new()?, Word::new()?);
     let children = (0..2)
         .map(|_| {
-            let (seg, ready, go, stop, done) = (
-                Arc::clone(&seg),
+            let (m, ready, go, stop, done) = (
+                m.clone(),
                 ready.clone(),
                 go.clone(),
                 stop.clone(),
                 done.clone(),
             );
             fork(move || {
-                let m = Mutex::<u64>::attach(seg.region()).map_err(|e| e.to_string())?;
                 let (go, stop) = (go.get(), stop.get());
                 ready.get().fetch_add(1);
                 let start = Instant::now();
@@ -727,7 +519,6 @@ fn locked_counter(dur: Duration) -> Result<f64, String> {
     for c in &children {
         join(c)?;
     }
-    let m = Mutex::<u64>::attach(seg.region()).map_err(|e| e.to_string())?;
     let total = *m.lock().map_err(|_| "the mutex is poisoned")?;
     let counted = done.get().load();
     if total != counted {
@@ -741,15 +532,6 @@ fn locked_counter(dur: Duration) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tally_of_matches_a_loop() {
-        for n in [0u64, 1, 2, 3, 10, 1001] {
-            let mut t = Tally::default();
-            (0..n).for_each(|i| t.add(i));
-            assert_eq!(Tally::of(n), t, "n = {n}");
-        }
-    }
 
     #[test]
     fn figure_keys_are_unique() {

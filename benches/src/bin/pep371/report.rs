@@ -269,7 +269,7 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "\nIPC between two processes: multiproc-core structures in multiproc::shm::SharedMemory (fork)\n\
+            "\nIPC between two processes (fork): multiproc's Queue, byte queue, Pipe, SPSC channel, Mutex\n\
              vs Python multiprocessing; speed-up = how many times faster multiproc is"
         );
         let _ = writeln!(

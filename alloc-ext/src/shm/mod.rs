@@ -111,7 +111,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -120,209 +119,16 @@ use multiproc_core::region::{AttachError, InitError, Kind, Region, RegionHeader}
 
 use crate::sys;
 
+mod error;
+
+use error::{io_err, is_no_space};
+pub use error::{NameError, ShmError};
+
 /// Prefix of the names [`SharedMemory::create_unique`] generates.
 pub const GENERATED_PREFIX: &str = "/mp-";
 
 /// Default permission bits of created segments: owner read/write only.
 pub const DEFAULT_MODE: u32 = 0o600;
-
-/// Why a name is not a valid shm name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NameError {
-    /// Nothing after the optional leading `/`.
-    Empty,
-    /// Longer than the system allows (leading `/` included).
-    TooLong {
-        /// Length of the name with its leading `/`.
-        len: usize,
-        /// The longest allowed.
-        max: usize,
-    },
-    /// A `/` after the leading one.
-    InnerSlash,
-    /// A NUL byte.
-    Nul,
-    /// `.` or `..`, which name directories.
-    Dot,
-}
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameError::Empty => f.write_str("name is empty"),
-            NameError::TooLong { len, max } => {
-                write!(f, "name is {len} bytes long, at most {max} allowed")
-            }
-            NameError::InnerSlash => f.write_str("name contains '/' after the leading one"),
-            NameError::Nul => f.write_str("name contains a NUL byte"),
-            NameError::Dot => f.write_str("name is '.' or '..'"),
-        }
-    }
-}
-
-/// Errors of [`SharedMemory`] operations.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ShmError {
-    /// The name is not a valid shm name.
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        reason: NameError,
-    },
-    /// `create`: a segment of this name exists.
-    AlreadyExists {
-        /// The name (with its leading `/`).
-        name: String,
-    },
-    /// `open`: no segment of this name exists.
-    NotFound {
-        /// The name (with its leading `/`).
-        name: String,
-    },
-    /// A size of zero was asked for, or the segment opened has size zero
-    /// (its creator may not have sized it yet).
-    ZeroSize,
-    /// The size does not fit this platform's address space or file offsets.
-    TooLarge {
-        /// The size asked for.
-        size: u64,
-    },
-    /// Not enough room for a segment of this size: `/dev/shm` (or the
-    /// mount the named segment lives in) has less space left, or, for an
-    /// anonymous segment, the machine has less memory. Nothing is left
-    /// behind: a named segment's name is removed again.
-    NoSpace {
-        /// The size asked for.
-        requested: u64,
-        /// Bytes still free where the segment was to live, when known
-        /// (the mount's free space at the time of the failure).
-        available: Option<u64>,
-    },
-    /// `open` with a minimum size: the segment is smaller.
-    SizeMismatch {
-        /// The name (with its leading `/`).
-        name: String,
-        /// The size asked for.
-        expected: u64,
-        /// The segment's size.
-        actual: u64,
-    },
-    /// `open_or_create` found the segment already there, owned by another
-    /// user: it may have been planted to be written or read by this
-    /// process, so it is refused (closed, never unlinked).
-    ForeignOwner {
-        /// The name (with its leading `/`).
-        name: String,
-        /// Its owner.
-        uid: u32,
-    },
-    /// `open_or_create` found the segment already there with permission
-    /// bits wider than [`ShmOptions::mode`]: refused (closed, never
-    /// unlinked), since others may read or write it.
-    ModeTooWide {
-        /// The name (with its leading `/`).
-        name: String,
-        /// Its permission bits.
-        mode: u32,
-        /// The permission bits asked for.
-        requested: u32,
-    },
-    /// The operation needs a named segment (this one is anonymous).
-    Anonymous,
-    /// `read_at`/`write_at` outside the mapping.
-    OutOfBounds {
-        /// Offset asked for.
-        offset: usize,
-        /// Bytes asked for.
-        len: usize,
-        /// Size of the mapping.
-        size: usize,
-    },
-    /// Another system error.
-    Io {
-        /// The failing operation (`"shm_open"`, `"mmap"`, ...).
-        op: &'static str,
-        /// The error.
-        source: io::Error,
-    },
-}
-
-impl fmt::Display for ShmError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ShmError::InvalidName { name, reason } => {
-                write!(f, "invalid shared memory name {name:?}: {reason}")
-            }
-            ShmError::AlreadyExists { name } => {
-                write!(f, "shared memory segment {name:?} already exists")
-            }
-            ShmError::NotFound { name } => write!(f, "no shared memory segment {name:?}"),
-            ShmError::ZeroSize => f.write_str("shared memory segment of size zero"),
-            ShmError::TooLarge { size } => write!(f, "shared memory size {size} is too large"),
-            ShmError::NoSpace {
-                requested,
-                available: Some(free),
-            } => write!(
-                f,
-                "no room for {requested} bytes of shared memory ({free} bytes free)"
-            ),
-            ShmError::NoSpace {
-                requested,
-                available: None,
-            } => write!(f, "no room for {requested} bytes of shared memory"),
-            ShmError::SizeMismatch {
-                name,
-                expected,
-                actual,
-            } => write!(
-                f,
-                "shared memory segment {name:?} has {actual} bytes, {expected} expected"
-            ),
-            ShmError::ForeignOwner { name, uid } => write!(
-                f,
-                "shared memory segment {name:?} belongs to another user (uid {uid})"
-            ),
-            ShmError::ModeTooWide {
-                name,
-                mode,
-                requested,
-            } => write!(
-                f,
-                "shared memory segment {name:?} has mode {mode:03o}, wider than the {requested:03o} asked for"
-            ),
-            ShmError::Anonymous => f.write_str("anonymous shared memory has no name"),
-            ShmError::OutOfBounds { offset, len, size } => write!(
-                f,
-                "range {offset}..{offset}+{len} outside shared memory of {size} bytes"
-            ),
-            ShmError::Io { op, source } => write!(f, "{op}: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for ShmError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ShmError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> ShmError {
-    move |source| ShmError::Io { op, source }
-}
-
-/// Whether `e` says that a segment of the size asked for does not fit.
-fn is_no_space(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::ENOMEM)
-    )
-}
 
 /// Reserves the `size` bytes of a new segment's object `file` (see
 /// [`sys::reserve`]): [`ShmError::NoSpace`] if they do not fit. A file
@@ -394,7 +200,7 @@ impl ShmName {
 
 /// Validates `name` as every constructor does before any system call: the
 /// `/name` form and its C string's bytes (for `crate::fuzzing`).
-#[cfg(any(test, fuzzing))]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_name(name: &str) -> Result<(String, Vec<u8>), ShmError> {
     ShmName::parse(name).map(|n| (n.text, n.c.into_bytes()))
 }
@@ -610,11 +416,11 @@ impl ShmOptions {
             .metadata()
             .map_err(io_err("fstat"))
             .map_err(unlink_on_err)?;
-        let ptr = sys::mmap_shared(Some(file.as_fd()), size)
+        let map = sys::Mapping::of_fd(file.as_fd(), size)
             .map_err(io_err("mmap"))
             .map_err(unlink_on_err)?;
         Ok(SharedMemory {
-            ptr,
+            map,
             len: size,
             name: Some(name),
             creator: Some(Creator {
@@ -678,9 +484,9 @@ impl ShmOptions {
             .ok()
             .filter(|&l| l <= isize::MAX as usize)
             .ok_or(ShmError::TooLarge { size: actual })?;
-        let ptr = sys::mmap_shared(Some(file.as_fd()), len).map_err(io_err("mmap"))?;
+        let map = sys::Mapping::of_fd(file.as_fd(), len).map_err(io_err("mmap"))?;
         Ok(SharedMemory {
-            ptr,
+            map,
             len,
             name: Some(name),
             creator: None,
@@ -750,7 +556,9 @@ fn generate_name() -> String {
 /// [`open`](Self::open) (or, in a forked child, the inherited copy of this
 /// one, which never unlinks the name).
 pub struct SharedMemory {
-    ptr: NonNull<u8>,
+    /// The mapping, unmapped when the handle drops (after the name is
+    /// unlinked, if it is).
+    map: sys::Mapping,
     len: usize,
     name: Option<ShmName>,
     /// Set for the handle that created the name.
@@ -758,15 +566,6 @@ pub struct SharedMemory {
     persist: bool,
     unlinked: AtomicBool,
 }
-
-// SAFETY: the handle owns a mapping (a pointer and a length); the memory is
-// reached only through `&mut self` copies, raw pointers the caller must
-// justify, and `Region`s whose structures use atomics. Nothing in it is
-// tied to a thread.
-unsafe impl Send for SharedMemory {}
-// SAFETY: `&self` methods only read the handle's own fields, hand out raw
-// pointers or `Region`s (see Send), or touch `unlinked` atomically.
-unsafe impl Sync for SharedMemory {}
 
 impl fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -825,10 +624,13 @@ impl SharedMemory {
         let memfd = sys::sealed_memfd(size).map_err(no_space("memfd_create"))?;
         // The memfd (if any) is closed at the end of this function: the
         // mapping keeps the memory alive, and no descriptor lingers.
-        let ptr =
-            sys::mmap_shared(memfd.as_ref().map(|f| f.as_fd()), size).map_err(no_space("mmap"))?;
+        let map = match &memfd {
+            Some(fd) => sys::Mapping::of_fd(fd.as_fd(), size),
+            None => sys::Mapping::anonymous(size),
+        }
+        .map_err(no_space("mmap"))?;
         Ok(Self {
-            ptr,
+            map,
             len: size,
             name: None,
             creator: None,
@@ -937,7 +739,7 @@ impl SharedMemory {
     /// Start of the mapping: page-aligned, valid for [`len`](Self::len)
     /// bytes while `self` lives. Other processes may write it at any time.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.map.ptr().as_ptr()
     }
 
     /// Whether this handle created the name and will unlink it on drop
@@ -1004,7 +806,13 @@ impl SharedMemory {
         // SAFETY: the range is inside the mapping (checked), which is live
         // while `self` is; `&mut self` excludes other accesses from this
         // process; `buf` is a distinct, exclusively borrowed buffer.
-        unsafe { volatile_copy(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            volatile_copy(
+                self.map.ptr().as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
         Ok(())
     }
 
@@ -1016,7 +824,13 @@ impl SharedMemory {
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
         self.check_range(offset, data.len())?;
         // SAFETY: as in `read_at`, with the roles of the buffers swapped.
-        unsafe { volatile_copy(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len()) };
+        unsafe {
+            volatile_copy(
+                data.as_ptr(),
+                self.map.ptr().as_ptr().add(offset),
+                data.len(),
+            )
+        };
         Ok(())
     }
 
@@ -1029,7 +843,7 @@ impl SharedMemory {
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is live and `len` bytes long while `self` is;
         // the caller guarantees nobody writes it meanwhile.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts(self.map.ptr().as_ptr(), self.len) }
     }
 
     /// The whole mapping as a mutable byte slice.
@@ -1041,7 +855,7 @@ impl SharedMemory {
     pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` excludes this process's
         // other accesses, the caller excludes other processes.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr().as_ptr(), self.len) }
     }
 
     /// The mapping as a region in which a `multiproc_core` structure is
@@ -1053,7 +867,7 @@ impl SharedMemory {
         // is borrowed; in this process the memory is otherwise reached only
         // through `&mut self` methods (excluded while the region borrows
         // `self`) and raw pointers whose users take that responsibility.
-        unsafe { Region::from_raw_parts(self.ptr, self.len) }
+        unsafe { Region::from_raw_parts(self.map.ptr(), self.len) }
     }
 
     /// The region header at the start of the segment. Reading it is sound
@@ -1094,8 +908,8 @@ impl SharedMemory {
     /// # Examples
     ///
     /// ```
-    /// use multiproc::core::region::Kind;
-    /// use multiproc::core::value::AtomicValue;
+    /// use multiproc::raw::region::Kind;
+    /// use multiproc::raw::value::AtomicValue;
     /// use multiproc::shm::SharedMemory;
     ///
     /// let size = AtomicValue::<u64>::memory_size().unwrap();
@@ -1162,9 +976,8 @@ impl SharedMemory {
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in the constructor; `&mut self`
-        // means no Region or slice borrowed from it is alive.
-        unsafe { sys::munmap(self.ptr, self.len) };
+        // `self.map` is unmapped after this body: `&mut self` means no
+        // Region or slice borrowed from it is alive.
         if let (Some(name), Some(c)) = (&self.name, self.creator) {
             // Only the creating process unlinks (a forked child's copy of
             // the handle must not pull the name from under its parent), and
@@ -1310,217 +1123,4 @@ fn generated_creator(name: &str) -> Option<(Identity, Option<u64>)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_validated() {
-        let bad = |n: &str| match ShmName::parse(n) {
-            Err(ShmError::InvalidName { reason, .. }) => reason,
-            other => panic!("{n:?} accepted: {:?}", other.map(|n| n.text)),
-        };
-        assert_eq!(bad(""), NameError::Empty);
-        assert_eq!(bad("/"), NameError::Empty);
-        assert_eq!(bad("/a/b"), NameError::InnerSlash);
-        assert_eq!(bad("//a"), NameError::InnerSlash);
-        assert_eq!(bad("a\0b"), NameError::Nul);
-        assert_eq!(bad(".."), NameError::Dot);
-        assert!(matches!(
-            bad(&"x".repeat(sys::SHM_NAME_MAX)),
-            NameError::TooLong { .. }
-        ));
-        assert_eq!(ShmName::parse("psm_1").unwrap().text, "/psm_1");
-        assert_eq!(ShmName::parse("/psm_1").unwrap().text, "/psm_1");
-        assert!(ShmName::parse(&"x".repeat(sys::SHM_NAME_MAX - 1)).is_ok());
-    }
-
-    #[test]
-    fn generated_names_parse_back() {
-        let n = generate_name();
-        let ns = multiproc_core::identity::pid_namespace();
-        assert_eq!(generated_creator(&n), Some((Identity::current(), ns)));
-        assert!(ShmName::parse(&n).is_ok());
-        assert_eq!(
-            generated_creator("/mp-12-u-0-3-0123456789abcdef"),
-            Some((Identity::new(12, None).unwrap(), None))
-        );
-        assert_eq!(
-            generated_creator("/mp-12-77-9-3-0123456789abcdef"),
-            Some((Identity::new(12, Some(77)).unwrap(), Some(9)))
-        );
-        assert_eq!(generated_creator("/mp-12-3-nothex"), None);
-        assert_eq!(generated_creator("/mine"), None);
-        // The format of earlier versions (no start time, no namespace).
-        assert_eq!(generated_creator("/mp-12-3-0123456789abcdef"), None);
-        assert_eq!(generated_creator("/mp-12-1-2-3-0123456789abcdef-x"), None);
-    }
-
-    /// The shared lock of a handle outlives its descriptor (closed right
-    /// after mapping): the mapping keeps the open file description, which
-    /// holds the lock, until it is unmapped. What `cleanup_leaked` relies on.
-    #[test]
-    fn a_mapping_keeps_its_shared_lock_until_dropped() {
-        let try_exclusive = |name: &ShmName| {
-            let fd = sys::shm_open(&name.c, libc::O_RDONLY, 0).unwrap();
-            sys::flock(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB).is_ok()
-        };
-        let mut a = ShmOptions::new()
-            .size(4096)
-            .persist(true)
-            .create_unique()
-            .unwrap();
-        let name = ShmName::parse(a.name().unwrap()).unwrap();
-        assert!(!try_exclusive(&name), "the creator holds it");
-        a.write_at(0, b"x").unwrap();
-        let b = SharedMemory::open(&name.text).unwrap();
-        drop(a);
-        assert!(!try_exclusive(&name), "the opener holds it");
-        drop(b);
-        assert!(try_exclusive(&name), "nobody maps it");
-        // Our own creator is alive: kept even though nobody holds it.
-        assert!(!cleanup_leaked().unwrap().contains(&name.text));
-        SharedMemory::unlink_name(&name.text).unwrap();
-    }
-
-    #[test]
-    fn create_open_unlink_and_errors() {
-        let mut a = SharedMemory::create_unique(10_000).unwrap();
-        let name = a.name().unwrap().to_owned();
-        assert!(a.is_owner());
-        assert_eq!(a.python_name().unwrap(), &name[1..]);
-        assert_eq!(a.as_ptr() as usize % 4096, 0);
-        assert!(matches!(
-            SharedMemory::create(&name, 10),
-            Err(ShmError::AlreadyExists { .. })
-        ));
-        let mut b = SharedMemory::open(&name[1..]).unwrap();
-        assert!(!b.is_owner());
-        assert_eq!(b.len(), 10_000);
-        a.write_at(9_990, b"0123456789").unwrap();
-        let mut buf = [0u8; 10];
-        b.read_at(9_990, &mut buf).unwrap();
-        assert_eq!(&buf, b"0123456789");
-        assert!(matches!(
-            b.read_at(9_991, &mut buf),
-            Err(ShmError::OutOfBounds { .. })
-        ));
-        assert!(matches!(
-            b.write_at(usize::MAX, b"x"),
-            Err(ShmError::OutOfBounds { .. })
-        ));
-        assert!(matches!(
-            ShmOptions::new().size(20_000).open(&name),
-            Err(ShmError::SizeMismatch {
-                expected: 20_000,
-                actual: 10_000,
-                ..
-            })
-        ));
-        drop(b);
-        drop(a);
-        assert!(matches!(
-            SharedMemory::open(&name),
-            Err(ShmError::NotFound { .. })
-        ));
-        assert!(matches!(
-            SharedMemory::create("/x", 0),
-            Err(ShmError::ZeroSize)
-        ));
-        assert!(matches!(
-            SharedMemory::anonymous(0),
-            Err(ShmError::ZeroSize)
-        ));
-    }
-
-    #[test]
-    fn persist_and_explicit_unlink() {
-        let mut a = SharedMemory::create_unique(64).unwrap();
-        let name = a.name().unwrap().to_owned();
-        a.persist();
-        drop(a);
-        let b = SharedMemory::open(&name).unwrap();
-        b.unlink().unwrap();
-        assert!(matches!(b.unlink(), Err(ShmError::NotFound { .. })));
-        assert!(matches!(
-            SharedMemory::unlink_name(&name),
-            Err(ShmError::NotFound { .. })
-        ));
-        let anon = SharedMemory::anonymous(10).unwrap();
-        assert!(matches!(anon.unlink(), Err(ShmError::Anonymous)));
-        assert_eq!(anon.name(), None);
-    }
-
-    #[test]
-    fn creator_does_not_unlink_a_recreated_name() {
-        let a = SharedMemory::create_unique(64).unwrap();
-        let name = a.name().unwrap().to_owned();
-        SharedMemory::unlink_name(&name).unwrap();
-        let b = SharedMemory::create(&name, 128).unwrap();
-        drop(a);
-        let c = SharedMemory::open(&name).unwrap();
-        assert_eq!(c.len(), 128);
-        drop(c);
-        drop(b);
-        assert!(SharedMemory::open(&name).is_err());
-    }
-
-    #[test]
-    fn mode_is_exact() {
-        let a = ShmOptions::new()
-            .size(64)
-            .mode(0o640)
-            .create_unique()
-            .unwrap();
-        let m = std::fs::metadata(format!("/dev/shm{}", a.name().unwrap())).unwrap();
-        assert_eq!(m.mode() & 0o777, 0o640);
-        let b = SharedMemory::create_unique(64).unwrap();
-        let m = std::fs::metadata(format!("/dev/shm{}", b.name().unwrap())).unwrap();
-        assert_eq!(m.mode() & 0o777, 0o600);
-    }
-
-    #[test]
-    fn open_or_create_reports_ownership() {
-        let name = format!("/mp-test-ooc-{}", sys::getpid());
-        let a = SharedMemory::open_or_create(&name, 128).unwrap();
-        assert!(a.is_owner());
-        let b = SharedMemory::open_or_create(&name, 128).unwrap();
-        assert!(!b.is_owner());
-        assert!(matches!(
-            SharedMemory::open_or_create(&name, 4096),
-            Err(ShmError::SizeMismatch { .. })
-        ));
-    }
-
-    #[test]
-    fn volatile_copy_handles_every_alignment() {
-        let src: Vec<u8> = (0..64u8).collect();
-        for s in 0..9 {
-            for d in 0..9 {
-                for len in [0, 1, 7, 8, 9, 30] {
-                    let mut dst = vec![0xffu8; 64];
-                    // SAFETY: both ranges are in bounds of distinct buffers.
-                    unsafe { volatile_copy(src.as_ptr().add(s), dst.as_mut_ptr().add(d), len) };
-                    assert_eq!(&dst[d..d + len], &src[s..s + len]);
-                    assert!(dst[..d].iter().all(|&b| b == 0xff));
-                    assert!(dst[d + len..].iter().all(|&b| b == 0xff));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn attach_in_checks_the_header() {
-        let shm = SharedMemory::anonymous(4096).unwrap();
-        // Zeroed memory: never published.
-        assert_eq!(
-            shm.attach_in(Kind::Mpmc, |_| Ok(())).unwrap_err(),
-            AttachError::NotReady
-        );
-        assert_eq!(
-            shm.attach_in_timeout(Kind::Mpmc, Duration::from_millis(5), |_| Ok(()))
-                .unwrap_err(),
-            AttachError::NotReady
-        );
-        assert!(!shm.header().unwrap().is_ready());
-    }
-}
+mod tests;
