@@ -22,7 +22,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
-use multiproc::pipe::PipeError;
+use multiproc::pipe::PipeRecvError;
 use multiproc::queue::{ByteReceiver, ByteSender, RecvTimeoutError};
 use multiproc::{queue, spsc, Connection};
 
@@ -184,9 +184,9 @@ fn end_or(e: RecvTimeoutError) -> Result<Option<u64>, String> {
 }
 
 /// As [`end_or`], for the byte channels and pipes.
-fn pipe_end_or(e: PipeError) -> Result<Option<u64>, String> {
+fn pipe_end_or(e: PipeRecvError) -> Result<Option<u64>, String> {
     match e {
-        PipeError::Disconnected => Ok(None),
+        PipeRecvError::Disconnected => Ok(None),
         e => Err(format!("recv: {e}")),
     }
 }
