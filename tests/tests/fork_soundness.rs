@@ -198,6 +198,45 @@ fn sender_passed_on_to_a_grandchild_keeps_counting() {
     );
 }
 
+/// A plain `fork` inside a `Process` child inherits the child's record of
+/// its `Process` ancestors, but is not one of those children: its copy of a
+/// sender the child still holds untouched is counted afresh, and its use
+/// must not withdraw the count the child's copy stands on (else the queue
+/// reads as disconnected while the child still holds a sender).
+fn plain_fork_inside_a_process_child_does_not_take_the_handed_count() {
+    let cells = Cells::leaked();
+    let (tx, rx) = queue::channel::<u64>(8).unwrap();
+    let child = Process::new(move || {
+        let tx_ref = &tx;
+        let plain = multiproc_tests::fork(move || {
+            // First use here: counted under this process, which exits
+            // without dropping it (its count dies with it).
+            i32::from(tx_ref.send(5).is_err())
+        });
+        assert_eq!(plain.join(WATCHDOG), multiproc_tests::Exit::Code(0));
+        cells.get(0).store(1, Ordering::Release);
+        cells.wait_for(1, 1);
+        tx.send(6).unwrap();
+    })
+    .start()
+    .unwrap();
+    assert_eq!(rx.recv_timeout(WATCHDOG), Ok(5));
+    cells.wait_for(0, 1);
+    // The plain fork is gone; the child still holds its untouched sender,
+    // counted under this process: connected.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(300)),
+        Err(RecvTimeoutError::Timeout)
+    );
+    cells.get(1).store(1, Ordering::Release);
+    assert_eq!(rx.recv_timeout(WATCHDOG), Ok(6));
+    join_ok(&child);
+    assert_eq!(
+        rx.recv_timeout(WATCHDOG),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
+
 /// A fork start while another thread runs is refused with a typed error
 /// that points to spawn/forkserver; the `unsafe` opt-in starts it; once
 /// the thread is joined, a plain fork start works again.
@@ -242,6 +281,7 @@ fn main() {
             value_moved_into_fork_child_is_dropped_only_there,
             untouched_sender_in_fork_child_disconnects_at_its_drop,
             sender_passed_on_to_a_grandchild_keeps_counting,
+            plain_fork_inside_a_process_child_does_not_take_the_handed_count,
             sender_given_with_process_with_goes_with_a_killed_child,
             fork_with_threads_is_refused_unless_allowed,
         ],

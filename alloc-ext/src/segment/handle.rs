@@ -23,26 +23,43 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use multiproc_core::identity::Identity;
+use multiproc_core::identity::{fork_generation, Identity};
 use multiproc_core::peers::{Peers, PeersError, Side};
 
 /// How many `Process` fork ancestors a child remembers.
-const LINEAGE_LEN: usize = 4;
+const LINEAGE_LEN: usize = 3;
 
-/// In a child started by `Process` (fork): the identity words of itself,
-/// then of its parent, then of the parent's own `Process` parent, ...; 0
-/// past the known ones. The own identity tells a valid lineage from a copy
-/// inherited by a plain `fork`.
+/// In a child started by `Process` (fork): the identity words of its
+/// parent, then of the parent's own `Process` parent, ...; 0 past the known
+/// ones. Valid only in the process whose fork generation is
+/// [`LINEAGE_GEN`]: a copy inherited by a plain `fork` is not.
 static LINEAGE: [AtomicU64; LINEAGE_LEN] = [const { AtomicU64::new(0) }; LINEAGE_LEN];
+
+/// The fork generation ([`fork_generation`]) of the process [`LINEAGE`]
+/// belongs to; [`NO_LINEAGE`] in a process not started by `Process`.
+///
+/// A generation, not the process's own [`Identity`]: the generation changes
+/// in every fork child (the core's atfork handler counts it) and costs one
+/// load, where the identity would read `/proc` once in every child before
+/// its job starts, on the path of every fork start.
+static LINEAGE_GEN: AtomicU64 = AtomicU64::new(NO_LINEAGE);
+const NO_LINEAGE: u64 = u64::MAX;
 
 /// Called in a child started by `Process` (fork), before its job runs,
 /// with its parent's identity word (taken in the parent before the fork).
 pub(crate) fn after_fork_in_child(parent: u64) {
-    let me = Identity::current().to_word();
     // Relaxed throughout: read by this process's own threads, which start
     // later (thread creation orders it).
-    let inherited = LINEAGE[0].load(Ordering::Relaxed) == parent;
-    for i in (2..LINEAGE_LEN).rev() {
+    let Some(generation) = fork_generation() else {
+        // Forks are not counted here: no lineage can be told from a copy,
+        // so none is kept (a handed count then stays with the ancestor
+        // while it lives, as for a plain `fork`).
+        LINEAGE_GEN.store(NO_LINEAGE, Ordering::Relaxed);
+        return;
+    };
+    // The parent's lineage was its own if it was recorded one fork ago.
+    let inherited = generation.checked_sub(1) == Some(LINEAGE_GEN.load(Ordering::Relaxed));
+    for i in (1..LINEAGE_LEN).rev() {
         let up = if inherited {
             LINEAGE[i - 1].load(Ordering::Relaxed)
         } else {
@@ -50,19 +67,17 @@ pub(crate) fn after_fork_in_child(parent: u64) {
         };
         LINEAGE[i].store(up, Ordering::Relaxed);
     }
-    LINEAGE[1].store(parent, Ordering::Relaxed);
-    LINEAGE[0].store(me, Ordering::Relaxed);
+    LINEAGE[0].store(parent, Ordering::Relaxed);
+    LINEAGE_GEN.store(generation, Ordering::Relaxed);
 }
 
 /// Whether `owner` (an identity word) is a `Process` fork ancestor of this
-/// process (`me`), whose copy of a handle counted under it was forgotten
-/// when it started us.
-fn handed_from(me: u64, owner: u64) -> bool {
+/// process, whose copy of a handle counted under it was forgotten when it
+/// started us.
+fn handed_from(owner: u64) -> bool {
     owner != 0
-        && LINEAGE[0].load(Ordering::Relaxed) == me
-        && LINEAGE[1..]
-            .iter()
-            .any(|a| a.load(Ordering::Relaxed) == owner)
+        && fork_generation().is_some_and(|g| g == LINEAGE_GEN.load(Ordering::Relaxed))
+        && LINEAGE.iter().any(|a| a.load(Ordering::Relaxed) == owner)
 }
 
 /// Which process counts a handle: the identity word it was last counted
@@ -113,7 +128,7 @@ impl Local {
         // Counted here first, then the forgotten copy's count goes.
         match peers.add(me_id, self.side, 1) {
             Ok(()) => {
-                if handed_from(me, owner) {
+                if handed_from(owner) {
                     if let Some(a) = Identity::from_word(owner) {
                         peers.remove(a, self.side, 1);
                     }
@@ -131,7 +146,7 @@ impl Local {
     pub(crate) fn release(&self, peers: &Peers<'_>) -> bool {
         let me = Identity::current().to_word();
         let owner = self.owner.load(Ordering::Relaxed);
-        if owner == me || handed_from(me, owner) {
+        if owner == me || handed_from(owner) {
             // Counted here; or never touched here, so its count is still
             // the ancestor's, whose copy was forgotten.
             if let Some(id) = Identity::from_word(owner) {
