@@ -9,7 +9,7 @@ use std::fmt;
 
 use multiproc_core::bytering::Corruption;
 
-use crate::queue::QueueError;
+use crate::segment::QueueError;
 
 /// Why a pipe could not be made, opened from a token, or handed over.
 #[derive(Debug)]

@@ -100,7 +100,7 @@ use multiproc_core::wait::Spin;
 pub use bytes::{bytes_channel, ByteReceiver, ByteSender};
 pub use error::{PipeError, PipeRecvError, PipeSendError};
 
-use crate::queue::QueueError;
+use crate::segment::QueueError;
 use crate::segment::{type_tag, Local, Name, Segment, Token, KIND_PIPE};
 
 /// The default maximum message: 1 MiB.

@@ -33,12 +33,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use multiproc_core::peers::{current_pid, process_alive, Peers, Side, MAX_SLOTS};
 use multiproc_core::region::Region;
 
-use crate::queue::QueueError;
 use crate::shm::SharedMemory;
 
+mod error;
 pub(crate) mod handle;
 pub(crate) mod token;
 
+pub use error::QueueError;
 pub(crate) use handle::{after_fork_in_child, Local};
 pub(crate) use token::{Token, KIND_MPMC, KIND_PIPE};
 

@@ -5,7 +5,7 @@
 use multiproc_core::peers::Side;
 
 use super::type_tag;
-use crate::queue::QueueError;
+use super::QueueError;
 
 const TOKEN_MAGIC: &[u8; 4] = b"MPQT";
 /// 2: the ticket word (MPMC tokens) after the tag.
