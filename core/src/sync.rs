@@ -326,7 +326,7 @@ pub(crate) fn current_pid() -> u32 {
 #[inline]
 pub(crate) fn current_identity() -> u64 {
     #[cfg(not(multiproc_loom))]
-    return crate::identity::current_word();
+    return crate::identity::word::current_word();
     #[cfg(multiproc_loom)]
     return loom_identity::get();
 }
@@ -346,10 +346,10 @@ pub(crate) fn current_identity() -> u64 {
 #[inline]
 pub(crate) fn identity_alive(word: u64) -> bool {
     #[cfg(not(multiproc_loom))]
-    return crate::identity::alive_word(word);
+    return crate::identity::word::alive_word(word);
     #[cfg(multiproc_loom)]
     {
-        let Some(id) = crate::identity::Identity::from_word(word) else {
+        let Some(id) = crate::identity::word::Identity::from_word(word) else {
             return false;
         };
         // SeqCst: the model's stand-in for the kernel's view of a death
@@ -384,11 +384,11 @@ pub(crate) fn pid_namespace() -> Option<u64> {
 /// and `kill -9`.
 #[inline]
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    identity_alive(crate::identity::pid_word(pid))
+    identity_alive(crate::identity::word::pid_word(pid))
 }
 
 #[cfg(multiproc_loom)]
-const LOOM_PID_MASK: u64 = (1 << crate::identity::PID_BITS) - 1;
+const LOOM_PID_MASK: u64 = (1 << crate::identity::word::PID_BITS) - 1;
 
 #[cfg(multiproc_loom)]
 mod loom_identity {
@@ -399,8 +399,8 @@ mod loom_identity {
         static ID: Cell<u64> = Cell::new({
             static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
             let n = NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            u64::from(n % ((1 << crate::identity::PID_BITS) - 2) + 1)
-                | 1 << crate::identity::PID_BITS
+            u64::from(n % ((1 << crate::identity::word::PID_BITS) - 2) + 1)
+                | 1 << crate::identity::word::PID_BITS
         });
     }
 
@@ -438,6 +438,6 @@ pub(crate) fn loom_reuse_pid() {
     let dead = LOOM_DEAD.load(Ordering::SeqCst);
     assert!(dead != 0, "loom_reuse_pid needs a thread that died first");
     let pid = dead & LOOM_PID_MASK;
-    loom_identity::set(pid | 2 << crate::identity::PID_BITS);
+    loom_identity::set(pid | 2 << crate::identity::word::PID_BITS);
     LOOM_REUSED.store(pid as u32, Ordering::SeqCst);
 }
