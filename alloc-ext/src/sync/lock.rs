@@ -16,7 +16,8 @@ use multiproc_core::value::AtomicValue;
 use super::shared::kind::Kind;
 use super::shared::{ConditionKind, LockKind, MutexKind, RLockKind, Shared, SharedKind};
 use super::{
-    second_offset, split_region, wrap, wrap_timeout, wrap_try, Guard, SyncError, OPEN_WAIT,
+    second_offset, split_region, wrap, wrap_timeout, wrap_try, Guard, HandleKind, SyncError,
+    OPEN_WAIT,
 };
 use crate::shm::SharedMemory;
 
@@ -776,5 +777,48 @@ impl<T: Pod> Shared<ConditionKind<T>> {
     /// Clears the poison.
     pub fn clear_poison(&self) {
         self.view().lock.clear_poison();
+    }
+}
+
+// The kinds of the two handles whose views live here (the others are
+// declared with their views in `shared`).
+
+impl SharedKind for RLockKind {}
+impl Kind for RLockKind {
+    type View = RLockView;
+    type Init = ();
+    type Elem = ();
+    const HANDLE: HandleKind = HandleKind::RLock;
+    fn memory_size((): &()) -> Option<usize> {
+        RLockView::memory_size()
+    }
+    fn create(r: Region<'static>, (): (), tag: u64) -> Result<RLockView, InitError> {
+        RLockView::create(r, tag)
+    }
+    fn attach(r: Region<'static>, tag: u64) -> Result<RLockView, AttachError> {
+        RLockView::attach(r, tag)
+    }
+    fn debug(v: &RLockView, d: &mut fmt::DebugStruct<'_, '_>) {
+        v.debug(d);
+    }
+}
+
+impl<T: Pod> SharedKind for ConditionKind<T> {}
+impl<T: Pod> Kind for ConditionKind<T> {
+    type View = ConditionView<T>;
+    type Init = T;
+    type Elem = T;
+    const HANDLE: HandleKind = HandleKind::Condition;
+    fn memory_size(_: &T) -> Option<usize> {
+        ConditionView::<T>::memory_size()
+    }
+    fn create(r: Region<'static>, init: T, tag: u64) -> Result<ConditionView<T>, InitError> {
+        ConditionView::create(r, init, tag)
+    }
+    fn attach(r: Region<'static>, tag: u64) -> Result<ConditionView<T>, AttachError> {
+        ConditionView::attach(r, tag)
+    }
+    fn debug(v: &ConditionView<T>, d: &mut fmt::DebugStruct<'_, '_>) {
+        v.debug(d);
     }
 }

@@ -18,7 +18,6 @@ use bytemuck::Pod;
 use multiproc_core::region::{AttachError, InitError, Region};
 use multiproc_core::{barrier, event, mutex, semaphore, value};
 
-use super::lock::{ConditionView, RLockView};
 use super::{map, HandleKind, Owned, SyncError, OPEN_WAIT};
 use crate::shm::SharedMemory;
 
@@ -282,43 +281,3 @@ one_region!(ArrayKind<T>, [T: Pod], view: value::Array<'static, T>, init: (usize
     attach: value::Array::attach_tagged_timeout,
     debug: |v, d| d.field("len", &v.len()),
 );
-
-impl SharedKind for RLockKind {}
-impl kind::Kind for RLockKind {
-    type View = RLockView;
-    type Init = ();
-    type Elem = ();
-    const HANDLE: HandleKind = HandleKind::RLock;
-    fn memory_size((): &()) -> Option<usize> {
-        RLockView::memory_size()
-    }
-    fn create(r: Region<'static>, (): (), tag: u64) -> Result<RLockView, InitError> {
-        RLockView::create(r, tag)
-    }
-    fn attach(r: Region<'static>, tag: u64) -> Result<RLockView, AttachError> {
-        RLockView::attach(r, tag)
-    }
-    fn debug(v: &RLockView, d: &mut fmt::DebugStruct<'_, '_>) {
-        v.debug(d);
-    }
-}
-
-impl<T: Pod> SharedKind for ConditionKind<T> {}
-impl<T: Pod> kind::Kind for ConditionKind<T> {
-    type View = ConditionView<T>;
-    type Init = T;
-    type Elem = T;
-    const HANDLE: HandleKind = HandleKind::Condition;
-    fn memory_size(_: &T) -> Option<usize> {
-        ConditionView::<T>::memory_size()
-    }
-    fn create(r: Region<'static>, init: T, tag: u64) -> Result<ConditionView<T>, InitError> {
-        ConditionView::create(r, init, tag)
-    }
-    fn attach(r: Region<'static>, tag: u64) -> Result<ConditionView<T>, AttachError> {
-        ConditionView::attach(r, tag)
-    }
-    fn debug(v: &ConditionView<T>, d: &mut fmt::DebugStruct<'_, '_>) {
-        v.debug(d);
-    }
-}
