@@ -28,6 +28,9 @@ import threading
 import time
 import urllib.request
 
+import pool_bench
+from primes import crunch_primes
+
 # --- the PEP 371 workloads -------------------------------------------------
 
 
@@ -40,21 +43,6 @@ def fibonacci(steps=50000):
     for _ in range(steps):
         a, b = b, (a + b) % (1 << 64)
     return a
-
-
-def crunch_primes(limit=100000):
-    total = 0
-    for n in range(2, limit):
-        is_prime = True
-        d = 2
-        while d * d <= n:
-            if n % d == 0:
-                is_prime = False
-                break
-            d += 1
-        if is_prime:
-            total += n
-    return total
 
 
 FILE_LINES = 10000
@@ -313,8 +301,6 @@ def main():
     if a.only in (None, "ipc"):
         res["ipc"] = ipc(a.quick)
     if a.only in (None, "pool"):
-        # Imported here: pool_bench imports crunch_primes from this file.
-        import pool_bench
         res["pool"] = pool_bench.measure(
             2, a.quick, lambda s: print("python: " + s, file=sys.stderr))
     json.dump(res, sys.stdout)

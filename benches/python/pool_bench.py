@@ -7,7 +7,7 @@ multiproc's Pool (issue 14's "Benchmarks"); prints one JSON object.
   imap_unordered_cs64_tasks_per_s  imap_unordered, chunksize=64, consumed
   apply_round_trip_us          Pool.apply of one trivial task
   map_primes_s                 Pool.map of PEP 371's sum of primes below
-                               100000 (pep371.crunch_primes), once per item
+                               100000 (primes.crunch_primes), once per item
 
 All with 2 workers (--workers N to change), the fork start method, one pool
 made before anything is timed. Each figure is the median of several runs
@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 
-from pep371 import crunch_primes
+from primes import crunch_primes
 
 TRIVIAL = 100_000
 PRIMES = 32
