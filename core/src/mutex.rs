@@ -1924,3 +1924,6 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_poison;
