@@ -619,11 +619,11 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
         // Under loom the atomics are objects that must be constructed before
         // use; in a real build zeroed memory already is an uninit header.
         #[cfg(multiproc_loom)]
-        // SAFETY: the region holds a header's bytes, aligned (checked above),
-        // and nothing else in this model uses them yet.
-        unsafe {
-            header_ptr.write(RegionHeader::new_uninit())
-        };
+        if !crate::sync::loom_header_is_prebuilt() {
+            // SAFETY: the region holds a header's bytes, aligned (checked
+            // above), and nothing else in this model uses them yet.
+            unsafe { header_ptr.write(RegionHeader::new_uninit()) };
+        }
         // SAFETY: as above; every bit pattern is a valid header.
         let header = unsafe { &*header_ptr };
         header
@@ -752,6 +752,11 @@ pub fn check_pid_namespace(header: &RegionHeader) -> Result<(), AttachError> {
     }
 }
 
+/// Times an attacher polls the state before it sleeps on it. None under
+/// loom, whose scheduler would otherwise let the creator finish during the
+/// spins and never explore the sleep (and its wake-up).
+const READY_SPINS: u32 = if cfg!(multiproc_loom) { 0 } else { 64 };
+
 /// Waits until the creator has published the header.
 fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), AttachError> {
     let mut spins = 0u32;
@@ -766,7 +771,7 @@ fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), A
             None => return Err(AttachError::NotReady),
             Some(d) if d.has_passed() => return Err(AttachError::NotReady),
             Some(d) => {
-                if spins < 64 {
+                if spins < READY_SPINS {
                     spins += 1;
                     spin_loop();
                 } else {
@@ -1187,3 +1192,6 @@ mod tests {
         assert!(std::format!("{}", InitError::AlreadyInitialized).starts_with('r'));
     }
 }
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_init;
