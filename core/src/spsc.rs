@@ -2480,3 +2480,6 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_dead_peer;
