@@ -2322,3 +2322,6 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_dead_peer;
