@@ -1524,3 +1524,6 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_array_lock;
