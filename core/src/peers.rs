@@ -1259,3 +1259,6 @@ mod loom_tests {
         });
     }
 }
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_handles;
