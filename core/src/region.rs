@@ -752,11 +752,6 @@ pub fn check_pid_namespace(header: &RegionHeader) -> Result<(), AttachError> {
     }
 }
 
-/// Times an attacher polls the state before it sleeps on it. None under
-/// loom, whose scheduler would otherwise let the creator finish during the
-/// spins and never explore the sleep (and its wake-up).
-const READY_SPINS: u32 = if cfg!(multiproc_loom) { 0 } else { 64 };
-
 /// Waits until the creator has published the header.
 fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), AttachError> {
     let mut spins = 0u32;
@@ -771,7 +766,10 @@ fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), A
             None => return Err(AttachError::NotReady),
             Some(d) if d.has_passed() => return Err(AttachError::NotReady),
             Some(d) => {
-                if spins < READY_SPINS {
+                // No spins under loom: its scheduler would let the creator
+                // finish during them and never explore the sleep (and its
+                // wake-up).
+                if spins < 64 && cfg!(not(multiproc_loom)) {
                     spins += 1;
                     spin_loop();
                 } else {

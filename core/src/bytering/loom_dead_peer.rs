@@ -53,11 +53,13 @@ fn sender_killed_mid_frame_is_replaced() {
         let dying = thread::spawn(move || {
             let mut tx = r.sender().unwrap();
             tx.try_send(&frame(0, 12)).unwrap();
-            let mut w = tx.try_reserve(16).unwrap();
-            w[..8].copy_from_slice(&frame(1, 8));
-            // Killed here: the frame is never committed, the handle never
-            // dropped.
-            core::mem::forget(w);
+            {
+                let mut w = tx.try_reserve(16).unwrap();
+                w[..8].copy_from_slice(&frame(1, 8));
+                // Killed here: the frame is never committed (the writer
+                // has no destructor: going out of scope is the same as a
+                // kill), the handle never dropped.
+            }
             core::mem::forget(tx);
             crate::sync::loom_die();
             crate::sync::current_pid()

@@ -47,11 +47,13 @@ fn spsc_producer_killed_mid_push_is_replaced() {
         let dying = thread::spawn(move || {
             let mut tx = r.producer().unwrap();
             tx.try_push(1).unwrap();
-            let mut s = tx.write_slot().unwrap();
-            *s = 2;
-            // Killed here: the slot is never committed, the handle never
-            // dropped.
-            core::mem::forget(s);
+            {
+                let mut s = tx.write_slot().unwrap();
+                *s = 2;
+                // Killed here: the slot is never committed (its guard has
+                // no destructor: going out of scope is the same as a
+                // kill), the handle never dropped.
+            }
             core::mem::forget(tx);
             crate::sync::loom_die();
             crate::sync::current_pid()
