@@ -11,7 +11,7 @@ extern crate std;
 
 use super::*;
 use crate::role::Peer;
-use loom::thread;
+use ::loom::thread;
 use std::vec::Vec;
 
 fn ring(capacity: u64, max_frame: u64) -> ByteRing<'static> {
@@ -47,7 +47,7 @@ fn send(tx: &mut FrameSender<'_>, msg: &[u8]) {
 /// byte, so a frame read while written is a race).
 #[test]
 fn sender_killed_mid_frame_is_replaced() {
-    loom::model(|| {
+    ::loom::model(|| {
         let r = ring(64, 24);
         let mut rx = r.receiver().unwrap();
         let dying = thread::spawn(move || {
@@ -93,7 +93,7 @@ fn sender_killed_mid_frame_is_replaced() {
 /// dead receiver was reading (loom would see the race).
 #[test]
 fn receiver_killed_mid_read_is_replaced() {
-    loom::model(|| {
+    ::loom::model(|| {
         let r = ring(64, 24);
         let mut tx = r.sender().unwrap();
         tx.try_send(&frame(0, 24)).unwrap();

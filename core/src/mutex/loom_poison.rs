@@ -7,9 +7,9 @@
 extern crate std;
 
 use super::*;
+use ::loom::sync::Arc;
+use ::loom::thread;
 use core::time::Duration;
-use loom::sync::Arc;
-use loom::thread;
 
 /// A lock and the value it protects; loom checks the value for races.
 struct Shared {
@@ -59,7 +59,7 @@ fn lock_poisoned(m: &RawMutex) -> Option<PoisonCause> {
 /// (Release swap) to the next locker's Acquire CAS.
 #[test]
 fn taker_poison_is_seen_by_the_next_locker() {
-    loom::model(|| {
+    ::loom::model(|| {
         let (s, dead) = held_by_the_dead();
         let s2 = s.clone();
         let other = thread::spawn(move || {
@@ -91,7 +91,7 @@ fn taker_poison_is_seen_by_the_next_locker() {
 /// repair. Exactly one of them ever sees the poison.
 #[test]
 fn cleared_poison_is_seen_by_the_next_locker() {
-    loom::model(|| {
+    ::loom::model(|| {
         let (s, dead) = held_by_the_dead();
         let locker = |s: &Shared| {
             let cause = lock_poisoned(&s.lock);
@@ -126,7 +126,7 @@ fn cleared_poison_is_seen_by_the_next_locker() {
 /// when it locks after that holder, which it tells by the value.
 #[test]
 fn panic_poison_is_seen_by_the_next_locker() {
-    loom::model(|| {
+    ::loom::model(|| {
         let s = Arc::new(Shared {
             lock: RawMutex::new(),
             value: UnsafeCell::new(0),

@@ -14,8 +14,8 @@ extern crate std;
 
 use super::*;
 use crate::sync::{AtomicU32, Ordering};
-use loom::sync::Arc;
-use loom::thread;
+use ::loom::sync::Arc;
+use ::loom::thread;
 
 fn table(slots: u64) -> Peers<'static> {
     let lines = Peers::memory_size(slots).unwrap().div_ceil(128);
@@ -50,7 +50,7 @@ fn release(p: Peers<'static>, me: Identity, fenced: bool) -> bool {
 /// child's drop began: no instant when the handle is counted nowhere.
 #[test]
 fn adopted_handle_is_always_counted() {
-    loom::model(|| {
+    ::loom::model(|| {
         let p = table(2);
         let parent = Identity::new(1, Some(1)).unwrap();
         let child = Identity::new(2, Some(1)).unwrap();
@@ -97,7 +97,7 @@ fn adopted_handle_is_always_counted() {
 /// `Local::release` has no fence today: this model states what it needs.
 #[test]
 fn last_of_two_releases_is_seen() {
-    loom::model(|| {
+    ::loom::model(|| {
         let p = table(2);
         let a = Identity::new(1, Some(1)).unwrap();
         let b = Identity::new(2, Some(1)).unwrap();

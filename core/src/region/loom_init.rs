@@ -12,7 +12,7 @@ extern crate std;
 
 use super::*;
 use crate::sync::UnsafeCell;
-use loom::thread;
+use ::loom::thread;
 
 /// A body that the creator writes: loom checks every read of it for a
 /// race with the creator's write (an attacher that sees `ready` before the
@@ -108,7 +108,7 @@ fn check_whole(p: &Parts<'static, Body, Elem>) {
 /// race).
 #[test]
 fn attacher_never_sees_a_half_built_region() {
-    loom::model(|| {
+    ::loom::model(|| {
         let r = region();
         let creators: std::vec::Vec<_> = (0..2)
             .map(|_| thread::spawn(move || create(r).map(|_| ())))
@@ -142,7 +142,7 @@ fn attacher_never_sees_a_half_built_region() {
 /// find it uninit: `NotReady` as well.
 #[test]
 fn creator_dying_mid_init_is_not_hung_on() {
-    loom::model(|| {
+    ::loom::model(|| {
         let r = region();
         let creator = thread::spawn(move || {
             let h = r.header().unwrap();
@@ -176,7 +176,7 @@ fn creator_dying_mid_init_is_not_hung_on() {
 /// a loom deadlock).
 #[test]
 fn waiting_attacher_is_woken_by_publish() {
-    loom::model(|| {
+    ::loom::model(|| {
         let r = region();
         let creator = thread::spawn(move || create(r).map(|_| ()));
         let p = open(r, Some(Deadline::after(Duration::from_secs(60)))).unwrap();

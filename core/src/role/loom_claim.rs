@@ -8,8 +8,8 @@ extern crate std;
 
 use super::*;
 use crate::sync::{current_pid, UnsafeCell};
-use loom::sync::Arc;
-use loom::thread;
+use ::loom::sync::Arc;
+use ::loom::thread;
 
 /// A role word and what its holder works on; loom checks `data` for races
 /// (two holders at once, or a holder's writes not reaching the next one).
@@ -41,7 +41,7 @@ impl Shared {
 /// next claim gets the role fresh and sees the winner's work.
 #[test]
 fn two_claimers_then_release() {
-    loom::model(|| {
+    ::loom::model(|| {
         let s = shared();
         let claimer = |s: &Shared| match s.role.claim() {
             Ok(c) => {
@@ -76,7 +76,7 @@ fn two_claimers_then_release() {
 /// holder's work (the release's Release pairs with the claim's Acquire).
 #[test]
 fn release_publishes_to_the_next_claimer() {
-    loom::model(|| {
+    ::loom::model(|| {
         let s = shared();
         assert_eq!(s.role.claim(), Ok(Claimed::Fresh));
         let holder = RoleWord::holder_here();
@@ -110,30 +110,34 @@ fn release_publishes_to_the_next_claimer() {
 /// condvar, so no claimer spins).
 #[test]
 fn dead_holder_is_claimed_once() {
-    loom::model(|| {
+    ::loom::model(|| {
         let s = shared();
         s.role.claim().unwrap();
         let first = current_pid();
-        let died = Arc::new((loom::sync::Mutex::new(false), loom::sync::Condvar::new()));
-        let claimer = move |s: &Shared, died: &(loom::sync::Mutex<bool>, loom::sync::Condvar)| {
-            let mut r = s.role.claim();
-            if r == Err(RoleTaken { pid: first }) {
-                let mut dead = died.0.lock().unwrap();
-                while !*dead {
-                    dead = died.1.wait(dead).unwrap();
+        let died = Arc::new((
+            ::loom::sync::Mutex::new(false),
+            ::loom::sync::Condvar::new(),
+        ));
+        let claimer =
+            move |s: &Shared, died: &(::loom::sync::Mutex<bool>, ::loom::sync::Condvar)| {
+                let mut r = s.role.claim();
+                if r == Err(RoleTaken { pid: first }) {
+                    let mut dead = died.0.lock().unwrap();
+                    while !*dead {
+                        dead = died.1.wait(dead).unwrap();
+                    }
+                    drop(dead);
+                    r = s.role.claim();
                 }
-                drop(dead);
-                r = s.role.claim();
-            }
-            match r {
-                Ok(Claimed::FromDead(pid)) => {
-                    s.work();
-                    Ok(pid)
+                match r {
+                    Ok(Claimed::FromDead(pid)) => {
+                        s.work();
+                        Ok(pid)
+                    }
+                    Ok(Claimed::Fresh) => panic!("a role held until death claimed fresh"),
+                    Err(RoleTaken { pid }) => Err(pid),
                 }
-                Ok(Claimed::Fresh) => panic!("a role held until death claimed fresh"),
-                Err(RoleTaken { pid }) => Err(pid),
-            }
-        };
+            };
         let claimers: std::vec::Vec<_> = (0..2)
             .map(|_| {
                 let s = s.clone();
@@ -162,7 +166,7 @@ fn dead_holder_is_claimed_once() {
 /// that may claim it first; exactly one of the two gets it.
 #[test]
 fn reused_pid_holder_is_dead() {
-    loom::model(|| {
+    ::loom::model(|| {
         let s = shared();
         let s1 = s.clone();
         let dead = thread::spawn(move || {
@@ -206,7 +210,7 @@ fn reused_pid_holder_is_dead() {
 /// nothing, and a second take-over fails.
 #[test]
 fn hand_over_publishes_to_the_taker() {
-    loom::model(|| {
+    ::loom::model(|| {
         let s = shared();
         s.role.claim().unwrap();
         let old = RoleWord::holder_here();

@@ -11,7 +11,7 @@ extern crate std;
 
 use super::*;
 use crate::role::Peer;
-use loom::thread;
+use ::loom::thread;
 use std::vec::Vec;
 
 fn ring(cap: u64) -> SpscRing<'static, u64> {
@@ -41,7 +41,7 @@ fn push(tx: &mut Producer<'_, u64>, mut v: u64) {
 /// uncommitted 2, and no slot read while written (loom tracks the slots).
 #[test]
 fn spsc_producer_killed_mid_push_is_replaced() {
-    loom::model(|| {
+    ::loom::model(|| {
         let r = ring(2);
         let mut rx = r.consumer().unwrap();
         let dying = thread::spawn(move || {
@@ -87,7 +87,7 @@ fn spsc_producer_killed_mid_push_is_replaced() {
 /// see the race).
 #[test]
 fn spsc_consumer_killed_mid_pop_is_replaced() {
-    loom::model(|| {
+    ::loom::model(|| {
         let r = ring(2);
         let mut tx = r.producer().unwrap();
         tx.try_push(1).unwrap();

@@ -13,7 +13,7 @@ extern crate std;
 
 use super::*;
 use crate::mutex::PoisonCause;
-use loom::thread;
+use ::loom::thread;
 
 fn array(len: usize) -> Array<'static, u64> {
     let lines = Array::<u64>::memory_size(len).unwrap().div_ceil(128);
@@ -38,7 +38,7 @@ fn bump(a: Array<'static, u64>) {
 /// pair.
 #[test]
 fn array_lock_excludes() {
-    loom::model(|| {
+    ::loom::model(|| {
         let a = array(2);
         let t = thread::spawn(move || bump(a));
         let reader = thread::spawn(move || {
@@ -62,7 +62,7 @@ fn array_lock_excludes() {
 /// poison; after that the element operations are clean.
 #[test]
 fn array_holder_killed_mid_write_is_reported() {
-    loom::model(|| {
+    ::loom::model(|| {
         let a = array(2);
         let t = thread::spawn(move || {
             let mut g = a.lock().unwrap();
