@@ -20,3 +20,11 @@ pub(crate) fn bytes(b: &mut [Line]) -> &mut [u8] {
     // `b.len() * 128` initialised bytes, borrowed mutably here.
     unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), b.len() * 128) }
 }
+
+/// A leaked zeroed buffer of at least `len` bytes, for loom threads and
+/// tests that need `'static` (the same helper as on main, where `buf`
+/// takes bytes).
+#[allow(dead_code)]
+pub(crate) fn leak(len: usize) -> &'static mut [u8] {
+    bytes(buf(len.div_ceil(128).max(1)).leak())
+}

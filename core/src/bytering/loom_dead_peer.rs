@@ -15,8 +15,7 @@ use ::loom::thread;
 use std::vec::Vec;
 
 fn ring(capacity: u64, max_frame: u64) -> ByteRing<'static> {
-    let lines = ByteRing::memory_size(capacity).unwrap().div_ceil(128);
-    let mem = crate::test_util::bytes(crate::test_util::buf(lines).leak());
+    let mem = crate::test_util::leak(ByteRing::memory_size(capacity).unwrap());
     ByteRing::create(Region::from_mut_slice(mem), capacity, max_frame).unwrap()
 }
 

@@ -18,8 +18,7 @@ use ::loom::sync::Arc;
 use ::loom::thread;
 
 fn table(slots: u64) -> Peers<'static> {
-    let lines = Peers::memory_size(slots).unwrap().div_ceil(128);
-    let mem = crate::test_util::bytes(crate::test_util::buf(lines).leak());
+    let mem = crate::test_util::leak(Peers::memory_size(slots).unwrap());
     Peers::create(Region::from_mut_slice(mem), slots).unwrap()
 }
 

@@ -47,8 +47,7 @@ fn spec() -> Spec {
 
 /// Model memory for one region, its header's atomics built (uninit).
 fn region() -> Region<'static> {
-    let lines = Layout::of::<Body, Elem>(ELEMS).unwrap().total.div_ceil(128);
-    let mem = crate::test_util::bytes(crate::test_util::buf(lines).leak());
+    let mem = crate::test_util::leak(Layout::of::<Body, Elem>(ELEMS).unwrap().total);
     // SAFETY: the buffer is 128-aligned and at least a header long; no
     // thread uses it yet.
     unsafe {

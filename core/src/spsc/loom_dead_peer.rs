@@ -15,8 +15,7 @@ use ::loom::thread;
 use std::vec::Vec;
 
 fn ring(cap: u64) -> SpscRing<'static, u64> {
-    let lines = SpscRing::<u64>::memory_size(cap).unwrap().div_ceil(128);
-    let mem = crate::test_util::bytes(crate::test_util::buf(lines).leak());
+    let mem = crate::test_util::leak(SpscRing::<u64>::memory_size(cap).unwrap());
     SpscRing::create(Region::from_mut_slice(mem), cap).unwrap()
 }
 

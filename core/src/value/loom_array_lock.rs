@@ -16,8 +16,7 @@ use crate::mutex::PoisonCause;
 use ::loom::thread;
 
 fn array(len: usize) -> Array<'static, u64> {
-    let lines = Array::<u64>::memory_size(len).unwrap().div_ceil(128);
-    let mem = crate::test_util::bytes(crate::test_util::buf(lines).leak());
+    let mem = crate::test_util::leak(Array::<u64>::memory_size(len).unwrap());
     Array::create(Region::from_mut_slice(mem), len, 0).unwrap()
 }
 
