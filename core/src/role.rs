@@ -426,3 +426,6 @@ mod tests {
         assert_eq!(r.peer(), Peer::Alive(me()));
     }
 }
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_claim;

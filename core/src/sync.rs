@@ -441,3 +441,25 @@ pub(crate) fn loom_reuse_pid() {
     loom_identity::set(pid | 2 << crate::identity::word::PID_BITS);
     LOOM_REUSED.store(pid as u32, Ordering::SeqCst);
 }
+
+#[cfg(multiproc_loom)]
+loom::thread_local! {
+    /// Set by [`loom_header_prebuilt`] in a creating thread.
+    static LOOM_HEADER_PREBUILT: core::cell::Cell<bool> = core::cell::Cell::new(false);
+}
+
+/// Under loom: whether this thread's region `create` finds the header's
+/// atomics built already (by the model, before attachers started), so it
+/// must not build them again under their feet. Real builds never build
+/// them: zeroed memory already is an uninit header.
+#[cfg(multiproc_loom)]
+pub(crate) fn loom_header_is_prebuilt() -> bool {
+    LOOM_HEADER_PREBUILT.with(core::cell::Cell::get)
+}
+
+/// Under loom: the calling thread creates regions whose header the model
+/// built before it started attachers ([`loom_header_is_prebuilt`]).
+#[cfg(all(test, multiproc_loom))]
+pub(crate) fn loom_header_prebuilt() {
+    LOOM_HEADER_PREBUILT.with(|c| c.set(true));
+}

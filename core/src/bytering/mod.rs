@@ -717,3 +717,6 @@ mod tests;
 
 #[cfg(all(test, multiproc_loom))]
 mod loom;
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_dead_peer;

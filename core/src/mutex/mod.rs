@@ -1039,3 +1039,6 @@ pub(crate) mod tests;
 
 #[cfg(all(test, multiproc_loom))]
 mod loom;
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_poison;

@@ -874,3 +874,6 @@ mod tests;
 
 #[cfg(all(test, multiproc_loom))]
 mod loom;
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_handles;

@@ -619,11 +619,11 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
         // Under loom the atomics are objects that must be constructed before
         // use; in a real build zeroed memory already is an uninit header.
         #[cfg(multiproc_loom)]
-        // SAFETY: the region holds a header's bytes, aligned (checked above),
-        // and nothing else in this model uses them yet.
-        unsafe {
-            header_ptr.write(RegionHeader::new_uninit())
-        };
+        if !crate::sync::loom_header_is_prebuilt() {
+            // SAFETY: the region holds a header's bytes, aligned (checked
+            // above), and nothing else in this model uses them yet.
+            unsafe { header_ptr.write(RegionHeader::new_uninit()) };
+        }
         // SAFETY: as above; every bit pattern is a valid header.
         let header = unsafe { &*header_ptr };
         header
@@ -766,7 +766,10 @@ fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), A
             None => return Err(AttachError::NotReady),
             Some(d) if d.has_passed() => return Err(AttachError::NotReady),
             Some(d) => {
-                if spins < 64 {
+                // No spins under loom: its scheduler would let the creator
+                // finish during them and never explore the sleep (and its
+                // wake-up).
+                if spins < 64 && cfg!(not(multiproc_loom)) {
                     spins += 1;
                     spin_loop();
                 } else {
@@ -945,3 +948,6 @@ impl core::error::Error for AttachError {}
 
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests;
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_init;

@@ -980,3 +980,6 @@ mod tests;
 
 #[cfg(all(test, multiproc_loom))]
 mod loom;
+
+#[cfg(all(test, multiproc_loom))]
+mod loom_array_lock;
