@@ -21,7 +21,7 @@
 //! | never touched here | - | `remove(a)` |
 //! | plain `fork` copy | `add(me)` | `remove(me)` |
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use multiproc_core::identity::{fork_generation, Identity};
 use multiproc_core::peers::{Peers, PeersError, Side};
@@ -156,6 +156,13 @@ impl Local {
             // A copy never used in this process: never counted here.
             return false;
         }
+        // SeqCst fence between our uncount and the look at the others':
+        // two last handles dropped at once are the store-buffering shape
+        // (each uncounts its own slot, then reads the other's), where
+        // release/acquire alone lets both reads miss the other's uncount
+        // and neither wakes the other side (loom: core's
+        // `peers::loom_handles::last_of_two_releases_is_seen`).
+        fence(Ordering::SeqCst);
         !peers.any(self.side)
     }
 

@@ -1,5 +1,5 @@
 //! loom models of the std layer's handle counting
-//! (`alloc-ext/src/queue/segment.rs`, `Local::adopt` and
+//! (`alloc-ext/src/segment/handle.rs`, `Local::adopt` and
 //! `Local::release`) over the peer table it counts in.
 //!
 //! loom runs on this crate only, so these models restate the std layer's
@@ -32,8 +32,8 @@ fn adopt(p: Peers<'static>, me: Identity, parent: Identity) {
 
 /// `Local::release`: uncount, then tell whether it was the last sender
 /// counted anywhere (the caller then wakes the receivers). With `fenced`,
-/// a `SeqCst` fence between the two, which the std layer's release does
-/// not have (see `last_of_two_releases_is_seen`).
+/// a `SeqCst` fence between the two, as the std layer's release has (see
+/// `last_of_two_releases_is_seen`; `fenced: false` is the weakened form).
 fn release(p: Peers<'static>, me: Identity, fenced: bool) -> bool {
     assert!(p.remove(me, Side::Sender, 1));
     if fenced {
@@ -93,7 +93,7 @@ fn adopted_handle_is_always_counted() {
 /// finds: neither drop sees itself the last, and the receivers are not
 /// woken; a blocked receiver then notices only at its next liveness check
 /// (`Segment::side_alive`, once per liveness slice). The std layer's
-/// `Local::release` has no fence today: this model states what it needs.
+/// `Local::release` (alloc-ext `segment/handle.rs`) has the fence.
 #[test]
 fn last_of_two_releases_is_seen() {
     ::loom::model(|| {
