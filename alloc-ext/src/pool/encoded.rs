@@ -9,8 +9,8 @@ use std::time::Instant;
 use super::error::{PoolError, TaskError};
 use super::layout::{next_outcome, tag};
 use super::result::hopeless;
+use super::state::ctl;
 use super::state::{Chunk, Job};
-use super::watcher::ctl;
 use super::Pool;
 
 /// One item's outcome as a worker sent it: the result, encoded, or why
