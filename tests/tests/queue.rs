@@ -223,6 +223,62 @@ fn corrupt_segment_is_not_disconnected() {
     assert!(rx.recv().unwrap_err().to_string().contains("corrupt"));
 }
 
+/// The SPSC channel's consumer finds an impossible `tail` and its producer
+/// an impossible `head` (more values in flight than the capacity): each
+/// reports `Corrupt`, and neither end reads as disconnected.
+fn spsc_corrupt_indices_are_not_disconnected() {
+    const COUNT: u64 = 37;
+    let name = format!("/mp-spsc-corrupt-{}", std::process::id());
+    let (mut tx, mut rx) = spsc::Spsc::<u64>::new(4).named(&name).channel().unwrap();
+    for i in 0..COUNT {
+        tx.send(i).unwrap();
+        assert_eq!(rx.recv(), Ok(i));
+    }
+    let mut shm = multiproc::shm::SharedMemory::open(&name).unwrap();
+    let word = |mem: &[u8], at: usize| u64::from_ne_bytes(mem[at..at + 8].try_into().unwrap());
+    // `tail` and `head` (both COUNT now) sit on lines of their own, 128
+    // bytes apart (core pins that layout).
+    let tail_at = {
+        // SAFETY: nobody else maps the segment, and this process's handles
+        // do not run while the slice lives (each use below re-borrows it).
+        let mem = unsafe { shm.as_mut_slice() };
+        let at = (0..mem.len() - 136)
+            .step_by(8)
+            .filter(|&i| word(mem, i) == COUNT && word(mem, i + 128) == COUNT)
+            .collect::<Vec<_>>();
+        assert_eq!(at.len(), 1, "tail and head found once: {at:?}");
+        at[0]
+    };
+    let head_at = tail_at + 128;
+    let set = |shm: &mut multiproc::shm::SharedMemory, at: usize, v: u64| {
+        // SAFETY: as above.
+        let mem = unsafe { shm.as_mut_slice() };
+        mem[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+    };
+    // A tail 1000 values ahead of head, in a ring of 4.
+    set(&mut shm, tail_at, COUNT + 1000);
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Corrupt));
+    assert_eq!(rx.recv(), Err(RecvError::Corrupt));
+    assert_eq!(
+        rx.recv_timeout(Duration::ZERO),
+        Err(RecvTimeoutError::Corrupt)
+    );
+    set(&mut shm, tail_at, COUNT);
+    // Fill the ring, so that the producer must look at `head` again, then
+    // put `head` past `tail`.
+    for i in 0..4 {
+        tx.send(i).unwrap();
+    }
+    set(&mut shm, head_at, COUNT + 1000);
+    assert!(matches!(tx.try_send(9), Err(TrySendError::Corrupt(9))));
+    assert_eq!(tx.send(10), Err(SendError::Corrupt(10)));
+    assert!(matches!(
+        tx.send_timeout(11, Duration::ZERO),
+        Err(SendTimeoutError::Corrupt(11))
+    ));
+    assert!(!tx.is_disconnected() && !rx.is_disconnected());
+}
+
 fn errors_format_without_debug_bound() {
     #[derive(Clone, Copy)]
     struct NoDebug;
@@ -843,6 +899,7 @@ fn main() {
             operations_and_errors,
             errors_format_without_debug_bound,
             corrupt_segment_is_not_disconnected,
+            spsc_corrupt_indices_are_not_disconnected,
             fork_sender_then_disconnected,
             fork_receiver_gone_sender_disconnected,
             producer_killed_mid_stream,
