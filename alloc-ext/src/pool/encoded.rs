@@ -7,15 +7,12 @@
 use std::time::Instant;
 
 use super::error::{PoolError, TaskError};
-use super::layout::{next_outcome, tag};
-use super::result::hopeless;
+use super::result::{chunk_outcomes, hopeless};
 use super::state::ctl;
 use super::state::{Chunk, Job};
 use super::Pool;
 
-/// One item's outcome as a worker sent it: the result, encoded, or why
-/// there is none.
-pub(crate) type EncodedOutcome<'b> = Result<&'b [u8], TaskError>;
+pub(crate) use super::result::EncodedOutcome;
 
 impl Pool {
     /// The most bytes the items of one piece given to
@@ -97,7 +94,7 @@ impl Pool {
                 };
                 taken += 1;
                 for c in &job.chunks {
-                    raw_outcomes(c, max_result, &mut |o| each(id, o));
+                    chunk_outcomes(c, max_result, &mut |o| each(id, o));
                 }
             }
             if taken > 0 {
@@ -110,35 +107,5 @@ impl Pool {
             Err(PoolError::Timeout) => Ok(0),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// A finished chunk's outcomes, still encoded (as `result::decode_chunk`
-/// reads them, without decoding the results).
-fn raw_outcomes(c: &Chunk, max_result: usize, each: &mut dyn FnMut(EncodedOutcome<'_>)) {
-    let mut body = &c.blob[..];
-    for _ in 0..c.got {
-        let Some((o, rest)) = next_outcome(body) else {
-            each(Err(TaskError::Codec("truncated outcome".into())));
-            continue;
-        };
-        body = rest;
-        let text = || String::from_utf8_lossy(o.bytes).into_owned();
-        match o.tag {
-            tag::OK => each(Ok(o.bytes)),
-            tag::PANICKED => each(Err(TaskError::Panicked(text()))),
-            tag::TOO_LARGE => each(Err(TaskError::ResultTooLarge {
-                len: o
-                    .bytes
-                    .try_into()
-                    .map(u64::from_le_bytes)
-                    .unwrap_or(u64::MAX) as usize,
-                max: max_result,
-            })),
-            _ => each(Err(TaskError::Codec(text()))),
-        }
-    }
-    for _ in c.got..c.count {
-        each(Err(c.failed.clone().unwrap_or(TaskError::Terminated)));
     }
 }

@@ -22,20 +22,37 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
     max_result: usize,
     out: &mut impl Extend<Result<R, TaskError>>,
 ) {
+    chunk_outcomes(c, max_result, &mut |o| {
+        out.extend(Some(o.and_then(|bytes| {
+            postcard::from_bytes::<R>(bytes)
+                .map_err(|e| TaskError::Codec(format!("cannot decode the result: {e}")))
+        })));
+    });
+}
+
+/// One item's outcome as a worker sent it: the result, encoded, or why
+/// there is none.
+pub(crate) type EncodedOutcome<'b> = Result<&'b [u8], TaskError>;
+
+/// The outcomes of a finished chunk, one per item, each result still
+/// encoded (its postcard bytes) or the item's error.
+pub(crate) fn chunk_outcomes(
+    c: &Chunk,
+    max_result: usize,
+    each: &mut dyn FnMut(EncodedOutcome<'_>),
+) {
     let mut body = &c.blob[..];
     for _ in 0..c.got {
         let Some((o, rest)) = next_outcome(body) else {
             // Validated when it arrived; unreachable, but never a panic.
-            out.extend(Some(Err(TaskError::Codec("truncated outcome".into()))));
+            each(Err(TaskError::Codec("truncated outcome".into())));
             continue;
         };
         body = rest;
-        let r = match o.tag {
-            tag::OK => postcard::from_bytes::<R>(o.bytes)
-                .map_err(|e| TaskError::Codec(format!("cannot decode the result: {e}"))),
-            tag::PANICKED => Err(TaskError::Panicked(
-                String::from_utf8_lossy(o.bytes).into_owned(),
-            )),
+        let text = || String::from_utf8_lossy(o.bytes).into_owned();
+        each(match o.tag {
+            tag::OK => Ok(o.bytes),
+            tag::PANICKED => Err(TaskError::Panicked(text())),
             tag::TOO_LARGE => Err(TaskError::ResultTooLarge {
                 len: o
                     .bytes
@@ -44,14 +61,11 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
                     .unwrap_or(u64::MAX) as usize,
                 max: max_result,
             }),
-            _ => Err(TaskError::Codec(
-                String::from_utf8_lossy(o.bytes).into_owned(),
-            )),
-        };
-        out.extend(Some(r));
+            _ => Err(TaskError::Codec(text())),
+        });
     }
     for _ in c.got..c.count {
-        out.extend(Some(Err(c.failed.clone().unwrap_or(TaskError::Terminated))));
+        each(Err(c.failed.clone().unwrap_or(TaskError::Terminated)));
     }
 }
 
