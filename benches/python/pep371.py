@@ -232,6 +232,19 @@ def start_join(method, n):
     return statistics.median(samples)
 
 
+def bare_fork(n):
+    """Median fork + os._exit(0) in the child + waitpid: the fork row's floor."""
+    samples = []
+    for _ in range(n + 1):
+        t = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples[1:])
+
+
 def _incr(lock, val, n, go):
     go.wait()
     for _ in range(n):
@@ -274,6 +287,9 @@ def ipc(quick):
         print("python: start+join %s" % method, file=sys.stderr)
         n = {"fork": 200, "forkserver": 100, "spawn": 20}[method] // (2 if quick else 1)
         out["start_join_%s_us" % method] = start_join(method, n) * 1e6
+        if method == "fork":
+            print("python: bare fork+waitpid", file=sys.stderr)
+            out["start_join_bare_fork_us"] = bare_fork(n) * 1e6
     print("python: locked counter", file=sys.stderr)
     out["locked_counter_incr_per_s"] = locked_counter(max(200000 // f, 1000))
     return out

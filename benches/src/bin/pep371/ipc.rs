@@ -12,6 +12,7 @@
 //! | `pipe_8B`, `pipe_4KiB` | byte messages | one-way `Pipe`, 64 KiB ring (a Linux pipe's buffer): `send_bytes`, `recv_bytes_into` | `Pipe(duplex=False)`, `send_bytes` |
 //! | `round_trip_p50/p99` | a `u64` to the child and back | two `spsc::channel::<u64>`, default waiting | two `Queue`s |
 //! | `start_join_*` | `Process` start + join, median | fork: a closure; spawn, forkserver: an entry point | `Process` |
+//! | `start_join_bare_fork` | the floor under the fork row: `fork`, `_exit(0)` in the child, `waitpid`, median | `libc` | `os.fork`, `os._exit`, `os.waitpid` |
 //! | `locked_counter` | `*lock() += 1` by 2 processes at once | `multiproc::Mutex<u64>` | `Lock` + `Value('q', lock=False)` |
 //!
 //! Every message carries its sequence number in its first 8 bytes; the
@@ -122,7 +123,7 @@ impl Unit {
 
 /// Every IPC figure, in the order they are measured and printed.
 #[rustfmt::skip]
-pub(crate) const FIGURES: [FigureSpec; 13] = [
+pub(crate) const FIGURES: [FigureSpec; 14] = [
     fig("queue_8B_msgs_per_s", "queue_8B_msgs_per_s", "queue 8 B", "multiproc::Queue<[u8; 8]>, 1024 slots", Unit::MsgsPerS),
     fig("queue_64B_msgs_per_s", "queue_64B_msgs_per_s", "queue 64 B", "multiproc::Queue<[u8; 64]>, 1024 slots", Unit::MsgsPerS),
     fig("queue_4KiB_msgs_per_s", "queue_4KiB_msgs_per_s", "queue 4 KiB", "queue::bytes_channel 4 MiB, send/recv_into", Unit::MsgsPerS),
@@ -133,6 +134,7 @@ pub(crate) const FIGURES: [FigureSpec; 13] = [
     fig("round_trip_p50_us", "round_trip_p50_us", "round trip p50", "two spsc::channel<u64>", Unit::Us),
     fig("round_trip_p99_us", "round_trip_p99_us", "round trip p99", "two spsc::channel<u64>", Unit::Us),
     fig("start_join_fork_us", "start_join_fork_us", "start+join fork", "Process::new(closure), median", Unit::Us),
+    fig("start_join_bare_fork_us", "start_join_bare_fork_us", "bare fork+waitpid", "libc fork/_exit/waitpid: the fork row's floor", Unit::Us),
     fig("start_join_forkserver_us", "start_join_forkserver_us", "start+join forkserver", "Process::entry, median", Unit::Us),
     fig("start_join_spawn_us", "start_join_spawn_us", "start+join spawn", "Process::entry, median", Unit::Us),
     fig("locked_counter_incr_per_s", "locked_counter_incr_per_s", "locked counter, 2 procs", "multiproc::Mutex<u64>", Unit::IncrPerS),
@@ -163,7 +165,7 @@ pub(crate) struct Measured {
 }
 
 /// Steps [`run_all`] reports to the progress line.
-pub(crate) const STEPS: usize = 12;
+pub(crate) const STEPS: usize = 13;
 
 /// Measures every figure, reporting each step to `progress`.
 pub(crate) fn run_all(budget: &Budget, progress: &mut Progress) -> Vec<Measured> {
@@ -211,6 +213,10 @@ pub(crate) fn run_all(budget: &Budget, progress: &mut Progress) -> Vec<Measured>
     for ((method, key), n) in methods.into_iter().zip(budget.starts) {
         step(&format!("start+join {method}"));
         put(key, start_join(method, n));
+        if method == StartMethod::Fork {
+            step("bare fork+waitpid");
+            put("start_join_bare_fork_us", bare_fork(n));
+        }
     }
     step("locked counter");
     put("locked_counter_incr_per_s", locked_counter(d));
@@ -459,6 +465,39 @@ fn start_join(method: StartMethod, n: usize) -> Result<f64, String> {
         .start()
         .map_err(|e| format!("start: {e}"))?;
         join(&p)?;
+        Ok(t.elapsed())
+    };
+    once()?;
+    let mut samples = (0..n.max(1))
+        .map(|_| once())
+        .collect::<Result<Vec<_>, _>>()?;
+    samples.sort_unstable();
+    Ok(samples[samples.len() / 2].as_secs_f64() * 1e6)
+}
+
+/// Median time of a bare `fork` whose child calls `_exit(0)` at once, plus
+/// the parent's `waitpid`, in microseconds: what no start method can beat
+/// in this process (its page tables are copied either way), measured right
+/// after the fork row so that both see the same process.
+fn bare_fork(n: usize) -> Result<f64, String> {
+    let once = || -> Result<Duration, String> {
+        let t = Instant::now();
+        // SAFETY: the child only calls `_exit`, which is async-signal-safe,
+        // so it touches no lock another thread of the parent may hold.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: ends the child at once, running no destructor or
+            // atexit handler of the parent's state.
+            unsafe { libc::_exit(0) };
+        }
+        if pid < 0 {
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+        }
         Ok(t.elapsed())
     };
     once()?;

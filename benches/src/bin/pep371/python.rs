@@ -17,7 +17,7 @@ use crate::progress::Progress;
 
 /// Progress lines the script prints for its IPC and Pool figures (one
 /// more per table cell).
-pub(crate) const IPC_STEPS: usize = 11 + 5;
+pub(crate) const IPC_STEPS: usize = 12 + 5;
 
 /// The script's output.
 #[derive(Debug, Clone, Deserialize)]
