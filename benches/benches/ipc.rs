@@ -39,6 +39,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkGroup, Criterion, Throughput};
+use multiproc::raw::bytering::ByteRing;
+use multiproc::raw::mpmc::MpmcRing;
 use multiproc::raw::spsc::SpscRing;
 use multiproc::raw::wait::Spin;
 use multiproc::shm::SharedMemory;
@@ -504,6 +506,75 @@ fn mp_spsc<const N: usize>(n: u64) -> Duration {
     channel_stream(n, SpscTx(tx), SpscRx(rx))
 }
 
+/// The core MPMC ring `Queue` wraps, used bare across processes (one
+/// producer, one consumer, default waiting): what the std layer's handle
+/// counting, fork hand-over and error mapping cost shows as the gap
+/// between this row and `multiproc_queue`.
+fn core_mpmc<const N: usize>(n: u64) -> Duration {
+    let size = MpmcRing::<[u8; N]>::memory_size(1024).expect("size");
+    let shm = Arc::new(SharedMemory::anonymous(size).expect("shm"));
+    let tx = MpmcRing::<[u8; N]>::create(shm.region(), 1024).expect("ring");
+    let child = Arc::clone(&shm);
+    stream(
+        n,
+        move |n| {
+            let rx = MpmcRing::<[u8; N]>::attach(child.region()).map_err(|e| e.to_string())?;
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let m = rx.pop_timeout(STALL).map_err(|e| format!("pop: {e}"))?;
+                t.add(seq_of(&m));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                let mut m = [0u8; N];
+                put_seq(&mut m, i);
+                tx.push_timeout(m, STALL).expect("push");
+            }
+        },
+    )
+}
+
+/// The core byte ring a `Pipe` direction wraps, used bare across processes
+/// (`send_timeout` of a ready message, `recv_into_timeout` a buffer, as the
+/// pipe rows): the gap to `multiproc_pipe` is what `Connection` adds.
+fn core_bytering(size: usize, n: u64) -> Duration {
+    const RING: u64 = 64 << 10;
+    let mem = ByteRing::memory_size(RING).expect("size");
+    let shm = Arc::new(SharedMemory::anonymous(mem).expect("shm"));
+    ByteRing::create(shm.region(), RING, size as u64).expect("ring");
+    let child = Arc::clone(&shm);
+    let ring = ByteRing::attach(shm.region()).expect("attach");
+    let mut tx = ring.sender().expect("sender");
+    let mut msg = vec![7u8; size];
+    stream(
+        n,
+        move |n| {
+            let ring = ByteRing::attach(child.region()).map_err(|e| e.to_string())?;
+            let mut rx = ring.receiver().map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; size];
+            let mut t = Tally::default();
+            for _ in 0..n {
+                let got = rx
+                    .recv_into_timeout(&mut buf, STALL)
+                    .map_err(|e| format!("recv: {e}"))?;
+                if got != size {
+                    return Err(format!("a frame of {got} bytes, not {size}"));
+                }
+                t.add(seq_of(&buf));
+            }
+            Ok(t)
+        },
+        |n| {
+            for i in 0..n {
+                put_seq(&mut msg, i);
+                tx.send_timeout(&msg, STALL).expect("send");
+            }
+        },
+    )
+}
+
 /// Byte queue, copying: `send` of a ready message, `recv_into` a buffer.
 fn mp_bytes_copy(size: usize, ring: u64, n: u64) -> Duration {
     let (tx, rx) = multiproc::queue::bytes_channel(ring, size as u64).expect("bytes");
@@ -543,6 +614,7 @@ fn queue_small<const N: usize>(c: &mut Criterion) {
     let mut g = c.benchmark_group(&name);
     configure(&mut g);
     contender(&mut g, &name, "multiproc_queue", mp_queue::<N>);
+    contender(&mut g, &name, "multiproc_core_mpmc", core_mpmc::<N>);
     contender(&mut g, &name, "multiproc_spsc", mp_spsc::<N>);
     contender(&mut g, &name, "ipc_channel", |n| ipc_channel_stream(N, n));
     contender(&mut g, &name, "unix_socket", |n| unix_stream(N, n));
@@ -608,6 +680,9 @@ fn pipes(c: &mut Criterion) {
         let mut g = c.benchmark_group(name);
         configure(&mut g);
         contender(&mut g, name, "multiproc_pipe", |n| mp_pipe(size, n));
+        contender(&mut g, name, "multiproc_core_bytering", |n| {
+            core_bytering(size, n)
+        });
         contender(&mut g, name, "unix_socket", |n| unix_stream(size, n));
         // A 64 KiB ring, a Linux pipe's buffer.
         contender(&mut g, name, "spin_ring", |n| {
