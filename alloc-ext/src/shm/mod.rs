@@ -902,7 +902,8 @@ impl SharedMemory {
     /// # Errors
     ///
     /// [`AttachError::NotReady`] if the creator has not published the
-    /// header, [`AttachError::KindMismatch`], [`AttachError::TooSmall`], or
+    /// header, [`AttachError::CreatorDied`] if it died before publishing
+    /// it, [`AttachError::KindMismatch`], [`AttachError::TooSmall`], or
     /// what `attach` returns.
     ///
     /// # Examples
@@ -948,6 +949,9 @@ impl SharedMemory {
         let until = Instant::now() + timeout;
         let mut nap = Duration::from_micros(20);
         while !header.is_ready() {
+            // A creator that died mid-init never publishes (a `/proc` read
+            // per nap, naps of up to 5 ms).
+            header.check_creator()?;
             let now = Instant::now();
             if now >= until {
                 return Err(AttachError::NotReady);

@@ -133,14 +133,14 @@ fn attacher_never_sees_a_half_built_region() {
 }
 
 /// A creator killed between claiming the region and publishing it (the
-/// first step of `create`, then `loom_die`): the region stays
-/// `initializing` for good (the header records no creator to check for
-/// liveness), and nobody hangs on it: an attach without waiting, or whose
-/// deadline has passed, returns `NotReady`; another creator is told it is
-/// initialised already. An attacher racing the creator's death may also
-/// find it uninit: `NotReady` as well.
+/// first steps of `create`: the claim and the record of who claimed it,
+/// then `loom_die`): nobody hangs on it, and once the death is visible an
+/// attacher is told the creator died (`CreatorDied`) rather than
+/// `NotReady`; another creator is told it is initialised already. An
+/// attacher racing the death may find it uninit, claimed by nobody known
+/// yet, or by a live creator: `NotReady` in all three.
 #[test]
-fn creator_dying_mid_init_is_not_hung_on() {
+fn creator_dying_mid_init_is_reported_dead() {
     ::loom::model(|| {
         let r = region();
         let creator = thread::spawn(move || {
@@ -154,18 +154,49 @@ fn creator_dying_mid_init_is_not_hung_on() {
                     Ordering::Relaxed,
                 )
                 .is_ok();
+            h.record_creator();
             crate::sync::loom_die();
-            claimed
+            (claimed, crate::sync::current_identity())
         });
-        let early = open(r, Some(Deadline::after(Duration::ZERO)));
-        assert_eq!(early.map(|_| ()), Err(AttachError::NotReady));
-        assert!(creator.join().unwrap());
-        assert_eq!(open(r, None).map(|_| ()), Err(AttachError::NotReady));
+        let early = open(r, Some(Deadline::after(Duration::ZERO))).map(|_| ());
+        assert!(
+            matches!(
+                early,
+                Err(AttachError::NotReady | AttachError::CreatorDied { .. })
+            ),
+            "{early:?}"
+        );
+        let (claimed, word) = creator.join().unwrap();
+        assert!(claimed);
+        let pid = crate::identity::Identity::from_word(word).unwrap().pid();
+        let died = Err(AttachError::CreatorDied { pid });
+        assert_eq!(open(r, None).map(|_| ()), died);
         assert_eq!(
-            open(r, Some(Deadline::after(Duration::ZERO))).map(|_| ()),
-            Err(AttachError::NotReady)
+            open(r, Some(Deadline::after(Duration::from_secs(60)))).map(|_| ()),
+            died
         );
         assert_eq!(create(r).map(|_| ()), Err(InitError::AlreadyInitialized));
+    });
+}
+
+/// A creator that publishes and then dies (a process that made a queue
+/// and exited) while an attacher waits: the attacher may see the death
+/// before the publish reaches it, but must attach, never report the
+/// creator dead mid-init (`check_creator` looks at the state again after
+/// the liveness check; without that second look this model fails).
+#[test]
+fn creator_dying_after_publish_is_not_reported_dead() {
+    ::loom::model(|| {
+        let r = region();
+        let creator = thread::spawn(move || {
+            create(r).map(|_| ()).unwrap();
+            crate::sync::loom_die();
+        });
+        match open(r, Some(Deadline::after(Duration::from_secs(60)))) {
+            Ok(p) => check_whole(&p),
+            Err(e) => panic!("attach after a publish failed: {e:?}"),
+        }
+        creator.join().unwrap();
     });
 }
 

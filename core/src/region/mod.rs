@@ -20,6 +20,14 @@
 //! capacity describes a layout that fits the memory it was handed. Anything
 //! else is a typed [`AttachError`], whatever bytes the memory holds.
 //!
+//! The claim also records who claimed it (the creator's identity word, with
+//! its pid namespace). A creator killed between the claim and the publish
+//! leaves the region `initializing` for good; an attacher checks that
+//! record once per nap of its wait (and before giving up) and returns
+//! [`AttachError::CreatorDied`] as soon as the creator is gone, rather
+//! than `NotReady` at its deadline. The memory is not reclaimed in place:
+//! its owner removes it and creates it again.
+//!
 //! # Pid namespaces
 //!
 //! The structures name processes by pid (locks, roles, peer tables), and a
@@ -244,6 +252,11 @@ pub struct RegionHeader {
     _reserved: u32,
     /// The inode of the creator's pid namespace; 0 if it could not be read.
     pid_ns: AtomicU64,
+    /// The identity word of the process that claimed the region (written
+    /// right after the claim, before the body): lets an attacher tell a
+    /// creator still building from one that died mid-init. 0: not known
+    /// (not yet written, or a region of a build before this field).
+    creator: AtomicU64,
 }
 
 #[cfg(not(multiproc_loom))]
@@ -252,6 +265,8 @@ assert_eq_size!(RegionHeader, [u8; REGION_ALIGN]);
 static_assertions::const_assert_eq!(core::mem::offset_of!(RegionHeader, state), 56);
 #[cfg(not(multiproc_loom))]
 static_assertions::const_assert_eq!(core::mem::offset_of!(RegionHeader, pid_ns), 64);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(RegionHeader, creator), 72);
 static_assertions::const_assert_eq!(align_of::<RegionHeader>(), REGION_ALIGN);
 
 impl RegionHeader {
@@ -270,6 +285,7 @@ impl RegionHeader {
             state: Futex::new(STATE_UNINIT),
             _reserved: 0,
             pid_ns: AtomicU64::new(0),
+            creator: AtomicU64::new(0),
         }
     }
 
@@ -308,6 +324,56 @@ impl RegionHeader {
     /// Whether the creator has published the region.
     pub fn is_ready(&self) -> bool {
         self.state.load(Ordering::Acquire) == STATE_READY
+    }
+
+    /// Right after the claim: who is building the region, and in which pid
+    /// namespace, for [`check_creator`](Self::check_creator).
+    fn record_creator(&self) {
+        self.pid_ns
+            .store(crate::sync::pid_namespace().unwrap_or(0), Ordering::Relaxed);
+        // Release: pairs with the Acquire in `check_creator` (the
+        // namespace above is read with the word).
+        self.creator
+            .store(crate::sync::current_identity(), Ordering::Release);
+    }
+
+    /// [`AttachError::CreatorDied`] if the region is still being
+    /// initialized and the process that claimed it no longer runs (it died
+    /// between the claim and the publish, so the region will never be
+    /// ready); `Ok` otherwise: ready, not claimed yet, or a creator that
+    /// runs, is not known yet, or lives in another pid namespace (whose
+    /// pids mean nothing here). Reads `/proc` once when there is a
+    /// creator to check: for the slow path of a wait.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::CreatorDied`], as above.
+    pub fn check_creator(&self) -> Result<(), AttachError> {
+        if self.state.load(Ordering::Acquire) != STATE_INITIALIZING {
+            return Ok(());
+        }
+        // Acquire: pairs with the creator's Release store of the word, so
+        // its namespace (stored before) is seen with it.
+        let word = self.creator.load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(());
+        }
+        let ns = self.pid_ns.load(Ordering::Relaxed);
+        if ns != 0 && crate::sync::pid_namespace().is_some_and(|ours| ours != ns) {
+            return Ok(());
+        }
+        if crate::sync::identity_alive(word) {
+            return Ok(());
+        }
+        // Look again: a creator that published and then exited is not a
+        // creator that died mid-init. Its publish happened before its
+        // death, which happened before the liveness check above saw it.
+        if self.state.load(Ordering::Acquire) != STATE_INITIALIZING {
+            return Ok(());
+        }
+        Err(AttachError::CreatorDied {
+            pid: crate::identity::Identity::from_word(word).map_or(0, |id| id.pid()),
+        })
     }
 }
 
@@ -635,6 +701,7 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
                 Ordering::Relaxed,
             )
             .map_err(|_| InitError::AlreadyInitialized)?;
+        header.record_creator();
 
         // SAFETY: layout.body + size_of::<B>() <= layout.total <= len, and the
         // offset is a multiple of 128 >= align_of::<B>(); we own the region
@@ -660,9 +727,6 @@ impl<'a, B: ShmSafe, E: ShmSafe> Parts<'a, B, E> {
         header.elem_align.store(spec.elem.align, Ordering::Relaxed);
         header.elem_tag.store(spec.elem.tag, Ordering::Relaxed);
         header.capacity.store(spec.capacity, Ordering::Relaxed);
-        header
-            .pid_ns
-            .store(crate::sync::pid_namespace().unwrap_or(0), Ordering::Relaxed);
         header
             .total_size
             .store(layout.total as u64, Ordering::Relaxed);
@@ -763,8 +827,14 @@ fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), A
             other => return Err(AttachError::CorruptState { found: other }),
         }
         match deadline {
-            None => return Err(AttachError::NotReady),
-            Some(d) if d.has_passed() => return Err(AttachError::NotReady),
+            None => {
+                header.check_creator()?;
+                return Err(AttachError::NotReady);
+            }
+            Some(d) if d.has_passed() => {
+                header.check_creator()?;
+                return Err(AttachError::NotReady);
+            }
             Some(d) => {
                 // No spins under loom: its scheduler would let the creator
                 // finish during them and never explore the sleep (and its
@@ -775,6 +845,10 @@ fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), A
                 } else {
                     // Short naps: the creator may be another process that
                     // never wakes us (it died), so never sleep past `d`.
+                    // Once per nap (a `/proc` read): a creator that died
+                    // mid-init never publishes; say so rather than wait
+                    // out the deadline.
+                    header.check_creator()?;
                     let nap = Deadline::after(Duration::from_millis(10)).min(Some(d));
                     header.state.wait(s, Some(nap));
                 }
@@ -892,6 +966,12 @@ pub enum AttachError {
     },
     /// The creator has not published the region (in time).
     NotReady,
+    /// The process that claimed the region died before publishing it: it
+    /// will never be ready (remove and create it again).
+    CreatorDied {
+        /// The dead creator's pid (0 if the header's record was invalid).
+        pid: u32,
+    },
     /// Made by a process in another pid namespace: the pids that locks,
     /// roles and peer tables record there name other processes here, so
     /// sharing it would break death detection (see the module docs).
@@ -936,6 +1016,10 @@ impl fmt::Display for AttachError {
                 write!(f, "corrupt region: init state {found}")
             }
             AttachError::NotReady => f.write_str("region not initialized in time"),
+            AttachError::CreatorDied { pid } => write!(
+                f,
+                "the creator of the region (pid {pid}) died before initializing it"
+            ),
             AttachError::ForeignPidNamespace { creator, ours } => write!(
                 f,
                 "region made in another pid namespace (pid:[{creator}], this process is in pid:[{ours}])"

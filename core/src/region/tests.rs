@@ -233,3 +233,98 @@ fn errors_display_lowercase() {
     assert_eq!(s, "region holds a Spsc, not a Mpmc");
     assert!(std::format!("{}", InitError::AlreadyInitialized).starts_with('r'));
 }
+
+/// A shared anonymous mapping of `len` bytes (page-aligned, zeroed) that a
+/// fork child writes into and the parent sees.
+fn shared_pages(len: usize) -> &'static mut [u8] {
+    // SAFETY: a fresh anonymous mapping; the result is checked. It is
+    // never unmapped (a test leaks one page).
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(p != libc::MAP_FAILED);
+    // SAFETY: `len` bytes mapped above, owned by the caller from now on.
+    unsafe { core::slice::from_raw_parts_mut(p.cast::<u8>(), len) }
+}
+
+/// A creator SIGKILLed between claiming a region and publishing it (in its
+/// body constructor): an attacher learns at once that it will never be
+/// ready, whether it waits or not, instead of `NotReady` at its deadline.
+#[test]
+fn creator_killed_mid_init_is_reported_dead() {
+    let mem = shared_pages(4096);
+    let r = Region::from_mut_slice(mem);
+    // SAFETY: the child claims the region, then kills itself inside
+    // `create`; it allocates nothing and takes no lock.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let _ = Parts::<u64, u64>::create(
+            r,
+            spec(4),
+            || {
+                // SAFETY: raise has no preconditions; SIGKILL ends us here.
+                unsafe { libc::raise(libc::SIGKILL) };
+                0
+            },
+            |_| 0,
+        );
+        // SAFETY: not reached; leaves the child if it were.
+        unsafe { libc::_exit(3) };
+    }
+    assert!(pid > 0);
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+    let died = Err(AttachError::CreatorDied { pid: pid as u32 });
+    assert_eq!(open(r).map(|_| ()), died);
+    let t = std::time::Instant::now();
+    let waited = Parts::<u64, u64>::open(
+        r,
+        Kind::Array,
+        ElemType::of::<u64>(),
+        Some,
+        Some(Deadline::after(Duration::from_secs(30))),
+    );
+    assert_eq!(waited.map(|_| ()), died);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "waited out the deadline"
+    );
+    assert_eq!(r.header().unwrap().check_creator(), died);
+    // Another creator is still refused: the memory is not reused in place.
+    assert_eq!(
+        Parts::<u64, u64>::create(r, spec(4), || 0, |_| 0).map(|_| ()),
+        Err(InitError::AlreadyInitialized)
+    );
+}
+
+/// A creator that publishes and then exits is not a creator that died
+/// mid-init: the region attaches.
+#[test]
+fn creator_that_exited_after_publishing_is_not_dead_mid_init() {
+    let mem = shared_pages(4096);
+    let r = Region::from_mut_slice(mem);
+    // SAFETY: the child builds the region and `_exit`s; it allocates
+    // nothing and takes no lock.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = Parts::<u64, u64>::create(r, spec(4), || 5, |i| i as u64).is_ok();
+        // SAFETY: leaves the forked child at once.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert_eq!(r.header().unwrap().check_creator(), Ok(()));
+    let p = open(r).unwrap();
+    assert_eq!(*p.body, 5);
+}
