@@ -137,8 +137,8 @@ pub(crate) enum Poll<R> {
     InFlight(Stuck),
 }
 
-/// Reads a sleeper count after this thread's claim CAS on `tail` or
-/// `head`, to decide whether to notify.
+/// Reads a sleeper count after this thread's claim CAS (on `tail` for a
+/// push, on the slot for a pop), to decide whether to notify.
 ///
 /// The CAS and this load are `SeqCst`; the sleeper increments the count
 /// (`SeqCst`), runs the `SeqCst` fence of `prepare_wait`, then reads the

@@ -263,7 +263,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     .is_ok()
                 {
                     record_owner(slot, me);
-                    self.advance_head(head, head.wrapping_add(1));
+                    self.advance_head(head.wrapping_add(1));
                     return Ok((slot, head));
                 }
             } else if seq == want | SKIPPED {
@@ -279,7 +279,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     )
                     .is_ok()
                 {
-                    self.advance_head(head, head.wrapping_add(1));
+                    self.advance_head(head.wrapping_add(1));
                     self.wake_producers();
                 }
             } else {
@@ -311,13 +311,28 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     });
                 }
                 // Position `head` is taken already (`R`, or the slot is in
-                // the next lap): its consumer has not moved `head` on yet,
-                // or our `head` is stale. Help it along, unless the stamp is
-                // further than any consumer could have taken it.
+                // a later lap): its consumer has not moved `head` on yet,
+                // or our `head` is stale (see `advance_head`). Help it
+                // along.
                 if d <= 2 * self.capacity as i64 + 1 {
-                    self.advance_head(head, head.wrapping_add(1));
-                } else if body.head.pos.load(Ordering::Relaxed) == head {
-                    return Err(Miss::Corrupt);
+                    self.advance_head(head.wrapping_add(1));
+                } else {
+                    // The slot has reached position `q` (stamp `2q` or
+                    // `2q + 1`), so the consumer of `q - cap` took it, and
+                    // consumers take positions in order: every position up
+                    // to `q - cap` is taken, and `head` may jump past it
+                    // (a `head` stale by laps, left by a consumer that
+                    // stalled before its store). A `q - cap` past `tail`
+                    // was never pushed: the memory is corrupt.
+                    let q = head.wrapping_add((d as u64).div_ceil(2));
+                    let taken = q.wrapping_sub(self.capacity);
+                    // Relaxed: a bound; `tail` only grows, so a legal
+                    // `taken` is never beyond a later load of it.
+                    let claimed = body.tail.pos.load(Ordering::Relaxed) & !CLOSED;
+                    if taken.wrapping_sub(claimed) as i64 > 0 {
+                        return Err(Miss::Corrupt);
+                    }
+                    self.advance_head(taken.wrapping_add(1));
                 }
             }
             // Relaxed: as above.
@@ -325,21 +340,30 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         }
     }
 
-    /// Moves `head` from `from` up to `to` unless others already moved it
-    /// that far. Every position below `head` has been taken by a consumer
-    /// (its slot left `V`/`S` by a CAS): whoever sees a taken slot at
-    /// `head` may move `head` past it.
+    /// Moves `head` on to `to` (every position below `to` is taken) unless
+    /// it is already there or further, with a plain store: `head` is a
+    /// hint, not a claim (a consumer claims by its CAS on the slot), so it
+    /// costs no `lock`ed instruction.
+    ///
+    /// The invariant is that `head` never passes a position that is not
+    /// taken (its slot left `V`/`S` by a consumer's CAS, or a recovery):
+    /// consumers store only positions they have seen taken, and the first
+    /// untaken position only grows. Two stores may race, so `head` can
+    /// move back, by laps if a consumer stalls between its load and its
+    /// store; a consumer that then finds taken slots at `head` walks on
+    /// (one lap's worth at once: see `claim_pop_in`), and the one that
+    /// finds an untaken slot at `head` knows `head` is exact there. `len`
+    /// may overcount meanwhile (it clamps).
     #[inline]
-    pub(super) fn advance_head(&self, from: u64, to: u64) {
+    pub(super) fn advance_head(&self, to: u64) {
         let head = &self.parts.body.head.pos;
-        let mut cur = from;
         // Relaxed: `head` is bookkeeping (for `len` and a consumer's first
-        // guess); the slots' seq words synchronise the data.
-        while let Err(now) = head.compare_exchange(cur, to, Ordering::Relaxed, Ordering::Relaxed) {
-            if to.wrapping_sub(now) as i64 <= 0 {
-                break;
-            }
-            cur = now;
+        // guess); the slots' seq words synchronise the data. The load
+        // keeps `head` from moving back in all but a race between load and
+        // store, and leaves the line clean when others moved it further.
+        let now = head.load(Ordering::Relaxed);
+        if to.wrapping_sub(now) as i64 > 0 {
+            head.store(to, Ordering::Relaxed);
         }
     }
 
@@ -372,7 +396,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         if n == 0 {
             return None;
         }
-        self.advance_head(head, head.wrapping_add(n));
+        self.advance_head(head.wrapping_add(n));
         Some((head, n as usize))
     }
 

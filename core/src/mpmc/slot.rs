@@ -52,9 +52,11 @@
 //! A producer claims its position on `tail`, which stays the authority on
 //! what was claimed (and carries the closed flag), then *takes* the slot by
 //! a CAS that records its pid (then its identity, in `owner`). A consumer
-//! claims by the slot CAS itself and then moves `head` on; whoever finds a
-//! taken slot at `head` helps move it (so `head` lags by the runs being
-//! taken, never more). Stamps are doubled positions so that "holds `p`" and
+//! claims by the slot CAS itself and then moves `head` on, with a plain
+//! store: `head` is a hint that never passes an untaken position, and
+//! whoever finds a taken slot at `head` moves it on (racing stores can
+//! set it back, even by laps; consumers then walk forward again, jumping
+//! a lap at a time: see `advance_head` in `claim.rs`). Stamps are doubled positions so that "holds `p`" and
 //! "free for `p + cap`" differ even for a capacity of 1, where Vyukov's
 //! original `p + 1` and `p + cap` coincide; they are compared as signed
 //! 40-bit distances, which the capacity limit of 2^32 keeps unambiguous.

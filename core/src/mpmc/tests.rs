@@ -569,6 +569,37 @@ fn corrupt_memory_never_goes_out_of_bounds_or_hangs() {
     assert_eq!(ring.try_pop(), Err(PopError::Corrupt));
 }
 
+/// `head` is a hint moved on by plain stores, so a consumer that stalls
+/// between its load and its store can move it back, by laps: pops walk
+/// (and jump) forward from there instead of calling the ring corrupt, and
+/// a slot whose stamp is beyond anything pushed still is.
+#[test]
+fn a_head_stale_by_laps_is_walked_forward() {
+    with_ring::<u64, _>(4, |r| {
+        let b = r.parts.body;
+        for i in 0..20 {
+            r.try_push(i).unwrap();
+            assert_eq!(r.try_pop(), Ok(i));
+        }
+        // Five laps back: slot 0 says "free for 20".
+        b.head.pos.store(0, Ordering::Relaxed);
+        assert_eq!(r.try_pop(), Err(PopError::Empty));
+        assert_eq!(b.head.pos.load(Ordering::Relaxed), 20);
+        b.head.pos.store(1, Ordering::Relaxed);
+        r.try_push(20).unwrap();
+        r.try_push(21).unwrap();
+        assert!(r.len() <= 4);
+        assert_eq!(r.try_pop(), Ok(20));
+        b.head.pos.store(2, Ordering::Relaxed);
+        assert_eq!(r.try_pop(), Ok(21));
+        assert_eq!(r.try_pop(), Err(PopError::Empty));
+        // A stamp from beyond `tail` (free for 40, tail at 22) is corrupt.
+        r.slot(22).seq.store(free_stamp(40), Ordering::Relaxed);
+        b.head.pos.store(2, Ordering::Relaxed);
+        assert_eq!(r.try_pop(), Err(PopError::Corrupt));
+    });
+}
+
 #[test]
 fn errors_are_shared_with_spsc() {
     let e: crate::spsc::PushError<u8> = PushError::Full(1);
