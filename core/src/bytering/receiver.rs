@@ -207,15 +207,19 @@ impl<'a> FrameReceiver<'a> {
         // `FrameSender::poll_space`: our reads of the frame happen before the
         // sender reuses its bytes.
         ring.body().head.0.store(self.head, Ordering::Release);
-        ring.body().events.0.not_full.notify_all();
+        // No fence: one load of the sender's `asleep` flag (see `bell`).
+        ring.body().events.0.not_full.ring();
     }
 }
 
 impl Drop for FrameReceiver<'_> {
     fn drop(&mut self) {
         let b = self.ring.body();
+        // Release inside `release`: a sender that sees the released role
+        // also sees our last `head`.
         b.meta.0.consumer.release(self.held);
-        b.events.0.not_full.notify_all();
+        // Fenced, flag or not: a sender about to sleep must see the release.
+        b.events.0.not_full.ring_leaving();
     }
 }
 

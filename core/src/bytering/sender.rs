@@ -230,15 +230,19 @@ impl<'a> FrameSender<'a> {
         // `FrameReceiver::refresh_tail`: the frame's bytes are visible to a
         // receiver that sees the new tail.
         ring.body().tail.0.store(self.tail, Ordering::Release);
-        ring.body().events.0.not_empty.notify_all();
+        // No fence: one load of the receiver's `asleep` flag (see `bell`).
+        ring.body().events.0.not_empty.ring();
     }
 }
 
 impl Drop for FrameSender<'_> {
     fn drop(&mut self) {
         let b = self.ring.body();
+        // Release inside `release`: a receiver that sees the released role
+        // also sees our last `tail`.
         b.meta.0.producer.release(self.held);
-        b.events.0.not_empty.notify_all();
+        // Fenced, flag or not: a receiver about to sleep must see the release.
+        b.events.0.not_empty.ring_leaving();
     }
 }
 
