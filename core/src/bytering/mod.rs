@@ -161,7 +161,7 @@ mod sender;
 use crate::bell::{self, Bell, Woken};
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
 use crate::role::{RoleTaken, RoleWord};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{spin_loop, AtomicU64, Ordering};
 use crate::time::Deadline;
 use crate::wait::Spin;
 
@@ -691,6 +691,10 @@ struct Frame {
     advance: u64,
 }
 
+/// Polls a blocking call makes, one spin hint apart, before it reads the
+/// clock and starts its [`Spin`] backoff (none with [`Spin::NONE`]).
+const EAGER_POLLS: u32 = if cfg!(multiproc_loom) { 0 } else { 16 };
+
 /// Blocks on `bell` until `poll` stops returning `pending`, the deadline
 /// passes (`pending`), or `peer` is gone for good (one last poll, then
 /// `gone`). The bell checks the peer every liveness slice of sleeping,
@@ -707,6 +711,18 @@ fn block_on<T, E: PartialEq>(
     match poll() {
         Err(e) if e == pending => {}
         r => return r,
+    }
+    // A streaming peer publishes (releases) again within tens of
+    // nanoseconds: look a few more times, one spin hint apart, before
+    // the clock reads and growing pauses of the wait proper.
+    if spin != Spin::NONE {
+        for _ in 0..EAGER_POLLS {
+            spin_loop();
+            match poll() {
+                Err(e) if e == pending => {}
+                r => return r,
+            }
+        }
     }
     // A deadline already past (a zero timeout): no spin, no sleep.
     if deadline.is_some_and(Deadline::has_passed) {
