@@ -692,8 +692,9 @@ struct Frame {
 }
 
 /// Polls a blocking call makes, one spin hint apart, before it reads the
-/// clock and starts its [`Spin`] backoff (none with [`Spin::NONE`]).
-const EAGER_POLLS: u32 = if cfg!(multiproc_loom) { 0 } else { 16 };
+/// clock and starts its [`Spin`] backoff (none with [`Spin::NONE`], nor
+/// under loom, where they would only multiply the interleavings).
+const EAGER_POLLS: u32 = 16;
 
 /// Blocks on `bell` until `poll` stops returning `pending`, the deadline
 /// passes (`pending`), or `peer` is gone for good (one last poll, then
@@ -715,7 +716,7 @@ fn block_on<T, E: PartialEq>(
     // A streaming peer publishes (releases) again within tens of
     // nanoseconds: look a few more times, one spin hint apart, before
     // the clock reads and growing pauses of the wait proper.
-    if spin != Spin::NONE {
+    if spin != Spin::NONE && !cfg!(multiproc_loom) {
         for _ in 0..EAGER_POLLS {
             spin_loop();
             match poll() {
