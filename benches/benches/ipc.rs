@@ -19,7 +19,7 @@
 //! | `queue_4KiB` | `multiproc::queue::bytes_channel` (copy in, copy out), ipc-channel, Unix socket, ring |
 //! | `queue_1MiB` | byte queue copy, byte queue zero-copy (`send_with`/`recv_with`), ipc-channel, Unix socket, ring (one copy in), memcpy in one process |
 //! | `pipe_8B`, `pipe_4KiB` | `multiproc::pipe()` (`send_bytes`/`recv_bytes_into`), Unix socket, ring |
-//! | `round_trip` | spsc channel default waiting, core SPSC ring with `Spin::NONE`, `Queue` with `Spin::NONE`, spinning ring, bare futex, Unix socket, ipc-channel; p50/p99 printed to stderr |
+//! | `round_trip` | spsc channel default waiting, core SPSC ring with `Spin::NONE`, `Pipe` default waiting, core byte ring with `Spin::NONE`, `Queue` with `Spin::NONE`, spinning ring, bare futex, Unix socket, ipc-channel; p50/p99 printed to stderr |
 //! | `locked_counter` | `multiproc::Mutex<u64>`, `multiproc::Value<u64>`, process-shared pthread mutex |
 //! | `queue_scaling_8B` | `multiproc::Queue<[u8; 8]>` with 1, 2, 4, 8 producer and as many consumer processes |
 //! | `queue_idle` | 64 processes blocked on an empty `Queue`: their CPU share and wake-ups/s, printed in the summary |
@@ -808,6 +808,61 @@ fn rt_core_spsc_sleep(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
     )
 }
 
+/// Two one-way pipes (`send_bytes`/`recv_bytes_into` of 8-byte messages)
+/// with their default waiting.
+fn rt_pipe_default(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    let pipe = || {
+        let (r, w) = multiproc::pipe_oneway().expect("pipe");
+        (PipeTx::new(w, 8), PipeRx::new(r, 8))
+    };
+    channel_round_trips(n, pipe(), pipe(), s)
+}
+
+/// The core byte ring (what `Pipe` and the Pool's rings are built on) with
+/// `Spin::NONE` set on its handles: every wait sleeps at once.
+fn rt_core_bytering_sleep(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
+    const CAP: u64 = 4096;
+    let size = ByteRing::memory_size(CAP).expect("size");
+    let (ping, pong) = (
+        Arc::new(SharedMemory::anonymous(size).expect("shm")),
+        Arc::new(SharedMemory::anonymous(size).expect("shm")),
+    );
+    ByteRing::create(ping.region(), CAP, 8).expect("ring");
+    ByteRing::create(pong.region(), CAP, 8).expect("ring");
+    let (cping, cpong) = (Arc::clone(&ping), Arc::clone(&pong));
+    let pr = ByteRing::attach(ping.region()).expect("attach");
+    let qr = ByteRing::attach(pong.region()).expect("attach");
+    let mut tx = pr.sender().expect("sender");
+    let mut rx = qr.receiver().expect("receiver");
+    tx.set_spin(Spin::NONE);
+    rx.set_spin(Spin::NONE);
+    round_trips(
+        n,
+        move |n| {
+            let pr = ByteRing::attach(cping.region()).map_err(|e| e.to_string())?;
+            let qr = ByteRing::attach(cpong.region()).map_err(|e| e.to_string())?;
+            let mut rx = pr.receiver().map_err(|e| e.to_string())?;
+            let mut tx = qr.sender().map_err(|e| e.to_string())?;
+            rx.set_spin(Spin::NONE);
+            tx.set_spin(Spin::NONE);
+            let mut buf = [0u8; 8];
+            for _ in 0..n {
+                rx.recv_into_timeout(&mut buf, STALL)
+                    .map_err(|e| e.to_string())?;
+                tx.send_timeout(&buf, STALL).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+        |i| {
+            tx.send_timeout(&i.to_le_bytes(), STALL).expect("send");
+            let mut buf = [0u8; 8];
+            rx.recv_into_timeout(&mut buf, STALL).expect("recv");
+            u64::from_le_bytes(buf)
+        },
+        s,
+    )
+}
+
 fn rt_ring(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
     let (ping, pong) = (Ring::new(8, 64), Ring::new(8, 64));
     let (cping, cpong) = (ping.share(), pong.share());
@@ -938,9 +993,11 @@ fn rt_ipc_channel(n: u64, s: &RefCell<Vec<Duration>>) -> Duration {
 
 fn round_trip(c: &mut Criterion) {
     type Rt = fn(u64, &RefCell<Vec<Duration>>) -> Duration;
-    let contenders: [(&str, Rt); 7] = [
+    let contenders: [(&str, Rt); 9] = [
         ("multiproc_spsc_default", rt_spsc_default),
         ("multiproc_core_spsc_spin_none", rt_core_spsc_sleep),
+        ("multiproc_pipe_default", rt_pipe_default),
+        ("multiproc_core_bytering_spin_none", rt_core_bytering_sleep),
         ("multiproc_queue_spin_none", rt_queue_sleep),
         ("spin_ring", rt_ring),
         ("bare_futex", rt_futex),

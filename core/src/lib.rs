@@ -68,6 +68,7 @@ pub(crate) mod sync;
 mod sys;
 
 pub mod barrier;
+mod bell;
 pub mod bytering;
 pub mod claim_gate;
 pub mod condvar;

@@ -4,7 +4,11 @@
 //! A structure that can block (a ring that is full or empty, a lock that is
 //! held) embeds an [`EventCount`] per condition. The side that makes the
 //! condition true calls [`EventCount::notify_all`] after publishing, which
-//! costs one fence and one load while nobody sleeps. The side that waits:
+//! costs one fence and one load while nobody sleeps. (The two
+//! single-producer single-consumer rings, [`spsc`](crate::spsc) and
+//! [`bytering`](crate::bytering), skip even that fence on their fast path:
+//! they wrap the eventcount in a *bell*, see `core/src/bell.rs`.) The side
+//! that waits:
 //!
 //! ```text
 //!  waiter                                   notifier

@@ -46,6 +46,36 @@ fn frames_cross_the_wrap_with_blocking() {
     });
 }
 
+/// Two full-size frames fill the ring, so the third send finds it full
+/// unless the receiver was quick, and each receive may find it empty:
+/// both sides sleep at once (`Spin::NONE`) and only the other side's
+/// publish, through the bells, wakes them. The sender never leaves (its
+/// handle is forgotten, as by a process that stays), so no departure's
+/// fenced notify can hide a lost ring. A lost wake-up is a loom deadlock:
+/// naps end only by notifications in the model.
+#[test]
+fn blocked_sender_and_receiver_woken_through_the_bells() {
+    ::loom::model(|| {
+        let ring = ring(64, 24);
+        let mut rx = ring.receiver().unwrap();
+        rx.set_spin(Spin::NONE);
+        let t = thread::spawn(move || {
+            let mut tx = ring.sender().unwrap();
+            tx.set_spin(Spin::NONE);
+            for i in 0..3u8 {
+                tx.send(&frame(i, 24)).unwrap();
+            }
+            core::mem::forget(tx);
+        });
+        let mut buf = [0u8; 24];
+        for i in 0..3u8 {
+            let got = rx.recv_into(&mut buf).unwrap();
+            assert_eq!(&buf[..got], &frame(i, 24)[..]);
+        }
+        t.join().unwrap();
+    });
+}
+
 /// The zero-copy paths across the wrap: in-place writes and reads.
 #[test]
 fn zero_copy_across_the_wrap() {

@@ -18,7 +18,8 @@
 //!  256  +---------------------------------------------+
 //!       | head: u64   (written by the receiver)        |  own 128-byte line
 //!  384  +---------------------------------------------+
-//!       | not_empty: EventCount, not_full: EventCount  |  own 128-byte line
+//!       | not_empty: Bell, not_full: Bell              |  own 128-byte line
+//!       | (each: EventCount + asleep flag, 12 bytes)   |
 //!  512  +---------------------------------------------+
 //!       | producer: RoleWord, consumer: RoleWord,      |  cold line
 //!       | max_frame: u64                               |
@@ -63,6 +64,25 @@
 //! before the end, then more than half the ring lies before the current
 //! offset, and it fits at 0. So a 1 MiB message needs a 4 MiB ring
 //! (`max_frame` up to 2 MiB - 8).
+//!
+//! # Speed and blocking
+//!
+//! An uncontended send is a copy into the data, the frame header, one
+//! `Release` store of `tail` and one load of the receiver's `asleep` flag,
+//! in a line nobody writes while nobody sleeps: no fence, no `lock`ed
+//! instruction, no system call. A receive is the same with `head` and the
+//! sender's flag. Each side refreshes its copy of the other's position only
+//! when its cached copy says empty (full).
+//!
+//! A blocking call (`send` on a full ring, `recv` on an empty one) spins
+//! briefly ([`Spin`], settable per handle), then raises its *bell*'s
+//! `asleep` flag and sleeps on a shared futex in naps of at most 20 ms;
+//! the other end, seeing the flag after its publishing store, wakes it at
+//! once. The wake-up protocol, and why the ringer needs no fence (a
+//! publish that races with a waiter falling asleep is caught by a few
+//! grace polls, or at worst by the end of the current nap), are in the
+//! `bell` module (`core/src/bell.rs`), shared with [`spsc`](crate::spsc).
+//! No frame is ever lost and no wait outlasts its deadline.
 //!
 //! # Roles and disconnection
 //!
@@ -138,12 +158,12 @@ mod error;
 mod receiver;
 mod sender;
 
+use crate::bell::{self, Bell, Woken};
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
-use crate::ring::LIVENESS_SLICE;
 use crate::role::{RoleTaken, RoleWord};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{spin_loop, AtomicU64, Ordering};
 use crate::time::Deadline;
-use crate::wait::{EventCount, Spin};
+use crate::wait::Spin;
 
 /// The frame header value that means "no frame here: the next frame is at
 /// offset 0".
@@ -165,13 +185,17 @@ const TRACK_WORDS: usize = 32;
 #[derive(Debug)]
 struct Line<T>(T);
 
+/// The wake-up line: read by both sides on every operation (each loads the
+/// other's `asleep` flag), written only around sleeps.
 #[repr(C)]
 #[derive(Debug)]
 struct Events {
-    /// Notified by the sender after each publish and when it leaves.
-    not_empty: EventCount,
-    /// Notified by the receiver after each release and when it leaves.
-    not_full: EventCount,
+    /// The receiver sleeps here while the ring is empty; the sender rings
+    /// after each publish, and when it leaves.
+    not_empty: Bell,
+    /// The sender sleeps here while the ring is full; the receiver rings
+    /// after each release, and when it leaves.
+    not_full: Bell,
 }
 
 #[repr(C)]
@@ -202,12 +226,20 @@ struct Body {
 #[cfg(not(multiproc_loom))]
 static_assertions::assert_eq_size!(Body, [u8; 512]);
 #[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_size!(Events, [u8; 24]);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(Events, not_full), 12);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(Body, events), 256);
+#[cfg(not(multiproc_loom))]
+static_assertions::const_assert_eq!(core::mem::offset_of!(Body, meta), 384);
+#[cfg(not(multiproc_loom))]
 static_assertions::const_assert_eq!(core::mem::offset_of!(Meta, consumer), 8);
 #[cfg(not(multiproc_loom))]
 static_assertions::const_assert_eq!(core::mem::offset_of!(Meta, max_frame), 16);
 static_assertions::const_assert_eq!(core::mem::align_of::<Body>(), 128);
 
-// SAFETY: repr(C) of 128-aligned lines holding atomics, eventcounts and role
+// SAFETY: repr(C) of 128-aligned lines holding atomics, bells and role
 // words (themselves ShmSafe): valid for every bit pattern, no pointers;
 // alignment 128 and size 512 pinned above. The loom-only tracking cells
 // never live in real shared memory.
@@ -219,8 +251,8 @@ impl Body {
             tail: Line(AtomicU64::new(0)),
             head: Line(AtomicU64::new(0)),
             events: Line(Events {
-                not_empty: EventCount::new(),
-                not_full: EventCount::new(),
+                not_empty: Bell::new(),
+                not_full: Bell::new(),
             }),
             meta: Line(Meta {
                 producer: RoleWord::new(),
@@ -265,7 +297,7 @@ pub struct ByteRing<'a> {
 }
 
 // SAFETY: the view only reaches shared memory through atomics, role words and
-// eventcounts, and reaches data bytes only through a FrameSender or
+// bells, and reaches data bytes only through a FrameSender or
 // FrameReceiver, of which the role words allow one each.
 unsafe impl Send for ByteRing<'_> {}
 // SAFETY: as for Send.
@@ -429,6 +461,9 @@ impl<'a> ByteRing<'a> {
         // `FrameReceiver::release_frame`: the receiver is done with the bytes
         // before it.
         let head = b.head.0.load(Ordering::Acquire);
+        // The sender waits on `not_full`: clear the flag a dead predecessor
+        // may have left raised, so the receiver stops notifying for nobody.
+        b.events.0.not_full.reset();
         Ok(FrameSender {
             ring: *self,
             tail,
@@ -454,6 +489,8 @@ impl<'a> ByteRing<'a> {
         // Relaxed: only receivers write `head`; the claim's Acquire orders a
         // previous receiver's last store before this load.
         let head = b.head.0.load(Ordering::Relaxed);
+        // As in `sender`, for the bell the receiver waits on.
+        b.events.0.not_empty.reset();
         Ok(FrameReceiver {
             ring: *self,
             head,
@@ -654,12 +691,17 @@ struct Frame {
     advance: u64,
 }
 
-/// Sleeps on `ec` until `poll` stops returning `pending`, the deadline
+/// Polls a blocking call makes, one spin hint apart, before it reads the
+/// clock and starts its [`Spin`] backoff (none with [`Spin::NONE`], nor
+/// under loom, where they would only multiply the interleavings).
+const EAGER_POLLS: u32 = 16;
+
+/// Blocks on `bell` until `poll` stops returning `pending`, the deadline
 /// passes (`pending`), or `peer` is gone for good (one last poll, then
-/// `gone`). Checks the peer every [`LIVENESS_SLICE`] of waiting, since a
-/// dead peer never wakes us.
+/// `gone`). The bell checks the peer every liveness slice of sleeping,
+/// since a dead peer never rings.
 fn block_on<T, E: PartialEq>(
-    ec: &EventCount,
+    bell: &Bell,
     peer: &RoleWord,
     spin: Spin,
     deadline: Option<Deadline>,
@@ -671,44 +713,33 @@ fn block_on<T, E: PartialEq>(
         Err(e) if e == pending => {}
         r => return r,
     }
-    let expired = |d: Option<Deadline>| d.is_some_and(|d| d.has_passed());
-    if expired(deadline) {
+    // A streaming peer publishes (releases) again within tens of
+    // nanoseconds: look a few more times, one spin hint apart, before
+    // the clock reads and growing pauses of the wait proper.
+    if spin != Spin::NONE && !cfg!(multiproc_loom) {
+        for _ in 0..EAGER_POLLS {
+            spin_loop();
+            match poll() {
+                Err(e) if e == pending => {}
+                r => return r,
+            }
+        }
+    }
+    // A deadline already past (a zero timeout): no spin, no sleep.
+    if deadline.is_some_and(Deadline::has_passed) {
         return Err(pending);
     }
-    let mut backoff = spin.start();
-    while backoff.spin() {
-        match poll() {
-            Err(e) if e == pending => {}
-            r => return r,
-        }
-    }
-    let mut check_at = Deadline::after(LIVENESS_SLICE);
-    loop {
-        let key = ec.prepare_wait();
-        match poll() {
-            Err(e) if e == pending => {}
-            r => {
-                ec.cancel_wait(key);
-                return r;
-            }
-        }
-        ec.wait(key, Some(check_at.min(deadline)));
-        match poll() {
-            Err(e) if e == pending => {}
-            r => return r,
-        }
-        if expired(deadline) {
-            return Err(pending);
-        }
-        if check_at.has_passed() {
-            if peer.peer().is_gone() {
-                return match poll() {
-                    Err(e) if e == pending => Err(gone),
-                    r => r,
-                };
-            }
-            check_at = Deadline::after(LIVENESS_SLICE);
-        }
+    match bell::block_on(bell, peer, spin, deadline, || match poll() {
+        Err(e) if e == pending => None,
+        r => Some(r),
+    }) {
+        Woken::Ready(r) => r,
+        Woken::TimedOut => Err(pending),
+        // Drain what the peer published before it went.
+        Woken::PeerGone => match poll() {
+            Err(e) if e == pending => Err(gone),
+            r => r,
+        },
     }
 }
 

@@ -67,7 +67,7 @@ impl<'a> FrameReceiver<'a> {
     /// As [`try_recv_into`](Self::try_recv_into), except `Empty`;
     /// `Disconnected` also once the sender died.
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let frame = self.wait_frame(None)?;
+        let frame = self.frame(None)?;
         self.take_into(frame, buf)
     }
 
@@ -82,7 +82,7 @@ impl<'a> FrameReceiver<'a> {
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<usize, RecvError> {
-        let frame = self.wait_frame(Some(Deadline::after(timeout)))?;
+        let frame = self.frame(Some(timeout))?;
         self.take_into(frame, buf)
     }
 
@@ -103,7 +103,7 @@ impl<'a> FrameReceiver<'a> {
     ///
     /// As [`recv_into`](Self::recv_into), without `BufferTooSmall`.
     pub fn read(&mut self) -> Result<FrameReader<'_, 'a>, RecvError> {
-        let frame = self.wait_frame(None)?;
+        let frame = self.frame(None)?;
         Ok(FrameReader::new(self, frame))
     }
 
@@ -114,7 +114,7 @@ impl<'a> FrameReceiver<'a> {
     /// As [`recv_into_timeout`](Self::recv_into_timeout), without
     /// `BufferTooSmall`.
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<FrameReader<'_, 'a>, RecvError> {
-        let frame = self.wait_frame(Some(Deadline::after(timeout)))?;
+        let frame = self.frame(Some(timeout))?;
         Ok(FrameReader::new(self, frame))
     }
 
@@ -174,6 +174,19 @@ impl<'a> FrameReceiver<'a> {
         }
     }
 
+    /// The next frame now, or once one arrives within `timeout` (`None`:
+    /// as long as it takes). The ready case is tried before the wait
+    /// machinery, as in `FrameSender::space`.
+    #[inline]
+    pub(super) fn frame(&mut self, timeout: Option<Duration>) -> Result<Frame, RecvError> {
+        match self.poll_frame() {
+            Err(RecvError::Empty) => self.wait_frame(timeout.map(Deadline::after)),
+            r => r,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
     pub(super) fn wait_frame(&mut self, deadline: Option<Deadline>) -> Result<Frame, RecvError> {
         let ring = self.ring;
         let b = ring.body();
@@ -207,15 +220,19 @@ impl<'a> FrameReceiver<'a> {
         // `FrameSender::poll_space`: our reads of the frame happen before the
         // sender reuses its bytes.
         ring.body().head.0.store(self.head, Ordering::Release);
-        ring.body().events.0.not_full.notify_all();
+        // No fence: one load of the sender's `asleep` flag (see `bell`).
+        ring.body().events.0.not_full.ring();
     }
 }
 
 impl Drop for FrameReceiver<'_> {
     fn drop(&mut self) {
         let b = self.ring.body();
+        // Release inside `release`: a sender that sees the released role
+        // also sees our last `head`.
         b.meta.0.consumer.release(self.held);
-        b.events.0.not_full.notify_all();
+        // Fenced, flag or not: a sender about to sleep must see the release.
+        b.events.0.not_full.ring_leaving();
     }
 }
 

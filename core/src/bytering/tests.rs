@@ -679,10 +679,18 @@ fn sender_never_writes_outside_the_data() {
 #[test]
 fn two_threads_stress_with_checksums() {
     const N: u64 = 30_000;
-    for (cap, max) in [(64u64, 24u64), (4096, 1000)] {
+    // `Spin::NONE` sends every wait through the bells and their naps.
+    for (cap, max, spin) in [
+        (64u64, 24u64, Spin::DEFAULT),
+        (64, 24, Spin::NONE),
+        (4096, 1000, Spin::DEFAULT),
+        (4096, 1000, Spin::NONE),
+    ] {
         let mut m = mem(cap);
         let ring = ByteRing::create(Region::from_mut_slice(bytes(&mut m)), cap, max).unwrap();
         let (mut tx, mut rx) = ring.split().unwrap();
+        tx.set_spin(spin);
+        rx.set_spin(spin);
         std::thread::scope(|s| {
             s.spawn(move || {
                 let mut rng = Rng(42 + cap);

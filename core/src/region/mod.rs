@@ -71,7 +71,10 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 /// holders and barriers their parties (identity words).
 /// 5: an MPMC slot records its owner's identity word beside `seq` (slots
 /// are `seq`, `owner`, value).
-pub const LAYOUT_VERSION: u32 = 5;
+/// 6: a byte ring's wake-up line holds two bells (eventcount and `asleep`
+/// flag, 12 bytes each) instead of two eventcounts; the header records
+/// the creator's identity word at the claim (offset 72).
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's
 /// memory must have (page-aligned mappings always do).

@@ -8,10 +8,10 @@ use core::time::Duration;
 
 use bytemuck::Pod;
 
-use super::bell::{block_on, Woken};
 use super::{PopError, SpscRing};
 #[cfg(doc)]
 use super::{Producer, PushError};
+use crate::bell::{block_on, Woken};
 use crate::role::{Claimed, Holder};
 use crate::sync::Ordering;
 use crate::time::Deadline;
@@ -306,7 +306,7 @@ impl<T> Drop for Consumer<'_, T> {
         // sees our last `head`.
         c.consumer.release(self.held);
         // Fenced, armed or not: the producer must see the release.
-        c.not_full.ec.notify_all();
+        c.not_full.ring_leaving();
     }
 }
 

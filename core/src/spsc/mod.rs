@@ -87,7 +87,7 @@
 //! No value is ever lost and no wait outlasts its deadline. After each
 //! nap the sleeper also checks whether its peer is still alive (a peer
 //! killed with `SIGKILL` wakes nobody). The wake-up protocol and why the
-//! ringer needs no fence are in `spsc/bell.rs`.
+//! ringer needs no fence are in the `bell` module (`core/src/bell.rs`).
 //!
 //! # Disconnection
 //!
@@ -138,9 +138,8 @@ pub use crate::ring::{PopError, PushError};
 pub use consumer::{Consumer, ReadSlot};
 pub use producer::{Producer, WriteSlot};
 
-use bell::Bell;
+use crate::bell::Bell;
 
-mod bell;
 mod consumer;
 mod producer;
 use crate::role::{Claimed, RoleTaken, RoleWord};
@@ -226,7 +225,6 @@ impl SpscBody {
 mod layout_pins {
     use super::*;
     use core::mem::offset_of;
-    static_assertions::assert_eq_size!(Bell, [u8; 12]);
     static_assertions::assert_eq_size!(Control, [u8; 128]);
     static_assertions::assert_eq_size!(SpscBody, [u8; 384]);
     static_assertions::const_assert_eq!(offset_of!(Control, producer), 24);
@@ -240,9 +238,6 @@ mod layout_pins {
 }
 static_assertions::const_assert_eq!(align_of::<SpscBody>(), 128);
 
-// SAFETY: repr(C) of an EventCount and an atomic u32: valid for every bit
-// pattern, no pointers; size pinned above.
-unsafe impl ShmSafe for Bell {}
 // SAFETY: repr(C) of Bells and RoleWords, all ShmSafe (atomics only, valid
 // for every bit pattern, no pointers); size and field offsets pinned above.
 unsafe impl ShmSafe for Control {}

@@ -8,10 +8,10 @@ use core::time::Duration;
 
 use bytemuck::Pod;
 
-use super::bell::{block_on, Woken};
 #[cfg(doc)]
 use super::PopError;
 use super::{PushError, SpscRing, Stop};
+use crate::bell::{block_on, Woken};
 use crate::role::{Claimed, Holder};
 use crate::sync::{Ordering, UnsafeCell};
 use crate::time::Deadline;
@@ -337,7 +337,7 @@ impl<T> Drop for Producer<'_, T> {
         // consumer that observes the closed role (Acquire in `is_closed`).
         c.producer.release(self.held);
         // Fenced, armed or not: the consumer must see the release.
-        c.not_empty.ec.notify_all();
+        c.not_empty.ring_leaving();
     }
 }
 
