@@ -17,7 +17,7 @@ const WORKLOADS: [&str; 5] = [
     "url_get",
 ];
 const MODES: [&str; 3] = ["serial", "threads", "processes"];
-const FIGURES: [&str; 13] = [
+const FIGURES: [&str; 14] = [
     "queue_8B_msgs_per_s",
     "queue_64B_msgs_per_s",
     "queue_4KiB_msgs_per_s",
@@ -28,6 +28,7 @@ const FIGURES: [&str; 13] = [
     "round_trip_p50_us",
     "round_trip_p99_us",
     "start_join_fork_us",
+    "start_join_bare_fork_us",
     "start_join_forkserver_us",
     "start_join_spawn_us",
     "locked_counter_incr_per_s",
