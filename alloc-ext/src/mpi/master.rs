@@ -378,8 +378,13 @@ pub(crate) fn run(world: &SimpleCommunicator, shared: &Shared, ranks: &[RankInfo
         if progressed {
             backoff.reset();
         } else if let Some(nap) = backoff.idle() {
+            // Sleep unless a chunk can go out now: pending chunks that no
+            // rank has a credit for wait for a result like everything
+            // else (polling for it without a sleep took a core from the
+            // ranks' workers on a node shared with the master).
             let st = shared.lock();
-            if st.pending.is_empty() && (st.stop.is_none() || stop_sent) {
+            let can_send = !st.pending.is_empty() && credits.iter().any(|&c| c > 0);
+            if !can_send && (st.stop.is_none() || stop_sent) {
                 let _ = shared
                     .work
                     .wait_timeout(st, nap)

@@ -39,6 +39,16 @@ fn wall(mode: &str, what: &str, t: Duration) {
     println!("{mode} {what} {:.0} ms", t.as_secs_f64() * 1e3);
 }
 
+/// Which measures to take: all, or only the primes (`primes [rounds]` after
+/// the mode: that many rounds of both primes maps, for profiles).
+fn primes_only() -> Option<u32> {
+    let mut args = std::env::args().skip(2);
+    match args.next().as_deref() {
+        Some("primes") => Some(args.next().and_then(|r| r.parse().ok()).unwrap_or(1)),
+        _ => None,
+    }
+}
+
 /// The same measures through the pool-like `map(f, items, chunksize)`.
 fn measures<E: std::fmt::Debug>(
     mode: &str,
@@ -55,6 +65,16 @@ fn measures<E: std::fmt::Debug>(
     };
     // Warm-up.
     let _ = run(trivial, 1000, Some(1));
+    if let Some(rounds) = primes_only() {
+        for _ in 0..rounds {
+            let (r, t) = run(primes, PRIME_TASKS, None);
+            assert!(r.iter().all(|&s| s == PRIME_SUM));
+            wall(mode, "primes256/chunksize=default", t);
+            let (_, t) = run(primes, PRIME_TASKS, Some(1));
+            wall(mode, "primes256/chunksize=1", t);
+        }
+        return;
+    }
     let (r, t) = run(trivial, n1, Some(1));
     assert_eq!(r[7], 8);
     rate(mode, "trivial/chunksize=1", n1, t);
@@ -191,6 +211,6 @@ fn main() {
         Some("pool-inline") => pool(true),
         Some("bare") => bare(),
         Some("local") => local(),
-        _ => eprintln!("usage: mpi_pool pool|pool-inline|bare|local (pool and bare under mpirun)"),
+        _ => eprintln!("usage: mpi_pool pool|pool-inline|bare|local [primes [rounds]] (pool and bare under mpirun)"),
     }
 }
