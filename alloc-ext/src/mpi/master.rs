@@ -317,6 +317,11 @@ fn file_result(shared: &Shared, idx: usize, n: usize, mut msg: &[u8]) -> Result<
 fn pick(st: &State, ranks: &[RankInfo], inflight: &[i64], next: usize) -> Option<usize> {
     let c = st.pending.front()?;
     let extra = st.jobs.get(&c.job).map_or(&[][..], |j| &j.extra[..]);
+    pick_for(extra, ranks, inflight, next)
+}
+
+/// [`pick`] for a chunk of a job with these grants.
+fn pick_for(extra: &[u32], ranks: &[RankInfo], inflight: &[i64], next: usize) -> Option<usize> {
     let n = ranks.len();
     let room = |r: usize| {
         let extra = extra.get(r).copied().unwrap_or(0);
@@ -352,8 +357,18 @@ pub(crate) fn run(world: &SimpleCommunicator, shared: &Shared, ranks: &[RankInfo
                     }
                 }
             }
+            // The grants of the front chunk's job (looked up once per job).
+            let mut grants: Option<(u64, Vec<u32>)> = None;
             while stop_now.is_none() && !stop_sent {
-                let Some(r) = pick(&st, ranks, &inflight, next) else {
+                let Some(job) = st.pending.front().map(|c| c.job) else {
+                    break;
+                };
+                if grants.as_ref().is_none_or(|(j, _)| *j != job) {
+                    let extra = st.jobs.get(&job).map(|j| j.extra.clone());
+                    grants = Some((job, extra.unwrap_or_default()));
+                }
+                let extra = grants.as_ref().map_or(&[][..], |(_, e)| &e[..]);
+                let Some(r) = pick_for(extra, ranks, &inflight, next) else {
                     break;
                 };
                 next = (r + 1) % ranks.len();

@@ -29,15 +29,25 @@ use crate::pool::{Pool, TaskError};
 /// local pool and back.
 pub const DEFAULT_INLINE_BELOW: Duration = Duration::from_micros(100);
 
-/// Every this many chunks that a function's cost sends to the local pool,
-/// the rank measures it again on the chunk's first items.
+/// After this many chunks that a function's cost sends to the local pool,
+/// the rank measures it again on the chunk's first items, and again after
+/// twice as many each time it is still too slow (up to every
+/// `MAX_REPROBE`): a costly item run in the rank holds the rank's other
+/// chunks back.
 const REPROBE: u32 = 8;
+const MAX_REPROBE: u32 = 1024;
 
 /// While its chunks run in the rank, the rank grants the master more
 /// chunks in flight (see `wire`): as many as take this long together...
 const QUEUED: Duration = Duration::from_millis(1);
 /// ...and at most this many beyond its capacity.
 const MAX_EXTRA: u32 = 256;
+
+/// A RESULT message goes once it answers this many chunks (or holds
+/// `REPLY_BYTES`), before the rest of its TASK message has run: the master
+/// deals more while the rank runs the rest.
+const REPLY_CHUNKS: u32 = 32;
+const REPLY_BYTES: usize = 64 << 10;
 
 /// The extra chunks in flight worth granting for chunks of `chunk_ns` run
 /// in the rank.
@@ -56,8 +66,10 @@ struct Cost {
     ns: f64,
     /// The last sample.
     last: f64,
-    /// Chunks sent to the local pool on this estimate.
+    /// Chunks sent to the local pool on this estimate...
     shipped: u32,
+    /// ...and at which count the rank measures it again.
+    probe_at: u32,
     /// Chunks of one item run in the rank untimed since the last sample.
     untimed: u32,
 }
@@ -87,8 +99,10 @@ struct Rank<'w> {
     held: HashMap<u64, Held>,
     /// The local pool failed (FATAL sent): nothing more goes to it.
     broken: bool,
-    /// The next RESULT message: outcomes of chunks answered since the last.
+    /// The next RESULT message: outcomes of chunks answered since the last,
+    /// and how many.
     reply: Vec<u8>,
+    replies: u32,
 }
 
 impl Rank<'_> {
@@ -108,9 +122,18 @@ impl Rank<'_> {
 
     /// Sends the outcomes answered so far.
     fn flush_reply(&mut self) {
+        self.replies = 0;
         if !self.reply.is_empty() {
             let msg = std::mem::take(&mut self.reply);
             self.send(msg, tags::RESULT);
+        }
+    }
+
+    /// A chunk was answered in `reply`: sends it if it is full.
+    fn answered(&mut self) {
+        self.replies += 1;
+        if self.replies >= REPLY_CHUNKS || self.reply.len() >= REPLY_BYTES {
+            self.flush_reply();
         }
     }
 
@@ -131,6 +154,7 @@ impl Rank<'_> {
             let extra = extra_for(t.elapsed().as_nanos() as f64);
             ResultHead::set_grant(&mut out, at, extra);
             self.reply = out;
+            self.answered();
             return;
         }
         let key = (head.runner, head.func);
@@ -144,6 +168,7 @@ impl Rank<'_> {
                     ns: f64::NAN,
                     last: f64::NAN,
                     shipped: 0,
+                    probe_at: REPROBE,
                     untimed: 0,
                 };
                 self.cost.push((key, cost));
@@ -159,6 +184,7 @@ impl Rank<'_> {
                 runner(head.func, items, 1, run_op(&mut out, None));
                 ResultHead::set_grant(&mut out, at, extra_for(c.ns));
                 self.reply = out;
+                self.answered();
                 return;
             }
         }
@@ -171,12 +197,16 @@ impl Rank<'_> {
                 // Too slow to run here; measured again now and then (a
                 // sample taken while the rank was descheduled must not
                 // send cheap tasks away for good).
-                c.shipped += 1;
-                (c.shipped % REPROBE == 0).then_some(budget)
+                c.shipped = c.shipped.saturating_add(1);
+                let probe = c.shipped >= c.probe_at;
+                if probe {
+                    c.probe_at = c.shipped.saturating_add(c.shipped.min(MAX_REPROBE));
+                }
+                probe.then_some(budget)
             }
             // Expected to fit: a misjudged chunk sends its rest on later.
             Some(c) => {
-                c.untimed = 0;
+                (c.untimed, c.shipped, c.probe_at) = (0, 0, REPROBE);
                 Some(budget * 4)
             }
         };
@@ -207,6 +237,7 @@ impl Rank<'_> {
             let cost = ci.map_or(0.0, |i| self.cost[i].1.ns);
             ResultHead::set_grant(&mut out, at, extra_for(cost * f64::from(head.count)));
             self.reply = out;
+            self.answered();
             return;
         }
         // The rest goes to the local pool (its result grants nothing: the
@@ -252,6 +283,7 @@ impl Rank<'_> {
         if waiting == 0 {
             fail_undecodable(&mut out, undecodable);
             self.reply.extend_from_slice(&out);
+            self.answered();
             return;
         }
         match pool.submit_encoded(head.local_runner, head.func, pieces) {
@@ -354,6 +386,7 @@ pub(crate) fn serve(
         held: HashMap::new(),
         broken: false,
         reply: Vec::new(),
+        replies: 0,
     };
     rank.send(hello.encode(), tags::HELLO);
     let mut stopping = false;
