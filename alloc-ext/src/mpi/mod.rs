@@ -148,6 +148,10 @@ use crate::pool::func::{offset_of, same_object_as_anchor};
 use crate::pool::result::first_error;
 use crate::process::StartMethod;
 
+/// A call's chunks go to the engine this many at a time as they are
+/// encoded.
+const SUBMIT_BATCH: usize = 256;
+
 /// Default chunks an [`Imap`] reads ahead beyond the ranks' capacity.
 pub const DEFAULT_IMAP_BUFFER: usize = 32;
 
@@ -796,6 +800,14 @@ impl Pool {
                     chunks.extend(c);
                     if end {
                         break;
+                    }
+                    // The engine deals the first chunks while the rest are
+                    // encoded.
+                    if chunks.len() >= SUBMIT_BATCH {
+                        self.shared
+                            .lock()
+                            .add_chunks(id, std::mem::take(&mut chunks), false);
+                        self.shared.poke();
                     }
                 }
                 Err(e) => {
