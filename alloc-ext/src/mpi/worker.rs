@@ -44,8 +44,9 @@ const QUEUED: Duration = Duration::from_millis(1);
 const MAX_EXTRA: u32 = 256;
 
 /// A RESULT message goes once it answers this many chunks (or holds
-/// `REPLY_BYTES`), before the rest of its TASK message has run: the master
-/// deals more while the rank runs the rest.
+/// `REPLY_BYTES`, or its chunks took about a tenth of `QUEUED`), before the
+/// rest of its TASK message has run: the master deals more while the rank
+/// runs the rest (a costly chunk's outcomes go at once).
 const REPLY_CHUNKS: u32 = 32;
 const REPLY_BYTES: usize = 64 << 10;
 
@@ -129,10 +130,15 @@ impl Rank<'_> {
         }
     }
 
-    /// A chunk was answered in `reply`: sends it if it is full.
-    fn answered(&mut self) {
+    /// A chunk was answered in `reply`, granting `extra`: sends the reply
+    /// if it is full, or its chunks took long enough (`extra` chunks take
+    /// about `QUEUED`).
+    fn answered(&mut self, extra: u32) {
         self.replies += 1;
-        if self.replies >= REPLY_CHUNKS || self.reply.len() >= REPLY_BYTES {
+        if self.replies >= REPLY_CHUNKS
+            || self.replies.saturating_mul(10) >= extra
+            || self.reply.len() >= REPLY_BYTES
+        {
             self.flush_reply();
         }
     }
@@ -154,7 +160,7 @@ impl Rank<'_> {
             let extra = extra_for(t.elapsed().as_nanos() as f64);
             ResultHead::set_grant(&mut out, at, extra);
             self.reply = out;
-            self.answered();
+            self.answered(extra);
             return;
         }
         let key = (head.runner, head.func);
@@ -182,9 +188,10 @@ impl Rank<'_> {
             if !budget.is_zero() && head.count == 1 && fits && c.untimed + 1 < SAMPLE {
                 c.untimed += 1;
                 runner(head.func, items, 1, run_op(&mut out, None));
-                ResultHead::set_grant(&mut out, at, extra_for(c.ns));
+                let extra = extra_for(c.ns);
+                ResultHead::set_grant(&mut out, at, extra);
                 self.reply = out;
-                self.answered();
+                self.answered(extra);
                 return;
             }
         }
@@ -235,9 +242,10 @@ impl Rank<'_> {
         };
         if done >= head.count {
             let cost = ci.map_or(0.0, |i| self.cost[i].1.ns);
-            ResultHead::set_grant(&mut out, at, extra_for(cost * f64::from(head.count)));
+            let extra = extra_for(cost * f64::from(head.count));
+            ResultHead::set_grant(&mut out, at, extra);
             self.reply = out;
-            self.answered();
+            self.answered(extra);
             return;
         }
         // The rest goes to the local pool (its result grants nothing: the
@@ -283,7 +291,7 @@ impl Rank<'_> {
         if waiting == 0 {
             fail_undecodable(&mut out, undecodable);
             self.reply.extend_from_slice(&out);
-            self.answered();
+            self.answered(0);
             return;
         }
         match pool.submit_encoded(head.local_runner, head.func, pieces) {
