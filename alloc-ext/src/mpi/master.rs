@@ -605,6 +605,45 @@ mod tests {
     }
 
     #[test]
+    fn ranks_are_dealt_by_capacity_plus_the_jobs_grant() {
+        let rank = |rank, capacity| RankInfo {
+            rank,
+            pid: 0,
+            host: String::new(),
+            local_workers: 2,
+            capacity,
+        };
+        let ranks = [rank(1, 3), rank(2, 3)];
+        // The most room first, ties in turn from `next`.
+        assert_eq!(pick_for(&[], &ranks, &[0, 0], 0), Some(0));
+        assert_eq!(pick_for(&[], &ranks, &[0, 0], 1), Some(1));
+        assert_eq!(pick_for(&[], &ranks, &[1, 0], 0), Some(1));
+        assert_eq!(pick_for(&[], &ranks, &[3, 3], 0), None);
+        // A grant of the job's opens room at that rank alone.
+        assert_eq!(pick_for(&[0, 5], &ranks, &[3, 3], 0), Some(1));
+        assert_eq!(pick_for(&[0, 5], &ranks, &[3, 8], 0), None);
+        // A job's grant does not reach another job's chunks.
+        let mut st = State::default();
+        let cheap = st.add_job().unwrap();
+        let costly = st.add_job().unwrap();
+        st.jobs.get_mut(&cheap).unwrap().extra = vec![5, 5];
+        let chunk = |job| Chunk {
+            job,
+            first: 0,
+            count: 1,
+            runner: 0,
+            func: 0,
+            local_runner: 0,
+            items: Vec::new(),
+        };
+        st.add_chunks(costly, vec![chunk(costly)], true);
+        assert_eq!(pick(&st, &ranks, &[3, 3], 0), None);
+        st.drop_job(costly);
+        st.add_chunks(cheap, vec![chunk(cheap)], true);
+        assert_eq!(pick(&st, &ranks, &[3, 3], 0), Some(0));
+    }
+
+    #[test]
     fn outcomes_by_index() {
         let ok = |v: u8| -> RawOutcome { Ok(vec![v]) };
         let mut o = Outcomes::default();
