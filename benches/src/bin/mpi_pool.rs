@@ -14,6 +14,10 @@
 //!   (run without mpirun).
 //!
 //! Each line printed by rank 0 is `<mode> <measure> <value> <unit>`.
+//! After the mode, `primes [rounds]` or `trivial1 [rounds]` runs only
+//! the primes maps, or the trivial map at chunksize 1 (`bare`: with one
+//! and two chunks in flight), that many times: for profiles, and for
+//! `benches/mpi/cpu.py`.
 
 use std::time::{Duration, Instant};
 
