@@ -58,8 +58,15 @@
 //! costs less than a trip through the local pool (measured: see
 //! [`Builder::inline_below`]) runs in the rank itself instead, as
 //! mpi4py's workers run every task. The rank holds up to
-//! `local workers + 1` chunks at once. By default each worker rank takes
-//! the node's cores (the ones it may run on) divided by the worker ranks
+//! `local workers + 1` chunks at once, and more of a job whose chunks it
+//! runs itself (as many as take about 1 ms, up to 256 more: it grants them
+//! in its results); the chunks the master deals a rank at once travel in
+//! one message, and so do the results of up to 32 chunks, so that a cheap
+//! chunk costs a fraction of an MPI message. The master and the ranks
+//! never block in MPI (OpenMPI's blocking calls spin on a core): they poll,
+//! spin and yield for a moment after each message, then sleep up to 1 ms
+//! between polls, leaving the node's cores to the local workers. By
+//! default each worker rank takes the node's cores (the ones it may run on) divided by the worker ranks
 //! on the node, so `mpirun -np 3` on one machine gives each of the two
 //! worker ranks half of it. [`Builder::local_workers`] sets the number,
 //! and `0` makes each rank run all its chunks itself, as mpi4py's workers
@@ -141,6 +148,10 @@ use crate::pool::func::{offset_of, same_object_as_anchor};
 use crate::pool::result::first_error;
 use crate::process::StartMethod;
 
+/// A call's chunks go to the engine this many at a time as they are
+/// encoded.
+const SUBMIT_BATCH: usize = 256;
+
 /// Default chunks an [`Imap`] reads ahead beyond the ranks' capacity.
 pub const DEFAULT_IMAP_BUFFER: usize = 32;
 
@@ -155,7 +166,8 @@ pub struct RankInfo {
     pub host: String,
     /// Processes of its local pool (0: it runs tasks itself).
     pub local_workers: usize,
-    /// Chunks it holds at once.
+    /// Chunks it holds at once (more of a job whose chunks it runs itself:
+    /// see the [module docs](self)).
     pub capacity: u32,
 }
 
@@ -788,6 +800,14 @@ impl Pool {
                     chunks.extend(c);
                     if end {
                         break;
+                    }
+                    // The engine deals the first chunks while the rest are
+                    // encoded.
+                    if chunks.len() >= SUBMIT_BATCH {
+                        self.shared
+                            .lock()
+                            .add_chunks(id, std::mem::take(&mut chunks), false);
+                        self.shared.poke();
                     }
                 }
                 Err(e) => {

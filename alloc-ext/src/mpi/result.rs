@@ -323,9 +323,9 @@ where
             let hopeless = st.hopeless();
             let job = st.jobs.get_mut(&id)?;
             let taken = if ordered {
-                job.ready.remove(&want)
+                job.ready.remove(want)
             } else {
-                job.ready.pop_first().map(|(_, o)| o)
+                job.ready.pop_first()
             };
             match taken {
                 Some(o) => Some(Some(Ok(o))),

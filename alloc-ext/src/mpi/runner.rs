@@ -270,7 +270,7 @@ mod tests {
             deadline: None,
         };
         assert_eq!(again(func, &input, 4, run), (4, input.len()));
-        let got = read_outcomes(&out, 4).unwrap();
+        let (got, _) = read_outcomes(&out, 4).unwrap();
         assert_eq!(got[0], Ok(postcard::to_allocvec(&3u32).unwrap()));
         assert!(matches!(&got[1], Err(TaskError::Panicked(m)) if m.contains("unlucky")));
         assert_eq!(got[2], Ok(postcard::to_allocvec(&42u32).unwrap()));
@@ -282,7 +282,7 @@ mod tests {
             deadline: Some(Instant::now()),
         };
         assert_eq!(again(func, &input, 4, run), (1, 2));
-        assert_eq!(read_outcomes(&out, 1).unwrap().len(), 1);
+        assert_eq!(read_outcomes(&out, 1).unwrap().0.len(), 1);
         // The item ends, up to the one that does not decode.
         let mut ends = Vec::new();
         let (n, used) = again(func, &input, 4, Op::Ends { ends: &mut ends });

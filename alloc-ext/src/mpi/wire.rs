@@ -2,18 +2,31 @@
 //! vectors with a fixed little-endian header, told apart by their MPI tag.
 //!
 //! ```text
-//! master -> rank   TASK    job u64 | chunk u64 | first u64 | count u32 | 0 u32
-//!                          | runner u64 | func u64 | local runner u64
-//!                          | items (postcard, back to back)
+//! master -> rank   TASK    one or more chunks, each:
+//!                          job u64 | chunk u64 | first u64 | count u32
+//!                          | len u32 | runner u64 | func u64 | local runner u64
+//!                          | items (postcard, back to back: `len` bytes)
 //!                  STOP    (empty): finish the chunks held, then say BYE
 //!                  ABORT   (empty): drop the chunks held, then say BYE
 //! rank -> master   HELLO   status u32 | capacity u32 | local workers u32 | pid u32
 //!                          | fingerprint u64 | text (host name, or the error)
-//!                  RESULT  job u64 | chunk u64 | first u64 | count u32 | 0 u32
+//!                  RESULT  one or more chunks' outcomes, each:
+//!                          job u64 | chunk u64 | first u64 | count u32
+//!                          | grant u32
 //!                          | outcomes: tag u8 | len u32 | bytes, `count` times
 //!                  FATAL   text: the rank's local pool cannot run work any more
 //!                  BYE     (empty): nothing more comes from this rank
 //! ```
+//!
+//! Several chunks travel in one message when they can (the master deals
+//! a rank all the chunks it has credits for at once, and a rank answers
+//! each TASK message with one RESULT for the chunks it ran at once), so
+//! that cheap chunks cost a fraction of a message each. `grant` is how
+//! many chunks of that job the rank takes at once beyond HELLO's
+//! capacity: a rank whose chunks run cheaply in the rank itself grants
+//! more, so that more of them are in flight and travel together; 0 when
+//! they go to its local pool. A grant is for its job alone, so that a
+//! costly job that follows a cheap one is dealt by the capacity.
 //!
 //! MPI keeps the order of the messages between two processes, so a BYE
 //! arrives after every RESULT of its rank. Every field read from a message
@@ -107,6 +120,8 @@ pub(crate) struct TaskHead {
     pub(crate) first: u64,
     /// Items in the chunk.
     pub(crate) count: u32,
+    /// Bytes of the items.
+    pub(crate) len: u32,
     /// Offset of the rank runner (see `runner`) from the anchor.
     pub(crate) runner: u64,
     /// Offset of the user's function from the anchor.
@@ -123,33 +138,37 @@ impl TaskHead {
         out.extend_from_slice(&self.chunk.to_le_bytes());
         out.extend_from_slice(&self.first.to_le_bytes());
         out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
         out.extend_from_slice(&self.runner.to_le_bytes());
         out.extend_from_slice(&self.func.to_le_bytes());
         out.extend_from_slice(&self.local_runner.to_le_bytes());
     }
 
-    /// Splits a TASK message into its header and items.
-    pub(crate) fn read(msg: &[u8]) -> Result<(TaskHead, &[u8]), WireError> {
+    /// Splits the first chunk off a TASK message: its header, its items,
+    /// and the rest of the message (the next chunks).
+    pub(crate) fn read(msg: &[u8]) -> Result<(TaskHead, &[u8], &[u8]), WireError> {
         let mut r = Reader(msg);
         let job = r.u64()?;
         let chunk = r.u64()?;
         let first = r.u64()?;
         let count = r.u32()?;
-        let _ = r.u32()?;
+        let len = r.u32()?;
         let runner = r.u64()?;
         let func = r.u64()?;
         let local_runner = r.u64()?;
+        let items = r.take(len as usize)?;
         Ok((
             TaskHead {
                 job,
                 chunk,
                 first,
                 count,
+                len,
                 runner,
                 func,
                 local_runner,
             },
+            items,
             r.0,
         ))
     }
@@ -166,34 +185,48 @@ pub(crate) struct ResultHead {
     pub(crate) first: u64,
     /// Outcomes that follow (the TASK's count).
     pub(crate) count: u32,
+    /// Chunks of the job the rank takes at once beyond its capacity.
+    pub(crate) grant: u32,
 }
 
 impl ResultHead {
-    /// A RESULT message's header, to which the outcomes are appended.
-    pub(crate) fn start(task: &TaskHead) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RESULT_HEAD + 16 * task.count as usize);
+    /// Appends the header of `task`'s outcomes (grant 0: see
+    /// [`set_grant`](Self::set_grant)) to `out`, to which the outcomes are
+    /// then appended; where it starts.
+    pub(crate) fn start(task: &TaskHead, out: &mut Vec<u8>) -> usize {
+        let at = out.len();
+        out.reserve(RESULT_HEAD + 16 * task.count as usize);
         out.extend_from_slice(&task.job.to_le_bytes());
         out.extend_from_slice(&task.chunk.to_le_bytes());
         out.extend_from_slice(&task.first.to_le_bytes());
         out.extend_from_slice(&task.count.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
-        out
+        at
     }
 
-    /// Splits a RESULT message into its header and outcomes.
+    /// Sets the grant of the header that starts at `at` in `out`.
+    pub(crate) fn set_grant(out: &mut [u8], at: usize, grant: u32) {
+        if let Some(field) = out.get_mut(at + RESULT_HEAD - 4..at + RESULT_HEAD) {
+            field.copy_from_slice(&grant.to_le_bytes());
+        }
+    }
+
+    /// Splits the first header off a RESULT message: the header, and the
+    /// rest (its outcomes, then the next chunks').
     pub(crate) fn read(msg: &[u8]) -> Result<(ResultHead, &[u8]), WireError> {
         let mut r = Reader(msg);
         let job = r.u64()?;
         let chunk = r.u64()?;
         let first = r.u64()?;
         let count = r.u32()?;
-        let _ = r.u32()?;
+        let grant = r.u32()?;
         Ok((
             ResultHead {
                 job,
                 chunk,
                 first,
                 count,
+                grant,
             },
             r.0,
         ))
@@ -244,8 +277,11 @@ fn two_u64(a: usize, b: usize) -> [u8; 16] {
     out
 }
 
-/// Reads `count` outcomes.
-pub(crate) fn read_outcomes(body: &[u8], count: u32) -> Result<Vec<RawOutcome>, WireError> {
+/// Reads `count` outcomes; them, and the bytes after them.
+pub(crate) fn read_outcomes(
+    body: &[u8],
+    count: u32,
+) -> Result<(Vec<RawOutcome>, &[u8]), WireError> {
     let mut r = Reader(body);
     let mut out = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -282,10 +318,7 @@ pub(crate) fn read_outcomes(body: &[u8], count: u32) -> Result<Vec<RawOutcome>, 
         };
         out.push(o);
     }
-    if !r.0.is_empty() {
-        return Err(WireError("bytes after the outcomes"));
-    }
-    Ok(out)
+    Ok((out, r.0))
 }
 
 /// What a rank says when it is ready (or could not get ready).
@@ -348,6 +381,7 @@ mod tests {
             chunk: 9,
             first: 1000,
             count: 4,
+            len: 5,
             runner: 0xdead,
             func: u64::MAX - 1,
             local_runner: 77,
@@ -356,11 +390,25 @@ mod tests {
         head.write(&mut msg);
         assert_eq!(msg.len(), TASK_HEAD);
         msg.extend_from_slice(b"items");
-        let (h, items) = TaskHead::read(&msg).unwrap();
+        // A second chunk in the same message.
+        let second = TaskHead { len: 2, ..head };
+        second.write(&mut msg);
+        msg.extend_from_slice(b"it");
+        let (h, items, rest) = TaskHead::read(&msg).unwrap();
         assert_eq!((h, items), (head, &b"items"[..]));
+        let (h, items, rest) = TaskHead::read(rest).unwrap();
+        assert_eq!((h, items, rest), (second, &b"it"[..], &[][..]));
+        // A length beyond the message.
+        let mut short = Vec::new();
+        TaskHead { len: 6, ..head }.write(&mut short);
+        short.extend_from_slice(b"items");
+        assert!(TaskHead::read(&short).is_err());
 
-        let mut out = ResultHead::start(&head);
-        assert_eq!(out.len(), RESULT_HEAD);
+        let mut out = b"earlier".to_vec();
+        let at = ResultHead::start(&head, &mut out);
+        assert_eq!((at, out.len()), (7, 7 + RESULT_HEAD));
+        ResultHead::set_grant(&mut out, at, 3);
+        let mut out = out.split_off(at);
         let errors = [
             TaskError::Panicked("boom".into()),
             TaskError::WorkerLost {
@@ -380,9 +428,14 @@ mod tests {
         for e in &errors {
             push_err(&mut out, e);
         }
+        out.extend_from_slice(b"next");
         let (rh, body) = ResultHead::read(&out).unwrap();
-        assert_eq!((rh.job, rh.chunk, rh.first, rh.count), (3, 9, 1000, 4));
-        let got = read_outcomes(body, 1 + errors.len() as u32).unwrap();
+        assert_eq!(
+            (rh.job, rh.chunk, rh.first, rh.count, rh.grant),
+            (3, 9, 1000, 4, 3)
+        );
+        let (got, rest) = read_outcomes(body, 1 + errors.len() as u32).unwrap();
+        assert_eq!(rest, b"next");
         assert_eq!(got[0], Ok(b"ok!".to_vec()));
         for (g, e) in got[1..].iter().zip(&errors) {
             assert_eq!(g.as_ref().unwrap_err(), e);
@@ -399,7 +452,9 @@ mod tests {
         body.extend_from_slice(b"xy");
         assert!(read_outcomes(&body, 1).is_err());
         assert!(read_outcomes(&[42, 0, 0, 0, 0], 1).is_err());
-        assert!(read_outcomes(&[0, 0, 0, 0, 0, 9], 1).is_err());
+        // Bytes after the outcomes are the next chunk's, which must parse.
+        let (_, rest) = read_outcomes(&[0, 0, 0, 0, 0, 9], 1).unwrap();
+        assert!(ResultHead::read(rest).is_err());
         assert!(Hello::decode(&[0; 10]).is_err());
         let h = Hello {
             capacity: 3,

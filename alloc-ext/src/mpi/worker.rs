@@ -29,9 +29,37 @@ use crate::pool::{Pool, TaskError};
 /// local pool and back.
 pub const DEFAULT_INLINE_BELOW: Duration = Duration::from_micros(100);
 
-/// Every this many chunks that a function's cost sends to the local pool,
-/// the rank measures it again on the chunk's first items.
+/// After this many chunks that a function's cost sends to the local pool,
+/// the rank measures it again on the chunk's first items, and again after
+/// twice as many each time it is still too slow (up to every
+/// `MAX_REPROBE`): a costly item run in the rank holds the rank's other
+/// chunks back.
 const REPROBE: u32 = 8;
+const MAX_REPROBE: u32 = 1024;
+
+/// While its chunks run in the rank, the rank grants the master more
+/// chunks in flight (see `wire`): as many as take this long together...
+const QUEUED: Duration = Duration::from_millis(1);
+/// ...and at most this many beyond its capacity.
+const MAX_EXTRA: u32 = 256;
+
+/// A RESULT message goes once it answers this many chunks (or holds
+/// `REPLY_BYTES`, or its chunks took about a tenth of `QUEUED`), before the
+/// rest of its TASK message has run: the master deals more while the rank
+/// runs the rest (a costly chunk's outcomes go at once).
+const REPLY_CHUNKS: u32 = 32;
+const REPLY_BYTES: usize = 64 << 10;
+
+/// The extra chunks in flight worth granting for chunks of `chunk_ns` run
+/// in the rank.
+fn extra_for(chunk_ns: f64) -> u32 {
+    let n = QUEUED.as_nanos() as f64 / chunk_ns.max(1.0);
+    (n as u32).min(MAX_EXTRA)
+}
+
+/// A chunk of one item expected to run in the rank is timed once in this
+/// many (reading the clock costs as much as a trivial task).
+const SAMPLE: u32 = 16;
 
 /// What running a function's items in the rank costs.
 struct Cost {
@@ -39,8 +67,12 @@ struct Cost {
     ns: f64,
     /// The last sample.
     last: f64,
-    /// Chunks sent to the local pool on this estimate.
+    /// Chunks sent to the local pool on this estimate...
     shipped: u32,
+    /// ...and at which count the rank measures it again.
+    probe_at: u32,
+    /// Chunks of one item run in the rank untimed since the last sample.
+    untimed: u32,
 }
 
 /// A chunk whose rest runs on the local pool.
@@ -61,12 +93,17 @@ struct Rank<'w> {
     workers: usize,
     inline_below: Duration,
     /// The cost of each (rank runner, function)'s items, as measured when
-    /// the rank ran them itself.
-    cost: HashMap<(u64, u64), Cost>,
+    /// the rank ran them itself (a job or two at a time use the pool: a
+    /// short list).
+    cost: Vec<((u64, u64), Cost)>,
     /// Chunks on the local pool, by local job id.
     held: HashMap<u64, Held>,
     /// The local pool failed (FATAL sent): nothing more goes to it.
     broken: bool,
+    /// The next RESULT message: outcomes of chunks answered since the last,
+    /// and how many.
+    reply: Vec<u8>,
+    replies: u32,
 }
 
 impl Rank<'_> {
@@ -84,7 +121,29 @@ impl Rank<'_> {
         }
     }
 
-    /// Runs a TASK: in the rank, on the local pool, or both.
+    /// Sends the outcomes answered so far.
+    fn flush_reply(&mut self) {
+        self.replies = 0;
+        if !self.reply.is_empty() {
+            let msg = std::mem::take(&mut self.reply);
+            self.send(msg, tags::RESULT);
+        }
+    }
+
+    /// A chunk was answered in `reply`, granting `extra`: sends the reply
+    /// if it is full, or its chunks took long enough (`extra` chunks take
+    /// about `QUEUED`).
+    fn answered(&mut self, extra: u32) {
+        self.replies += 1;
+        if self.replies >= REPLY_CHUNKS
+            || self.replies.saturating_mul(10) >= extra
+            || self.reply.len() >= REPLY_BYTES
+        {
+            self.flush_reply();
+        }
+    }
+
+    /// Runs a chunk of a TASK: in the rank, on the local pool, or both.
     fn task(&mut self, head: &TaskHead, items: &[u8]) {
         // SAFETY: the master sent the offset of a `RankRunner` instance
         // (`mpi::Pool` takes it from a value of that type), and this rank
@@ -93,39 +152,81 @@ impl Rank<'_> {
         // function here.
         let runner: RankRunner =
             unsafe { std::mem::transmute::<usize, RankRunner>(address_at(head.runner)) };
-        let mut out = ResultHead::start(head);
+        let mut out = std::mem::take(&mut self.reply);
+        let at = ResultHead::start(head, &mut out);
         if self.pool.is_none() || self.broken {
+            let t = Instant::now();
             runner(head.func, items, head.count, run_op(&mut out, None));
-            self.send(out, tags::RESULT);
+            let extra = extra_for(t.elapsed().as_nanos() as f64);
+            ResultHead::set_grant(&mut out, at, extra);
+            self.reply = out;
+            self.answered(extra);
             return;
         }
         let key = (head.runner, head.func);
         let budget = self.inline_below;
-        let deadline = match self.cost.get_mut(&key) {
-            _ if budget.is_zero() => None,
+        let ci = match self.cost.iter().position(|(k, _)| *k == key) {
+            Some(i) => Some(i),
+            None if budget.is_zero() => None,
+            None => {
+                // Not measured yet: run items until the budget is spent.
+                let cost = Cost {
+                    ns: f64::NAN,
+                    last: f64::NAN,
+                    shipped: 0,
+                    probe_at: REPROBE,
+                    untimed: 0,
+                };
+                self.cost.push((key, cost));
+                Some(self.cost.len() - 1)
+            }
+        };
+        // One item expected to fit runs untimed, but for a sample now and
+        // then.
+        if let Some(c) = ci.map(|i| &mut self.cost[i].1) {
+            let fits = c.ns * f64::from(head.count) <= budget.as_nanos() as f64;
+            if !budget.is_zero() && head.count == 1 && fits && c.untimed + 1 < SAMPLE {
+                c.untimed += 1;
+                runner(head.func, items, 1, run_op(&mut out, None));
+                let extra = extra_for(c.ns);
+                ResultHead::set_grant(&mut out, at, extra);
+                self.reply = out;
+                self.answered(extra);
+                return;
+            }
+        }
+        // (No cost entry: the budget is zero, nothing runs here.)
+        let deadline = match ci.map(|i| &mut self.cost[i].1) {
+            None => None,
+            // Not measured yet: run items until the budget is spent.
+            Some(c) if c.ns.is_nan() => Some(budget),
             Some(c) if c.ns * f64::from(head.count) > budget.as_nanos() as f64 => {
                 // Too slow to run here; measured again now and then (a
                 // sample taken while the rank was descheduled must not
                 // send cheap tasks away for good).
-                c.shipped += 1;
-                (c.shipped % REPROBE == 0).then_some(budget)
+                c.shipped = c.shipped.saturating_add(1);
+                let probe = c.shipped >= c.probe_at;
+                if probe {
+                    c.probe_at = c.shipped.saturating_add(c.shipped.min(MAX_REPROBE));
+                }
+                probe.then_some(budget)
             }
             // Expected to fit: a misjudged chunk sends its rest on later.
-            Some(_) => Some(budget * 4),
-            // Not measured yet: run items until the budget is spent.
-            None => Some(budget),
+            Some(c) => {
+                (c.untimed, c.shipped, c.probe_at) = (0, 0, REPROBE);
+                Some(budget * 4)
+            }
         };
-        let (done, used) = match deadline {
-            Some(d) => {
+        let (done, used) = match (deadline, ci) {
+            (Some(d), Some(i)) => {
                 let t = Instant::now();
                 let op = run_op(&mut out, Some(t + d));
                 let (done, used) = runner(head.func, items, head.count, op);
                 let ns = t.elapsed().as_nanos() as f64 / f64::from(done.max(1));
-                let c = self.cost.entry(key).or_insert(Cost {
-                    ns,
-                    last: ns,
-                    shipped: 0,
-                });
+                let c = &mut self.cost[i].1;
+                if c.ns.is_nan() {
+                    (c.ns, c.last) = (ns, ns);
+                }
                 // Quick to fall, slow to rise, and only on two slow samples
                 // in a row: one preempted run does not make a function
                 // look slow.
@@ -137,13 +238,21 @@ impl Rank<'_> {
                 c.last = ns;
                 (done, used)
             }
-            None => (0, 0),
+            _ => (0, 0),
         };
         if done >= head.count {
-            self.send(out, tags::RESULT);
+            let cost = ci.map_or(0.0, |i| self.cost[i].1.ns);
+            let extra = extra_for(cost * f64::from(head.count));
+            ResultHead::set_grant(&mut out, at, extra);
+            self.reply = out;
+            self.answered(extra);
             return;
         }
-        self.ship(runner, head, &items[used..], head.count - done, out);
+        // The rest goes to the local pool (its result grants nothing: the
+        // job's chunks are dealt by the capacity).
+        let part = out.split_off(at);
+        self.reply = out;
+        self.ship(runner, head, &items[used..], head.count - done, part);
     }
 
     /// Gives the last `n` items of a chunk (`rest`, encoded) to the local
@@ -181,7 +290,8 @@ impl Rank<'_> {
         let waiting = n - undecodable;
         if waiting == 0 {
             fail_undecodable(&mut out, undecodable);
-            self.send(out, tags::RESULT);
+            self.reply.extend_from_slice(&out);
+            self.answered(0);
             return;
         }
         match pool.submit_encoded(head.local_runner, head.func, pieces) {
@@ -226,9 +336,10 @@ impl Rank<'_> {
                 for j in done {
                     if let Some(mut h) = self.held.remove(&j) {
                         fail_undecodable(&mut h.out, h.undecodable);
-                        self.send(h.out, tags::RESULT);
+                        self.reply.extend_from_slice(&h.out);
                     }
                 }
+                self.flush_reply();
                 true
             }
             Err(e) => {
@@ -279,9 +390,11 @@ pub(crate) fn serve(
         workers: pool.as_ref().map_or(0, Pool::workers),
         pool,
         inline_below,
-        cost: HashMap::new(),
+        cost: Vec::new(),
         held: HashMap::new(),
         broken: false,
+        reply: Vec::new(),
+        replies: 0,
     };
     rank.send(hello.encode(), tags::HELLO);
     let mut stopping = false;
@@ -294,18 +407,25 @@ pub(crate) fn serve(
             let (data, status) = probed.matched_receive_vec::<u8>();
             match status.tag() {
                 tags::TASK => {
-                    let Ok((head, items)) = TaskHead::read(&data) else {
-                        rank.send(b"a task message does not parse".to_vec(), tags::FATAL);
-                        continue;
-                    };
-                    if ok {
-                        rank.task(&head, items);
+                    // Its chunks, answered together (those that ran here).
+                    let mut rest = &data[..];
+                    while !rest.is_empty() {
+                        let Ok((head, items, next)) = TaskHead::read(rest) else {
+                            rank.send(b"a task message does not parse".to_vec(), tags::FATAL);
+                            break;
+                        };
+                        if ok {
+                            rank.task(&head, items);
+                        }
+                        rest = next;
                     }
+                    rank.flush_reply();
                 }
                 tags::STOP => stopping = true,
                 tags::ABORT => {
                     // Drop what the local pool holds: its workers die with
                     // it (or with this process).
+                    rank.flush_reply();
                     rank.send(Vec::new(), tags::BYE);
                     rank.out.flush();
                     return i32::from(!ok);
@@ -313,7 +433,7 @@ pub(crate) fn serve(
                 _ => {}
             }
         }
-        if rank.collect(Instant::now()) {
+        if !rank.held.is_empty() && rank.collect(Instant::now()) {
             progressed = true;
         }
         if rank.out.progress() {
@@ -339,6 +459,7 @@ pub(crate) fn serve(
         }
         None => 0,
     };
+    rank.flush_reply();
     rank.send(Vec::new(), tags::BYE);
     rank.out.flush();
     if ok {

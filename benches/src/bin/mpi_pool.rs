@@ -14,6 +14,10 @@
 //!   (run without mpirun).
 //!
 //! Each line printed by rank 0 is `<mode> <measure> <value> <unit>`.
+//! After the mode, `primes [rounds]` or `trivial1 [rounds]` runs only
+//! the primes maps, or the trivial map at chunksize 1 (`bare`: with one
+//! and two chunks in flight), that many times: for profiles, and for
+//! `benches/mpi/cpu.py`.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +43,15 @@ fn wall(mode: &str, what: &str, t: Duration) {
     println!("{mode} {what} {:.0} ms", t.as_secs_f64() * 1e3);
 }
 
+/// Which measures to take: all, or one kind for profiles (`primes
+/// [rounds]` or `trivial1 [rounds]` after the mode: that many rounds of
+/// the two primes maps, or of the trivial map with chunksize 1).
+fn only() -> Option<(String, u32)> {
+    let mut args = std::env::args().skip(2);
+    let what = args.next()?;
+    Some((what, args.next().and_then(|r| r.parse().ok()).unwrap_or(1)))
+}
+
 /// The same measures through the pool-like `map(f, items, chunksize)`.
 fn measures<E: std::fmt::Debug>(
     mode: &str,
@@ -55,6 +68,26 @@ fn measures<E: std::fmt::Debug>(
     };
     // Warm-up.
     let _ = run(trivial, 1000, Some(1));
+    match only() {
+        Some((what, rounds)) if what == "primes" => {
+            for _ in 0..rounds {
+                let (r, t) = run(primes, PRIME_TASKS, None);
+                assert!(r.iter().all(|&s| s == PRIME_SUM));
+                wall(mode, "primes256/chunksize=default", t);
+                let (_, t) = run(primes, PRIME_TASKS, Some(1));
+                wall(mode, "primes256/chunksize=1", t);
+            }
+            return;
+        }
+        Some((what, rounds)) if what == "trivial1" => {
+            for _ in 0..rounds {
+                let (_, t) = run(trivial, n1, Some(1));
+                rate(mode, "trivial/chunksize=1", n1, t);
+            }
+            return;
+        }
+        _ => {}
+    }
     let (r, t) = run(trivial, n1, Some(1));
     assert_eq!(r[7], 8);
     rate(mode, "trivial/chunksize=1", n1, t);
@@ -165,6 +198,17 @@ fn bare() {
         t.elapsed()
     };
     let _ = time(0, 10_000, 1, 2);
+    if let Some((_, rounds)) = only().filter(|(w, _)| w == "trivial1") {
+        for _ in 0..rounds {
+            rate(mode, "trivial/chunksize=1", 300_000, time(0, 300_000, 1, 1));
+            let t = time(0, 300_000, 1, 2);
+            rate(mode, "trivial/chunksize=1,2-in-flight", 300_000, t);
+        }
+        for r in 1..world.size() {
+            world.process_at_rank(r).send_with_tag(&[0u64][..], STOP);
+        }
+        return;
+    }
     rate(mode, "trivial/chunksize=1", 300_000, time(0, 300_000, 1, 1));
     rate(
         mode,
@@ -191,6 +235,6 @@ fn main() {
         Some("pool-inline") => pool(true),
         Some("bare") => bare(),
         Some("local") => local(),
-        _ => eprintln!("usage: mpi_pool pool|pool-inline|bare|local (pool and bare under mpirun)"),
+        _ => eprintln!("usage: mpi_pool pool|pool-inline|bare|local [primes|trivial1 [rounds]] (pool and bare under mpirun)"),
     }
 }
