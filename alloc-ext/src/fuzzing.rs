@@ -24,6 +24,7 @@
 //! | socket connection frames (`connection::wire`) | [`conn_parse_header`], [`conn_frame`], [`conn_read_frames`] |
 //! | socket handshake, both roles (`connection::handshake`) | [`conn_handshake`] |
 //! | pool result frames, the owner's side (`pool::state`), and task items, the worker's side (`pool::func`) | [`pool_result_frames`], [`pool_run_items`], [`pool_messages`] |
+//! | MPI pool messages: TASK, RESULT and HELLO (`mpi::wire`, built here without MPI) | [`mpi_task_chunks`], [`mpi_result_chunks`], [`mpi_hello`] |
 
 use std::time::Duration;
 
@@ -674,6 +675,63 @@ pub fn pool_run_items(input: &[u8], count: u32, max_frame: usize) -> usize {
 #[cfg(feature = "serde")]
 pub fn pool_messages(bytes: &[u8]) -> usize {
     crate::pool::fuzz::messages(bytes)
+}
+
+// ---------------------------------------------------------------------------
+// MPI pool messages
+// ---------------------------------------------------------------------------
+
+/// Splits a TASK message into its chunks as a rank does: for each chunk
+/// that parses, its header and items encoded again (which must be the
+/// bytes it took), until the message ends (`true`) or a chunk does not
+/// parse (`false`).
+pub fn mpi_task_chunks(msg: &[u8]) -> (Vec<(Vec<u8>, usize)>, bool) {
+    use crate::mpi_wire::TaskHead;
+    let mut out = Vec::new();
+    let mut rest = msg;
+    while !rest.is_empty() {
+        match TaskHead::read(rest) {
+            Ok((head, items, next)) => {
+                let mut enc = Vec::new();
+                head.write(&mut enc);
+                enc.extend_from_slice(items);
+                out.push((enc, rest.len() - next.len()));
+                rest = next;
+            }
+            Err(_) => return (out, false),
+        }
+    }
+    (out, true)
+}
+
+/// Reads a RESULT message as the master does: per chunk its header, then
+/// its outcomes; the outcome count of each chunk read whole, and whether
+/// the message ended cleanly (`true`) or at an error (`false`).
+pub fn mpi_result_chunks(msg: &[u8]) -> (Vec<usize>, bool) {
+    use crate::mpi_wire::{read_outcomes, ResultHead};
+    let mut out = Vec::new();
+    let mut rest = msg;
+    while !rest.is_empty() {
+        let Ok((head, body)) = ResultHead::read(rest) else {
+            return (out, false);
+        };
+        match read_outcomes(body, head.count) {
+            Ok((outcomes, next)) => {
+                out.push(outcomes.len());
+                rest = next;
+            }
+            Err(_) => return (out, false),
+        }
+    }
+    (out, true)
+}
+
+/// Decodes a HELLO message and encodes it again (`None` if it does not
+/// parse). The text is read lossily, so only a message whose text is UTF-8
+/// comes back byte for byte.
+pub fn mpi_hello(msg: &[u8]) -> Option<Vec<u8>> {
+    let h = crate::mpi_wire::Hello::decode(msg).ok()?;
+    Some(h.encode())
 }
 
 #[cfg(test)]

@@ -61,6 +61,12 @@ pub mod fuzzing;
 pub mod manager;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+/// The MPI pool's message layout (`mpi::wire`): plain bytes, built without
+/// MPI too, for the fuzz targets.
+#[cfg(any(feature = "mpi", feature = "fuzzing", test))]
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+#[path = "mpi/wire.rs"]
+mod mpi_wire;
 pub mod pipe;
 #[cfg(feature = "serde")]
 mod plain;

@@ -283,7 +283,9 @@ pub(crate) fn read_outcomes(
     count: u32,
 ) -> Result<(Vec<RawOutcome>, &[u8]), WireError> {
     let mut r = Reader(body);
-    let mut out = Vec::with_capacity(count as usize);
+    // Every outcome takes at least its tag and length (5 bytes): a count
+    // the body cannot hold fails below, without reserving room for it.
+    let mut out = Vec::with_capacity((count as usize).min(body.len() / 5));
     for _ in 0..count {
         let tag = r.u8()?;
         let len = r.u32()? as usize;

@@ -268,7 +268,8 @@ impl Rank<'_> {
         if n == 1 {
             pieces.push((n, rest.to_vec()));
         } else {
-            let mut ends = Vec::with_capacity(n as usize);
+            // `n` comes off the wire: a hint bounded by the bytes.
+            let mut ends = Vec::with_capacity((n as usize).min(rest.len()));
             let (k, _) = runner(head.func, rest, n, Op::Ends { ends: &mut ends });
             undecodable = n - k;
             let per = (k as usize).div_ceil(parts).max(1);
