@@ -467,6 +467,12 @@ fn start_join(method: StartMethod, n: usize) -> Result<f64, String> {
         join(&p)?;
         Ok(t.elapsed())
     };
+    median_us(n, once)
+}
+
+/// The median of `n` samples of `once` (after one warm-up call), in
+/// microseconds.
+fn median_us(n: usize, once: impl Fn() -> Result<Duration, String>) -> Result<f64, String> {
     once()?;
     let mut samples = (0..n.max(1))
         .map(|_| once())
@@ -500,12 +506,7 @@ fn bare_fork(n: usize) -> Result<f64, String> {
         }
         Ok(t.elapsed())
     };
-    once()?;
-    let mut samples = (0..n.max(1))
-        .map(|_| once())
-        .collect::<Result<Vec<_>, _>>()?;
-    samples.sort_unstable();
-    Ok(samples[samples.len() / 2].as_secs_f64() * 1e6)
+    median_us(n, once)
 }
 
 /// Locked counter: two forked children each do `*m.lock() += 1` on one
