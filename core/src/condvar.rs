@@ -512,8 +512,8 @@ impl<'a> Condvar<'a> {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::mutex::tests::{kill_owner, DEAD_PID};
     use crate::mutex::{Mutex, PoisonCause};
+    use crate::test_util::DEAD_PID;
     use crate::test_util::{buf, region};
     use std::thread;
 
@@ -632,7 +632,7 @@ mod tests {
             while cv.waiters.load(Ordering::Relaxed) == 0 || m.raw().is_locked() {
                 thread::yield_now();
             }
-            kill_owner(m.raw(), false);
+            m.raw().hold_as_dead(false);
             cv.notify_one();
             h.join().unwrap();
         });

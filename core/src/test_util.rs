@@ -8,6 +8,10 @@ use std::vec::Vec;
 
 use crate::region::Region;
 
+/// A pid no process can have: Linux's pid_max is at most 2^22.
+#[allow(dead_code)]
+pub(crate) const DEAD_PID: u32 = (1 << 22) + 5;
+
 /// One 128-byte line: a `Vec<Line>` is a zeroed, 128-aligned buffer.
 #[repr(C, align(128))]
 #[derive(Clone, Copy)]

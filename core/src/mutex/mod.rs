@@ -1034,8 +1034,18 @@ impl<T: Pod + fmt::Display> fmt::Display for MutexGuard<'_, T> {
     }
 }
 
+/// Unit tests of every kind built on a mutex (values, condvars): make it
+/// look held by a process that died holding it.
 #[cfg(all(test, not(multiproc_loom)))]
-pub(crate) mod tests;
+impl RawMutex {
+    pub(crate) fn hold_as_dead(&self, waiters: bool) {
+        let w = crate::test_util::DEAD_PID | if waiters { WAITERS_BIT } else { 0 };
+        self.word.store(w, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests;
 
 #[cfg(all(test, multiproc_loom))]
 mod loom;

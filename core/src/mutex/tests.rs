@@ -1,17 +1,8 @@
 extern crate std;
 use super::*;
-use crate::test_util::{buf, region};
+use crate::test_util::{buf, region, DEAD_PID};
 use std::format;
 use std::thread;
-
-/// A pid no process can have: Linux's pid_max is at most 2^22.
-pub(crate) const DEAD_PID: u32 = (1 << 22) + 5;
-
-/// Makes `m` look held by a process that died holding it.
-pub(crate) fn kill_owner(m: &RawMutex, waiters: bool) {
-    let w = DEAD_PID | if waiters { WAITERS_BIT } else { 0 };
-    m.word.store(w, Ordering::Relaxed);
-}
 
 #[test]
 fn layout_is_pinned() {
@@ -131,7 +122,7 @@ fn dead_owner_is_taken_over_and_reported() {
     for waiters in [false, true] {
         let mut b = buf(Mutex::<u64>::memory_size().unwrap());
         let m = Mutex::<u64>::create(region(&mut b), 41).unwrap();
-        kill_owner(m.raw(), waiters);
+        m.raw().hold_as_dead(waiters);
         // try_lock makes no system call: it cannot tell a dead holder.
         assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)));
         let e = m.lock().unwrap_err();
@@ -155,7 +146,7 @@ fn dead_owner_is_taken_over_and_reported() {
 #[test]
 fn dead_owner_is_taken_over_even_with_zero_timeout() {
     let m = RawMutex::new();
-    kill_owner(&m, false);
+    m.hold_as_dead(false);
     match m.lock_timeout(Duration::ZERO) {
         Err(LockTimeoutError::Poisoned(p)) => {
             assert_eq!(p.cause(), PoisonCause::OwnerDied { pid: DEAD_PID });
@@ -170,7 +161,7 @@ fn dead_owner_is_taken_over_even_with_zero_timeout() {
 #[test]
 fn dead_owner_is_taken_over_by_one_of_several_waiters() {
     let m = RawMutex::new();
-    kill_owner(&m, false);
+    m.hold_as_dead(false);
     let died = AtomicU32::new(0);
     let count = AtomicU32::new(0);
     thread::scope(|s| {

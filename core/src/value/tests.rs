@@ -1,7 +1,7 @@
 extern crate std;
 use super::*;
-use crate::mutex::tests::{kill_owner, DEAD_PID};
 use crate::mutex::PoisonCause;
+use crate::test_util::DEAD_PID;
 use crate::test_util::{buf, region};
 use std::format;
 use std::thread;
@@ -56,7 +56,7 @@ fn value_timeouts_while_held() {
 fn value_reports_poison_after_doing_the_work() {
     let mut b = buf(Value::<i32>::memory_size().unwrap());
     let v = Value::<i32>::create(region(&mut b), 7).unwrap();
-    kill_owner(v.raw(), true);
+    v.raw().hold_as_dead(true);
     let e = v.get().unwrap_err();
     assert_eq!(e.cause(), PoisonCause::OwnerDied { pid: DEAD_PID });
     assert_eq!(e.into_inner(), 7);
