@@ -116,6 +116,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_core::identity::Identity;
 use multiproc_core::region::{AttachError, InitError, Kind, Region, RegionHeader};
+use multiproc_core::time::Deadline;
 
 use crate::sys;
 
@@ -946,19 +947,7 @@ impl SharedMemory {
     ) -> Result<T, AttachError> {
         let region = self.region();
         let header = region.header()?;
-        let until = Instant::now() + timeout;
-        let mut nap = Duration::from_micros(20);
-        while !header.is_ready() {
-            // A creator that died mid-init never publishes (a `/proc` read
-            // per nap, naps of up to 5 ms).
-            header.check_creator()?;
-            let now = Instant::now();
-            if now >= until {
-                return Err(AttachError::NotReady);
-            }
-            std::thread::sleep(nap.min(until - now));
-            nap = (nap * 2).min(Duration::from_millis(5));
-        }
+        header.wait_ready(Some(Deadline::after(timeout)))?;
         if let Some(found) = header.kind() {
             if found != kind {
                 return Err(AttachError::KindMismatch {

@@ -329,6 +329,20 @@ impl RegionHeader {
         self.state.load(Ordering::Acquire) == STATE_READY
     }
 
+    /// Waits until the creator has published the region, at most until
+    /// `deadline` (`None`: not at all): spins briefly, then sleeps on the
+    /// state word (woken by the publish) in naps of 10 ms, checking
+    /// [`check_creator`](Self::check_creator) before each nap and before
+    /// giving up.
+    ///
+    /// # Errors
+    ///
+    /// [`AttachError::NotReady`] once the deadline has passed,
+    /// [`AttachError::CreatorDied`], [`AttachError::CorruptState`].
+    pub fn wait_ready(&self, deadline: Option<Deadline>) -> Result<(), AttachError> {
+        wait_ready(self, deadline)
+    }
+
     /// Right after the claim: who is building the region, and in which pid
     /// namespace, for [`check_creator`](Self::check_creator).
     fn record_creator(&self) {
@@ -819,7 +833,8 @@ pub fn check_pid_namespace(header: &RegionHeader) -> Result<(), AttachError> {
     }
 }
 
-/// Waits until the creator has published the header.
+/// Waits until the creator has published the header (see
+/// [`RegionHeader::wait_ready`]).
 fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), AttachError> {
     let mut spins = 0u32;
     loop {
@@ -829,12 +844,10 @@ fn wait_ready(header: &RegionHeader, deadline: Option<Deadline>) -> Result<(), A
             STATE_UNINIT | STATE_INITIALIZING => {}
             other => return Err(AttachError::CorruptState { found: other }),
         }
-        match deadline {
+        // No waiting (none asked, or the deadline has passed): a creator
+        // that died mid-init is told apart from one still at work.
+        match deadline.filter(|d| !d.has_passed()) {
             None => {
-                header.check_creator()?;
-                return Err(AttachError::NotReady);
-            }
-            Some(d) if d.has_passed() => {
                 header.check_creator()?;
                 return Err(AttachError::NotReady);
             }
