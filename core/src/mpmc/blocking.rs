@@ -9,7 +9,8 @@
 //! the same for producers; batches and `close` wake all.
 //!
 //! That check costs a plain load, not a fence: its ordering comes from the
-//! claim CAS that precedes it (on `tail` for a push, on the slot for a pop),
+//! claim CAS that precedes it (on the slot; on `tail` for a
+//! [`crate::msgqueue`] push),
 //! which is `SeqCst` (a `lock`ed instruction on x86 anyway). Against a
 //! sleeper that counts itself, fences, then reads the word we CAS'd, either
 //! we see the count or it sees our claim (the proof is
@@ -32,11 +33,14 @@
 //! with a CAS from exactly the word it found (a slot that moved on
 //! meanwhile is left alone):
 //!
-//! - `F(p)` with `tail` past `p`: a producer claimed `p` and has not taken
-//!   the slot (it was preempted, or killed between its two CASes). The
-//!   consumer *steals* the claim (`F` to `S`). This is safe whatever the
-//!   producer's state: it has written nothing, and if alive it fails to
-//!   take the slot and pushes at another position.
+//! - `F(p)` with `tail` past `p` (a [`crate::msgqueue`] only, whose
+//!   producers claim on `tail` before they take the slot): a producer
+//!   claimed `p` and has not taken the slot (it was preempted, or killed
+//!   between its two CASes). The consumer *steals* the claim (`F` to `S`).
+//!   This is safe whatever the producer's state: it has written nothing,
+//!   and if alive it fails to take the slot and pushes at another
+//!   position. An MPMC ring's push claims by taking the slot, so it has
+//!   no such state.
 //! - `W(p, pid)` whose owner is dead: the producer died writing. Its value was
 //!   never complete; the consumer makes the slot `S` and steps over it.
 //! - `R(p, pid)` whose owner is dead: the consumer died reading, and its value
@@ -48,8 +52,8 @@
 //! for a dead owner, is in [`super::slot`].
 //!
 //! Under loom, recovery runs at the first sight of a held slot, so the
-//! models check that stealing a live producer's claim at any moment is
-//! harmless; three models kill a thread at each point of an operation, and
+//! models check that stealing a live producer's claim (in a
+//! [`crate::msgqueue`]) at any moment is harmless; three models kill a thread at each point of an operation, and
 //! three more let a live thread take a dead thread's pid over (the dead
 //! owner's slot is still recovered; the reuser's own slots never are).
 //!
@@ -120,7 +124,8 @@ pub(crate) struct Stuck {
     pub(crate) seq: u64,
 }
 
-/// Why a producer could not take the slot of a position it claimed.
+/// Why a [`crate::msgqueue`] producer could not take the slot of a
+/// position it claimed on `tail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Taken {
     /// A consumer stole the claim (the slot is `S`, or already in a later
@@ -137,8 +142,8 @@ pub(crate) enum Poll<R> {
     InFlight(Stuck),
 }
 
-/// Reads a sleeper count after this thread's claim CAS (on `tail` for a
-/// push, on the slot for a pop), to decide whether to notify.
+/// Reads a sleeper count after this thread's claim CAS (on the slot; on
+/// `tail` for a [`crate::msgqueue`] push), to decide whether to notify.
 ///
 /// The CAS and this load are `SeqCst`; the sleeper increments the count
 /// (`SeqCst`), runs the `SeqCst` fence of `prepare_wait`, then reads the

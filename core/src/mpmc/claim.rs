@@ -4,13 +4,13 @@
 
 use bytemuck::Pod;
 
-use super::blocking::{sleepers, wake, Miss, Stuck, Taken};
+use super::blocking::{sleepers, wake, Miss, Stuck};
 use super::slot::{
-    busy, clear_dead_owner, clear_owner, free_stamp, full_stamp, record_owner, stamp, stamp_diff,
-    Slot, BUSY, CLOSED, SKIPPED,
+    busy, clear_dead_owner, clear_owner, free_stamp, full_stamp, owner_pid, record_owner, stamp,
+    stamp_diff, Slot, BUSY, SKIPPED,
 };
 use super::{MpmcRing, NOT_POW2};
-use crate::sync::{current_identity, Ordering};
+use crate::sync::{current_identity, AtomicU64, Ordering};
 
 impl<'a, T: Pod> MpmcRing<'a, T> {
     // -- the protocol --------------------------------------------------------
@@ -45,8 +45,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         unsafe { self.parts.elem_unchecked(i) }
     }
 
-    /// Claims the next push position, takes its slot (state `W`) and returns
-    /// it.
+    /// Claims the next push position by taking its slot (state `W`) and
+    /// returns it.
     #[inline]
     pub(super) fn claim_push(&self) -> Result<(&'a Slot<T>, u64), Miss> {
         self.claim_push_in(false)
@@ -55,139 +55,178 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`claim_push`](Self::claim_push); when `waiting` (a blocked push
     /// polls), a full ring is told apart as [`Miss::Idle`] or
     /// [`Miss::InFlight`] by the slot's state.
+    ///
+    /// The claim is the CAS that takes the slot, the push's one `lock`ed
+    /// instruction; `tail` is then moved on as a hint, and the closed flag
+    /// is read again after the take (see [`closed_after_claim`](Self::closed_after_claim)).
     #[inline(always)]
     pub(super) fn claim_push_in(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
-        let tail_word = &self.parts.body.tail.pos;
-        // Relaxed: a guess that the CAS confirms; the slot's seq (Acquire)
-        // carries the synchronisation.
-        let mut tail = tail_word.load(Ordering::Relaxed);
+        let (slot, pos) = self.take_push(waiting)?;
+        if self.closed_after_claim() {
+            self.publish_skipped(slot, pos);
+            return Err(Miss::Closed);
+        }
+        Ok((slot, pos))
+    }
+
+    /// Takes the slot of the first position no producer has taken yet
+    /// (`F` to `W`, owned by this process) and moves `tail` on past it,
+    /// without reading the closed flag after the take: the caller must
+    /// ([`closed_after_claim`](Self::closed_after_claim)) before it
+    /// publishes a value.
+    #[inline(always)]
+    pub(super) fn take_push(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
+        let body = self.parts.body;
+        // Relaxed: spares a closed ring a claim that would only be
+        // skipped; the authority is read after the claim.
+        if body.control.closed.load(Ordering::Relaxed) != 0 {
+            return Err(Miss::Closed);
+        }
+        // Relaxed: a guess; the slot's seq (Acquire) carries the
+        // synchronisation, and its CAS decides who pushes.
+        let mut tail = body.tail.pos.load(Ordering::Relaxed);
+        let mut jumps = 0;
         loop {
-            if tail & CLOSED != 0 {
-                return Err(Miss::Closed);
-            }
             let slot = self.slot(tail);
             // Acquire: pairs with the Release store in `free_slot`: the last
             // consumer's read of this slot is done before we write it.
             let seq = slot.seq.load(Ordering::Acquire);
             let want = self.free(tail);
             if seq == want {
+                let me = current_identity();
                 // SeqCst on success: pairs with sleeping consumers (see
-                // `sleepers`). Relaxed on failure: we just retry.
-                match tail_word.compare_exchange_weak(
-                    tail,
-                    tail.wrapping_add(1),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => match self.take_free(slot, tail) {
-                        Ok(()) => return Ok((slot, tail)),
-                        // Stolen while we were between the two CASes: the
-                        // position is gone, claim another.
-                        Err(Taken::Stolen) => tail = tail_word.load(Ordering::Relaxed),
-                        Err(Taken::Corrupt) => return Err(Miss::Corrupt),
-                    },
-                    Err(now) => tail = now,
+                // `sleepers`) and with `close` (see `closed_after_claim`);
+                // it is the claim. Relaxed on failure: we look at the slot
+                // again.
+                if slot
+                    .seq
+                    .compare_exchange_weak(
+                        want,
+                        busy(want, me),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    record_owner(slot, me);
+                    advance(&body.tail.pos, tail.wrapping_add(1));
+                    return Ok((slot, tail));
                 }
-            } else if stamp_diff(stamp(seq), want) < 0 {
-                // The slot is still in the previous lap: full, unless tail
-                // moved on.
-                let now = tail_word.load(Ordering::Relaxed);
-                if now == tail {
-                    if !waiting {
-                        return Err(Miss::Idle);
-                    }
-                    let prev = full_stamp(tail.wrapping_sub(self.capacity));
-                    return Err(if seq & BUSY != 0 && stamp(seq) == prev {
-                        // A consumer is reading the slot (`R`): it frees it
-                        // soon, and may have checked for sleepers before we
-                        // counted ourselves.
-                        Miss::InFlight(Stuck { pos: tail, seq })
-                    } else {
-                        Miss::Idle
-                    });
-                }
-                tail = now;
-            } else {
-                // Someone already pushed at `tail`: then `tail` has moved on
-                // (their CAS happened before the seq store we acquired). If
-                // it has not, the memory is corrupt.
-                let now = tail_word.load(Ordering::Relaxed);
-                if now == tail {
-                    return Err(Miss::Corrupt);
-                }
-                tail = now;
-            }
-        }
-    }
-
-    /// Takes the slot of `pos`, a position this thread has just claimed on
-    /// `tail`, from `F` to `W` (owned by this process). Fails only if a
-    /// consumer stole the claim meanwhile (see [`steal`](Self::recover)).
-    #[inline(always)]
-    pub(super) fn take_free(&self, slot: &Slot<T>, pos: u64) -> Result<(), Taken> {
-        let want = self.free(pos);
-        let me = current_identity();
-        // AcqRel on success: Acquire as the load before the claim (the slot
-        // still holds what we loaded); Release so that whoever sees `W`
-        // (Acquire) also sees our claim on `tail` and does not take `W` at
-        // an unmoved `tail` for corruption. Relaxed on failure: we only
-        // classify.
-        match slot
-            .seq
-            .compare_exchange(want, busy(want, me), Ordering::AcqRel, Ordering::Relaxed)
-        {
-            Ok(_) => {
-                record_owner(slot, me);
-                Ok(())
-            }
-            // Stolen: `S`, or already further on (its consumer stepped over
-            // it and the slot was reused).
-            Err(now) if stamp_diff(stamp(now), want) > 0 => Err(Taken::Stolen),
-            Err(_) => Err(Taken::Corrupt),
-        }
-    }
-
-    /// Claims up to `max` consecutive push positions whose slots are free,
-    /// with one CAS; `None` if not even one is. The caller takes each slot
-    /// with [`take_free`](Self::take_free) before writing it.
-    pub(super) fn claim_push_run(&self, max: usize) -> Option<(u64, usize)> {
-        let tail_word = &self.parts.body.tail.pos;
-        let limit = (max as u64).min(self.capacity);
-        // Relaxed: as in `claim_push`.
-        let mut tail = tail_word.load(Ordering::Relaxed);
-        loop {
-            if tail & CLOSED != 0 {
-                return None;
-            }
-            let mut n = 0u64;
-            // Acquire: as in `claim_push`, for every slot of the run.
-            while n < limit && {
-                let pos = tail.wrapping_add(n);
-                self.slot(pos).seq.load(Ordering::Acquire) == self.free(pos)
-            } {
-                n += 1;
-            }
-            if n == 0 {
-                let now = tail_word.load(Ordering::Relaxed);
-                if now == tail {
-                    return None;
-                }
-                tail = now;
                 continue;
             }
-            // Orderings as in `claim_push`. Winning the CAS makes positions
-            // tail..tail + n ours; their slots stay free until we take them
-            // (or a consumer steals them), since nobody else can claim them.
-            match tail_word.compare_exchange_weak(
-                tail,
-                tail.wrapping_add(n),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some((tail, n as usize)),
-                Err(now) => tail = now,
+            if malformed(seq) {
+                return Err(Miss::Corrupt);
             }
+            let d = stamp_diff(stamp(seq), want);
+            if d < 0 {
+                // The slot still holds the previous lap (`V`, `R` or `S` of
+                // `tail - cap`): full. `tail` is exact here: every position
+                // below the first untaken one is taken, and this one is
+                // not (its slot has not even been freed for it).
+                if !waiting {
+                    return Err(Miss::Idle);
+                }
+                let prev = full_stamp(tail.wrapping_sub(self.capacity));
+                return Err(if seq & BUSY != 0 && stamp(seq) == prev {
+                    // A consumer is reading the slot (`R`): it frees it
+                    // soon, and may have checked for sleepers before we
+                    // counted ourselves.
+                    Miss::InFlight(Stuck { pos: tail, seq })
+                } else {
+                    Miss::Idle
+                });
+            }
+            // Position `tail` is taken already (`W`, `V`, `R`, `S`, or the
+            // slot is in a later lap): our hint is stale. Walk on.
+            tail = self.walk(tail, seq, free_stamp(tail), &mut jumps)?;
         }
+    }
+
+    /// The next position to try after `pos`, whose slot (word `seq`) shows
+    /// `pos` already taken; `base` is the stamp `seq` would have if it
+    /// held exactly `pos` (`2 pos` for a push, `2 pos + 1` for a pop).
+    /// Within a lap, the next position; a slot that has reached a later lap
+    /// (position `q`, stamp `2q` or `2q + 1`) says that the position of
+    /// its previous lap, `q - cap`, was taken (by a producer, or freed by a
+    /// consumer) and, positions being taken in order, every position
+    /// below it too: the walk jumps there. That happens only after a stale
+    /// hint (a thread that stalled between its load and its store of
+    /// `tail` or `head` moved it back, by laps); at most [`LAP_JUMPS`] per
+    /// call, so that garbage stamps cannot keep a call jumping (the ring
+    /// then looks full or empty, which is all a live ring's call can
+    /// conclude after that many stalls).
+    #[inline]
+    pub(super) fn walk(&self, pos: u64, seq: u64, base: u64, jumps: &mut u32) -> Result<u64, Miss> {
+        let d = stamp_diff(stamp(seq), base);
+        if d <= 2 * self.capacity as i64 + 1 {
+            return Ok(pos.wrapping_add(1));
+        }
+        *jumps += 1;
+        if *jumps > LAP_JUMPS {
+            return Err(Miss::Idle);
+        }
+        // q = pos + d / 2 (rounded down: `2q + 1` is still position q);
+        // q - cap is taken, so the walk goes on at q - cap + 1.
+        let q = pos.wrapping_add(d as u64 / 2);
+        Ok(q.wrapping_sub(self.capacity).wrapping_add(1))
+    }
+
+    /// Whether the ring was closed, read by a producer after the CAS that
+    /// claimed its slot and before it publishes a value there (a closed
+    /// ring gets the slot as skipped instead).
+    ///
+    /// `close` stores the flag (`SeqCst`); a consumer that finds the
+    /// ring empty reads the flag, then the slot at `head` again
+    /// (`SeqCst` both), and reports "closed and drained" only if that slot
+    /// is still free for `head`. If our claim of that slot came after its
+    /// second read (it read the slot's earlier value), then in the single
+    /// total order S: the close's store, its read of the flag, its read
+    /// of the slot, our CAS, this load; so this load sees the flag, and
+    /// the value it would have missed is never published. Any claim at a
+    /// later position comes after a claim at `head` (positions are taken
+    /// in order), so after this one. On x86 the load is a plain `mov`
+    /// after the `lock`ed CAS; under loom, which models `SeqCst` loads as
+    /// Acquire, both sides get the fence that those rules make
+    /// unnecessary.
+    #[inline(always)]
+    pub(super) fn closed_after_claim(&self) -> bool {
+        #[cfg(multiproc_loom)]
+        crate::sync::fence(Ordering::SeqCst);
+        self.parts.body.control.closed.load(Ordering::SeqCst) != 0
+    }
+
+    /// Takes up to `max` consecutive slots from the first untaken push
+    /// position on (state `W`, one CAS each), and moves `tail` past them;
+    /// `None` if not even one is free (or the ring is closed). The caller
+    /// reads [`closed_after_claim`](Self::closed_after_claim) before it
+    /// publishes values there.
+    pub(super) fn claim_push_run(&self, max: usize) -> Option<(u64, usize)> {
+        if max == 0 {
+            return None;
+        }
+        let (_, first) = self.take_push(false).ok()?;
+        let limit = (max as u64).min(self.capacity);
+        let me = current_identity();
+        let mut n = 1u64;
+        while n < limit {
+            let pos = first.wrapping_add(n);
+            let slot = self.slot(pos);
+            let want = self.free(pos);
+            // Orderings as in `take_push`. The position after one we took
+            // is the first untaken one until someone takes it, so a
+            // success keeps the run contiguous; a failure ends it.
+            if slot
+                .seq
+                .compare_exchange(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                break;
+            }
+            record_owner(slot, me);
+            n += 1;
+        }
+        advance(&self.parts.body.tail.pos, first.wrapping_add(n));
+        Some((first, n as usize))
     }
 
     /// Publishes the value of position `pos` and wakes one consumer if
@@ -241,6 +280,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         // Relaxed: a guess; the slot's seq (Acquire) synchronises, and its
         // CAS decides who pops.
         let mut head = body.head.pos.load(Ordering::Relaxed);
+        let mut jumps = 0;
         loop {
             let slot = self.slot(head);
             // Acquire: pairs with the Release store in `publish`: the value
@@ -263,7 +303,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     .is_ok()
                 {
                     record_owner(slot, me);
-                    self.advance_head(head.wrapping_add(1));
+                    advance(&body.head.pos, head.wrapping_add(1));
                     return Ok((slot, head));
                 }
             } else if seq == want | SKIPPED {
@@ -279,109 +319,71 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     )
                     .is_ok()
                 {
-                    self.advance_head(head.wrapping_add(1));
+                    advance(&body.head.pos, head.wrapping_add(1));
                     self.wake_producers();
                 }
             } else {
-                let d = stamp_diff(stamp(seq), want);
-                if d < 0 {
-                    // Not published for `head` yet (`F` or `W`): empty, or
-                    // a push in flight.
-                    // Relaxed: a hint; a pop that misses a concurrent close
-                    // reports Empty, and blocking pops are woken by `close`.
-                    if !waiting && body.control.closed.load(Ordering::Relaxed) == 0 {
+                if malformed(seq) {
+                    return Err(Miss::Corrupt);
+                }
+                if stamp_diff(stamp(seq), want) < 0 {
+                    // Not published for `head` yet: `W` (a push in flight)
+                    // or `F` (nothing pushed there). `head` is exact then:
+                    // every position below the first untaken one is taken,
+                    // and this one is not.
+                    if seq & BUSY != 0 {
+                        return Err(if waiting {
+                            Miss::InFlight(Stuck { pos: head, seq })
+                        } else {
+                            Miss::Idle
+                        });
+                    }
+                    // `F(head)`: empty, unless closed and drained.
+                    // SeqCst: see `closed_after_claim`.
+                    if body.control.closed.load(Ordering::SeqCst) == 0 {
                         return Err(Miss::Idle);
                     }
-                    // Acquire: pairs with the producers' claim CAS, so that a
-                    // slot we steal on its strength (`recover`, Release)
-                    // carries the claim to the producer that next finds the
-                    // slot (else it could see `S` at a stale `tail` and call
-                    // it corruption). After a sleeper's fence, this load
-                    // also pairs with the producers' SeqCst CAS (see
-                    // `sleepers`).
-                    let tail = body.tail.pos.load(Ordering::Acquire);
-                    let claimed = tail & !CLOSED;
-                    return Err(if claimed == head && tail & CLOSED != 0 {
-                        Miss::Closed
-                    } else if seq & BUSY != 0 || claimed.wrapping_sub(head) as i64 > 0 {
-                        // A producer has claimed `head`, not published it.
-                        Miss::InFlight(Stuck { pos: head, seq })
-                    } else {
-                        Miss::Idle
-                    });
+                    // Closed: drained if nobody has claimed `head` yet, as
+                    // a look at the slot after the flag's tells: a producer
+                    // that claims it later reads the flag after its claim
+                    // and skips it (see `closed_after_claim`).
+                    #[cfg(multiproc_loom)]
+                    crate::sync::fence(Ordering::SeqCst);
+                    if slot.seq.load(Ordering::SeqCst) == seq {
+                        return Err(Miss::Closed);
+                    }
+                    continue;
                 }
                 // Position `head` is taken already (`R`, or the slot is in
                 // a later lap): its consumer has not moved `head` on yet,
-                // or our `head` is stale (see `advance_head`). Help it
-                // along.
-                if d <= 2 * self.capacity as i64 + 1 {
-                    self.advance_head(head.wrapping_add(1));
-                } else {
-                    // The slot has reached position `q` (stamp `2q` or
-                    // `2q + 1`), so the consumer of `q - cap` took it, and
-                    // consumers take positions in order: every position up
-                    // to `q - cap` is taken, and `head` may jump past it
-                    // (a `head` stale by laps, left by a consumer that
-                    // stalled before its store). A `q - cap` past `tail`
-                    // was never pushed: the memory is corrupt.
-                    let q = head.wrapping_add((d as u64).div_ceil(2));
-                    let taken = q.wrapping_sub(self.capacity);
-                    // Relaxed: a bound; `tail` only grows, so a legal
-                    // `taken` is never beyond a later load of it.
-                    let claimed = body.tail.pos.load(Ordering::Relaxed) & !CLOSED;
-                    if taken.wrapping_sub(claimed) as i64 > 0 {
-                        return Err(Miss::Corrupt);
-                    }
-                    self.advance_head(taken.wrapping_add(1));
-                }
+                // or our `head` is stale (a consumer that stalled before
+                // its store moved it back). Help it along.
+                let next = self.walk(head, seq, full_stamp(head), &mut jumps)?;
+                advance(&body.head.pos, next);
             }
             // Relaxed: as above.
             head = body.head.pos.load(Ordering::Relaxed);
         }
     }
 
-    /// Moves `head` on to `to` (every position below `to` is taken) unless
-    /// it is already there or further, with a plain store: `head` is a
-    /// hint, not a claim (a consumer claims by its CAS on the slot), so it
-    /// costs no `lock`ed instruction.
-    ///
-    /// The invariant is that `head` never passes a position that is not
-    /// taken (its slot left `V`/`S` by a consumer's CAS, or a recovery):
-    /// consumers store only positions they have seen taken, and the first
-    /// untaken position only grows. Two stores may race, so `head` can
-    /// move back, by laps if a consumer stalls between its load and its
-    /// store; a consumer that then finds taken slots at `head` walks on
-    /// (one lap's worth at once: see `claim_pop_in`), and the one that
-    /// finds an untaken slot at `head` knows `head` is exact there. `len`
-    /// may overcount meanwhile (it clamps).
-    #[inline]
-    pub(super) fn advance_head(&self, to: u64) {
-        let head = &self.parts.body.head.pos;
-        // Relaxed: `head` is bookkeeping (for `len` and a consumer's first
-        // guess); the slots' seq words synchronise the data. The load
-        // keeps `head` from moving back in all but a race between load and
-        // store, and leaves the line clean when others moved it further.
-        let now = head.load(Ordering::Relaxed);
-        if to.wrapping_sub(now) as i64 > 0 {
-            head.store(to, Ordering::Relaxed);
-        }
-    }
-
-    /// Takes up to `max` consecutive published slots from `head` on (state
-    /// `R`, one CAS each) and moves `head` past them; `None` if not even
-    /// one is published.
+    /// Takes up to `max` consecutive published slots from the oldest on
+    /// (state `R`, one CAS each) and moves `head` past them; `None` if not
+    /// even one is published.
     pub(super) fn claim_pop_run(&self, max: usize) -> Option<(u64, usize)> {
+        if max == 0 {
+            return None;
+        }
+        let (_, first) = self.claim_pop().ok()?;
         let limit = (max as u64).min(self.capacity);
         let me = current_identity();
-        // Relaxed: as in `claim_pop`.
-        let head = self.parts.body.head.pos.load(Ordering::Relaxed);
-        let mut n = 0u64;
+        let mut n = 1u64;
         while n < limit {
-            let pos = head.wrapping_add(n);
+            let pos = first.wrapping_add(n);
             let want = full_stamp(pos);
-            // Orderings as in `claim_pop`. A slot holding `pos`'s value has
-            // not been taken, so `head` was not moved past it: the run
-            // starts at `head` and stays contiguous.
+            // Orderings as in `claim_pop`. The position after one we took
+            // is the oldest untaken one until someone takes it, so a
+            // success keeps the run contiguous; a failure (taken, skipped,
+            // not published) ends it.
             let slot = self.slot(pos);
             if slot
                 .seq
@@ -393,11 +395,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             record_owner(slot, me);
             n += 1;
         }
-        if n == 0 {
-            return None;
-        }
-        self.advance_head(head.wrapping_add(n));
-        Some((head, n as usize))
+        advance(&self.parts.body.head.pos, first.wrapping_add(n));
+        Some((first, n as usize))
     }
 
     /// Frees the slot of position `pos` for the next lap and wakes one
@@ -430,42 +429,34 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         );
     }
 
-    /// Unblocks a slot that a blocked call found stuck in flight, if it can
-    /// be done safely; returns whether the slot changed.
+    /// Unblocks a slot that a blocked call found stuck in flight, if its
+    /// owner process is dead (checked only when `check_owner`, since it
+    /// reads `/proc`; see [`clear_dead_owner`](Self::clear_dead_owner)):
+    /// `W` becomes `S` (the dead producer's value was never complete), `R`
+    /// becomes `F` of the next lap (the dead consumer's value is lost with
+    /// it). Returns whether the slot changed.
     ///
-    /// - `F` at a consumer's position that a producer has claimed on `tail`
-    ///   but not taken: *steal* it (`F` to `S`). Always safe: the producer,
-    ///   if alive, fails to take the slot and claims another position; it
-    ///   has written nothing yet.
-    /// - `W` or `R` whose owner process is dead (checked only when
-    ///   `check_owner`, since it reads `/proc`; see
-    ///   [`clear_dead_owner`](Self::clear_dead_owner)): `W` becomes `S` (the
-    ///   dead producer's value was never complete), `R` becomes `F` of the
-    ///   next lap (the dead consumer's value is lost with it).
-    ///
-    /// Each change is a CAS from exactly the word that was found, so a slot
-    /// that moved on meanwhile is left alone.
+    /// The change is a CAS from exactly the word that was found, so a slot
+    /// that moved on meanwhile is left alone. (A push claims by taking the
+    /// slot, so there is no claimed-but-untaken position to steal, as there
+    /// is in [`crate::msgqueue`].)
     #[cold]
     pub(super) fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
         let Stuck { pos, seq } = stuck;
         let slot = self.slot(pos);
-        let to = if seq == self.free(pos) {
+        if seq & (BUSY | SKIPPED) != BUSY || !check_owner {
+            return false;
+        }
+        let to = if stamp(seq) == self.free(pos) {
             full_stamp(pos) | SKIPPED
-        } else if seq & (BUSY | SKIPPED) == BUSY && check_owner {
-            let to = if stamp(seq) == self.free(pos) {
-                full_stamp(pos) | SKIPPED
-            } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
-                self.free(pos)
-            } else {
-                return false;
-            };
-            if !self.clear_dead_owner(slot, seq) {
-                return false;
-            }
-            to
+        } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
+            self.free(pos)
         } else {
             return false;
         };
+        if !self.clear_dead_owner(slot, seq) {
+            return false;
+        }
         // AcqRel: Release so that whoever takes the slot next (Acquire)
         // sees it after us, and with it our clear of `owner` (for a dead
         // owner); Acquire so that we see the last owner's accesses before
@@ -500,4 +491,48 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             wake(&c.not_empty, false);
         }
     }
+}
+
+/// How many times one call may jump a lap forward (see
+/// [`MpmcRing::walk`]): a live ring needs one per stale hint it meets,
+/// which takes a thread stalled between its load and its store of the
+/// hint, or a stall of our own for a lap of traffic.
+pub(super) const LAP_JUMPS: u32 = 16;
+
+/// Moves the hint `word` (`tail` or `head`) on to `to` (every position
+/// below `to` is taken) unless it is already there or further, with a
+/// plain store: the hints are not claims (a push or pop claims by its CAS
+/// on the slot), so they cost no `lock`ed instruction.
+///
+/// The invariant is that a hint never passes a position that is not taken
+/// (for `tail`: its slot still `F`, no producer has taken it; for `head`:
+/// its slot not yet left `V`/`S` by a consumer's CAS or a recovery):
+/// threads store only positions they have seen taken, and the first
+/// untaken position only grows, since positions are taken in order (a
+/// claim needs the slot free for exactly its position, and the only such
+/// position is the first untaken one, which the hint never passes). Two
+/// stores may race, so a hint can move back, by laps if a thread stalls
+/// between its load and its store; a thread that then finds taken slots
+/// walks on ([`MpmcRing::walk`]), and one that finds an untaken slot knows
+/// the hint is exact there. `len` may be off meanwhile (it clamps).
+#[inline(always)]
+fn advance(word: &AtomicU64, to: u64) {
+    // Relaxed: a hint (for `len` and the next claimer's first guess); the
+    // slots' seq words synchronise the data. The load keeps the hint from
+    // moving back in all but a race between load and store, and leaves the
+    // line clean when others moved it further.
+    let now = word.load(Ordering::Relaxed);
+    if to.wrapping_sub(now) as i64 > 0 {
+        word.store(to, Ordering::Relaxed);
+    }
+}
+
+/// Whether `seq` is in no state a slot can be in (see "Slot states" in
+/// [`super::slot`]): skipped and busy, skipped with an even stamp (a
+/// value's stamp is odd), or an owner pid without the busy bit.
+#[cold]
+fn malformed(seq: u64) -> bool {
+    let skipped = seq & SKIPPED != 0;
+    let busy = seq & BUSY != 0;
+    (skipped && (busy || stamp(seq) & 1 == 0)) || (!busy && owner_pid(seq) != 0)
 }

@@ -138,14 +138,50 @@ fn producer_dies(last_act: fn(MpmcRing<'static, u64>)) {
     });
 }
 
-/// A producer dies after claiming a position and before taking its slot
-/// (killed between the two CASes): the consumer steals the claim.
+/// A producer dies right after the CAS that took its slot, before it
+/// records its identity and moves `tail` on: the other producer walks
+/// past the held slot from the stale `tail`, and the consumer, once the
+/// owner's pid is dead, steps over the held slot to the 2.
 #[test]
-fn mpmc_producer_dies_between_claim_and_take() {
+fn mpmc_producer_dies_between_take_and_record() {
     producer_dies(|r| {
-        let tail = &r.parts.body.tail.pos;
-        let t = tail.load(Ordering::Relaxed);
-        let _ = tail.compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed);
+        let t = r.parts.body.tail.pos.load(Ordering::Relaxed);
+        let want = r.free(t);
+        let slot = r.slot(t);
+        let _ = slot.seq.compare_exchange(
+            want,
+            busy(want, crate::sync::current_identity()),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
+    });
+}
+
+/// `close` races a push and a draining consumer: the push either lands
+/// (and the consumer gets its value before Disconnected) or fails with
+/// Disconnected (and the consumer gets nothing); never a value lost
+/// behind a Disconnected, or one that appears after it. Fails without the
+/// producer's read of the flag after its claim (`closed_after_claim`) or
+/// the consumer's second look at the slot.
+#[test]
+fn mpmc_close_races_a_push() {
+    ::loom::model(|| {
+        let r = ring(2);
+        let p = thread::spawn(move || r.push(1).is_ok());
+        let c = thread::spawn(move || {
+            let first = r.pop();
+            let second = if first.is_ok() { r.pop() } else { first };
+            (first, second)
+        });
+        r.close();
+        let pushed = p.join().unwrap();
+        let (first, second) = c.join().unwrap();
+        if pushed {
+            assert_eq!((first, second), (Ok(1), Err(PopError::Disconnected)));
+        } else {
+            assert_eq!(first, Err(PopError::Disconnected));
+        }
+        assert_eq!(r.try_pop(), Err(PopError::Disconnected));
     });
 }
 
@@ -153,8 +189,6 @@ fn mpmc_producer_dies_between_claim_and_take() {
 /// consumer steps over the slot.
 #[test]
 fn mpmc_producer_dies_mid_write() {
-    // Fails if its first claim was stolen and the ring then looked
-    // full: a death with nothing taken, also fine.
     producer_dies(|r| {
         let _ = r.claim_push();
     });
@@ -193,8 +227,6 @@ fn mpmc_reused_pid_of_a_dead_writer_does_not_stall_it() {
     ::loom::model(|| {
         let r = ring(1);
         let c = thread::spawn(move || r.pop());
-        // Fails if its claim was stolen and the ring then looked full:
-        // a death with nothing taken, also fine.
         thread::spawn(move || {
             dies_after(r, |r| {
                 let _ = r.claim_push();

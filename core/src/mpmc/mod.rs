@@ -58,9 +58,6 @@
 //! ring hands slots out in order, so a held slot stops the others at it. A
 //! blocking or timed call that waits on such a slot recovers it:
 //!
-//! - a producer that claimed a position and was preempted or killed before
-//!   it took the slot: a waiting consumer steps over the claim at once
-//!   (harmless if the producer lives: it pushes at another position);
 //! - a producer killed while writing: its value was never complete, and
 //!   waiting consumers step over the slot;
 //! - a consumer killed while reading: its value is lost with it, and
@@ -113,7 +110,7 @@ use crate::time::Deadline;
 use crate::wait::{EventCount, Spin};
 
 use blocking::{block_on, sleepers, wake, Miss, Poll};
-use slot::{full_stamp, valid_capacity, MpmcBody, Slot, CLOSED, SKIPPED};
+use slot::{valid_capacity, MpmcBody, Slot};
 
 pub(crate) mod blocking;
 mod claim;
@@ -144,8 +141,8 @@ impl<T> Clone for MpmcRing<'_, T> {
 impl<T> Copy for MpmcRing<'_, T> {}
 
 // SAFETY: all shared state is reached through atomics; a slot's value is
-// accessed only by the one thread that claimed its position (CAS on
-// head/tail) and only while `seq` says so. Values of T cross threads, hence
+// accessed only by the one thread that took its slot (the CAS on `seq`
+// that claims a push or a pop) and only while `seq` says so. Values of T cross threads, hence
 // T: Send.
 unsafe impl<T: Send> Send for MpmcRing<'_, T> {}
 // SAFETY: as for Send.
@@ -159,12 +156,11 @@ impl<T> core::panic::RefUnwindSafe for MpmcRing<'_, T> {}
 impl<T> fmt::Debug for MpmcRing<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.parts.body;
-        let tail = b.tail.pos.load(Ordering::Relaxed);
         f.debug_struct("MpmcRing")
             .field("capacity", &self.capacity)
-            .field("tail", &(tail & !CLOSED))
+            .field("tail", &b.tail.pos.load(Ordering::Relaxed))
             .field("head", &b.head.pos.load(Ordering::Relaxed))
-            .field("closed", &(tail & CLOSED != 0))
+            .field("closed", &(b.control.closed.load(Ordering::Relaxed) != 0))
             .finish()
     }
 }
@@ -297,15 +293,17 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         self.capacity
     }
 
-    /// The number of values in the ring, approximately: positions claimed by
-    /// producers minus positions claimed by consumers, read one after the
+    /// The number of values in the ring, approximately: the hints of the
+    /// next push and pop positions (`tail` and `head`), read one after the
     /// other while others may move both, clamped to `0..=capacity`. It
-    /// counts pushes and pops in progress as done.
+    /// counts pushes and pops in progress as done; a hint moved back by a
+    /// stalled thread can make it off until the next push or pop moves
+    /// that hint on.
     pub fn len(&self) -> u64 {
         let b = self.parts.body;
         // Relaxed: an advisory snapshot, no data is read on its strength.
         let head = b.head.pos.load(Ordering::Relaxed);
-        let tail = b.tail.pos.load(Ordering::Relaxed) & !CLOSED;
+        let tail = b.tail.pos.load(Ordering::Relaxed);
         if tail <= head {
             0
         } else {
@@ -327,23 +325,19 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// return what is left and then `Disconnected`. Wakes every sleeper.
     /// Closing twice is harmless; a ring cannot be reopened.
     pub fn close(&self) {
-        let b = self.parts.body;
-        // AcqRel: Release so that a thread that sees the flag (Acquire in
-        // `is_closed`) also sees what the closer did before; the flag itself
-        // is an RMW in `tail`'s modification order, which orders it against
-        // every push CAS (before it: landed; after it: failed).
-        b.tail.pos.fetch_or(CLOSED, Ordering::AcqRel);
-        // Relaxed: a hint for pops (see `Control::closed`); the bit in
-        // `tail` is the authority and the notifies below are fenced.
-        b.control.closed.store(1, Ordering::Relaxed);
-        b.control.not_empty.notify_all();
-        b.control.not_full.notify_all();
+        let c = &self.parts.body.control;
+        // SeqCst: ordered against every push's claim and the drained test
+        // of pops (see `closed_after_claim`): a push whose claim comes
+        // after a pop's "closed and drained" sees the flag and fails.
+        c.closed.store(1, Ordering::SeqCst);
+        c.not_empty.notify_all();
+        c.not_full.notify_all();
     }
 
     /// Whether [`close`](Self::close) was called (by any process).
     pub fn is_closed(&self) -> bool {
-        // Acquire: pairs with the Release in `close`.
-        self.parts.body.tail.pos.load(Ordering::Acquire) & CLOSED != 0
+        // Acquire: pairs with the store in `close` (SeqCst, so Release).
+        self.parts.body.control.closed.load(Ordering::Acquire) != 0
     }
 
     /// Pushes `v` if there is room, without blocking.
@@ -371,8 +365,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     pub fn try_push(&self, v: T) -> Result<(), PushError<T>> {
         match self.claim_push() {
             Ok((slot, pos)) => {
-                // SAFETY: we claimed `pos` (CAS on tail) and took its slot
-                // (`F` to `W`, Acquire, paired with the Release in
+                // SAFETY: we claimed `pos` by taking its slot (CAS `F` to
+                // `W`, Acquire, paired with the Release in
                 // `free_slot` after the previous consumer's read): nobody
                 // else touches the value until we publish it.
                 slot.value.with_mut(|p| unsafe { p.write(v) });
@@ -601,47 +595,35 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
 
     /// Pushes as many values from the front of `vs` as there is room for,
     /// without blocking, and returns how many. Each run of free slots is
-    /// claimed with one CAS on `tail` (then each slot is taken with its
-    /// own); sleeping consumers, if any, are all woken once.
+    /// taken with one CAS per slot and published in order; sleeping
+    /// consumers, if any, are all woken once.
     ///
     /// Returns 0 when the ring is full, closed or corrupt; use
     /// [`try_push`](Self::try_push) to learn which.
     pub fn push_slice(&self, vs: &[T]) -> usize {
         let mut done = 0;
-        let mut published = false;
-        'runs: while done < vs.len() {
+        while done < vs.len() {
             let Some((pos, n)) = self.claim_push_run(vs.len() - done) else {
                 break;
             };
+            if self.closed_after_claim() {
+                for k in 0..n as u64 {
+                    let p = pos.wrapping_add(k);
+                    self.publish_skipped(self.slot(p), p);
+                }
+                break;
+            }
             for k in 0..n {
                 let p = pos.wrapping_add(k as u64);
                 let slot = self.slot(p);
-                if self.take_free(slot, p).is_err() {
-                    // Stolen (or corrupt): give up the rest of the run, so
-                    // that our values stay in order, and claim anew.
-                    for q in k + 1..n {
-                        let q = pos.wrapping_add(q as u64);
-                        // Release: as a skip in `SkipOnUnwind`; a failure
-                        // means a consumer stole it first.
-                        let _ = self.slot(q).seq.compare_exchange(
-                            self.free(q),
-                            full_stamp(q) | SKIPPED,
-                            Ordering::Release,
-                            Ordering::Relaxed,
-                        );
-                    }
-                    published |= k + 1 < n;
-                    continue 'runs;
-                }
-                // SAFETY: position p is ours (the run's CAS) and so is its
-                // slot (`take_free`, Acquire), as in `try_push`.
+                // SAFETY: the run's slots are ours (`W`, each taken by its
+                // CAS in `claim_push_run`, Acquire), as in `try_push`.
                 slot.value.with_mut(|ptr| unsafe { ptr.write(vs[done]) });
                 self.publish_quiet(slot, p);
-                published = true;
                 done += 1;
             }
         }
-        if published {
+        if done > 0 {
             let c = &self.parts.body.control;
             if sleepers(&c.empty_sleepers) != 0 {
                 wake(&c.not_empty, true);
@@ -946,7 +928,7 @@ impl<T: Pod> core::ops::Deref for PushRef<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: the slot is ours (`W`, taken by the CAS in `take_free`,
+        // SAFETY: the slot is ours (`W`, taken by the CAS in `take_push`,
         // whose Acquire pairs with the last consumer's freeing Release)
         // until `commit` or `drop` publishes it: nobody else accesses the
         // value meanwhile, and the borrow cannot outlive the guard. Any bit

@@ -1,7 +1,8 @@
 //! The shared layout of an MPMC ring and the state machine of its slots:
 //! the body (indices and control line), the slot's `seq` word and its
-//! `owner` record. [`crate::msgqueue`] uses the same protocol over its own
-//! slots.
+//! `owner` record. [`crate::msgqueue`] uses the same slot states over its
+//! own slots, with the earlier push claim (a CAS on `tail`, which carries
+//! the closed bit there, then a CAS on the slot).
 //!
 //! # Layout
 //!
@@ -10,9 +11,9 @@
 //!  +---------+-------------+-------------+----------------+---------------------------+
 //!  | header  | tail: u64   | head: u64   | not_empty ec   | Slot 0     | Slot 1 | ... |
 //!  | (kind   | next push   | next pop    | not_full ec    | seq: u64   |        |     |
-//!  |  Mpmc)  | + CLOSED bit| position    | empty_sleepers | owner: u64 |        |     |
-//!  |         |             |             | full_sleepers  | value: T   |        |     |
-//!  |         |             |             | closed (hint)  |            |        |     |
+//!  |  Mpmc)  | position    | position    | empty_sleepers | owner: u64 |        |     |
+//!  |         | (a hint)    | (a hint)    | full_sleepers  | value: T   |        |     |
+//!  |         |             |             | closed         |            |        |     |
 //!  +---------+-------------+-------------+----------------+---------------------------+
 //! ```
 //!
@@ -43,37 +44,42 @@
 //!
 //! | state | `seq` | meaning | next step |
 //! |---|---|---|---|
-//! | `F(p)` | `f` | free for the producer of `p` | producer: CAS `tail` from `p`, then CAS `seq` to `W` |
-//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` (its identity in `owner`) | owner: store `V` (or `S` if its closure panics) |
-//! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R`, then move `head` past `p` |
+//! | `F(p)` | `f` | free for the producer of `p` | producer: CAS `seq` to `W` (the claim), then move `tail` past `p` |
+//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` (its identity in `owner`) | owner: store `V` (or `S` if its closure panics or the ring was closed) |
+//! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R` (the claim), then move `head` past `p` |
 //! | `S(p)` | `SKIPPED \| 2p + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
 //! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` (its identity in `owner`) | owner: store `F(p + cap)` |
 //!
-//! A producer claims its position on `tail`, which stays the authority on
-//! what was claimed (and carries the closed flag), then *takes* the slot by
-//! a CAS that records its pid (then its identity, in `owner`). A consumer
-//! claims by the slot CAS itself and then moves `head` on, with a plain
-//! store: `head` is a hint that never passes an untaken position, and
-//! whoever finds a taken slot at `head` moves it on (racing stores can
-//! set it back, even by laps; consumers then walk forward again, jumping
-//! a lap at a time: see `advance_head` in `claim.rs`). Stamps are doubled positions so that "holds `p`" and
+//! Both sides claim a position by the CAS on its slot's `seq` (`F` to
+//! `W` for a push, `V` to `R` for a pop), one `lock`ed instruction each,
+//! as in crossbeam's `ArrayQueue`, whose claims are on the indices
+//! instead. The CAS records the owner's pid, then its identity (in
+//! `owner`), so a slot held by a process that died can be told apart and
+//! recovered; no position is ever claimed without its slot being taken,
+//! so there is no claim to steal. `tail` and `head` are hints moved on by
+//! plain stores: they never pass an untaken position, and whoever finds a
+//! taken slot at one walks on (racing stores can set a hint back, even by
+//! laps; threads then walk forward again, jumping a lap at a time: see
+//! `advance` and `MpmcRing::walk` in `claim.rs`). A slot free for exactly
+//! its position `p` exists only for the first untaken push position, so
+//! pushes are claimed in position order, and likewise pops.
+//!
+//! Stamps are doubled positions so that "holds `p`" and
 //! "free for `p + cap`" differ even for a capacity of 1, where Vyukov's
 //! original `p + 1` and `p + cap` coincide; they are compared as signed
 //! 40-bit distances, which the capacity limit of 2^32 keeps unambiguous.
 //!
 //! The data is accessed only by the owner of a `W` or `R` slot, between
 //! the CAS that took it (Acquire) and the store that hands it on (Release),
-//! so a slot's value is never accessed by two sides at once. Bit 63 of
-//! `tail` is the closed flag, so no push can be claimed after
-//! [`close`](super::MpmcRing::close) (the CAS fails), and a consumer that finds
-//! `F(head)` with the flag and `head == tail` knows for certain that
-//! nothing more will arrive. (The authoritative flag lives in `tail` rather
-//! than in a separate word for that reason: with a separate flag, a push
-//! that read "open" just before a close could still land after a consumer
-//! concluded "closed and drained". The control line's `closed` word only
-//! mirrors it, so that a pop finding the ring empty need not read the
-//! producers' `tail` line.) Positions stay below 2^62 for centuries of
-//! pushes at one per nanosecond.
+//! so a slot's value is never accessed by two sides at once.
+//!
+//! The closed flag is the control line's `closed` word. A producer reads
+//! it after its claim CAS (`SeqCst` both) and publishes the slot as
+//! skipped if it is set; a consumer that finds `F(head)` reads the flag
+//! and then the slot again (`SeqCst` both) before it reports "closed and
+//! drained", so a push that lands after that report is impossible (the
+//! argument is at `closed_after_claim` in `claim.rs`). Positions stay below
+//! 2^62 for centuries of pushes at one per nanosecond.
 //!
 //! # Owner records
 //!
@@ -115,7 +121,7 @@ use crate::ring::IndexLine;
 use crate::sync::{pid_alive, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::wait::EventCount;
 
-/// Bit 63 of `tail`: the ring is closed.
+/// Bit 63 of a [`crate::msgqueue`]'s `tail`: the queue is closed.
 pub(crate) const CLOSED: u64 = 1 << 63;
 // A slot's `seq` word (see "Slot states" in the module docs):
 //
@@ -222,10 +228,10 @@ pub(crate) struct Control {
     /// Producers in a blocking push past their spin: pops notify only while
     /// this is not 0.
     pub(crate) full_sleepers: AtomicU32,
-    /// 1 once the ring is closed: a read-mostly mirror of `tail`'s
-    /// [`CLOSED`] bit (which stays the authority), so that a pop finding the
-    /// ring empty need not pull the producers' `tail` line to rule out
-    /// "closed and drained".
+    /// 1 once the ring is closed: the closed flag of an MPMC ring (read by
+    /// every push after its claim, and by pops that find the ring empty);
+    /// in a [`crate::msgqueue`] a read-mostly mirror of `tail`'s [`CLOSED`]
+    /// bit, which is the authority there.
     pub(crate) closed: AtomicU32,
     _reserved: AtomicU32,
 }
@@ -234,9 +240,10 @@ pub(crate) struct Control {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct MpmcBody {
-    /// Next position to push, with the [`CLOSED`] bit.
+    /// Next position to push: a hint in an MPMC ring; in a
+    /// [`crate::msgqueue`], the claimed count with the [`CLOSED`] bit.
     pub(crate) tail: IndexLine,
-    /// Next position to pop.
+    /// Next position to pop (a hint).
     pub(crate) head: IndexLine,
     pub(crate) control: Control,
 }

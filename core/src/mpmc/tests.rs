@@ -195,20 +195,19 @@ fn blocked_calls_recover_slots_of_dead_or_stalled_owners() {
     let long = Duration::from_secs(10);
     with_ring::<u64, _>(2, |r| {
         let b = r.parts.body;
-        // A producer claimed position 0 and vanished before taking its
-        // slot: a blocking pop steals the claim; a non-blocking one
-        // does not.
-        b.tail.pos.store(1, Ordering::Relaxed);
+        // A producer took the slot of position 0 and was killed before
+        // recording its identity or moving `tail` on: the next push walks
+        // past the held slot; a blocking pop steps over it once its pid
+        // is found dead, a non-blocking one does not.
+        let dead = u64::from(dead_pid());
+        r.slot(0).seq.store(busy(0, dead), Ordering::Relaxed);
         r.try_push(7).unwrap();
+        assert_eq!(b.tail.pos.load(Ordering::Relaxed), 2);
         assert_eq!(r.try_pop(), Err(PopError::Empty));
         assert_eq!(r.pop_timeout(long), Ok(7));
-        // ... and the vanished producer, were it alive, would find its
-        // claim stolen and push elsewhere.
-        assert_eq!(r.take_free(r.slot(0), 0), Err(Taken::Stolen));
 
         // A producer died writing position 2 (slot 0), before recording
         // its identity: its pid decides.
-        let dead = u64::from(dead_pid());
         let me = Identity::current().to_word();
         r.slot(2)
             .seq
@@ -558,15 +557,28 @@ fn corrupt_memory_never_goes_out_of_bounds_or_hangs() {
             }
         }
     }
-    // A sequence number that says "already pushed" while tail has not
-    // moved is reported.
+    // A sequence number in no state a slot can be in (skipped and busy,
+    // skipped with an even stamp, an owner without the busy bit) is
+    // reported.
+    for word in [SKIPPED | BUSY | 5, SKIPPED | 4, 1 << 40 | 4] {
+        let mut b = buf(MpmcRing::<u64>::memory_size(4).unwrap());
+        let mem = bytes(&mut b);
+        MpmcRing::<u64>::create(Region::from_mut_slice(&mut *mem), 4).unwrap();
+        mem[SLOTS..SLOTS + 8].copy_from_slice(&word.to_ne_bytes());
+        let ring = MpmcRing::<u64>::attach(Region::from_mut_slice(&mut *mem)).unwrap();
+        assert!(matches!(ring.try_push(1), Err(PushError::Corrupt(1))));
+        assert_eq!(ring.try_pop(), Err(PopError::Corrupt));
+    }
+    // A stamp that says "already pushed" at a `tail` that has not moved
+    // reads as a stale hint: pushes walk on past it.
     let mut b = buf(MpmcRing::<u64>::memory_size(4).unwrap());
     let mem = bytes(&mut b);
     MpmcRing::<u64>::create(Region::from_mut_slice(&mut *mem), 4).unwrap();
     mem[SLOTS..SLOTS + 8].copy_from_slice(&18u64.to_ne_bytes());
     let ring = MpmcRing::<u64>::attach(Region::from_mut_slice(&mut *mem)).unwrap();
-    assert!(matches!(ring.try_push(1), Err(PushError::Corrupt(1))));
-    assert_eq!(ring.try_pop(), Err(PopError::Corrupt));
+    // (Slot 0 says "free for 9": the walk jumps to 6, whose slot is
+    // still in its first lap: the ring looks full.)
+    assert!(matches!(ring.try_push(1), Err(PushError::Full(1))));
 }
 
 /// `head` is a hint moved on by plain stores, so a consumer that stalls
@@ -593,10 +605,37 @@ fn a_head_stale_by_laps_is_walked_forward() {
         b.head.pos.store(2, Ordering::Relaxed);
         assert_eq!(r.try_pop(), Ok(21));
         assert_eq!(r.try_pop(), Err(PopError::Empty));
-        // A stamp from beyond `tail` (free for 40, tail at 22) is corrupt.
-        r.slot(22).seq.store(free_stamp(40), Ordering::Relaxed);
-        b.head.pos.store(2, Ordering::Relaxed);
-        assert_eq!(r.try_pop(), Err(PopError::Corrupt));
+        // `tail` stale by laps too: pushes jump forward the same way.
+        b.tail.pos.store(2, Ordering::Relaxed);
+        r.try_push(22).unwrap();
+        assert_eq!(b.tail.pos.load(Ordering::Relaxed), 23);
+        assert_eq!(r.try_pop(), Ok(22));
+    });
+}
+
+/// Stamps that keep saying "a later lap" cannot keep a call jumping:
+/// after `LAP_JUMPS` jumps it reports the ring full or empty.
+#[test]
+fn lap_jumps_are_bounded() {
+    with_ring::<u64, _>(4, |r| {
+        let mut jumps = 0;
+        let mut pos = 0u64;
+        for _ in 0..super::claim::LAP_JUMPS {
+            // The slot of `pos` says "free for a position ten laps on".
+            let seq = free_stamp(pos + 40);
+            pos = r.walk(pos, seq, free_stamp(pos), &mut jumps).unwrap();
+        }
+        assert_eq!(pos, super::claim::LAP_JUMPS as u64 * 37);
+        let seq = free_stamp(pos + 40);
+        assert_eq!(
+            r.walk(pos, seq, free_stamp(pos), &mut jumps),
+            Err(Miss::Idle)
+        );
+        // Within a lap, a walk steps and never counts a jump.
+        let mut jumps = 0;
+        assert_eq!(r.walk(5, full_stamp(5), free_stamp(5), &mut jumps), Ok(6));
+        assert_eq!(r.walk(5, free_stamp(9), free_stamp(5), &mut jumps), Ok(6));
+        assert_eq!(jumps, 0);
     });
 }
 

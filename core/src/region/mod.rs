@@ -74,7 +74,11 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 /// 6: a byte ring's wake-up line holds two bells (eventcount and `asleep`
 /// flag, 12 bytes each) instead of two eventcounts; the header records
 /// the creator's identity word at the claim (offset 72).
-pub const LAYOUT_VERSION: u32 = 6;
+/// 7: an MPMC push claims by its CAS on the slot and `tail` is a hint (no
+/// longer carrying the closed bit); the control line's `closed` word is the
+/// closed flag (same bytes, new meaning: a version-6 process would claim on
+/// `tail`).
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's
 /// memory must have (page-aligned mappings always do).
