@@ -84,35 +84,73 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         }
         // Relaxed: a guess; the slot's seq (Acquire) carries the
         // synchronisation, and its CAS decides who pushes.
-        let mut tail = body.tail.pos.load(Ordering::Relaxed);
+        let tail = body.tail.pos.load(Ordering::Relaxed);
+        let slot = self.slot(tail);
+        // Acquire: pairs with the Release store in `free_slot`: the last
+        // consumer's read of this slot is done before we write it.
+        let seq = slot.seq.load(Ordering::Acquire);
+        // The common case inline (the hint is exact and the slot free for
+        // it), the rest out of line, so that a push stays small enough to
+        // inline into its caller.
+        let want = self.free(tail);
+        if seq == want {
+            return match self.take(slot, want) {
+                Ok(()) => {
+                    advance(&body.tail.pos, tail.wrapping_add(1));
+                    Ok((slot, tail))
+                }
+                Err(now) => self.take_push_slow(tail, now, waiting),
+            };
+        }
+        self.take_push_slow(tail, seq, waiting)
+    }
+
+    /// Takes `slot` from the state `want` (`F` or `V`) to busy, owned by
+    /// this process, and records the owner; the word found instead if it
+    /// was not `want` (or the weak CAS failed spuriously).
+    #[inline(always)]
+    fn take(&self, slot: &Slot<T>, want: u64) -> Result<(), u64> {
+        let me = current_identity();
+        // SeqCst on success: pairs with the sleepers of the other side
+        // (see `sleepers`) and, for a push, with `close` (see
+        // `closed_after_claim`); it is the claim. Relaxed on failure: the
+        // caller looks at what it found, and synchronises on a later take.
+        slot.seq.compare_exchange_weak(
+            want,
+            busy(want, me),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        )?;
+        record_owner(slot, me);
+        Ok(())
+    }
+
+    /// [`take_push`](Self::take_push) past its first look at the slot of
+    /// `tail` (which found `seq`): retries a lost CAS, walks on from a
+    /// stale hint, tells a full ring apart.
+    #[cold]
+    #[inline(never)]
+    fn take_push_slow(
+        &self,
+        mut tail: u64,
+        mut seq: u64,
+        waiting: bool,
+    ) -> Result<(&'a Slot<T>, u64), Miss> {
         let mut jumps = 0;
         loop {
             let slot = self.slot(tail);
-            // Acquire: pairs with the Release store in `free_slot`: the last
-            // consumer's read of this slot is done before we write it.
-            let seq = slot.seq.load(Ordering::Acquire);
             let want = self.free(tail);
             if seq == want {
-                let me = current_identity();
-                // SeqCst on success: pairs with sleeping consumers (see
-                // `sleepers`) and with `close` (see `closed_after_claim`);
-                // it is the claim. Relaxed on failure: we look at the slot
-                // again.
-                if slot
-                    .seq
-                    .compare_exchange_weak(
-                        want,
-                        busy(want, me),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    record_owner(slot, me);
-                    advance(&body.tail.pos, tail.wrapping_add(1));
-                    return Ok((slot, tail));
+                match self.take(slot, want) {
+                    Ok(()) => {
+                        advance(&self.parts.body.tail.pos, tail.wrapping_add(1));
+                        return Ok((slot, tail));
+                    }
+                    Err(now) => {
+                        seq = now;
+                        continue;
+                    }
                 }
-                continue;
             }
             if malformed(seq) {
                 return Err(Miss::Corrupt);
@@ -139,6 +177,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             // Position `tail` is taken already (`W`, `V`, `R`, `S`, or the
             // slot is in a later lap): our hint is stale. Walk on.
             tail = self.walk(tail, seq, free_stamp(tail), &mut jumps)?;
+            // Acquire: as in `take_push`.
+            seq = self.slot(tail).seq.load(Ordering::Acquire);
         }
     }
 
@@ -271,57 +311,76 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     }
 
     /// [`claim_pop`](Self::claim_pop); when `waiting` (a blocked pop polls),
-    /// an empty ring is told apart as [`Miss::Idle`] or [`Miss::InFlight`],
-    /// which costs a load of `tail`. Non-blocking pops load `tail` only once
-    /// the ring is marked closed, to tell "closed and drained".
+    /// an empty ring is told apart as [`Miss::Idle`] or [`Miss::InFlight`]
+    /// by the slot's state. A pop that finds the ring empty reads the
+    /// closed flag, to tell "closed and drained".
     #[inline(always)]
     pub(super) fn claim_pop_in(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
         let body = self.parts.body;
         // Relaxed: a guess; the slot's seq (Acquire) synchronises, and its
         // CAS decides who pops.
-        let mut head = body.head.pos.load(Ordering::Relaxed);
+        let head = body.head.pos.load(Ordering::Relaxed);
+        let slot = self.slot(head);
+        // Acquire: pairs with the Release store in `publish`: the value
+        // is written before we read it.
+        let seq = slot.seq.load(Ordering::Acquire);
+        // The common case inline (the hint is exact and the slot holds its
+        // value), the rest out of line, as in `take_push`.
+        let want = full_stamp(head);
+        if seq == want {
+            return match self.take(slot, want) {
+                Ok(()) => {
+                    advance(&body.head.pos, head.wrapping_add(1));
+                    Ok((slot, head))
+                }
+                Err(now) => self.claim_pop_slow(head, now, waiting),
+            };
+        }
+        self.claim_pop_slow(head, seq, waiting)
+    }
+
+    /// [`claim_pop_in`](Self::claim_pop_in) past its first look at the slot
+    /// of `head` (which found `seq`): retries a lost CAS, steps over
+    /// skipped slots, walks on from a stale hint, tells an empty ring apart
+    /// (and a closed, drained one).
+    #[cold]
+    #[inline(never)]
+    fn claim_pop_slow(
+        &self,
+        mut head: u64,
+        mut seq: u64,
+        waiting: bool,
+    ) -> Result<(&'a Slot<T>, u64), Miss> {
+        let body = self.parts.body;
         let mut jumps = 0;
         loop {
             let slot = self.slot(head);
-            // Acquire: pairs with the Release store in `publish`: the value
-            // is written before we read it.
-            let seq = slot.seq.load(Ordering::Acquire);
             let want = full_stamp(head);
             if seq == want {
-                let me = current_identity();
-                // SeqCst on success: pairs with sleeping producers (see
-                // `sleepers`); it is the claim. Relaxed on failure: we look
-                // at the slot again.
-                if slot
-                    .seq
-                    .compare_exchange_weak(
-                        want,
-                        busy(want, me),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    record_owner(slot, me);
-                    advance(&body.head.pos, head.wrapping_add(1));
-                    return Ok((slot, head));
+                match self.take(slot, want) {
+                    Ok(()) => {
+                        advance(&body.head.pos, head.wrapping_add(1));
+                        return Ok((slot, head));
+                    }
+                    Err(now) => {
+                        seq = now;
+                        continue;
+                    }
                 }
             } else if seq == want | SKIPPED {
                 // Claim and free at once (nothing to read); orderings as for
                 // a value, Release so the next producer's Acquire load pairs.
-                if slot
-                    .seq
-                    .compare_exchange_weak(
-                        seq,
-                        free_stamp(head.wrapping_add(self.capacity)),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    advance(&body.head.pos, head.wrapping_add(1));
-                    self.wake_producers();
+                if let Err(now) = slot.seq.compare_exchange_weak(
+                    seq,
+                    free_stamp(head.wrapping_add(self.capacity)),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    seq = now;
+                    continue;
                 }
+                advance(&body.head.pos, head.wrapping_add(1));
+                self.wake_producers();
             } else {
                 if malformed(seq) {
                     return Err(Miss::Corrupt);
@@ -349,9 +408,11 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                     // and skips it (see `closed_after_claim`).
                     #[cfg(multiproc_loom)]
                     crate::sync::fence(Ordering::SeqCst);
-                    if slot.seq.load(Ordering::SeqCst) == seq {
+                    let now = slot.seq.load(Ordering::SeqCst);
+                    if now == seq {
                         return Err(Miss::Closed);
                     }
+                    seq = now;
                     continue;
                 }
                 // Position `head` is taken already (`R`, or the slot is in
@@ -361,8 +422,9 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                 let next = self.walk(head, seq, full_stamp(head), &mut jumps)?;
                 advance(&body.head.pos, next);
             }
-            // Relaxed: as above.
+            // Relaxed, Acquire: as in `claim_pop_in`.
             head = body.head.pos.load(Ordering::Relaxed);
+            seq = self.slot(head).seq.load(Ordering::Acquire);
         }
     }
 
