@@ -197,9 +197,10 @@ fn corrupt_segment_is_not_disconnected() {
         .filter(|&i| mem[i..i + 8] == MARK.to_ne_bytes())
         .collect::<Vec<_>>();
     assert_eq!(at.len(), 1, "MARK found once");
-    // A sequence number far ahead of the indices: "already pushed" at a
-    // tail that did not move, which no run of the ring's code can leave.
-    mem[at[0] + 8..at[0] + 16].copy_from_slice(&18u64.to_ne_bytes());
+    // A sequence number in no state a slot can be in (skipped and busy at
+    // once), which no run of the ring's code can leave.
+    let impossible: u64 = 0b11 << 62 | 3;
+    mem[at[0] + 8..at[0] + 16].copy_from_slice(&impossible.to_ne_bytes());
     assert!(matches!(tx.try_send(1), Err(TrySendError::Corrupt(1))));
     assert_eq!(tx.send(2), Err(SendError::Corrupt(2)));
     assert!(matches!(
