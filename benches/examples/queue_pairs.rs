@@ -328,6 +328,7 @@ fn core_bytering(n: u64) -> Trial {
 /// In one process, `BATCH` (512) blocking sends then as many blocking
 /// receives, `n` messages in all: nanoseconds per send + receive, the
 /// instructions each layer runs per call without any cross-core traffic.
+#[inline(never)]
 fn single(n: u64, mut send: impl FnMut([u8; 8]), mut recv: impl FnMut() -> [u8; 8]) -> f64 {
     const BATCH: u64 = 512;
     let start = Instant::now();
