@@ -14,6 +14,7 @@
 //! | pair | std (as `benches/src/transfer.rs` calls it) | core ring (as the `ipc` bench's `core_*` rows) |
 //! |---|---|---|
 //! | `queue` | `queue::channel::<[u8; 8]>(1024)`: `send_timeout`/`recv_timeout` | `MpmcRing<[u8; 8]>`, 1024 slots: `push_timeout`/`pop_timeout` |
+//! | `qxfer` | the same `Queue` through `multiproc_benches::transfer` (`QueueTx`/`QueueRx`, `produce`/`consume`), as the `ipc` bench's `multiproc_queue` row | as `queue` |
 //! | `spsc` | `spsc::channel::<[u8; 8]>(1024)`: `send_timeout`/`recv_timeout` | `SpscRing<[u8; 8]>`, 1024 slots: `push_timeout`/`pop_timeout` |
 //! | `pipe` | `multiproc::pipe()` (default 4 MiB ring): `send_bytes`/`recv_bytes_into` | `ByteRing` of 64 KiB (the `ipc` bench's): `send_timeout`/`recv_into_timeout` |
 //! | `pipe64k` | `Pipe::new().ring_size(64 KiB)`, otherwise as `pipe` | as `pipe` |
@@ -28,7 +29,7 @@
 //! blocking call: misses per message tell the regime (0: the two sides
 //! run apart; near 1: they meet on every message). This changes the loop
 //! for both rows of a pair alike; the pipes have no non-blocking call and
-//! count nothing. `ONLY=queue,spsc` runs those pairs only.
+//! count nothing (nor does `qxfer`). `ONLY=queue,spsc` runs those pairs only.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,6 +191,23 @@ fn std_queue(n: u64, probe: bool) -> Trial {
         n,
         move |n| recv_loop(n, probe, || rx.try_recv(), || rx.recv_timeout(STALL)),
         |n| send_loop(n, probe, |m| tx.try_send(m), |m| tx.send_timeout(m, STALL)),
+    )
+}
+
+/// The `Queue` as the `ipc` bench's `multiproc_queue` row drives it:
+/// through `multiproc_benches::transfer` (`QueueTx`/`QueueRx` behind the
+/// `Source`/`Sink` traits, `produce`/`consume`).
+fn xfer_queue(n: u64, _probe: bool) -> Trial {
+    use multiproc_benches::transfer::{self, QueueRx, QueueTx};
+    let (tx, rx) = queue::channel::<[u8; 8]>(CAP).expect("queue");
+    let (mut tx, mut rx) = (QueueTx(tx), QueueRx::<[u8; 8]>(rx));
+    stream(
+        n,
+        move |n| transfer::consume(&mut rx, Some(n)).map(|t| (t.sum, 0)),
+        |n| {
+            transfer::produce(&mut tx, n).expect("send");
+            0
+        },
     )
 }
 
@@ -454,6 +472,7 @@ fn main() {
             std_queue as fn(u64, bool) -> Trial,
             core_mpmc as fn(u64, bool) -> Trial,
         ),
+        ("qxfer", xfer_queue, core_mpmc),
         ("spsc", std_spsc, core_spsc),
         ("pipe", |n, _| std_pipe(n, None), |n, _| core_bytering(n)),
         (
