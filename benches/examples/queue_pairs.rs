@@ -16,8 +16,8 @@
 //! | `queue` | `queue::channel::<[u8; 8]>(1024)`: `send_timeout`/`recv_timeout` | `MpmcRing<[u8; 8]>`, 1024 slots: `push_timeout`/`pop_timeout` |
 //! | `qxfer` | the same `Queue` through `multiproc_benches::transfer` (`QueueTx`/`QueueRx`, `produce`/`consume`), as the `ipc` bench's `multiproc_queue` row | as `queue` |
 //! | `spsc` | `spsc::channel::<[u8; 8]>(1024)`: `send_timeout`/`recv_timeout` | `SpscRing<[u8; 8]>`, 1024 slots: `push_timeout`/`pop_timeout` |
-//! | `pipe` | `multiproc::pipe()` (default 4 MiB ring): `send_bytes`/`recv_bytes_into` | `ByteRing` of 64 KiB (the `ipc` bench's): `send_timeout`/`recv_into_timeout` |
-//! | `pipe64k` | `Pipe::new().ring_size(64 KiB)`, otherwise as `pipe` | as `pipe` |
+//! | `pipe` | `multiproc::pipe()` (default 4 MiB ring): `send_bytes`/`recv_bytes_into` | `ByteRing` of 4 MiB: `send_timeout`/`recv_into_timeout` |
+//! | `pipe64k` | `Pipe::new().ring_size(64 KiB)`, otherwise as `pipe` | `ByteRing` of 64 KiB (the `ipc` bench's `core_bytering` rows) |
 //!
 //! It prints each trial's rates (M msg/s), then per pair the median rates
 //! and the median of the per-round ratios std/core (1.00: no cost; the
@@ -43,7 +43,10 @@ use multiproc::{queue, spsc, Pipe, Process, StartMethod};
 /// Longest wait of a timed call: a dead peer fails the run, not hangs it.
 const STALL: Duration = Duration::from_secs(30);
 const CAP: u64 = 1024;
+/// The ring of the `ipc` bench's `core_bytering` rows.
 const BYTERING: u64 = 64 << 10;
+/// The ring of each direction of a default `Pipe` (1 MiB messages).
+const PIPE_RING: u64 = 4 << 20;
 
 /// A control block shared with the forked child, one word per line.
 #[derive(Clone)]
@@ -309,10 +312,10 @@ fn std_pipe(n: u64, ring: Option<u64>) -> Trial {
     )
 }
 
-fn core_bytering(n: u64) -> Trial {
-    let mem = ByteRing::memory_size(BYTERING).expect("size");
+fn core_bytering(n: u64, size: u64) -> Trial {
+    let mem = ByteRing::memory_size(size).expect("size");
     let shm = Arc::new(SharedMemory::anonymous(mem).expect("shm"));
-    ByteRing::create(shm.region(), BYTERING, 8).expect("ring");
+    ByteRing::create(shm.region(), size, 8).expect("ring");
     let ring = ByteRing::attach(shm.region()).expect("attach");
     let mut tx = ring.sender().expect("sender");
     let child = Arc::clone(&shm);
@@ -474,11 +477,15 @@ fn main() {
         ),
         ("qxfer", xfer_queue, core_mpmc),
         ("spsc", std_spsc, core_spsc),
-        ("pipe", |n, _| std_pipe(n, None), |n, _| core_bytering(n)),
+        (
+            "pipe",
+            |n, _| std_pipe(n, None),
+            |n, _| core_bytering(n, PIPE_RING),
+        ),
         (
             "pipe64k",
             |n, _| std_pipe(n, Some(BYTERING)),
-            |n, _| core_bytering(n),
+            |n, _| core_bytering(n, BYTERING),
         ),
     ]
     .into_iter()
