@@ -526,7 +526,28 @@ impl Connection {
     /// [`PipeSendError::TooLarge`], [`PipeSendError::Disconnected`] (the other end
     /// is gone: dropped, or its processes died), [`PipeSendError::NotWritable`],
     /// [`PipeSendError::RoleTaken`].
+    #[inline]
     pub fn send_bytes(&mut self, msg: &[u8]) -> Result<(), PipeSendError> {
+        // Fast path: the core's one-call send, as the bare ring's
+        // `send_timeout` starts (no clock read, no system call).
+        self.local.ensure(&self.inner.seg.peers);
+        if let Some(tx) = self.tx.as_deref_mut() {
+            match tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(SendError::TooLarge { len, max }) => {
+                    return Err(PipeSendError::TooLarge { len, max })
+                }
+                Err(SendError::Full | SendError::Disconnected) => {}
+            }
+        }
+        self.send_bytes_slow(msg)
+    }
+
+    /// The rest of [`send_bytes`](Self::send_bytes): claims the role on
+    /// first use, waits for room, tells a gone peer from a hint.
+    #[cold]
+    #[inline(never)]
+    fn send_bytes_slow(&mut self, msg: &[u8]) -> Result<(), PipeSendError> {
         self.send_with(msg.len(), |b| b.copy_from_slice(msg))
     }
 
@@ -656,7 +677,30 @@ impl Connection {
     ///
     /// As [`recv_bytes`](Self::recv_bytes); [`PipeRecvError::BufferTooSmall`]
     /// (the message stays in the pipe).
+    #[inline]
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, PipeRecvError> {
+        // Fast path: the core's one-call receive (no clock read, no
+        // system call).
+        self.local.ensure(&self.inner.seg.peers);
+        if let Some(rx) = self.rx.as_deref_mut() {
+            match rx.try_recv_into(buf) {
+                Ok(n) => return Ok(n),
+                Err(RecvError::Corrupt(c)) => return Err(PipeRecvError::Corrupt(c)),
+                Err(RecvError::BufferTooSmall { needed }) => {
+                    return Err(PipeRecvError::BufferTooSmall { needed })
+                }
+                Err(RecvError::Empty | RecvError::Disconnected) => {}
+            }
+        }
+        self.recv_bytes_into_slow(buf)
+    }
+
+    /// The rest of [`recv_bytes_into`](Self::recv_bytes_into): claims the
+    /// role on first use, waits for a message, tells a gone peer from a
+    /// hint.
+    #[cold]
+    #[inline(never)]
+    fn recv_bytes_into_slow(&mut self, buf: &mut [u8]) -> Result<usize, PipeRecvError> {
         self.recv_loop(None, |rx, wait| match wait {
             None => rx.try_recv_into(buf),
             Some(d) => rx.recv_into_timeout(buf, d),

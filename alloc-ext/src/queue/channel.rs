@@ -394,6 +394,7 @@ impl<T: Pod> Sender<T> {
     /// [`SendError::Disconnected`] with `v` when every receiver is gone
     /// (dropped, or died: noticed within about 50 ms of waiting);
     /// [`SendError::Corrupt`] with `v` if the queue's memory is corrupt.
+    #[inline]
     pub fn send(&self, v: T) -> Result<(), SendError<T>> {
         self.send_deadline(v, || None).map_err(untimed_send)
     }
@@ -404,12 +405,14 @@ impl<T: Pod> Sender<T> {
     ///
     /// [`SendTimeoutError::Timeout`], [`SendTimeoutError::Disconnected`] or
     /// [`SendTimeoutError::Corrupt`], with `v`.
+    #[inline]
     pub fn send_timeout(&self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_deadline(v, || Some(Deadline::after(timeout)))
     }
 
     /// Sends `v`, blocking until the deadline that `deadline` computes
     /// (only once the queue is found full: the fast path reads no clock).
+    #[inline]
     fn send_deadline(
         &self,
         v: T,
@@ -720,6 +723,7 @@ impl<T: Pod> Receiver<T> {
     /// [`RecvError::Disconnected`] once the queue is empty and every sender
     /// is gone (dropped, or died: noticed within about 50 ms of waiting);
     /// [`RecvError::Corrupt`] if the queue's memory is corrupt.
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_deadline(|| None).map_err(untimed_recv)
     }
@@ -730,12 +734,14 @@ impl<T: Pod> Receiver<T> {
     ///
     /// [`RecvTimeoutError::Timeout`], [`RecvTimeoutError::Disconnected`] or
     /// [`RecvTimeoutError::Corrupt`].
+    #[inline]
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(|| Some(Deadline::after(timeout)))
     }
 
     /// Receives, blocking until the deadline that `deadline` computes (only
     /// once the queue is found empty: the fast path reads no clock).
+    #[inline]
     fn recv_deadline(
         &self,
         deadline: impl FnOnce() -> Option<Deadline>,

@@ -381,11 +381,13 @@ impl<T: Pod> Spsc<T> {
         Ok((
             Producer {
                 core: ManuallyDrop::new(p),
+                spin: Spin::DEFAULT,
                 local: Local::new(Side::Sender),
                 inner: Arc::clone(&inner),
             },
             Consumer {
                 core: ManuallyDrop::new(c),
+                spin: Spin::DEFAULT,
                 local: Local::new(Side::Receiver),
                 inner,
             },
@@ -407,6 +409,10 @@ pub fn channel<T: Pod>(capacity: u64) -> Result<(Producer<T>, Consumer<T>), Queu
 pub struct Producer<T: Pod> {
     /// Borrows `inner`'s segment; never dropped after it (see `Drop`).
     core: ManuallyDrop<CoreProducer<'static, T>>,
+    /// The spin setting of [`set_spin`](Self::set_spin), which a blocking
+    /// send restores in `core` when it returns (its later slices sleep at
+    /// once).
+    spin: Spin,
     local: Local,
     inner: Arc<Inner>,
 }
@@ -442,6 +448,7 @@ impl<T: Pod> Producer<T> {
     /// unless set). [`Spin::NONE`] sleeps at once: no CPU is burnt while the
     /// ring stays full, at the price of a wake-up (tens of µs) per sleep.
     pub fn set_spin(&mut self, spin: Spin) {
+        self.spin = spin;
         self.core.set_spin(spin);
     }
 
@@ -465,6 +472,7 @@ impl<T: Pod> Producer<T> {
     /// [`SendError::Disconnected`] once the consumer is gone (dropped, or
     /// died: noticed within about 50 ms of waiting); [`SendError::Corrupt`]
     /// if the ring's indices are impossible.
+    #[inline]
     pub fn send(&mut self, v: T) -> Result<(), SendError<T>> {
         self.send_deadline(v, || None).map_err(untimed_send)
     }
@@ -475,43 +483,58 @@ impl<T: Pod> Producer<T> {
     ///
     /// [`SendTimeoutError::Timeout`], [`SendTimeoutError::Disconnected`] or
     /// [`SendTimeoutError::Corrupt`], with `v`.
+    #[inline]
     pub fn send_timeout(&mut self, v: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.send_deadline(v, || Some(Deadline::after(timeout)))
     }
 
     /// Sends `v`, blocking until the deadline that `deadline` computes
     /// (only once the ring is found full: the fast path reads no clock).
+    /// Inlined, with the waiting loop out of line, as the core ring's
+    /// `push_timeout`: the fast path is the core's plus the handle check.
+    #[inline]
     fn send_deadline(
         &mut self,
-        mut v: T,
+        v: T,
         deadline: impl FnOnce() -> Option<Deadline>,
     ) -> Result<(), SendTimeoutError<T>> {
         match self.try_send(v) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(v)) => return Err(SendTimeoutError::Disconnected(v)),
-            Err(TrySendError::Corrupt(v)) => return Err(SendTimeoutError::Corrupt(v)),
-            Err(TrySendError::Full(back)) => v = back,
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(v)) => Err(SendTimeoutError::Disconnected(v)),
+            Err(TrySendError::Corrupt(v)) => Err(SendTimeoutError::Corrupt(v)),
+            Err(TrySendError::Full(v)) => self.send_slow(v, deadline()),
         }
-        let deadline = deadline();
-        loop {
+    }
+
+    /// The waiting loop of a blocking send, in slices of
+    /// [`LIVENESS_SLICE`], checking between slices that a consumer lives.
+    /// Slices after the first sleep at once; the handle's own spin setting
+    /// is back in place when it returns, whatever the outcome.
+    #[cold]
+    fn send_slow(
+        &mut self,
+        mut v: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let out = loop {
             let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
             // The core's own "consumer gone" verdict looks at the role,
             // held by the creating process: only the peer table decides.
             match self.core.push_deadline(v, Some(slice)) {
-                Ok(()) => return Ok(()),
+                Ok(()) => break Ok(()),
                 Err(PushError::Full(back) | PushError::Disconnected(back)) => v = back,
-                Err(PushError::Corrupt(back)) => return Err(SendTimeoutError::Corrupt(back)),
+                Err(PushError::Corrupt(back)) => break Err(SendTimeoutError::Corrupt(back)),
             }
             self.core.set_spin(Spin::NONE);
             if !self.inner.seg.side_alive(Side::Receiver) {
-                self.core.set_spin(Spin::DEFAULT);
-                return Err(SendTimeoutError::Disconnected(v));
+                break Err(SendTimeoutError::Disconnected(v));
             }
             if deadline.is_some_and(Deadline::has_passed) {
-                self.core.set_spin(Spin::DEFAULT);
-                return Err(SendTimeoutError::Timeout(v));
+                break Err(SendTimeoutError::Timeout(v));
             }
-        }
+        };
+        self.core.set_spin(self.spin);
+        out
     }
 }
 
@@ -617,6 +640,7 @@ impl<T: Pod> Producer<T> {
         })?;
         Ok(Self {
             core: ManuallyDrop::new(core),
+            spin: Spin::DEFAULT,
             local: Local::new(Side::Sender),
             inner,
         })
@@ -650,6 +674,8 @@ impl<T: Pod> Producer<T> {
 pub struct Consumer<T: Pod> {
     /// Borrows `inner`'s segment; never dropped after it (see `Drop`).
     core: ManuallyDrop<CoreConsumer<'static, T>>,
+    /// As [`Producer`]'s.
+    spin: Spin,
     local: Local,
     inner: Arc<Inner>,
 }
@@ -681,6 +707,7 @@ impl<T: Pod> Consumer<T> {
     /// How long a blocking receive spins before it sleeps ([`Spin::DEFAULT`]
     /// unless set); see [`Producer::set_spin`].
     pub fn set_spin(&mut self, spin: Spin) {
+        self.spin = spin;
         self.core.set_spin(spin);
     }
 
@@ -705,6 +732,7 @@ impl<T: Pod> Consumer<T> {
     /// producer is gone (dropped, or died: noticed within about 50 ms of
     /// waiting); [`RecvError::Corrupt`] if the ring's indices are
     /// impossible.
+    #[inline]
     pub fn recv(&mut self) -> Result<T, RecvError> {
         self.recv_deadline(|| None).map_err(untimed_recv)
     }
@@ -715,45 +743,51 @@ impl<T: Pod> Consumer<T> {
     ///
     /// [`RecvTimeoutError::Timeout`], [`RecvTimeoutError::Disconnected`] or
     /// [`RecvTimeoutError::Corrupt`].
+    #[inline]
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_deadline(|| Some(Deadline::after(timeout)))
     }
 
     /// Receives, blocking until the deadline that `deadline` computes (only
-    /// once the ring is found empty: the fast path reads no clock).
+    /// once the ring is found empty: the fast path reads no clock). Inlined,
+    /// with the waiting loop out of line, as [`Producer::send_timeout`].
+    #[inline]
     fn recv_deadline(
         &mut self,
         deadline: impl FnOnce() -> Option<Deadline>,
     ) -> Result<T, RecvTimeoutError> {
         match self.try_recv() {
-            Ok(v) => return Ok(v),
-            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-            Err(TryRecvError::Corrupt) => return Err(RecvTimeoutError::Corrupt),
-            Err(TryRecvError::Empty) => {}
+            Ok(v) => Ok(v),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Corrupt) => Err(RecvTimeoutError::Corrupt),
+            Err(TryRecvError::Empty) => self.recv_slow(deadline()),
         }
-        let deadline = deadline();
-        loop {
+    }
+
+    /// The waiting loop of a blocking receive, as [`Producer`]'s
+    /// `send_slow`: slices, a liveness check between them, the handle's
+    /// spin setting restored on return.
+    #[cold]
+    fn recv_slow(&mut self, deadline: Option<Deadline>) -> Result<T, RecvTimeoutError> {
+        let out = loop {
             let slice = Deadline::after(LIVENESS_SLICE).min(deadline);
             // As in `Producer::send`: the core's verdict on the role is a
             // hint; the peer table decides.
             match self.core.pop_deadline(Some(slice)) {
-                Ok(v) => {
-                    self.core.set_spin(Spin::DEFAULT);
-                    return Ok(v);
-                }
+                Ok(v) => break Ok(v),
                 Err(PopError::Empty | PopError::Disconnected) => {}
-                Err(PopError::Corrupt) => return Err(RecvTimeoutError::Corrupt),
+                Err(PopError::Corrupt) => break Err(RecvTimeoutError::Corrupt),
             }
             self.core.set_spin(Spin::NONE);
             if !self.inner.seg.side_alive(Side::Sender) {
-                self.core.set_spin(Spin::DEFAULT);
-                return self.core.try_pop().map_err(recv_gone);
+                break self.core.try_pop().map_err(recv_gone);
             }
             if deadline.is_some_and(Deadline::has_passed) {
-                self.core.set_spin(Spin::DEFAULT);
-                return Err(RecvTimeoutError::Timeout);
+                break Err(RecvTimeoutError::Timeout);
             }
-        }
+        };
+        self.core.set_spin(self.spin);
+        out
     }
 
     /// Reads the oldest value in place (zero-copy receive), blocking while
@@ -834,6 +868,7 @@ impl<T: Pod> Consumer<T> {
         })?;
         Ok(Self {
             core: ManuallyDrop::new(core),
+            spin: Spin::DEFAULT,
             local: Local::new(Side::Receiver),
             inner,
         })
