@@ -15,7 +15,9 @@
 //!    where ours reports Empty, so compare misses only within one ring.
 //!
 //! `ONLY_SINGLE=1` stops after 1; `ALIGNED=1` runs 2 for 64 B only, with
-//! the message also aligned to 64 (each value in a line of its own).
+//! the message also aligned to 64 (each value in a line of its own);
+//! `SIDES=k` runs 2 with k producer and k consumer threads (the taken
+//! count is one shared atomic: a cost both rings pay alike).
 use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -68,6 +70,10 @@ fn run<T: M>(
     pop: impl Fn() -> Option<T> + Send + Sync,
     n: u64,
 ) -> (Duration, u64, u64) {
+    let sides: u64 = std::env::var("SIDES").map_or(1, |s| s.parse().unwrap());
+    if sides > 1 {
+        return run_many(&push, &pop, n, sides);
+    }
     thread::scope(|s| {
         let start = Instant::now();
         let c = s.spawn(|| {
@@ -95,6 +101,66 @@ fn run<T: M>(
         let (sum, cmiss) = c.join().unwrap();
         let el = start.elapsed();
         assert_eq!(sum, n.wrapping_mul(n - 1) / 2);
+        (el, pmiss, cmiss)
+    })
+}
+
+/// `run` with `sides` producer threads and as many consumers, each
+/// producer pushing `n / sides` messages (keys from disjoint ranges).
+fn run_many<T: M>(
+    push: &(impl Fn(T) -> Result<(), T> + Sync),
+    pop: &(impl Fn() -> Option<T> + Sync),
+    n: u64,
+    sides: u64,
+) -> (Duration, u64, u64) {
+    let per = n / sides;
+    let total = per * sides;
+    let taken = std::sync::atomic::AtomicU64::new(0);
+    thread::scope(|s| {
+        let start = Instant::now();
+        let consumers: Vec<_> = (0..sides)
+            .map(|_| {
+                let taken = &taken;
+                s.spawn(move || {
+                    let (mut sum, mut miss) = (0u64, 0u64);
+                    while taken.load(std::sync::atomic::Ordering::Relaxed) < total {
+                        if let Some(v) = pop() {
+                            sum = sum.wrapping_add(black_box(v).key());
+                            taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        } else {
+                            miss += 1;
+                            std::hint::spin_loop();
+                        }
+                    }
+                    (sum, miss)
+                })
+            })
+            .collect();
+        let producers: Vec<_> = (0..sides)
+            .map(|p| {
+                s.spawn(move || {
+                    let mut miss = 0u64;
+                    for i in p * per..(p + 1) * per {
+                        let mut v = T::make(i);
+                        while let Err(b) = push(v) {
+                            v = b;
+                            miss += 1;
+                            std::hint::spin_loop();
+                        }
+                    }
+                    miss
+                })
+            })
+            .collect();
+        let pmiss: u64 = producers.into_iter().map(|h| h.join().unwrap()).sum();
+        let (mut sum, mut cmiss) = (0u64, 0u64);
+        for h in consumers {
+            let (s, m) = h.join().unwrap();
+            sum = sum.wrapping_add(s);
+            cmiss += m;
+        }
+        let el = start.elapsed();
+        assert_eq!(sum, total.wrapping_mul(total - 1) / 2);
         (el, pmiss, cmiss)
     })
 }

@@ -139,7 +139,7 @@ fn producer_dies(last_act: fn(MpmcRing<'static, u64>)) {
 }
 
 /// A producer dies right after the CAS that took its slot, before it
-/// records its identity and moves `tail` on: the other producer walks
+/// records its identity (its publish would move `tail` on): the other producer walks
 /// past the held slot from the stale `tail`, and the consumer, once the
 /// owner's pid is dead, steps over the held slot to the 2.
 #[test]

@@ -44,11 +44,11 @@
 //!
 //! | state | `seq` | meaning | next step |
 //! |---|---|---|---|
-//! | `F(p)` | `f` | free for the producer of `p` | producer: CAS `seq` to `W` (the claim), then move `tail` past `p` |
-//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` (its identity in `owner`) | owner: store `V` (or `S` if its closure panics or the ring was closed) |
-//! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R` (the claim), then move `head` past `p` |
+//! | `F(p)` | `f` | free for the producer of `p` | producer: CAS `seq` to `W` (the claim) |
+//! | `W(p, pid)` | `BUSY \| pid \| f` | process `pid` writes the value of `p` (its identity in `owner`) | owner: store `V` (or `S` if its closure panics or the ring was closed), then move `tail` past `p` |
+//! | `V(p)` | `2p + 1` | holds the value of `p` | consumer: CAS `seq` to `R` (the claim) |
 //! | `S(p)` | `SKIPPED \| 2p + 1` | published without a value | consumer: CAS `seq` to `F(p + cap)`, move `head` |
-//! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` (its identity in `owner`) | owner: store `F(p + cap)` |
+//! | `R(p, pid)` | `BUSY \| pid \| 2p + 1` | process `pid` reads the value of `p` (its identity in `owner`) | owner: store `F(p + cap)`, then move `head` past `p` |
 //!
 //! Both sides claim a position by the CAS on its slot's `seq` (`F` to
 //! `W` for a push, `V` to `R` for a pop), one `lock`ed instruction each,
