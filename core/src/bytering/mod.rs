@@ -572,7 +572,7 @@ impl<'a> ByteRing<'a> {
         self.check_range(off, src.len() as u64);
         self.track(off, src.len() as u64, true);
         // SAFETY: in bounds (checked); unpublished bytes owned by the sender.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(off as usize), src.len()) };
+        unsafe { copy_bytes(src.as_ptr(), self.data().add(off as usize), src.len()) };
     }
 
     /// Copies `dst.len()` bytes at `off` out of the data.
@@ -583,9 +583,7 @@ impl<'a> ByteRing<'a> {
         // SAFETY: in bounds (checked); a validated, published frame that the
         // sender does not write until the receiver releases it (a hostile
         // sender can only make these bytes garbage, see the module docs).
-        unsafe {
-            ptr::copy_nonoverlapping(self.data().add(off as usize), dst.as_mut_ptr(), dst.len())
-        };
+        unsafe { copy_bytes(self.data().add(off as usize), dst.as_mut_ptr(), dst.len()) };
     }
 
     /// Loom only: records an access to the data words covering
@@ -611,6 +609,7 @@ impl<'a> ByteRing<'a> {
     }
 
     /// Validates the frame at `head` given the published `tail`.
+    #[inline]
     fn parse_frame(&self, head: u64, tail: u64) -> Result<Frame, Corruption> {
         let cap = self.capacity;
         if (head | tail) & 7 != 0 {
@@ -664,6 +663,34 @@ impl<'a> ByteRing<'a> {
             len,
             advance: skip + size,
         })
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst`: a message of 8 to 16 bytes as
+/// two (overlapping) unaligned words inline, anything else through
+/// `memcpy`, whose call and size dispatch cost more than the copy for
+/// the small messages a pipe mostly carries (profile of an 8-byte
+/// stream: 7% of the samples in `memmove`).
+///
+/// # Safety
+///
+/// `src` is valid for reads and `dst` for writes of `len` bytes, and the
+/// two ranges do not overlap.
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    if (8..=16).contains(&len) {
+        // SAFETY: both words lie within the `len` bytes the caller vouches
+        // for (`len - 8 >= 0`, and `len - 8 + 8 = len`); unaligned
+        // accesses of plain bytes.
+        unsafe {
+            let first = ptr::read_unaligned(src.cast::<u64>());
+            let last = ptr::read_unaligned(src.add(len - 8).cast::<u64>());
+            ptr::write_unaligned(dst.cast::<u64>(), first);
+            ptr::write_unaligned(dst.add(len - 8).cast::<u64>(), last);
+        }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { ptr::copy_nonoverlapping(src, dst, len) };
     }
 }
 

@@ -54,6 +54,7 @@ impl<'a> FrameReceiver<'a> {
     /// - [`RecvError::BufferTooSmall`]: the frame is longer than `buf`; it
     ///   stays in the ring (see [`peek_len`](Self::peek_len)).
     /// - [`RecvError::Corrupt`]: the ring is corrupt (for good).
+    #[inline]
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         let frame = self.poll_frame()?;
         self.take_into(frame, buf)
@@ -66,6 +67,7 @@ impl<'a> FrameReceiver<'a> {
     ///
     /// As [`try_recv_into`](Self::try_recv_into), except `Empty`;
     /// `Disconnected` also once the sender died.
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         let frame = self.frame(None)?;
         self.take_into(frame, buf)
@@ -77,6 +79,7 @@ impl<'a> FrameReceiver<'a> {
     ///
     /// As [`recv_into`](Self::recv_into); [`RecvError::Empty`] when the
     /// timeout passes.
+    #[inline]
     pub fn recv_into_timeout(
         &mut self,
         buf: &mut [u8],
@@ -146,6 +149,7 @@ impl<'a> FrameReceiver<'a> {
     }
 
     /// The next frame, validated, or why there is none.
+    #[inline]
     pub(super) fn poll_frame(&mut self) -> Result<Frame, RecvError> {
         if let Some(c) = self.corrupt {
             return Err(RecvError::Corrupt(c));
@@ -202,6 +206,7 @@ impl<'a> FrameReceiver<'a> {
         )
     }
 
+    #[inline]
     pub(super) fn take_into(&mut self, frame: Frame, buf: &mut [u8]) -> Result<usize, RecvError> {
         let len = frame.len as usize;
         let Some(dst) = buf.get_mut(..len) else {
@@ -213,6 +218,7 @@ impl<'a> FrameReceiver<'a> {
     }
 
     /// Frees `frame`, the one at `head`.
+    #[inline]
     pub(super) fn release_frame(&mut self, frame: Frame) {
         let ring = self.ring;
         self.head = self.head.wrapping_add(frame.advance);

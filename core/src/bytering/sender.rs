@@ -49,6 +49,7 @@ impl<'a> FrameSender<'a> {
     /// [`SendError::Disconnected`] if the receiver released its role;
     /// [`SendError::Full`] if the frame does not fit now (or `head` is
     /// corrupt).
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let slot = self.poll_space(msg.len())?;
         self.write(slot, msg);
@@ -61,6 +62,7 @@ impl<'a> FrameSender<'a> {
     ///
     /// [`SendError::TooLarge`]; [`SendError::Disconnected`] if the receiver
     /// released its role or died.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let slot = self.space(msg.len(), None)?;
         self.write(slot, msg);
@@ -72,6 +74,7 @@ impl<'a> FrameSender<'a> {
     /// # Errors
     ///
     /// As [`send`](Self::send); [`SendError::Full`] when the timeout passes.
+    #[inline]
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
         let slot = self.space(msg.len(), Some(timeout))?;
         self.write(slot, msg);
@@ -141,6 +144,7 @@ impl<'a> FrameSender<'a> {
     }
 
     /// Finds room for a frame of `len` payload bytes, or says why not.
+    #[inline]
     pub(super) fn poll_space(&mut self, len: usize) -> Result<Slot, SendError> {
         let ring = self.ring;
         let len = len as u64;
@@ -236,12 +240,14 @@ impl<'a> FrameSender<'a> {
         )
     }
 
+    #[inline]
     pub(super) fn write(&mut self, slot: Slot, msg: &[u8]) {
         self.ring.copy_in(slot.frame + HEADER_LEN, msg);
         self.publish(slot);
     }
 
     /// Writes the headers of `slot` and publishes it.
+    #[inline]
     pub(super) fn publish(&mut self, slot: Slot) {
         let ring = self.ring;
         if let Some(w) = slot.wrap {
