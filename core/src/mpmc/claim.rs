@@ -10,7 +10,7 @@ use super::slot::{
     stamp_diff, Slot, BUSY, SKIPPED,
 };
 use super::{MpmcRing, NOT_POW2};
-use crate::sync::{current_identity, AtomicU64, Ordering};
+use crate::sync::{current_identity, AtomicU32, AtomicU64, Ordering};
 
 impl<'a, T: Pod> MpmcRing<'a, T> {
     // -- the protocol --------------------------------------------------------
@@ -108,19 +108,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// was not `want` (or the weak CAS failed spuriously).
     #[inline(always)]
     fn take(&self, slot: &Slot<T>, want: u64) -> Result<(), u64> {
-        let me = current_identity();
-        // SeqCst on success: pairs with the sleepers of the other side
-        // (see `sleepers`) and, for a push, with `close` (see
-        // `closed_after_claim`); it is the claim. Relaxed on failure: the
-        // caller looks at what it found, and synchronises on a later take.
-        slot.seq.compare_exchange_weak(
-            want,
-            busy(want, me),
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        )?;
-        record_owner(slot, me);
-        Ok(())
+        take(&slot.seq, &slot.owner, want)
     }
 
     /// [`take_push`](Self::take_push) past its first look at the slot of
@@ -171,63 +159,18 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             }
             // Position `tail` is taken already (`W`, `V`, `R`, `S`, or the
             // slot is in a later lap): our hint is stale. Walk on.
-            tail = self.walk(tail, seq, free_stamp(tail), &mut jumps)?;
+            tail = walk(self.capacity, tail, seq, free_stamp(tail), &mut jumps)?;
             // Acquire: as in `take_push`.
             seq = self.slot(tail).seq.load(Ordering::Acquire);
         }
     }
 
-    /// The next position to try after `pos`, whose slot (word `seq`) shows
-    /// `pos` already taken; `base` is the stamp `seq` would have if it
-    /// held exactly `pos` (`2 pos` for a push, `2 pos + 1` for a pop).
-    /// Within a lap, the next position; a slot that has reached a later lap
-    /// (position `q`, stamp `2q` or `2q + 1`) says that the position of
-    /// its previous lap, `q - cap`, was taken (by a producer, or freed by a
-    /// consumer) and, positions being taken in order, every position
-    /// below it too: the walk jumps there. That happens only after a stale
-    /// hint (a thread that stalled between its load and its store of
-    /// `tail` or `head` moved it back, by laps); at most [`LAP_JUMPS`] per
-    /// call, so that garbage stamps cannot keep a call jumping (the ring
-    /// then looks full or empty, which is all a live ring's call can
-    /// conclude after that many stalls).
-    #[inline]
-    pub(super) fn walk(&self, pos: u64, seq: u64, base: u64, jumps: &mut u32) -> Result<u64, Miss> {
-        let d = stamp_diff(stamp(seq), base);
-        if d <= 2 * self.capacity as i64 + 1 {
-            return Ok(pos.wrapping_add(1));
-        }
-        *jumps += 1;
-        if *jumps > LAP_JUMPS {
-            return Err(Miss::Idle);
-        }
-        // q = pos + d / 2 (rounded down: `2q + 1` is still position q);
-        // q - cap is taken, so the walk goes on at q - cap + 1.
-        let q = pos.wrapping_add(d as u64 / 2);
-        Ok(q.wrapping_sub(self.capacity).wrapping_add(1))
-    }
-
     /// Whether the ring was closed, read by a producer after the CAS that
     /// claimed its slot and before it publishes a value there (a closed
-    /// ring gets the slot as skipped instead).
-    ///
-    /// `close` stores the flag (`SeqCst`); a consumer that finds the
-    /// ring empty reads the flag, then the slot at `head` again
-    /// (`SeqCst` both), and reports "closed and drained" only if that slot
-    /// is still free for `head`. If our claim of that slot came after its
-    /// second read (it read the slot's earlier value), then in the single
-    /// total order S: the close's store, its read of the flag, its read
-    /// of the slot, our CAS, this load; so this load sees the flag, and
-    /// the value it would have missed is never published. Any claim at a
-    /// later position comes after a claim at `head` (positions are taken
-    /// in order), so after this one. On x86 the load is a plain `mov`
-    /// after the `lock`ed CAS; under loom, which models `SeqCst` loads as
-    /// Acquire, both sides get the fence that those rules make
-    /// unnecessary.
+    /// ring gets the slot as skipped instead): [`closed_after_claim`].
     #[inline(always)]
     pub(super) fn closed_after_claim(&self) -> bool {
-        #[cfg(multiproc_loom)]
-        crate::sync::fence(Ordering::SeqCst);
-        self.parts.body.control.closed.load(Ordering::SeqCst) != 0
+        closed_after_claim(&self.parts.body.control.closed)
     }
 
     /// Takes up to `max` consecutive slots from the first untaken push
@@ -257,7 +200,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             {
                 break;
             }
-            record_owner(slot, me);
+            record_owner(&slot.owner, me);
             n += 1;
         }
         Some((first, n as usize))
@@ -279,7 +222,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// sleeps.
     #[cold]
     pub(super) fn publish_skipped(&self, slot: &Slot<T>, pos: u64) {
-        clear_owner(slot);
+        clear_owner(&slot.owner);
         // Release: pairs with the Acquire load in `claim_pop`, which frees
         // the slot without reading it; and orders the clear above.
         slot.seq.store(full_stamp(pos) | SKIPPED, Ordering::Release);
@@ -290,7 +233,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`publish`](Self::publish) without the wake-up.
     #[inline]
     pub(super) fn publish_quiet(&self, slot: &Slot<T>, pos: u64) {
-        clear_owner(slot);
+        clear_owner(&slot.owner);
         // Release: pairs with the Acquire load of seq in `claim_pop`: our
         // write of the value is visible to its consumer; and orders the
         // clear above. A plain store: the slot is ours (`W`), and nobody
@@ -388,28 +331,19 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
                         });
                     }
                     // `F(head)`: empty, unless closed and drained.
-                    // SeqCst: see `closed_after_claim`.
-                    if body.control.closed.load(Ordering::SeqCst) == 0 {
-                        return Err(Miss::Idle);
+                    match empty_or_drained(&body.control.closed, &slot.seq, seq) {
+                        Ok(miss) => return Err(miss),
+                        Err(now) => {
+                            seq = now;
+                            continue;
+                        }
                     }
-                    // Closed: drained if nobody has claimed `head` yet, as
-                    // a look at the slot after the flag's tells: a producer
-                    // that claims it later reads the flag after its claim
-                    // and skips it (see `closed_after_claim`).
-                    #[cfg(multiproc_loom)]
-                    crate::sync::fence(Ordering::SeqCst);
-                    let now = slot.seq.load(Ordering::SeqCst);
-                    if now == seq {
-                        return Err(Miss::Closed);
-                    }
-                    seq = now;
-                    continue;
                 }
                 // Position `head` is taken already (`R`, or the slot is in
                 // a later lap): its consumer has not moved `head` on yet,
                 // or our `head` is stale (a consumer that stalled before
                 // its store moved it back). Help it along.
-                let next = self.walk(head, seq, full_stamp(head), &mut jumps)?;
+                let next = walk(self.capacity, head, seq, full_stamp(head), &mut jumps)?;
                 advance(&body.head.pos, next);
             }
             // Relaxed, Acquire: as in `claim_pop_in`.
@@ -444,7 +378,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             {
                 break;
             }
-            record_owner(slot, me);
+            record_owner(&slot.owner, me);
             n += 1;
         }
         Some((first, n as usize))
@@ -470,7 +404,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`free_slot`](Self::free_slot) without the wake-up.
     #[inline]
     pub(super) fn free_slot_quiet(&self, slot: &Slot<T>, pos: u64) {
-        clear_owner(slot);
+        clear_owner(&slot.owner);
         // Release: pairs with the Acquire load of seq in `claim_push`: our
         // read of the value is done before the slot is written again; and
         // orders the clear above. A plain store: the slot is ours (`R`).
@@ -489,9 +423,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// it). Returns whether the slot changed.
     ///
     /// The change is a CAS from exactly the word that was found, so a slot
-    /// that moved on meanwhile is left alone. (A push claims by taking the
-    /// slot, so there is no claimed-but-untaken position to steal, as there
-    /// is in [`crate::msgqueue`].)
+    /// that moved on meanwhile is left alone.
     #[cold]
     pub(super) fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
         let Stuck { pos, seq } = stuck;
@@ -545,11 +477,116 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     }
 }
 
+/// Whether the ring was closed (its control line's `closed` word),
+/// read by a producer after the CAS that claimed its slot and before it
+/// publishes a value there (a closed ring gets the slot as skipped
+/// instead). Both rings' ([`crate::msgqueue`]'s too).
+///
+/// `close` stores the flag (`SeqCst`); a consumer that finds the
+/// ring empty reads the flag, then the slot at `head` again
+/// (`SeqCst` both: [`empty_or_drained`]), and reports "closed and drained"
+/// only if that slot is still free for `head`. If our claim of that slot
+/// came after its second read (it read the slot's earlier value), then in
+/// the single total order S: the close's store, its read of the flag, its
+/// read of the slot, our CAS, this load; so this load sees the flag, and
+/// the value it would have missed is never published. Any claim at a
+/// later position comes after a claim at `head` (positions are taken
+/// in order), so after this one. On x86 the load is a plain `mov`
+/// after the `lock`ed CAS; under loom, which models `SeqCst` loads as
+/// Acquire, both sides get the fence that those rules make
+/// unnecessary.
+#[inline(always)]
+pub(crate) fn closed_after_claim(closed: &AtomicU32) -> bool {
+    #[cfg(multiproc_loom)]
+    crate::sync::fence(Ordering::SeqCst);
+    closed.load(Ordering::SeqCst) != 0
+}
+
+/// What a pop that found the slot of `head` free for `head` (the word
+/// `seq`, loaded from `seq_word`) reports: [`Miss::Idle`] if the ring is
+/// open (the `closed` word is 0), [`Miss::Closed`] if it is closed and
+/// drained (the slot, looked at again after the flag, is still free for
+/// `head`: a producer that claims it later reads the flag after its
+/// claim and skips it, see [`closed_after_claim`]); else the word the
+/// second look found (a producer claimed `head` meanwhile: look again).
+#[cold]
+pub(crate) fn empty_or_drained(
+    closed: &AtomicU32,
+    seq_word: &AtomicU64,
+    seq: u64,
+) -> Result<Miss, u64> {
+    // SeqCst: see `closed_after_claim`.
+    if closed.load(Ordering::SeqCst) == 0 {
+        return Ok(Miss::Idle);
+    }
+    #[cfg(multiproc_loom)]
+    crate::sync::fence(Ordering::SeqCst);
+    let now = seq_word.load(Ordering::SeqCst);
+    if now == seq {
+        Ok(Miss::Closed)
+    } else {
+        Err(now)
+    }
+}
+
+/// Takes a slot (its `seq` and `owner` words) from the state `want` (`F`
+/// or `V`) to busy, owned by this process, and records the owner; the
+/// word found instead if it was not `want` (or the weak CAS failed
+/// spuriously). The take of both rings' claims ([`crate::msgqueue`]'s
+/// too).
+#[inline(always)]
+pub(crate) fn take(seq: &AtomicU64, owner: &AtomicU64, want: u64) -> Result<(), u64> {
+    let me = current_identity();
+    // SeqCst on success: pairs with the sleepers of the other side
+    // (see `sleepers`) and, for a push, with `close` (see
+    // `closed_after_claim`); it is the claim. Relaxed on failure: the
+    // caller looks at what it found, and synchronises on a later take.
+    seq.compare_exchange_weak(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)?;
+    record_owner(owner, me);
+    Ok(())
+}
+
+/// The next position to try after `pos` in a ring of `capacity` slots,
+/// whose slot (word `seq`) shows `pos` already taken; `base` is the stamp
+/// `seq` would have if it held exactly `pos` (`2 pos` for a push,
+/// `2 pos + 1` for a pop). Within a lap, the next position; a slot that
+/// has reached a later lap (position `q`, stamp `2q` or `2q + 1`) says
+/// that the position of its previous lap, `q - cap`, was taken (by a
+/// producer, or freed by a consumer) and, positions being taken in order,
+/// every position below it too: the walk jumps there. That happens only
+/// after a stale hint (a thread that stalled between its load and its
+/// store of `tail` or `head` moved it back, by laps); at most
+/// [`LAP_JUMPS`] per call, so that garbage stamps cannot keep a call
+/// jumping (the ring then looks full or empty, which is all a live ring's
+/// call can conclude after that many stalls). Both rings' walk
+/// ([`crate::msgqueue`]'s too).
+#[inline]
+pub(crate) fn walk(
+    capacity: u64,
+    pos: u64,
+    seq: u64,
+    base: u64,
+    jumps: &mut u32,
+) -> Result<u64, Miss> {
+    let d = stamp_diff(stamp(seq), base);
+    if d <= 2 * capacity as i64 + 1 {
+        return Ok(pos.wrapping_add(1));
+    }
+    *jumps += 1;
+    if *jumps > LAP_JUMPS {
+        return Err(Miss::Idle);
+    }
+    // q = pos + d / 2 (rounded down: `2q + 1` is still position q);
+    // q - cap is taken, so the walk goes on at q - cap + 1.
+    let q = pos.wrapping_add(d as u64 / 2);
+    Ok(q.wrapping_sub(capacity).wrapping_add(1))
+}
+
 /// How many times one call may jump a lap forward (see
-/// [`MpmcRing::walk`]): a live ring needs one per stale hint it meets,
+/// [`walk`]): a live ring needs one per stale hint it meets,
 /// which takes a thread stalled between its load and its store of the
 /// hint, or a stall of our own for a lap of traffic.
-pub(super) const LAP_JUMPS: u32 = 16;
+pub(crate) const LAP_JUMPS: u32 = 16;
 
 /// Moves the hint `word` (`tail` or `head`) on to `to` (every position
 /// below `to` is taken) unless it is already there or further, with a
@@ -565,7 +602,7 @@ pub(super) const LAP_JUMPS: u32 = 16;
 /// position is the first untaken one, which the hint never passes). Two
 /// stores may race, so a hint can move back, by laps if a thread stalls
 /// between its load and its store; a thread that then finds taken slots
-/// walks on ([`MpmcRing::walk`]), and one that finds an untaken slot knows
+/// walks on ([`walk`]), and one that finds an untaken slot knows
 /// the hint is exact there. `len` may be off meanwhile (it clamps).
 ///
 /// A push or pop moves its hint when it hands its slot on (publish, free),
@@ -577,7 +614,7 @@ pub(super) const LAP_JUMPS: u32 = 16;
 /// one step. (Single thread, ns per push + pop at 8 B: 7.4 with the move
 /// at the take, 6.3 at the hand-on; `mpmc_pairs`.)
 #[inline(always)]
-fn advance(word: &AtomicU64, to: u64) {
+pub(crate) fn advance(word: &AtomicU64, to: u64) {
     // Relaxed: a hint (for `len` and the next claimer's first guess); the
     // slots' seq words synchronise the data. The load keeps the hint from
     // moving back in all but a race between load and store, and leaves the
@@ -592,7 +629,7 @@ fn advance(word: &AtomicU64, to: u64) {
 /// [`super::slot`]): skipped and busy, skipped with an even stamp (a
 /// value's stamp is odd), or an owner pid without the busy bit.
 #[cold]
-fn malformed(seq: u64) -> bool {
+pub(crate) fn malformed(seq: u64) -> bool {
     let skipped = seq & SKIPPED != 0;
     let busy = seq & BUSY != 0;
     (skipped && (busy || stamp(seq) & 1 == 0)) || (!busy && owner_pid(seq) != 0)

@@ -60,7 +60,7 @@
 //! plain stores: they never pass an untaken position, and whoever finds a
 //! taken slot at one walks on (racing stores can set a hint back, even by
 //! laps; threads then walk forward again, jumping a lap at a time: see
-//! `advance` and `MpmcRing::walk` in `claim.rs`). A slot free for exactly
+//! `advance` and `walk` in `claim.rs`). A slot free for exactly
 //! its position `p` exists only for the first untaken push position, so
 //! pushes are claimed in position order, and likewise pops.
 //!
@@ -185,26 +185,27 @@ pub(crate) const fn owner_pid(seq: u64) -> u32 {
     ((seq >> STAMP_BITS) & OWNER_MASK) as u32
 }
 
-/// Records the identity word `me` of the process that has just taken
-/// `slot` (its `seq` CAS to `W` or `R` succeeded).
+/// Records the identity word `me` of the process that has just taken a
+/// slot (its `seq` CAS to `W` or `R` succeeded) in the slot's `owner`.
 #[inline(always)]
-pub(crate) fn record_owner<T>(slot: &Slot<T>, me: u64) {
+pub(crate) fn record_owner(owner: &AtomicU64, me: u64) {
     // Relaxed: a recoverer reads it after an Acquire load of `seq` that
     // found our hold; until it is visible, the recoverer judges by the pid
     // in `seq` (ours, alive while we are). The clear before our hand-on is
     // sequenced after it, so the record never outlives our hold.
-    slot.owner.store(me, Ordering::Relaxed);
+    owner.store(me, Ordering::Relaxed);
 }
 
-/// Clears `owner` before the owner's store that hands `slot` on (`W` to
-/// `V`/`S`, `R` to `F`), which must be a Release store and follow at once.
+/// Clears a slot's `owner` before the owner's store that hands the slot
+/// on (`W` to `V`/`S`, `R` to `F`), which must be a Release store of its
+/// `seq` and follow at once.
 #[inline(always)]
-pub(crate) fn clear_owner<T>(slot: &Slot<T>) {
+pub(crate) fn clear_owner(owner: &AtomicU64) {
     // Relaxed: ordered by the Release store of `seq` that follows, which
     // every later taker's CAS acquires (directly or through the release
     // sequence of the slot's RMWs), and with it every recoverer that finds
     // a later hold: no later hold can be judged by our identity.
-    slot.owner.store(0, Ordering::Relaxed);
+    owner.store(0, Ordering::Relaxed);
 }
 
 /// Whether `capacity` is one an MPMC ring accepts.
