@@ -1,8 +1,7 @@
 //! The shared layout of an MPMC ring and the state machine of its slots:
 //! the body (indices and control line), the slot's `seq` word and its
-//! `owner` record. [`crate::msgqueue`] uses the same slot states over its
-//! own slots, with the earlier push claim (a CAS on `tail`, which carries
-//! the closed bit there, then a CAS on the slot).
+//! `owner` record. [`crate::msgqueue`] uses the same body, slot states
+//! and protocol over its own slots.
 //!
 //! # Layout
 //!
@@ -121,8 +120,6 @@ use crate::ring::IndexLine;
 use crate::sync::{pid_alive, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::wait::EventCount;
 
-/// Bit 63 of a [`crate::msgqueue`]'s `tail`: the queue is closed.
-pub(crate) const CLOSED: u64 = 1 << 63;
 // A slot's `seq` word (see "Slot states" in the module docs):
 //
 //   63        62     61 ........ 40   39 ............. 0
@@ -229,10 +226,9 @@ pub(crate) struct Control {
     /// Producers in a blocking push past their spin: pops notify only while
     /// this is not 0.
     pub(crate) full_sleepers: AtomicU32,
-    /// 1 once the ring is closed: the closed flag of an MPMC ring (read by
-    /// every push after its claim, and by pops that find the ring empty);
-    /// in a [`crate::msgqueue`] a read-mostly mirror of `tail`'s [`CLOSED`]
-    /// bit, which is the authority there.
+    /// 1 once the ring is closed: the closed flag (read by every push
+    /// after its claim, and by pops that find the ring empty; see
+    /// `closed_after_claim` in `claim.rs`).
     pub(crate) closed: AtomicU32,
     _reserved: AtomicU32,
 }
@@ -241,8 +237,7 @@ pub(crate) struct Control {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct MpmcBody {
-    /// Next position to push: a hint in an MPMC ring; in a
-    /// [`crate::msgqueue`], the claimed count with the [`CLOSED`] bit.
+    /// Next position to push (a hint).
     pub(crate) tail: IndexLine,
     /// Next position to pop (a hint).
     pub(crate) head: IndexLine,
@@ -321,9 +316,9 @@ unsafe impl<T: Pod> ShmSafe for Slot<T> {}
 /// recoverer, preceded by a clear of `owner` (the owner's
 /// `clear_owner`, or the recoverer's CAS below). The take that started
 /// this hold acquired that store (directly, or through the release
-/// sequence continued by the RMWs in between: a consumer's `S` to `F`,
-/// a steal), and our Acquire load of `seq` reads the value of that
-/// take (a CAS, itself part of the same release sequence), so every
+/// sequence continued by the RMWs in between: a consumer's `S` to
+/// `F`), and our Acquire load of `seq` reads the value of that take (a
+/// CAS, itself part of the same release sequence), so every
 /// earlier clear happens before our read of `owner`, which by coherence
 /// returns that clear or something later: this owner's record, its own
 /// clear, or (the slot has moved on, and the CAS on `seq` will fail)

@@ -1,6 +1,7 @@
 extern crate std;
 
 use super::*;
+use crate::mpmc::slot::busy;
 use crate::test_util::{buf, bytes, Line};
 use std::format;
 use std::vec;
@@ -275,7 +276,7 @@ fn garbage_memory_never_panics() {
                 0 => next(),
                 1 => next() % 16,
                 2 => busy(full_stamp(next() % 8), next()),
-                _ => next() | CLOSED,
+                _ => next() | 1 << 63,
             };
             let w = next() as usize % (words + 2);
             if w < words {
