@@ -6,8 +6,8 @@ use bytemuck::Pod;
 
 use super::blocking::{sleepers, wake, Miss, Stuck};
 use super::slot::{
-    busy, clear_dead_owner, clear_owner, free_stamp, full_stamp, owner_pid, record_owner, stamp,
-    stamp_diff, Slot, BUSY, SKIPPED,
+    busy, clear_dead_owner, clear_owner, free_stamp, free_word, full_stamp, owner_pid,
+    record_owner, stamp, stamp_diff, Slot, BUSY, SKIPPED,
 };
 use super::{MpmcRing, NOT_POW2};
 use crate::sync::{current_identity, AtomicU32, AtomicU64, Ordering};
@@ -27,15 +27,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     }
 
     /// The `seq` word `F(pos)` of the slot of `pos` free for the producer
-    /// of `pos`: [`free_stamp`], except in the first lap (`pos <
-    /// capacity`), where it is 0, so that zeroed memory is an empty ring.
+    /// of `pos`: [`free_word`].
     #[inline(always)]
     pub(super) fn free(&self, pos: u64) -> u64 {
-        if pos < self.capacity {
-            0
-        } else {
-            free_stamp(pos)
-        }
+        free_word(self.capacity, pos)
     }
 
     #[inline]

@@ -142,8 +142,21 @@ const OWNER_MASK: u64 = (1 << crate::identity::PID_BITS) - 1;
 /// `2(p + cap) + 1`, must stay far apart in the 40-bit stamp space.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
+/// The `seq` word `F(pos)` of the slot of `pos` free for the producer of
+/// `pos`, in a ring of `capacity` slots: [`free_stamp`], except in the
+/// first lap (`pos < capacity`), where it is 0, so that zeroed memory is
+/// an empty ring. Both rings' ([`crate::msgqueue`]'s too).
+#[inline(always)]
+pub(crate) const fn free_word(capacity: u64, pos: u64) -> u64 {
+    if pos < capacity {
+        0
+    } else {
+        free_stamp(pos)
+    }
+}
+
 /// The stamp "free for the producer of `pos`" after the first lap (see
-/// [`MpmcRing::free`](super::MpmcRing::free)).
+/// [`free_word`]).
 #[inline]
 pub(crate) const fn free_stamp(pos: u64) -> u64 {
     pos.wrapping_mul(2) & STAMP_MASK

@@ -36,14 +36,10 @@ impl<'a> MsgQueue<'a> {
         unsafe { self.data.as_ptr().add(i * self.stride) }
     }
 
-    /// The `seq` word `F(pos)`: as [`crate::mpmc`]'s (0 in the first lap).
+    /// The `seq` word `F(pos)`: [`free_word`] (0 in the first lap).
     #[inline(always)]
     pub(super) fn free(&self, pos: u64) -> u64 {
-        if pos < self.capacity {
-            0
-        } else {
-            free_stamp(pos)
-        }
+        free_word(self.capacity, pos)
     }
 
     /// Claims the next push position by taking its slot (`W`) and returns

@@ -109,8 +109,8 @@ use core::time::Duration;
 
 use crate::mpmc::blocking::{block_on, sleepers, wake, Miss, Poll, Stuck};
 use crate::mpmc::slot::{
-    clear_dead_owner, clear_owner, free_stamp, full_stamp, stamp, stamp_diff, valid_capacity,
-    MpmcBody, BUSY, SKIPPED,
+    clear_dead_owner, clear_owner, free_stamp, free_word, full_stamp, stamp, stamp_diff,
+    valid_capacity, MpmcBody, BUSY, SKIPPED,
 };
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
 use crate::sync::{AtomicU64, Ordering, UnsafeCell};
