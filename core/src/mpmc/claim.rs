@@ -7,7 +7,7 @@ use bytemuck::Pod;
 use super::blocking::{sleepers, wake, Miss, Stuck};
 use super::slot::{
     busy, clear_dead_owner, clear_owner, free_stamp, free_word, full_stamp, owner_pid,
-    record_owner, stamp, stamp_diff, Slot, BUSY, SKIPPED,
+    record_owner, stamp, stamp_diff, MpmcBody, Slot, BUSY, SKIPPED,
 };
 use super::{MpmcRing, NOT_POW2};
 use crate::sync::{current_identity, AtomicU32, AtomicU64, Ordering};
@@ -92,10 +92,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         if seq == want {
             return match self.take(slot, want) {
                 Ok(()) => Ok((slot, tail)),
-                Err(now) => self.take_push_slow(tail, now, waiting),
+                Err(now) => take_push_slow(self, tail, now, waiting),
             };
         }
-        self.take_push_slow(tail, seq, waiting)
+        take_push_slow(self, tail, seq, waiting)
     }
 
     /// Takes `slot` from the state `want` (`F` or `V`) to busy, owned by
@@ -104,60 +104,6 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     #[inline(always)]
     fn take(&self, slot: &Slot<T>, want: u64) -> Result<(), u64> {
         take(&slot.seq, &slot.owner, want)
-    }
-
-    /// [`take_push`](Self::take_push) past its first look at the slot of
-    /// `tail` (which found `seq`): retries a lost CAS, walks on from a
-    /// stale hint, tells a full ring apart.
-    #[cold]
-    #[inline(never)]
-    fn take_push_slow(
-        &self,
-        mut tail: u64,
-        mut seq: u64,
-        waiting: bool,
-    ) -> Result<(&'a Slot<T>, u64), Miss> {
-        let mut jumps = 0;
-        loop {
-            let slot = self.slot(tail);
-            let want = self.free(tail);
-            if seq == want {
-                match self.take(slot, want) {
-                    Ok(()) => return Ok((slot, tail)),
-                    Err(now) => {
-                        seq = now;
-                        continue;
-                    }
-                }
-            }
-            if malformed(seq) {
-                return Err(Miss::Corrupt);
-            }
-            let d = stamp_diff(stamp(seq), want);
-            if d < 0 {
-                // The slot still holds the previous lap (`V`, `R` or `S` of
-                // `tail - cap`): full. `tail` is exact here: every position
-                // below the first untaken one is taken, and this one is
-                // not (its slot has not even been freed for it).
-                if !waiting {
-                    return Err(Miss::Idle);
-                }
-                let prev = full_stamp(tail.wrapping_sub(self.capacity));
-                return Err(if seq & BUSY != 0 && stamp(seq) == prev {
-                    // A consumer is reading the slot (`R`): it frees it
-                    // soon, and may have checked for sleepers before we
-                    // counted ourselves.
-                    Miss::InFlight(Stuck { pos: tail, seq })
-                } else {
-                    Miss::Idle
-                });
-            }
-            // Position `tail` is taken already (`W`, `V`, `R`, `S`, or the
-            // slot is in a later lap): our hint is stale. Walk on.
-            tail = walk(self.capacity, tail, seq, free_stamp(tail), &mut jumps)?;
-            // Acquire: as in `take_push`.
-            seq = self.slot(tail).seq.load(Ordering::Acquire);
-        }
     }
 
     /// Whether the ring was closed, read by a producer after the CAS that
@@ -264,87 +210,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         if seq == want {
             return match self.take(slot, want) {
                 Ok(()) => Ok((slot, head)),
-                Err(now) => self.claim_pop_slow(head, now, waiting),
+                Err(now) => claim_pop_slow(self, head, now, waiting),
             };
         }
-        self.claim_pop_slow(head, seq, waiting)
-    }
-
-    /// [`claim_pop_in`](Self::claim_pop_in) past its first look at the slot
-    /// of `head` (which found `seq`): retries a lost CAS, steps over
-    /// skipped slots, walks on from a stale hint, tells an empty ring apart
-    /// (and a closed, drained one).
-    #[cold]
-    #[inline(never)]
-    fn claim_pop_slow(
-        &self,
-        mut head: u64,
-        mut seq: u64,
-        waiting: bool,
-    ) -> Result<(&'a Slot<T>, u64), Miss> {
-        let body = self.parts.body;
-        let mut jumps = 0;
-        loop {
-            let slot = self.slot(head);
-            let want = full_stamp(head);
-            if seq == want {
-                match self.take(slot, want) {
-                    Ok(()) => return Ok((slot, head)),
-                    Err(now) => {
-                        seq = now;
-                        continue;
-                    }
-                }
-            } else if seq == want | SKIPPED {
-                // Claim and free at once (nothing to read); orderings as for
-                // a value, Release so the next producer's Acquire load pairs.
-                if let Err(now) = slot.seq.compare_exchange_weak(
-                    seq,
-                    free_stamp(head.wrapping_add(self.capacity)),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    seq = now;
-                    continue;
-                }
-                advance(&body.head.pos, head.wrapping_add(1));
-                self.wake_producers();
-            } else {
-                if malformed(seq) {
-                    return Err(Miss::Corrupt);
-                }
-                if stamp_diff(stamp(seq), want) < 0 {
-                    // Not published for `head` yet: `W` (a push in flight)
-                    // or `F` (nothing pushed there). `head` is exact then:
-                    // every position below the first untaken one is taken,
-                    // and this one is not.
-                    if seq & BUSY != 0 {
-                        return Err(if waiting {
-                            Miss::InFlight(Stuck { pos: head, seq })
-                        } else {
-                            Miss::Idle
-                        });
-                    }
-                    // `F(head)`: empty, unless closed and drained.
-                    match empty_or_drained(&body.control.closed, &slot.seq, seq) {
-                        Ok(miss) => return Err(miss),
-                        Err(now) => {
-                            seq = now;
-                            continue;
-                        }
-                    }
-                }
-                // Position `head` is taken already (`R`, or the slot is in
-                // a later lap): its consumer has not moved `head` on yet,
-                // or our `head` is stale (a consumer that stalled before
-                // its store moved it back). Help it along.
-                let next = walk(self.capacity, head, seq, full_stamp(head), &mut jumps)?;
-                advance(&body.head.pos, next);
-            }
-            // Relaxed, Acquire: as in `claim_pop_in`.
-            head = body.head.pos.load(Ordering::Relaxed);
-            seq = self.slot(head).seq.load(Ordering::Acquire);
-        }
+        claim_pop_slow(self, head, seq, waiting)
     }
 
     /// Takes up to `max` consecutive published slots from the oldest on
@@ -390,10 +259,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// Wakes one producer if any sleeps.
     #[inline]
     pub(super) fn wake_producers(&self) {
-        let c = &self.parts.body.control;
-        if sleepers(&c.full_sleepers) != 0 {
-            wake(&c.not_full, false);
-        }
+        wake_producers(self.parts.body);
     }
 
     /// [`free_slot`](Self::free_slot) without the wake-up.
@@ -410,65 +276,249 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         advance(&self.parts.body.head.pos, pos.wrapping_add(1));
     }
 
-    /// Unblocks a slot that a blocked call found stuck in flight, if its
-    /// owner process is dead (checked only when `check_owner`, since it
-    /// reads `/proc`; see [`clear_dead_owner`](Self::clear_dead_owner)):
-    /// `W` becomes `S` (the dead producer's value was never complete), `R`
-    /// becomes `F` of the next lap (the dead consumer's value is lost with
-    /// it). Returns whether the slot changed.
-    ///
-    /// The change is a CAS from exactly the word that was found, so a slot
-    /// that moved on meanwhile is left alone.
+    /// [`recover`] for this ring.
     #[cold]
     pub(super) fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
-        let Stuck { pos, seq } = stuck;
-        let slot = self.slot(pos);
-        if seq & (BUSY | SKIPPED) != BUSY || !check_owner {
-            return false;
-        }
-        let to = if stamp(seq) == self.free(pos) {
-            full_stamp(pos) | SKIPPED
-        } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
-            self.free(pos)
-        } else {
-            return false;
-        };
-        if !self.clear_dead_owner(slot, seq) {
-            return false;
-        }
-        // AcqRel: Release so that whoever takes the slot next (Acquire)
-        // sees it after us, and with it our clear of `owner` (for a dead
-        // owner); Acquire so that we see the last owner's accesses before
-        // handing it on. Relaxed on failure: left alone (the `owner` we
-        // cleared held a dead identity or nothing: clearing it cost no
-        // information that a live owner needs).
-        let done = slot
-            .seq
-            .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-        if done {
-            if to & SKIPPED != 0 {
-                self.wake_consumers();
-            } else {
-                self.wake_producers();
-            }
-        }
-        done
-    }
-
-    /// [`clear_dead_owner`] for `slot`.
-    #[cold]
-    pub(super) fn clear_dead_owner(&self, slot: &Slot<T>, seq: u64) -> bool {
-        clear_dead_owner(&slot.seq, &slot.owner, seq)
+        recover(self, stuck, check_owner)
     }
 
     /// Wakes one consumer if any sleeps.
     #[inline]
     pub(super) fn wake_consumers(&self) {
-        let c = &self.parts.body.control;
-        if sleepers(&c.empty_sleepers) != 0 {
-            wake(&c.not_empty, false);
+        wake_consumers(self.parts.body);
+    }
+}
+
+/// What the claims' slow paths and the recovery need of a ring: both
+/// rings ([`MpmcRing`], [`crate::msgqueue::MsgQueue`]) run them over
+/// their own slots.
+pub(crate) trait Ring<'a> {
+    /// A slot: a `seq` word, an `owner` word, and the ring's data.
+    type Slot: 'a;
+    /// The number of slots.
+    fn capacity(&self) -> u64;
+    /// The indices and control line.
+    fn body(&self) -> &'a MpmcBody;
+    /// The slot of position `pos` (any `pos`).
+    fn slot(&self, pos: u64) -> &'a Self::Slot;
+    /// The `seq` and `owner` words of `slot`.
+    fn words(slot: &Self::Slot) -> (&AtomicU64, &AtomicU64);
+}
+
+impl<'a, T: Pod> Ring<'a> for MpmcRing<'a, T> {
+    type Slot = Slot<T>;
+    #[inline(always)]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    #[inline(always)]
+    fn body(&self) -> &'a MpmcBody {
+        self.parts.body
+    }
+    #[inline(always)]
+    fn slot(&self, pos: u64) -> &'a Slot<T> {
+        MpmcRing::slot(self, pos)
+    }
+    #[inline(always)]
+    fn words(slot: &Slot<T>) -> (&AtomicU64, &AtomicU64) {
+        (&slot.seq, &slot.owner)
+    }
+}
+
+/// A push's claim (`MpmcRing::take_push`, `MsgQueue::take_push`) past
+/// its first look at the slot of `tail` (which found `seq`): retries a
+/// lost CAS, walks on from a stale hint, tells a full ring apart.
+#[cold]
+#[inline(never)]
+pub(crate) fn take_push_slow<'a, R: Ring<'a>>(
+    r: &R,
+    mut tail: u64,
+    mut seq: u64,
+    waiting: bool,
+) -> Result<(&'a R::Slot, u64), Miss> {
+    let mut jumps = 0;
+    loop {
+        let slot = r.slot(tail);
+        let want = free_word(r.capacity(), tail);
+        if seq == want {
+            let (seq_word, owner) = R::words(slot);
+            match take(seq_word, owner, want) {
+                Ok(()) => return Ok((slot, tail)),
+                Err(now) => {
+                    seq = now;
+                    continue;
+                }
+            }
         }
+        if malformed(seq) {
+            return Err(Miss::Corrupt);
+        }
+        let d = stamp_diff(stamp(seq), want);
+        if d < 0 {
+            // The slot still holds the previous lap (`V`, `R` or `S` of
+            // `tail - cap`): full. `tail` is exact here: every position
+            // below the first untaken one is taken, and this one is
+            // not (its slot has not even been freed for it).
+            if !waiting {
+                return Err(Miss::Idle);
+            }
+            let prev = full_stamp(tail.wrapping_sub(r.capacity()));
+            return Err(if seq & BUSY != 0 && stamp(seq) == prev {
+                // A consumer is reading the slot (`R`): it frees it
+                // soon, and may have checked for sleepers before we
+                // counted ourselves.
+                Miss::InFlight(Stuck { pos: tail, seq })
+            } else {
+                Miss::Idle
+            });
+        }
+        // Position `tail` is taken already (`W`, `V`, `R`, `S`, or the
+        // slot is in a later lap): our hint is stale. Walk on.
+        tail = walk(r.capacity(), tail, seq, free_stamp(tail), &mut jumps)?;
+        // Acquire: as in `MpmcRing::take_push`.
+        seq = R::words(r.slot(tail)).0.load(Ordering::Acquire);
+    }
+}
+
+/// A pop's claim (`MpmcRing::claim_pop_in`, `MsgQueue::claim_pop`) past
+/// its first look at the slot of `head` (which found `seq`): retries a
+/// lost CAS, steps over skipped slots, walks on from a stale hint, tells
+/// an empty ring apart (and a closed, drained one).
+#[cold]
+#[inline(never)]
+pub(crate) fn claim_pop_slow<'a, R: Ring<'a>>(
+    r: &R,
+    mut head: u64,
+    mut seq: u64,
+    waiting: bool,
+) -> Result<(&'a R::Slot, u64), Miss> {
+    let body = r.body();
+    let mut jumps = 0;
+    loop {
+        let slot = r.slot(head);
+        let want = full_stamp(head);
+        if seq == want {
+            let (seq_word, owner) = R::words(slot);
+            match take(seq_word, owner, want) {
+                Ok(()) => return Ok((slot, head)),
+                Err(now) => {
+                    seq = now;
+                    continue;
+                }
+            }
+        } else if seq == want | SKIPPED {
+            // Claim and free at once (nothing to read); orderings as for
+            // a value, Release so the next producer's Acquire load pairs.
+            if let Err(now) = R::words(slot).0.compare_exchange_weak(
+                seq,
+                free_stamp(head.wrapping_add(r.capacity())),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                seq = now;
+                continue;
+            }
+            advance(&body.head.pos, head.wrapping_add(1));
+            wake_producers(body);
+        } else {
+            if malformed(seq) {
+                return Err(Miss::Corrupt);
+            }
+            if stamp_diff(stamp(seq), want) < 0 {
+                // Not published for `head` yet: `W` (a push in flight)
+                // or `F` (nothing pushed there). `head` is exact then:
+                // every position below the first untaken one is taken,
+                // and this one is not.
+                if seq & BUSY != 0 {
+                    return Err(if waiting {
+                        Miss::InFlight(Stuck { pos: head, seq })
+                    } else {
+                        Miss::Idle
+                    });
+                }
+                // `F(head)`: empty, unless closed and drained.
+                match empty_or_drained(&body.control.closed, R::words(slot).0, seq) {
+                    Ok(miss) => return Err(miss),
+                    Err(now) => {
+                        seq = now;
+                        continue;
+                    }
+                }
+            }
+            // Position `head` is taken already (`R`, or the slot is in
+            // a later lap): its consumer has not moved `head` on yet,
+            // or our `head` is stale (a consumer that stalled before
+            // its store moved it back). Help it along.
+            let next = walk(r.capacity(), head, seq, full_stamp(head), &mut jumps)?;
+            advance(&body.head.pos, next);
+        }
+        // Relaxed, Acquire: as in `MpmcRing::claim_pop_in`.
+        head = body.head.pos.load(Ordering::Relaxed);
+        seq = R::words(r.slot(head)).0.load(Ordering::Acquire);
+    }
+}
+
+/// Unblocks a slot of `r` that a blocked call found stuck in flight, if
+/// its owner process is dead (checked only when `check_owner`, since it
+/// reads `/proc`; see [`clear_dead_owner`]):
+/// `W` becomes `S` (the dead producer's value was never complete), `R`
+/// becomes `F` of the next lap (the dead consumer's value is lost with
+/// it). Returns whether the slot changed.
+///
+/// The change is a CAS from exactly the word that was found, so a slot
+/// that moved on meanwhile is left alone.
+#[cold]
+pub(crate) fn recover<'a, R: Ring<'a>>(r: &R, stuck: Stuck, check_owner: bool) -> bool {
+    let Stuck { pos, seq } = stuck;
+    let slot = r.slot(pos);
+    if seq & (BUSY | SKIPPED) != BUSY || !check_owner {
+        return false;
+    }
+    let to = if stamp(seq) == free_word(r.capacity(), pos) {
+        full_stamp(pos) | SKIPPED
+    } else if stamp(seq) == full_stamp(pos.wrapping_sub(r.capacity())) {
+        free_word(r.capacity(), pos)
+    } else {
+        return false;
+    };
+    let (seq_word, owner) = R::words(slot);
+    if !clear_dead_owner(seq_word, owner, seq) {
+        return false;
+    }
+    // AcqRel: Release so that whoever takes the slot next (Acquire)
+    // sees it after us, and with it our clear of `owner` (for a dead
+    // owner); Acquire so that we see the last owner's accesses before
+    // handing it on. Relaxed on failure: left alone (the `owner` we
+    // cleared held a dead identity or nothing: clearing it cost no
+    // information that a live owner needs).
+    let done = seq_word
+        .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    if done {
+        if to & SKIPPED != 0 {
+            wake_consumers(r.body());
+        } else {
+            wake_producers(r.body());
+        }
+    }
+    done
+}
+
+/// Wakes one producer of the ring of `body` if any sleeps.
+#[inline]
+pub(crate) fn wake_producers(body: &MpmcBody) {
+    let c = &body.control;
+    if sleepers(&c.full_sleepers) != 0 {
+        wake(&c.not_full, false);
+    }
+}
+
+/// Wakes one consumer of the ring of `body` if any sleeps.
+#[inline]
+pub(crate) fn wake_consumers(body: &MpmcBody) {
+    let c = &body.control;
+    if sleepers(&c.empty_sleepers) != 0 {
+        wake(&c.not_empty, false);
     }
 }
 

@@ -1,10 +1,15 @@
 //! The protocol steps of [`MsgQueue`]: [`crate::mpmc`]'s claims, takes,
-//! publishes, frees and recovery, slot for slot, over the queue's own slots
-//! (the steps that touch one word, the take, the walk, the hint moves and
-//! the closed flag's reads, are [`crate::mpmc`]'s own functions).
+//! publishes, frees and recovery, slot for slot, over the queue's own
+//! slots. The claims' inline first looks and the hand-ons are the queue's
+//! own (they touch its slot type); everything past them (the slow paths,
+//! the recovery, the take, the walk, the hint moves and the closed flag's
+//! reads) is [`crate::mpmc::claim`]'s, through its `Ring` trait.
 
 use super::*;
-use crate::mpmc::claim::{advance, closed_after_claim, empty_or_drained, malformed, take, walk};
+use crate::mpmc::claim::{
+    advance, claim_pop_slow, closed_after_claim, recover, take, take_push_slow, wake_consumers,
+    wake_producers, Ring,
+};
 
 impl<'a> MsgQueue<'a> {
     /// The slot index of position `pos`: always `< capacity`, whatever `pos`.
@@ -61,7 +66,7 @@ impl<'a> MsgQueue<'a> {
     /// Takes the slot of the first position no producer has taken yet (`F`
     /// to `W`, owned by this process), without reading the closed flag
     /// after the take. As `MpmcRing::take_push`: the common case inline,
-    /// the rest in [`take_push_slow`](Self::take_push_slow).
+    /// the rest in [`take_push_slow`].
     #[inline(always)]
     fn take_push(&self, waiting: bool) -> Result<(&'a Slot, u64), Miss> {
         let body = &self.parts.body.ring;
@@ -81,58 +86,10 @@ impl<'a> MsgQueue<'a> {
         if seq == want {
             return match take(&slot.seq, &slot.owner, want) {
                 Ok(()) => Ok((slot, tail)),
-                Err(now) => self.take_push_slow(tail, now, waiting),
+                Err(now) => take_push_slow(self, tail, now, waiting),
             };
         }
-        self.take_push_slow(tail, seq, waiting)
-    }
-
-    /// [`take_push`](Self::take_push) past its first look at the slot of
-    /// `tail` (which found `seq`): retries a lost CAS, walks on from a
-    /// stale hint, tells a full queue apart. As `MpmcRing::take_push_slow`.
-    #[cold]
-    #[inline(never)]
-    fn take_push_slow(
-        &self,
-        mut tail: u64,
-        mut seq: u64,
-        waiting: bool,
-    ) -> Result<(&'a Slot, u64), Miss> {
-        let mut jumps = 0;
-        loop {
-            let slot = self.slot(tail);
-            let want = self.free(tail);
-            if seq == want {
-                match take(&slot.seq, &slot.owner, want) {
-                    Ok(()) => return Ok((slot, tail)),
-                    Err(now) => {
-                        seq = now;
-                        continue;
-                    }
-                }
-            }
-            if malformed(seq) {
-                return Err(Miss::Corrupt);
-            }
-            if stamp_diff(stamp(seq), want) < 0 {
-                // Still in the previous lap: full (`tail` is exact here,
-                // see `MpmcRing::take_push_slow`).
-                if !waiting {
-                    return Err(Miss::Idle);
-                }
-                let prev = full_stamp(tail.wrapping_sub(self.capacity));
-                return Err(if seq & BUSY != 0 && stamp(seq) == prev {
-                    // A consumer reads the slot (`R`).
-                    Miss::InFlight(Stuck { pos: tail, seq })
-                } else {
-                    Miss::Idle
-                });
-            }
-            // Position `tail` is taken already: a stale hint. Walk on.
-            tail = walk(self.capacity, tail, seq, free_stamp(tail), &mut jumps)?;
-            // Acquire: as in `take_push`.
-            seq = self.slot(tail).seq.load(Ordering::Acquire);
-        }
+        take_push_slow(self, tail, seq, waiting)
     }
 
     #[cold]
@@ -185,7 +142,7 @@ impl<'a> MsgQueue<'a> {
     /// process), stepping over skipped slots; when `waiting`, an empty
     /// queue is told apart as [`Miss::Idle`] or [`Miss::InFlight`]. As
     /// `MpmcRing::claim_pop_in`: the common case inline, the rest in
-    /// [`claim_pop_slow`](Self::claim_pop_slow).
+    /// [`claim_pop_slow`].
     #[inline(always)]
     pub(super) fn claim_pop(&self, waiting: bool) -> Result<(&'a Slot, u64), Miss> {
         let body = &self.parts.body.ring;
@@ -200,84 +157,10 @@ impl<'a> MsgQueue<'a> {
         if seq == want {
             return match take(&slot.seq, &slot.owner, want) {
                 Ok(()) => Ok((slot, head)),
-                Err(now) => self.claim_pop_slow(head, now, waiting),
+                Err(now) => claim_pop_slow(self, head, now, waiting),
             };
         }
-        self.claim_pop_slow(head, seq, waiting)
-    }
-
-    /// [`claim_pop`](Self::claim_pop) past its first look at the slot of
-    /// `head` (which found `seq`): retries a lost CAS, steps over skipped
-    /// slots, walks on from a stale hint, tells an empty queue apart (and a
-    /// closed, drained one). As `MpmcRing::claim_pop_slow`.
-    #[cold]
-    #[inline(never)]
-    fn claim_pop_slow(
-        &self,
-        mut head: u64,
-        mut seq: u64,
-        waiting: bool,
-    ) -> Result<(&'a Slot, u64), Miss> {
-        let body = &self.parts.body.ring;
-        let mut jumps = 0;
-        loop {
-            let slot = self.slot(head);
-            let want = full_stamp(head);
-            if seq == want {
-                match take(&slot.seq, &slot.owner, want) {
-                    Ok(()) => return Ok((slot, head)),
-                    Err(now) => {
-                        seq = now;
-                        continue;
-                    }
-                }
-            } else if seq == want | SKIPPED {
-                // Claim and free at once (nothing to read); orderings as for
-                // a message, Release so the next producer's Acquire pairs.
-                if let Err(now) = slot.seq.compare_exchange_weak(
-                    seq,
-                    free_stamp(head.wrapping_add(self.capacity)),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    seq = now;
-                    continue;
-                }
-                advance(&body.head.pos, head.wrapping_add(1));
-                self.wake_producers();
-            } else {
-                if malformed(seq) {
-                    return Err(Miss::Corrupt);
-                }
-                if stamp_diff(stamp(seq), want) < 0 {
-                    // Not published for `head` yet (`head` is exact here,
-                    // see `MpmcRing::claim_pop_slow`): `W`, a send in
-                    // flight, or `F`, nothing sent there.
-                    if seq & BUSY != 0 {
-                        return Err(if waiting {
-                            Miss::InFlight(Stuck { pos: head, seq })
-                        } else {
-                            Miss::Idle
-                        });
-                    }
-                    // `F(head)`: empty, unless closed and drained.
-                    match empty_or_drained(&body.control.closed, &slot.seq, seq) {
-                        Ok(miss) => return Err(miss),
-                        Err(now) => {
-                            seq = now;
-                            continue;
-                        }
-                    }
-                }
-                // Position `head` is taken already: its consumer has not
-                // moved `head` on yet, or our `head` is stale. Help it.
-                let next = walk(self.capacity, head, seq, full_stamp(head), &mut jumps)?;
-                advance(&body.head.pos, next);
-            }
-            // Relaxed, Acquire: as in `claim_pop`.
-            head = body.head.pos.load(Ordering::Relaxed);
-            seq = self.slot(head).seq.load(Ordering::Acquire);
-        }
+        claim_pop_slow(self, head, seq, waiting)
     }
 
     #[cold]
@@ -315,61 +198,39 @@ impl<'a> MsgQueue<'a> {
             Ordering::Release,
         );
         advance(&self.parts.body.ring.head.pos, pos.wrapping_add(1));
-        self.wake_producers();
+        wake_producers(&self.parts.body.ring);
     }
 
-    /// Unblocks a slot that a blocked call found stuck in flight, if its
-    /// owner process is dead (checked only when `check_owner`); returns
-    /// whether the slot changed. As `MpmcRing::recover`: a dead
-    /// producer's `W` becomes `S`, a dead consumer's `R` is freed.
+    /// [`recover`] for this queue.
     #[cold]
     pub(super) fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
-        let Stuck { pos, seq } = stuck;
-        let slot = self.slot(pos);
-        if seq & (BUSY | SKIPPED) != BUSY || !check_owner {
-            return false;
-        }
-        let to = if stamp(seq) == self.free(pos) {
-            full_stamp(pos) | SKIPPED
-        } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
-            self.free(pos)
-        } else {
-            return false;
-        };
-        if !clear_dead_owner(&slot.seq, &slot.owner, seq) {
-            return false;
-        }
-        // AcqRel: Release so that whoever takes the slot next sees it after
-        // us (and our clear of `owner`); Acquire so that we see the last
-        // owner's accesses before handing it on. Relaxed on failure: left
-        // alone.
-        let done = slot
-            .seq
-            .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-        if done {
-            if to & SKIPPED != 0 {
-                self.wake_consumers();
-            } else {
-                self.wake_producers();
-            }
-        }
-        done
+        recover(self, stuck, check_owner)
     }
 
+    /// Wakes one consumer if any sleeps.
     #[inline]
     pub(super) fn wake_consumers(&self) {
-        let c = &self.parts.body.ring.control;
-        if sleepers(&c.empty_sleepers) != 0 {
-            wake(&c.not_empty, false);
-        }
+        wake_consumers(&self.parts.body.ring);
     }
+}
 
-    #[inline]
-    pub(super) fn wake_producers(&self) {
-        let c = &self.parts.body.ring.control;
-        if sleepers(&c.full_sleepers) != 0 {
-            wake(&c.not_full, false);
-        }
+impl<'a> Ring<'a> for MsgQueue<'a> {
+    type Slot = Slot;
+    #[inline(always)]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    #[inline(always)]
+    fn body(&self) -> &'a MpmcBody {
+        let body: &'a MsgBody = self.parts.body;
+        &body.ring
+    }
+    #[inline(always)]
+    fn slot(&self, pos: u64) -> &'a Slot {
+        MsgQueue::slot(self, pos)
+    }
+    #[inline(always)]
+    fn words(slot: &Slot) -> (&AtomicU64, &AtomicU64) {
+        (&slot.seq, &slot.owner)
     }
 }

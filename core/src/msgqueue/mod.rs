@@ -107,10 +107,9 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use crate::mpmc::blocking::{block_on, sleepers, wake, Miss, Poll, Stuck};
+use crate::mpmc::blocking::{block_on, Miss, Poll, Stuck};
 use crate::mpmc::slot::{
-    clear_dead_owner, clear_owner, free_stamp, free_word, full_stamp, stamp, stamp_diff,
-    valid_capacity, MpmcBody, BUSY, SKIPPED,
+    clear_owner, free_stamp, free_word, full_stamp, valid_capacity, MpmcBody, SKIPPED,
 };
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
 use crate::sync::{AtomicU64, Ordering, UnsafeCell};
@@ -162,7 +161,7 @@ struct MsgBody {
 
 /// One slot's words; its message bytes are in the data area.
 #[repr(C)]
-struct Slot {
+pub(crate) struct Slot {
     /// The [`crate::mpmc`] sequence word.
     seq: AtomicU64,
     /// The identity word of the process that owns the slot (`W` or `R`),

@@ -1,7 +1,7 @@
 extern crate std;
 
 use super::*;
-use crate::mpmc::slot::busy;
+use crate::mpmc::slot::{busy, BUSY};
 use crate::test_util::{buf, bytes, Line};
 use std::format;
 use std::vec;
