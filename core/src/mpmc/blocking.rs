@@ -9,8 +9,7 @@
 //! the same for producers; batches and `close` wake all.
 //!
 //! That check costs a plain load, not a fence: its ordering comes from the
-//! claim CAS that precedes it (on the slot; on `tail` for a
-//! [`crate::msgqueue`] push),
+//! claim CAS on the slot that precedes it,
 //! which is `SeqCst` (a `lock`ed instruction on x86 anyway). Against a
 //! sleeper that counts itself, fences, then reads the word we CAS'd, either
 //! we see the count or it sees our claim (the proof is
@@ -33,14 +32,6 @@
 //! with a CAS from exactly the word it found (a slot that moved on
 //! meanwhile is left alone):
 //!
-//! - `F(p)` with `tail` past `p` (a [`crate::msgqueue`] only, whose
-//!   producers claim on `tail` before they take the slot): a producer
-//!   claimed `p` and has not taken the slot (it was preempted, or killed
-//!   between its two CASes). The consumer *steals* the claim (`F` to `S`).
-//!   This is safe whatever the producer's state: it has written nothing,
-//!   and if alive it fails to take the slot and pushes at another
-//!   position. An MPMC ring's push claims by taking the slot, so it has
-//!   no such state.
 //! - `W(p, pid)` whose owner is dead: the producer died writing. Its value was
 //!   never complete; the consumer makes the slot `S` and steps over it.
 //! - `R(p, pid)` whose owner is dead: the consumer died reading, and its value
@@ -51,10 +42,15 @@
 //! [`OWNER_CHECK_NAP`]; who owns a slot, and why a reused pid cannot pass
 //! for a dead owner, is in [`super::slot`].
 //!
-//! Under loom, recovery runs at the first sight of a held slot, so the
-//! models check that stealing a live producer's claim (in a
-//! [`crate::msgqueue`]) at any moment is harmless; three models kill a thread at each point of an operation, and
-//! three more let a live thread take a dead thread's pid over (the dead
+//! A push or pop claims its position by the CAS that takes the slot, so
+//! there is no position claimed and not taken: every stuck slot has an
+//! owner, and only a dead owner's slot is recovered (in both rings,
+//! [`MpmcRing`](super::MpmcRing) and [`crate::msgqueue::MsgQueue`]).
+//!
+//! Under loom, recovery runs at the first sight of a held slot, with the
+//! owner's liveness asked at once; models kill a thread at each point of
+//! an operation (between its take and its owner record included), and
+//! others let a live thread take a dead thread's pid over (the dead
 //! owner's slot is still recovered; the reuser's own slots never are).
 //!
 //! A process killed while blocked leaves its sleeper count (and the
@@ -124,17 +120,6 @@ pub(crate) struct Stuck {
     pub(crate) seq: u64,
 }
 
-/// Why a [`crate::msgqueue`] producer could not take the slot of a
-/// position it claimed on `tail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Taken {
-    /// A consumer stole the claim (the slot is `S`, or already in a later
-    /// state): claim another position.
-    Stolen,
-    /// The slot is in no state a claimed position's slot can be in.
-    Corrupt,
-}
-
 /// What one poll of a blocking operation found.
 pub(crate) enum Poll<R> {
     Ready(R),
@@ -142,8 +127,8 @@ pub(crate) enum Poll<R> {
     InFlight(Stuck),
 }
 
-/// Reads a sleeper count after this thread's claim CAS (on the slot; on
-/// `tail` for a [`crate::msgqueue`] push), to decide whether to notify.
+/// Reads a sleeper count after this thread's claim CAS (on the slot), to
+/// decide whether to notify.
 ///
 /// The CAS and this load are `SeqCst`; the sleeper increments the count
 /// (`SeqCst`), runs the `SeqCst` fence of `prepare_wait`, then reads the
@@ -205,8 +190,8 @@ pub(crate) fn block_on<R>(
     let mut nap_len = FIRST_NAP;
     let mut grace = GRACE_POLLS;
     // What the poll before the last nap found stuck: a slot is only
-    // recovered once it has stayed so for a whole nap, so that a claim
-    // that a live producer is about to take is not stolen from it.
+    // handed to `recover` once it has stayed so for a whole nap (a live
+    // holder has usually handed it on by then).
     let mut last_stuck = None;
     let out = 'wait: loop {
         let key = ec.prepare_wait();
@@ -245,8 +230,8 @@ pub(crate) fn block_on<R>(
             }
             Some(s) => {
                 // Unchanged over a whole nap: its holder was preempted,
-                // or died. Steal an untaken claim then; ask whether an
-                // owner lives only once the wait has grown long. (Under
+                // or died. Ask whether the owner lives only once the wait
+                // has grown long. (Under
                 // loom, at once and always: the model explores both,
                 // and its naps end only by a notification.)
                 let unchanged = cfg!(multiproc_loom) || last_stuck == Some(s);

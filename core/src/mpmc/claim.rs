@@ -6,11 +6,11 @@ use bytemuck::Pod;
 
 use super::blocking::{sleepers, wake, Miss, Stuck};
 use super::slot::{
-    busy, clear_dead_owner, clear_owner, free_stamp, full_stamp, owner_pid, record_owner, stamp,
-    stamp_diff, Slot, BUSY, SKIPPED,
+    busy, clear_dead_owner, clear_owner, free_stamp, free_word, full_stamp, owner_pid,
+    record_owner, stamp, stamp_diff, MpmcBody, Slot, BUSY, SKIPPED,
 };
 use super::{MpmcRing, NOT_POW2};
-use crate::sync::{current_identity, AtomicU64, Ordering};
+use crate::sync::{current_identity, AtomicU32, AtomicU64, Ordering};
 
 impl<'a, T: Pod> MpmcRing<'a, T> {
     // -- the protocol --------------------------------------------------------
@@ -27,15 +27,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     }
 
     /// The `seq` word `F(pos)` of the slot of `pos` free for the producer
-    /// of `pos`: [`free_stamp`], except in the first lap (`pos <
-    /// capacity`), where it is 0, so that zeroed memory is an empty ring.
+    /// of `pos`: [`free_word`].
     #[inline(always)]
     pub(super) fn free(&self, pos: u64) -> u64 {
-        if pos < self.capacity {
-            0
-        } else {
-            free_stamp(pos)
-        }
+        free_word(self.capacity, pos)
     }
 
     #[inline]
@@ -97,10 +92,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         if seq == want {
             return match self.take(slot, want) {
                 Ok(()) => Ok((slot, tail)),
-                Err(now) => self.take_push_slow(tail, now, waiting),
+                Err(now) => take_push_slow(self, tail, now, waiting),
             };
         }
-        self.take_push_slow(tail, seq, waiting)
+        take_push_slow(self, tail, seq, waiting)
     }
 
     /// Takes `slot` from the state `want` (`F` or `V`) to busy, owned by
@@ -108,126 +103,15 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// was not `want` (or the weak CAS failed spuriously).
     #[inline(always)]
     fn take(&self, slot: &Slot<T>, want: u64) -> Result<(), u64> {
-        let me = current_identity();
-        // SeqCst on success: pairs with the sleepers of the other side
-        // (see `sleepers`) and, for a push, with `close` (see
-        // `closed_after_claim`); it is the claim. Relaxed on failure: the
-        // caller looks at what it found, and synchronises on a later take.
-        slot.seq.compare_exchange_weak(
-            want,
-            busy(want, me),
-            Ordering::SeqCst,
-            Ordering::Relaxed,
-        )?;
-        record_owner(slot, me);
-        Ok(())
-    }
-
-    /// [`take_push`](Self::take_push) past its first look at the slot of
-    /// `tail` (which found `seq`): retries a lost CAS, walks on from a
-    /// stale hint, tells a full ring apart.
-    #[cold]
-    #[inline(never)]
-    fn take_push_slow(
-        &self,
-        mut tail: u64,
-        mut seq: u64,
-        waiting: bool,
-    ) -> Result<(&'a Slot<T>, u64), Miss> {
-        let mut jumps = 0;
-        loop {
-            let slot = self.slot(tail);
-            let want = self.free(tail);
-            if seq == want {
-                match self.take(slot, want) {
-                    Ok(()) => return Ok((slot, tail)),
-                    Err(now) => {
-                        seq = now;
-                        continue;
-                    }
-                }
-            }
-            if malformed(seq) {
-                return Err(Miss::Corrupt);
-            }
-            let d = stamp_diff(stamp(seq), want);
-            if d < 0 {
-                // The slot still holds the previous lap (`V`, `R` or `S` of
-                // `tail - cap`): full. `tail` is exact here: every position
-                // below the first untaken one is taken, and this one is
-                // not (its slot has not even been freed for it).
-                if !waiting {
-                    return Err(Miss::Idle);
-                }
-                let prev = full_stamp(tail.wrapping_sub(self.capacity));
-                return Err(if seq & BUSY != 0 && stamp(seq) == prev {
-                    // A consumer is reading the slot (`R`): it frees it
-                    // soon, and may have checked for sleepers before we
-                    // counted ourselves.
-                    Miss::InFlight(Stuck { pos: tail, seq })
-                } else {
-                    Miss::Idle
-                });
-            }
-            // Position `tail` is taken already (`W`, `V`, `R`, `S`, or the
-            // slot is in a later lap): our hint is stale. Walk on.
-            tail = self.walk(tail, seq, free_stamp(tail), &mut jumps)?;
-            // Acquire: as in `take_push`.
-            seq = self.slot(tail).seq.load(Ordering::Acquire);
-        }
-    }
-
-    /// The next position to try after `pos`, whose slot (word `seq`) shows
-    /// `pos` already taken; `base` is the stamp `seq` would have if it
-    /// held exactly `pos` (`2 pos` for a push, `2 pos + 1` for a pop).
-    /// Within a lap, the next position; a slot that has reached a later lap
-    /// (position `q`, stamp `2q` or `2q + 1`) says that the position of
-    /// its previous lap, `q - cap`, was taken (by a producer, or freed by a
-    /// consumer) and, positions being taken in order, every position
-    /// below it too: the walk jumps there. That happens only after a stale
-    /// hint (a thread that stalled between its load and its store of
-    /// `tail` or `head` moved it back, by laps); at most [`LAP_JUMPS`] per
-    /// call, so that garbage stamps cannot keep a call jumping (the ring
-    /// then looks full or empty, which is all a live ring's call can
-    /// conclude after that many stalls).
-    #[inline]
-    pub(super) fn walk(&self, pos: u64, seq: u64, base: u64, jumps: &mut u32) -> Result<u64, Miss> {
-        let d = stamp_diff(stamp(seq), base);
-        if d <= 2 * self.capacity as i64 + 1 {
-            return Ok(pos.wrapping_add(1));
-        }
-        *jumps += 1;
-        if *jumps > LAP_JUMPS {
-            return Err(Miss::Idle);
-        }
-        // q = pos + d / 2 (rounded down: `2q + 1` is still position q);
-        // q - cap is taken, so the walk goes on at q - cap + 1.
-        let q = pos.wrapping_add(d as u64 / 2);
-        Ok(q.wrapping_sub(self.capacity).wrapping_add(1))
+        take(&slot.seq, &slot.owner, want)
     }
 
     /// Whether the ring was closed, read by a producer after the CAS that
     /// claimed its slot and before it publishes a value there (a closed
-    /// ring gets the slot as skipped instead).
-    ///
-    /// `close` stores the flag (`SeqCst`); a consumer that finds the
-    /// ring empty reads the flag, then the slot at `head` again
-    /// (`SeqCst` both), and reports "closed and drained" only if that slot
-    /// is still free for `head`. If our claim of that slot came after its
-    /// second read (it read the slot's earlier value), then in the single
-    /// total order S: the close's store, its read of the flag, its read
-    /// of the slot, our CAS, this load; so this load sees the flag, and
-    /// the value it would have missed is never published. Any claim at a
-    /// later position comes after a claim at `head` (positions are taken
-    /// in order), so after this one. On x86 the load is a plain `mov`
-    /// after the `lock`ed CAS; under loom, which models `SeqCst` loads as
-    /// Acquire, both sides get the fence that those rules make
-    /// unnecessary.
+    /// ring gets the slot as skipped instead): [`closed_after_claim`].
     #[inline(always)]
     pub(super) fn closed_after_claim(&self) -> bool {
-        #[cfg(multiproc_loom)]
-        crate::sync::fence(Ordering::SeqCst);
-        self.parts.body.control.closed.load(Ordering::SeqCst) != 0
+        closed_after_claim(&self.parts.body.control.closed)
     }
 
     /// Takes up to `max` consecutive slots from the first untaken push
@@ -257,7 +141,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             {
                 break;
             }
-            record_owner(slot, me);
+            record_owner(&slot.owner, me);
             n += 1;
         }
         Some((first, n as usize))
@@ -279,7 +163,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// sleeps.
     #[cold]
     pub(super) fn publish_skipped(&self, slot: &Slot<T>, pos: u64) {
-        clear_owner(slot);
+        clear_owner(&slot.owner);
         // Release: pairs with the Acquire load in `claim_pop`, which frees
         // the slot without reading it; and orders the clear above.
         slot.seq.store(full_stamp(pos) | SKIPPED, Ordering::Release);
@@ -290,7 +174,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// [`publish`](Self::publish) without the wake-up.
     #[inline]
     pub(super) fn publish_quiet(&self, slot: &Slot<T>, pos: u64) {
-        clear_owner(slot);
+        clear_owner(&slot.owner);
         // Release: pairs with the Acquire load of seq in `claim_pop`: our
         // write of the value is visible to its consumer; and orders the
         // clear above. A plain store: the slot is ours (`W`), and nobody
@@ -326,96 +210,10 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         if seq == want {
             return match self.take(slot, want) {
                 Ok(()) => Ok((slot, head)),
-                Err(now) => self.claim_pop_slow(head, now, waiting),
+                Err(now) => claim_pop_slow(self, head, now, waiting),
             };
         }
-        self.claim_pop_slow(head, seq, waiting)
-    }
-
-    /// [`claim_pop_in`](Self::claim_pop_in) past its first look at the slot
-    /// of `head` (which found `seq`): retries a lost CAS, steps over
-    /// skipped slots, walks on from a stale hint, tells an empty ring apart
-    /// (and a closed, drained one).
-    #[cold]
-    #[inline(never)]
-    fn claim_pop_slow(
-        &self,
-        mut head: u64,
-        mut seq: u64,
-        waiting: bool,
-    ) -> Result<(&'a Slot<T>, u64), Miss> {
-        let body = self.parts.body;
-        let mut jumps = 0;
-        loop {
-            let slot = self.slot(head);
-            let want = full_stamp(head);
-            if seq == want {
-                match self.take(slot, want) {
-                    Ok(()) => return Ok((slot, head)),
-                    Err(now) => {
-                        seq = now;
-                        continue;
-                    }
-                }
-            } else if seq == want | SKIPPED {
-                // Claim and free at once (nothing to read); orderings as for
-                // a value, Release so the next producer's Acquire load pairs.
-                if let Err(now) = slot.seq.compare_exchange_weak(
-                    seq,
-                    free_stamp(head.wrapping_add(self.capacity)),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    seq = now;
-                    continue;
-                }
-                advance(&body.head.pos, head.wrapping_add(1));
-                self.wake_producers();
-            } else {
-                if malformed(seq) {
-                    return Err(Miss::Corrupt);
-                }
-                if stamp_diff(stamp(seq), want) < 0 {
-                    // Not published for `head` yet: `W` (a push in flight)
-                    // or `F` (nothing pushed there). `head` is exact then:
-                    // every position below the first untaken one is taken,
-                    // and this one is not.
-                    if seq & BUSY != 0 {
-                        return Err(if waiting {
-                            Miss::InFlight(Stuck { pos: head, seq })
-                        } else {
-                            Miss::Idle
-                        });
-                    }
-                    // `F(head)`: empty, unless closed and drained.
-                    // SeqCst: see `closed_after_claim`.
-                    if body.control.closed.load(Ordering::SeqCst) == 0 {
-                        return Err(Miss::Idle);
-                    }
-                    // Closed: drained if nobody has claimed `head` yet, as
-                    // a look at the slot after the flag's tells: a producer
-                    // that claims it later reads the flag after its claim
-                    // and skips it (see `closed_after_claim`).
-                    #[cfg(multiproc_loom)]
-                    crate::sync::fence(Ordering::SeqCst);
-                    let now = slot.seq.load(Ordering::SeqCst);
-                    if now == seq {
-                        return Err(Miss::Closed);
-                    }
-                    seq = now;
-                    continue;
-                }
-                // Position `head` is taken already (`R`, or the slot is in
-                // a later lap): its consumer has not moved `head` on yet,
-                // or our `head` is stale (a consumer that stalled before
-                // its store moved it back). Help it along.
-                let next = self.walk(head, seq, full_stamp(head), &mut jumps)?;
-                advance(&body.head.pos, next);
-            }
-            // Relaxed, Acquire: as in `claim_pop_in`.
-            head = body.head.pos.load(Ordering::Relaxed);
-            seq = self.slot(head).seq.load(Ordering::Acquire);
-        }
+        claim_pop_slow(self, head, seq, waiting)
     }
 
     /// Takes up to `max` consecutive published slots from the oldest on
@@ -444,7 +242,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             {
                 break;
             }
-            record_owner(slot, me);
+            record_owner(&slot.owner, me);
             n += 1;
         }
         Some((first, n as usize))
@@ -461,16 +259,13 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// Wakes one producer if any sleeps.
     #[inline]
     pub(super) fn wake_producers(&self) {
-        let c = &self.parts.body.control;
-        if sleepers(&c.full_sleepers) != 0 {
-            wake(&c.not_full, false);
-        }
+        wake_producers(self.parts.body);
     }
 
     /// [`free_slot`](Self::free_slot) without the wake-up.
     #[inline]
     pub(super) fn free_slot_quiet(&self, slot: &Slot<T>, pos: u64) {
-        clear_owner(slot);
+        clear_owner(&slot.owner);
         // Release: pairs with the Acquire load of seq in `claim_push`: our
         // read of the value is done before the slot is written again; and
         // orders the clear above. A plain store: the slot is ours (`R`).
@@ -481,75 +276,362 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
         advance(&self.parts.body.head.pos, pos.wrapping_add(1));
     }
 
-    /// Unblocks a slot that a blocked call found stuck in flight, if its
-    /// owner process is dead (checked only when `check_owner`, since it
-    /// reads `/proc`; see [`clear_dead_owner`](Self::clear_dead_owner)):
-    /// `W` becomes `S` (the dead producer's value was never complete), `R`
-    /// becomes `F` of the next lap (the dead consumer's value is lost with
-    /// it). Returns whether the slot changed.
-    ///
-    /// The change is a CAS from exactly the word that was found, so a slot
-    /// that moved on meanwhile is left alone. (A push claims by taking the
-    /// slot, so there is no claimed-but-untaken position to steal, as there
-    /// is in [`crate::msgqueue`].)
+    /// [`recover`] for this ring.
     #[cold]
     pub(super) fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
-        let Stuck { pos, seq } = stuck;
-        let slot = self.slot(pos);
-        if seq & (BUSY | SKIPPED) != BUSY || !check_owner {
-            return false;
-        }
-        let to = if stamp(seq) == self.free(pos) {
-            full_stamp(pos) | SKIPPED
-        } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
-            self.free(pos)
-        } else {
-            return false;
-        };
-        if !self.clear_dead_owner(slot, seq) {
-            return false;
-        }
-        // AcqRel: Release so that whoever takes the slot next (Acquire)
-        // sees it after us, and with it our clear of `owner` (for a dead
-        // owner); Acquire so that we see the last owner's accesses before
-        // handing it on. Relaxed on failure: left alone (the `owner` we
-        // cleared held a dead identity or nothing: clearing it cost no
-        // information that a live owner needs).
-        let done = slot
-            .seq
-            .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-        if done {
-            if to & SKIPPED != 0 {
-                self.wake_consumers();
-            } else {
-                self.wake_producers();
-            }
-        }
-        done
-    }
-
-    /// [`clear_dead_owner`] for `slot`.
-    #[cold]
-    pub(super) fn clear_dead_owner(&self, slot: &Slot<T>, seq: u64) -> bool {
-        clear_dead_owner(&slot.seq, &slot.owner, seq)
+        recover(self, stuck, check_owner)
     }
 
     /// Wakes one consumer if any sleeps.
     #[inline]
     pub(super) fn wake_consumers(&self) {
-        let c = &self.parts.body.control;
-        if sleepers(&c.empty_sleepers) != 0 {
-            wake(&c.not_empty, false);
-        }
+        wake_consumers(self.parts.body);
     }
 }
 
+/// What the claims' slow paths and the recovery need of a ring: both
+/// rings ([`MpmcRing`], [`crate::msgqueue::MsgQueue`]) run them over
+/// their own slots.
+pub(crate) trait Ring<'a> {
+    /// A slot: a `seq` word, an `owner` word, and the ring's data.
+    type Slot: 'a;
+    /// The number of slots.
+    fn capacity(&self) -> u64;
+    /// The indices and control line.
+    fn body(&self) -> &'a MpmcBody;
+    /// The slot of position `pos` (any `pos`).
+    fn slot(&self, pos: u64) -> &'a Self::Slot;
+    /// The `seq` and `owner` words of `slot`.
+    fn words(slot: &Self::Slot) -> (&AtomicU64, &AtomicU64);
+}
+
+impl<'a, T: Pod> Ring<'a> for MpmcRing<'a, T> {
+    type Slot = Slot<T>;
+    #[inline(always)]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    #[inline(always)]
+    fn body(&self) -> &'a MpmcBody {
+        self.parts.body
+    }
+    #[inline(always)]
+    fn slot(&self, pos: u64) -> &'a Slot<T> {
+        MpmcRing::slot(self, pos)
+    }
+    #[inline(always)]
+    fn words(slot: &Slot<T>) -> (&AtomicU64, &AtomicU64) {
+        (&slot.seq, &slot.owner)
+    }
+}
+
+/// A push's claim (`MpmcRing::take_push`, `MsgQueue::take_push`) past
+/// its first look at the slot of `tail` (which found `seq`): retries a
+/// lost CAS, walks on from a stale hint, tells a full ring apart.
+#[cold]
+#[inline(never)]
+pub(crate) fn take_push_slow<'a, R: Ring<'a>>(
+    r: &R,
+    mut tail: u64,
+    mut seq: u64,
+    waiting: bool,
+) -> Result<(&'a R::Slot, u64), Miss> {
+    let mut jumps = 0;
+    loop {
+        let slot = r.slot(tail);
+        let want = free_word(r.capacity(), tail);
+        if seq == want {
+            let (seq_word, owner) = R::words(slot);
+            match take(seq_word, owner, want) {
+                Ok(()) => return Ok((slot, tail)),
+                Err(now) => {
+                    seq = now;
+                    continue;
+                }
+            }
+        }
+        if malformed(seq) {
+            return Err(Miss::Corrupt);
+        }
+        let d = stamp_diff(stamp(seq), want);
+        if d < 0 {
+            // The slot still holds the previous lap (`V`, `R` or `S` of
+            // `tail - cap`): full. `tail` is exact here: every position
+            // below the first untaken one is taken, and this one is
+            // not (its slot has not even been freed for it).
+            if !waiting {
+                return Err(Miss::Idle);
+            }
+            let prev = full_stamp(tail.wrapping_sub(r.capacity()));
+            return Err(if seq & BUSY != 0 && stamp(seq) == prev {
+                // A consumer is reading the slot (`R`): it frees it
+                // soon, and may have checked for sleepers before we
+                // counted ourselves.
+                Miss::InFlight(Stuck { pos: tail, seq })
+            } else {
+                Miss::Idle
+            });
+        }
+        // Position `tail` is taken already (`W`, `V`, `R`, `S`, or the
+        // slot is in a later lap): our hint is stale. Walk on.
+        tail = walk(r.capacity(), tail, seq, free_stamp(tail), &mut jumps)?;
+        // Acquire: as in `MpmcRing::take_push`.
+        seq = R::words(r.slot(tail)).0.load(Ordering::Acquire);
+    }
+}
+
+/// A pop's claim (`MpmcRing::claim_pop_in`, `MsgQueue::claim_pop`) past
+/// its first look at the slot of `head` (which found `seq`): retries a
+/// lost CAS, steps over skipped slots, walks on from a stale hint, tells
+/// an empty ring apart (and a closed, drained one).
+#[cold]
+#[inline(never)]
+pub(crate) fn claim_pop_slow<'a, R: Ring<'a>>(
+    r: &R,
+    mut head: u64,
+    mut seq: u64,
+    waiting: bool,
+) -> Result<(&'a R::Slot, u64), Miss> {
+    let body = r.body();
+    let mut jumps = 0;
+    loop {
+        let slot = r.slot(head);
+        let want = full_stamp(head);
+        if seq == want {
+            let (seq_word, owner) = R::words(slot);
+            match take(seq_word, owner, want) {
+                Ok(()) => return Ok((slot, head)),
+                Err(now) => {
+                    seq = now;
+                    continue;
+                }
+            }
+        } else if seq == want | SKIPPED {
+            // Claim and free at once (nothing to read); orderings as for
+            // a value, Release so the next producer's Acquire load pairs.
+            if let Err(now) = R::words(slot).0.compare_exchange_weak(
+                seq,
+                free_stamp(head.wrapping_add(r.capacity())),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                seq = now;
+                continue;
+            }
+            advance(&body.head.pos, head.wrapping_add(1));
+            wake_producers(body);
+        } else {
+            if malformed(seq) {
+                return Err(Miss::Corrupt);
+            }
+            if stamp_diff(stamp(seq), want) < 0 {
+                // Not published for `head` yet: `W` (a push in flight)
+                // or `F` (nothing pushed there). `head` is exact then:
+                // every position below the first untaken one is taken,
+                // and this one is not.
+                if seq & BUSY != 0 {
+                    return Err(if waiting {
+                        Miss::InFlight(Stuck { pos: head, seq })
+                    } else {
+                        Miss::Idle
+                    });
+                }
+                // `F(head)`: empty, unless closed and drained.
+                match empty_or_drained(&body.control.closed, R::words(slot).0, seq) {
+                    Ok(miss) => return Err(miss),
+                    Err(now) => {
+                        seq = now;
+                        continue;
+                    }
+                }
+            }
+            // Position `head` is taken already (`R`, or the slot is in
+            // a later lap): its consumer has not moved `head` on yet,
+            // or our `head` is stale (a consumer that stalled before
+            // its store moved it back). Help it along.
+            let next = walk(r.capacity(), head, seq, full_stamp(head), &mut jumps)?;
+            advance(&body.head.pos, next);
+        }
+        // Relaxed, Acquire: as in `MpmcRing::claim_pop_in`.
+        head = body.head.pos.load(Ordering::Relaxed);
+        seq = R::words(r.slot(head)).0.load(Ordering::Acquire);
+    }
+}
+
+/// Unblocks a slot of `r` that a blocked call found stuck in flight, if
+/// its owner process is dead (checked only when `check_owner`, since it
+/// reads `/proc`; see [`clear_dead_owner`]):
+/// `W` becomes `S` (the dead producer's value was never complete), `R`
+/// becomes `F` of the next lap (the dead consumer's value is lost with
+/// it). Returns whether the slot changed.
+///
+/// The change is a CAS from exactly the word that was found, so a slot
+/// that moved on meanwhile is left alone.
+#[cold]
+pub(crate) fn recover<'a, R: Ring<'a>>(r: &R, stuck: Stuck, check_owner: bool) -> bool {
+    let Stuck { pos, seq } = stuck;
+    let slot = r.slot(pos);
+    if seq & (BUSY | SKIPPED) != BUSY || !check_owner {
+        return false;
+    }
+    let to = if stamp(seq) == free_word(r.capacity(), pos) {
+        full_stamp(pos) | SKIPPED
+    } else if stamp(seq) == full_stamp(pos.wrapping_sub(r.capacity())) {
+        free_word(r.capacity(), pos)
+    } else {
+        return false;
+    };
+    let (seq_word, owner) = R::words(slot);
+    if !clear_dead_owner(seq_word, owner, seq) {
+        return false;
+    }
+    // AcqRel: Release so that whoever takes the slot next (Acquire)
+    // sees it after us, and with it our clear of `owner` (for a dead
+    // owner); Acquire so that we see the last owner's accesses before
+    // handing it on. Relaxed on failure: left alone (the `owner` we
+    // cleared held a dead identity or nothing: clearing it cost no
+    // information that a live owner needs).
+    let done = seq_word
+        .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok();
+    if done {
+        if to & SKIPPED != 0 {
+            wake_consumers(r.body());
+        } else {
+            wake_producers(r.body());
+        }
+    }
+    done
+}
+
+/// Wakes one producer of the ring of `body` if any sleeps.
+#[inline]
+pub(crate) fn wake_producers(body: &MpmcBody) {
+    let c = &body.control;
+    if sleepers(&c.full_sleepers) != 0 {
+        wake(&c.not_full, false);
+    }
+}
+
+/// Wakes one consumer of the ring of `body` if any sleeps.
+#[inline]
+pub(crate) fn wake_consumers(body: &MpmcBody) {
+    let c = &body.control;
+    if sleepers(&c.empty_sleepers) != 0 {
+        wake(&c.not_empty, false);
+    }
+}
+
+/// Whether the ring was closed (its control line's `closed` word),
+/// read by a producer after the CAS that claimed its slot and before it
+/// publishes a value there (a closed ring gets the slot as skipped
+/// instead). Both rings' ([`crate::msgqueue`]'s too).
+///
+/// `close` stores the flag (`SeqCst`); a consumer that finds the
+/// ring empty reads the flag, then the slot at `head` again
+/// (`SeqCst` both: [`empty_or_drained`]), and reports "closed and drained"
+/// only if that slot is still free for `head`. If our claim of that slot
+/// came after its second read (it read the slot's earlier value), then in
+/// the single total order S: the close's store, its read of the flag, its
+/// read of the slot, our CAS, this load; so this load sees the flag, and
+/// the value it would have missed is never published. Any claim at a
+/// later position comes after a claim at `head` (positions are taken
+/// in order), so after this one. On x86 the load is a plain `mov`
+/// after the `lock`ed CAS; under loom, which models `SeqCst` loads as
+/// Acquire, both sides get the fence that those rules make
+/// unnecessary.
+#[inline(always)]
+pub(crate) fn closed_after_claim(closed: &AtomicU32) -> bool {
+    #[cfg(multiproc_loom)]
+    crate::sync::fence(Ordering::SeqCst);
+    closed.load(Ordering::SeqCst) != 0
+}
+
+/// What a pop that found the slot of `head` free for `head` (the word
+/// `seq`, loaded from `seq_word`) reports: [`Miss::Idle`] if the ring is
+/// open (the `closed` word is 0), [`Miss::Closed`] if it is closed and
+/// drained (the slot, looked at again after the flag, is still free for
+/// `head`: a producer that claims it later reads the flag after its
+/// claim and skips it, see [`closed_after_claim`]); else the word the
+/// second look found (a producer claimed `head` meanwhile: look again).
+#[cold]
+pub(crate) fn empty_or_drained(
+    closed: &AtomicU32,
+    seq_word: &AtomicU64,
+    seq: u64,
+) -> Result<Miss, u64> {
+    // SeqCst: see `closed_after_claim`.
+    if closed.load(Ordering::SeqCst) == 0 {
+        return Ok(Miss::Idle);
+    }
+    #[cfg(multiproc_loom)]
+    crate::sync::fence(Ordering::SeqCst);
+    let now = seq_word.load(Ordering::SeqCst);
+    if now == seq {
+        Ok(Miss::Closed)
+    } else {
+        Err(now)
+    }
+}
+
+/// Takes a slot (its `seq` and `owner` words) from the state `want` (`F`
+/// or `V`) to busy, owned by this process, and records the owner; the
+/// word found instead if it was not `want` (or the weak CAS failed
+/// spuriously). The take of both rings' claims ([`crate::msgqueue`]'s
+/// too).
+#[inline(always)]
+pub(crate) fn take(seq: &AtomicU64, owner: &AtomicU64, want: u64) -> Result<(), u64> {
+    let me = current_identity();
+    // SeqCst on success: pairs with the sleepers of the other side
+    // (see `sleepers`) and, for a push, with `close` (see
+    // `closed_after_claim`); it is the claim. Relaxed on failure: the
+    // caller looks at what it found, and synchronises on a later take.
+    seq.compare_exchange_weak(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)?;
+    record_owner(owner, me);
+    Ok(())
+}
+
+/// The next position to try after `pos` in a ring of `capacity` slots,
+/// whose slot (word `seq`) shows `pos` already taken; `base` is the stamp
+/// `seq` would have if it held exactly `pos` (`2 pos` for a push,
+/// `2 pos + 1` for a pop). Within a lap, the next position; a slot that
+/// has reached a later lap (position `q`, stamp `2q` or `2q + 1`) says
+/// that the position of its previous lap, `q - cap`, was taken (by a
+/// producer, or freed by a consumer) and, positions being taken in order,
+/// every position below it too: the walk jumps there. That happens only
+/// after a stale hint (a thread that stalled between its load and its
+/// store of `tail` or `head` moved it back, by laps); at most
+/// [`LAP_JUMPS`] per call, so that garbage stamps cannot keep a call
+/// jumping (the ring then looks full or empty, which is all a live ring's
+/// call can conclude after that many stalls). Both rings' walk
+/// ([`crate::msgqueue`]'s too).
+#[inline]
+pub(crate) fn walk(
+    capacity: u64,
+    pos: u64,
+    seq: u64,
+    base: u64,
+    jumps: &mut u32,
+) -> Result<u64, Miss> {
+    let d = stamp_diff(stamp(seq), base);
+    if d <= 2 * capacity as i64 + 1 {
+        return Ok(pos.wrapping_add(1));
+    }
+    *jumps += 1;
+    if *jumps > LAP_JUMPS {
+        return Err(Miss::Idle);
+    }
+    // q = pos + d / 2 (rounded down: `2q + 1` is still position q);
+    // q - cap is taken, so the walk goes on at q - cap + 1.
+    let q = pos.wrapping_add(d as u64 / 2);
+    Ok(q.wrapping_sub(capacity).wrapping_add(1))
+}
+
 /// How many times one call may jump a lap forward (see
-/// [`MpmcRing::walk`]): a live ring needs one per stale hint it meets,
+/// [`walk`]): a live ring needs one per stale hint it meets,
 /// which takes a thread stalled between its load and its store of the
 /// hint, or a stall of our own for a lap of traffic.
-pub(super) const LAP_JUMPS: u32 = 16;
+pub(crate) const LAP_JUMPS: u32 = 16;
 
 /// Moves the hint `word` (`tail` or `head`) on to `to` (every position
 /// below `to` is taken) unless it is already there or further, with a
@@ -565,7 +647,7 @@ pub(super) const LAP_JUMPS: u32 = 16;
 /// position is the first untaken one, which the hint never passes). Two
 /// stores may race, so a hint can move back, by laps if a thread stalls
 /// between its load and its store; a thread that then finds taken slots
-/// walks on ([`MpmcRing::walk`]), and one that finds an untaken slot knows
+/// walks on ([`walk`]), and one that finds an untaken slot knows
 /// the hint is exact there. `len` may be off meanwhile (it clamps).
 ///
 /// A push or pop moves its hint when it hands its slot on (publish, free),
@@ -577,7 +659,7 @@ pub(super) const LAP_JUMPS: u32 = 16;
 /// one step. (Single thread, ns per push + pop at 8 B: 7.4 with the move
 /// at the take, 6.3 at the hand-on; `mpmc_pairs`.)
 #[inline(always)]
-fn advance(word: &AtomicU64, to: u64) {
+pub(crate) fn advance(word: &AtomicU64, to: u64) {
     // Relaxed: a hint (for `len` and the next claimer's first guess); the
     // slots' seq words synchronise the data. The load keeps the hint from
     // moving back in all but a race between load and store, and leaves the
@@ -592,7 +674,7 @@ fn advance(word: &AtomicU64, to: u64) {
 /// [`super::slot`]): skipped and busy, skipped with an even stamp (a
 /// value's stamp is odd), or an owner pid without the busy bit.
 #[cold]
-fn malformed(seq: u64) -> bool {
+pub(crate) fn malformed(seq: u64) -> bool {
     let skipped = seq & SKIPPED != 0;
     let busy = seq & BUSY != 0;
     (skipped && (busy || stamp(seq) & 1 == 0)) || (!busy && owner_pid(seq) != 0)

@@ -113,7 +113,7 @@ use blocking::{block_on, sleepers, wake, Miss, Poll};
 use slot::{valid_capacity, MpmcBody, Slot};
 
 pub(crate) mod blocking;
-mod claim;
+pub(crate) mod claim;
 pub(crate) mod slot;
 
 /// `mask` value meaning "capacity is not a power of two: divide".

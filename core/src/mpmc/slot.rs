@@ -1,8 +1,7 @@
 //! The shared layout of an MPMC ring and the state machine of its slots:
 //! the body (indices and control line), the slot's `seq` word and its
-//! `owner` record. [`crate::msgqueue`] uses the same slot states over its
-//! own slots, with the earlier push claim (a CAS on `tail`, which carries
-//! the closed bit there, then a CAS on the slot).
+//! `owner` record. [`crate::msgqueue`] uses the same body, slot states
+//! and protocol over its own slots.
 //!
 //! # Layout
 //!
@@ -60,7 +59,7 @@
 //! plain stores: they never pass an untaken position, and whoever finds a
 //! taken slot at one walks on (racing stores can set a hint back, even by
 //! laps; threads then walk forward again, jumping a lap at a time: see
-//! `advance` and `MpmcRing::walk` in `claim.rs`). A slot free for exactly
+//! `advance` and `walk` in `claim.rs`). A slot free for exactly
 //! its position `p` exists only for the first untaken push position, so
 //! pushes are claimed in position order, and likewise pops.
 //!
@@ -121,8 +120,6 @@ use crate::ring::IndexLine;
 use crate::sync::{pid_alive, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::wait::EventCount;
 
-/// Bit 63 of a [`crate::msgqueue`]'s `tail`: the queue is closed.
-pub(crate) const CLOSED: u64 = 1 << 63;
 // A slot's `seq` word (see "Slot states" in the module docs):
 //
 //   63        62     61 ........ 40   39 ............. 0
@@ -145,8 +142,21 @@ const OWNER_MASK: u64 = (1 << crate::identity::PID_BITS) - 1;
 /// `2(p + cap) + 1`, must stay far apart in the 40-bit stamp space.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
 
+/// The `seq` word `F(pos)` of the slot of `pos` free for the producer of
+/// `pos`, in a ring of `capacity` slots: [`free_stamp`], except in the
+/// first lap (`pos < capacity`), where it is 0, so that zeroed memory is
+/// an empty ring. Both rings' ([`crate::msgqueue`]'s too).
+#[inline(always)]
+pub(crate) const fn free_word(capacity: u64, pos: u64) -> u64 {
+    if pos < capacity {
+        0
+    } else {
+        free_stamp(pos)
+    }
+}
+
 /// The stamp "free for the producer of `pos`" after the first lap (see
-/// [`MpmcRing::free`](super::MpmcRing::free)).
+/// [`free_word`]).
 #[inline]
 pub(crate) const fn free_stamp(pos: u64) -> u64 {
     pos.wrapping_mul(2) & STAMP_MASK
@@ -185,26 +195,27 @@ pub(crate) const fn owner_pid(seq: u64) -> u32 {
     ((seq >> STAMP_BITS) & OWNER_MASK) as u32
 }
 
-/// Records the identity word `me` of the process that has just taken
-/// `slot` (its `seq` CAS to `W` or `R` succeeded).
+/// Records the identity word `me` of the process that has just taken a
+/// slot (its `seq` CAS to `W` or `R` succeeded) in the slot's `owner`.
 #[inline(always)]
-pub(crate) fn record_owner<T>(slot: &Slot<T>, me: u64) {
+pub(crate) fn record_owner(owner: &AtomicU64, me: u64) {
     // Relaxed: a recoverer reads it after an Acquire load of `seq` that
     // found our hold; until it is visible, the recoverer judges by the pid
     // in `seq` (ours, alive while we are). The clear before our hand-on is
     // sequenced after it, so the record never outlives our hold.
-    slot.owner.store(me, Ordering::Relaxed);
+    owner.store(me, Ordering::Relaxed);
 }
 
-/// Clears `owner` before the owner's store that hands `slot` on (`W` to
-/// `V`/`S`, `R` to `F`), which must be a Release store and follow at once.
+/// Clears a slot's `owner` before the owner's store that hands the slot
+/// on (`W` to `V`/`S`, `R` to `F`), which must be a Release store of its
+/// `seq` and follow at once.
 #[inline(always)]
-pub(crate) fn clear_owner<T>(slot: &Slot<T>) {
+pub(crate) fn clear_owner(owner: &AtomicU64) {
     // Relaxed: ordered by the Release store of `seq` that follows, which
     // every later taker's CAS acquires (directly or through the release
     // sequence of the slot's RMWs), and with it every recoverer that finds
     // a later hold: no later hold can be judged by our identity.
-    slot.owner.store(0, Ordering::Relaxed);
+    owner.store(0, Ordering::Relaxed);
 }
 
 /// Whether `capacity` is one an MPMC ring accepts.
@@ -228,10 +239,9 @@ pub(crate) struct Control {
     /// Producers in a blocking push past their spin: pops notify only while
     /// this is not 0.
     pub(crate) full_sleepers: AtomicU32,
-    /// 1 once the ring is closed: the closed flag of an MPMC ring (read by
-    /// every push after its claim, and by pops that find the ring empty);
-    /// in a [`crate::msgqueue`] a read-mostly mirror of `tail`'s [`CLOSED`]
-    /// bit, which is the authority there.
+    /// 1 once the ring is closed: the closed flag (read by every push
+    /// after its claim, and by pops that find the ring empty; see
+    /// `closed_after_claim` in `claim.rs`).
     pub(crate) closed: AtomicU32,
     _reserved: AtomicU32,
 }
@@ -240,8 +250,7 @@ pub(crate) struct Control {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct MpmcBody {
-    /// Next position to push: a hint in an MPMC ring; in a
-    /// [`crate::msgqueue`], the claimed count with the [`CLOSED`] bit.
+    /// Next position to push (a hint).
     pub(crate) tail: IndexLine,
     /// Next position to pop (a hint).
     pub(crate) head: IndexLine,
@@ -320,9 +329,9 @@ unsafe impl<T: Pod> ShmSafe for Slot<T> {}
 /// recoverer, preceded by a clear of `owner` (the owner's
 /// `clear_owner`, or the recoverer's CAS below). The take that started
 /// this hold acquired that store (directly, or through the release
-/// sequence continued by the RMWs in between: a consumer's `S` to `F`,
-/// a steal), and our Acquire load of `seq` reads the value of that
-/// take (a CAS, itself part of the same release sequence), so every
+/// sequence continued by the RMWs in between: a consumer's `S` to
+/// `F`), and our Acquire load of `seq` reads the value of that take (a
+/// CAS, itself part of the same release sequence), so every
 /// earlier clear happens before our read of `owner`, which by coherence
 /// returns that clear or something later: this owner's record, its own
 /// clear, or (the slot has moved on, and the CAS on `seq` will fail)

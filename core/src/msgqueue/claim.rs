@@ -1,7 +1,15 @@
 //! The protocol steps of [`MsgQueue`]: [`crate::mpmc`]'s claims, takes,
-//! publishes, frees and recovery, slot for slot, over the queue's own slots.
+//! publishes, frees and recovery, slot for slot, over the queue's own
+//! slots. The claims' inline first looks and the hand-ons are the queue's
+//! own (they touch its slot type); everything past them (the slow paths,
+//! the recovery, the take, the walk, the hint moves and the closed flag's
+//! reads) is [`crate::mpmc::claim`]'s, through its `Ring` trait.
 
 use super::*;
+use crate::mpmc::claim::{
+    advance, claim_pop_slow, closed_after_claim, recover, take, take_push_slow, wake_consumers,
+    wake_producers, Ring,
+};
 
 impl<'a> MsgQueue<'a> {
     /// The slot index of position `pos`: always `< capacity`, whatever `pos`.
@@ -33,99 +41,55 @@ impl<'a> MsgQueue<'a> {
         unsafe { self.data.as_ptr().add(i * self.stride) }
     }
 
-    /// The `seq` word `F(pos)`: as [`crate::mpmc`]'s (0 in the first lap).
+    /// The `seq` word `F(pos)`: [`free_word`] (0 in the first lap).
     #[inline(always)]
     pub(super) fn free(&self, pos: u64) -> u64 {
-        if pos < self.capacity {
-            0
-        } else {
-            free_stamp(pos)
-        }
+        free_word(self.capacity, pos)
     }
 
-    /// Claims the next push position and takes its slot (`W`); when
-    /// `waiting`, a full queue is told apart as [`Miss::Idle`] or
-    /// [`Miss::InFlight`]. As `MpmcRing::claim_push_in`.
+    /// Claims the next push position by taking its slot (`W`) and returns
+    /// it; when `waiting` (a blocked send polls), a full queue is told
+    /// apart as [`Miss::Idle`] or [`Miss::InFlight`]. As
+    /// `MpmcRing::claim_push_in`: the take is the claim (one `lock`ed
+    /// instruction), the closed flag is read again after it
+    /// ([`closed_after_claim`]), and `tail` moves on at the publish.
     #[inline(always)]
     pub(super) fn claim_push(&self, waiting: bool) -> Result<(&'a Slot, u64), Miss> {
-        let tail_word = &self.parts.body.ring.tail.pos;
-        // Relaxed: a guess that the CAS confirms; the slot's seq (Acquire)
-        // carries the synchronisation.
-        let mut tail = tail_word.load(Ordering::Relaxed);
-        loop {
-            if tail & CLOSED != 0 {
-                return Err(Miss::Closed);
-            }
-            let slot = self.slot(tail);
-            // Acquire: pairs with the Release store in `free_slot`: the last
-            // consumer's read of this slot is done before we write it.
-            let seq = slot.seq.load(Ordering::Acquire);
-            let want = self.free(tail);
-            if seq == want {
-                // SeqCst on success: pairs with sleeping consumers (see
-                // `mpmc::sleepers`). Relaxed on failure: we just retry.
-                match tail_word.compare_exchange_weak(
-                    tail,
-                    tail.wrapping_add(1),
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => match self.take_free(slot, tail) {
-                        Ok(()) => return Ok((slot, tail)),
-                        // Stolen between the two CASes: claim another.
-                        Err(Taken::Stolen) => tail = tail_word.load(Ordering::Relaxed),
-                        Err(Taken::Corrupt) => return Err(Miss::Corrupt),
-                    },
-                    Err(now) => tail = now,
-                }
-            } else if stamp_diff(stamp(seq), want) < 0 {
-                // Still in the previous lap: full, unless tail moved on.
-                let now = tail_word.load(Ordering::Relaxed);
-                if now == tail {
-                    if !waiting {
-                        return Err(Miss::Idle);
-                    }
-                    let prev = full_stamp(tail.wrapping_sub(self.capacity));
-                    return Err(if seq & BUSY != 0 && stamp(seq) == prev {
-                        // A consumer reads the slot (`R`).
-                        Miss::InFlight(Stuck { pos: tail, seq })
-                    } else {
-                        Miss::Idle
-                    });
-                }
-                tail = now;
-            } else {
-                // Someone already pushed at `tail`: then `tail` has moved on.
-                // If it has not, the memory is corrupt.
-                let now = tail_word.load(Ordering::Relaxed);
-                if now == tail {
-                    return Err(Miss::Corrupt);
-                }
-                tail = now;
-            }
+        let (slot, pos) = self.take_push(waiting)?;
+        if closed_after_claim(&self.parts.body.ring.control.closed) {
+            self.publish_skipped(slot, pos);
+            return Err(Miss::Closed);
         }
+        Ok((slot, pos))
     }
 
-    /// Takes the slot of `pos`, just claimed on `tail`, from `F` to `W`.
+    /// Takes the slot of the first position no producer has taken yet (`F`
+    /// to `W`, owned by this process), without reading the closed flag
+    /// after the take. As `MpmcRing::take_push`: the common case inline,
+    /// the rest in [`take_push_slow`].
     #[inline(always)]
-    pub(super) fn take_free(&self, slot: &Slot, pos: u64) -> Result<(), Taken> {
-        let want = self.free(pos);
-        let me = current_identity();
-        // AcqRel on success: Acquire as the load before the claim; Release
-        // so that whoever sees `W` also sees our claim on `tail`. Relaxed on
-        // failure: we only classify.
-        match slot
-            .seq
-            .compare_exchange(want, busy(want, me), Ordering::AcqRel, Ordering::Relaxed)
-        {
-            Ok(_) => {
-                // Relaxed: as `mpmc::record_owner`.
-                slot.owner.store(me, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(now) if stamp_diff(stamp(now), want) > 0 => Err(Taken::Stolen),
-            Err(_) => Err(Taken::Corrupt),
+    fn take_push(&self, waiting: bool) -> Result<(&'a Slot, u64), Miss> {
+        let body = &self.parts.body.ring;
+        // Relaxed: spares a closed queue a claim that would only be
+        // skipped; the authority is read after the claim.
+        if body.control.closed.load(Ordering::Relaxed) != 0 {
+            return Err(Miss::Closed);
         }
+        // Relaxed: a guess; the slot's seq (Acquire) carries the
+        // synchronisation, and its CAS decides who sends.
+        let tail = body.tail.pos.load(Ordering::Relaxed);
+        let slot = self.slot(tail);
+        // Acquire: pairs with the Release store in `free_slot`: the last
+        // consumer's read of this slot is done before we write it.
+        let seq = slot.seq.load(Ordering::Acquire);
+        let want = self.free(tail);
+        if seq == want {
+            return match take(&slot.seq, &slot.owner, want) {
+                Ok(()) => Ok((slot, tail)),
+                Err(now) => take_push_slow(self, tail, now, waiting),
+            };
+        }
+        take_push_slow(self, tail, seq, waiting)
     }
 
     #[cold]
@@ -153,11 +117,12 @@ impl<'a> MsgQueue<'a> {
     /// Publishes the message of `pos` and wakes one consumer if any sleeps.
     #[inline]
     pub(super) fn publish(&self, slot: &Slot, pos: u64) {
-        // Relaxed: as `mpmc::clear_owner`, ordered by the Release below.
-        slot.owner.store(0, Ordering::Relaxed);
+        clear_owner(&slot.owner);
         // Release: pairs with the Acquire load of seq in `claim_pop`: our
-        // writes of the bytes and the length are visible to its consumer.
+        // writes of the bytes and the length are visible to its consumer;
+        // and orders the clear above. A plain store: the slot is ours.
         slot.seq.store(full_stamp(pos), Ordering::Release);
+        advance(&self.parts.body.ring.tail.pos, pos.wrapping_add(1));
         self.wake_consumers();
     }
 
@@ -165,106 +130,37 @@ impl<'a> MsgQueue<'a> {
     /// message (`S`), and wakes one consumer if any sleeps.
     #[cold]
     pub(super) fn publish_skipped(&self, slot: &Slot, pos: u64) {
-        slot.owner.store(0, Ordering::Relaxed);
-        // Release: pairs with the Acquire load in `claim_pop`.
+        clear_owner(&slot.owner);
+        // Release: pairs with the Acquire load in `claim_pop`, which frees
+        // the slot without reading it; and orders the clear above.
         slot.seq.store(full_stamp(pos) | SKIPPED, Ordering::Release);
+        advance(&self.parts.body.ring.tail.pos, pos.wrapping_add(1));
         self.wake_consumers();
     }
 
-    /// Takes the oldest published message's slot (`R`), stepping over
-    /// skipped slots; when `waiting`, an empty queue is told apart as
-    /// [`Miss::Idle`] or [`Miss::InFlight`]. As `MpmcRing::claim_pop_in`.
+    /// Takes the oldest published message's slot (`R`, owned by this
+    /// process), stepping over skipped slots; when `waiting`, an empty
+    /// queue is told apart as [`Miss::Idle`] or [`Miss::InFlight`]. As
+    /// `MpmcRing::claim_pop_in`: the common case inline, the rest in
+    /// [`claim_pop_slow`].
     #[inline(always)]
     pub(super) fn claim_pop(&self, waiting: bool) -> Result<(&'a Slot, u64), Miss> {
         let body = &self.parts.body.ring;
         // Relaxed: a guess; the slot's seq (Acquire) synchronises, and its
         // CAS decides who receives.
-        let mut head = body.head.pos.load(Ordering::Relaxed);
-        loop {
-            let slot = self.slot(head);
-            // Acquire: pairs with the Release store in `publish`.
-            let seq = slot.seq.load(Ordering::Acquire);
-            let want = full_stamp(head);
-            if seq == want {
-                let me = current_identity();
-                // SeqCst on success: pairs with sleeping producers (see
-                // `mpmc::sleepers`). Relaxed on failure: we look again.
-                if slot
-                    .seq
-                    .compare_exchange_weak(
-                        want,
-                        busy(want, me),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    // Relaxed: as `mpmc::record_owner`.
-                    slot.owner.store(me, Ordering::Relaxed);
-                    self.advance_head(head, head.wrapping_add(1));
-                    return Ok((slot, head));
-                }
-            } else if seq == want | SKIPPED {
-                // Claim and free at once (nothing to read).
-                if slot
-                    .seq
-                    .compare_exchange_weak(
-                        seq,
-                        free_stamp(head.wrapping_add(self.capacity)),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    self.advance_head(head, head.wrapping_add(1));
-                    self.wake_producers();
-                }
-            } else {
-                let d = stamp_diff(stamp(seq), want);
-                if d < 0 {
-                    // Not published for `head` yet: empty, or a push in
-                    // flight. Relaxed: a hint, as in `MpmcRing::claim_pop_in`.
-                    if !waiting && body.control.closed.load(Ordering::Relaxed) == 0 {
-                        return Err(Miss::Idle);
-                    }
-                    // Acquire: pairs with the producers' claim CAS (see
-                    // `MpmcRing::claim_pop_in`).
-                    let tail = body.tail.pos.load(Ordering::Acquire);
-                    let claimed = tail & !CLOSED;
-                    return Err(if claimed == head && tail & CLOSED != 0 {
-                        Miss::Closed
-                    } else if seq & BUSY != 0 || claimed.wrapping_sub(head) as i64 > 0 {
-                        Miss::InFlight(Stuck { pos: head, seq })
-                    } else {
-                        Miss::Idle
-                    });
-                }
-                // Taken already: help `head` along, unless the stamp is
-                // further than any consumer could have taken it.
-                if d <= 2 * self.capacity as i64 + 1 {
-                    self.advance_head(head, head.wrapping_add(1));
-                } else if body.head.pos.load(Ordering::Relaxed) == head {
-                    return Err(Miss::Corrupt);
-                }
-            }
-            // Relaxed: as above.
-            head = body.head.pos.load(Ordering::Relaxed);
+        let head = body.head.pos.load(Ordering::Relaxed);
+        let slot = self.slot(head);
+        // Acquire: pairs with the Release store in `publish`: the bytes
+        // and the length are written before we read them.
+        let seq = slot.seq.load(Ordering::Acquire);
+        let want = full_stamp(head);
+        if seq == want {
+            return match take(&slot.seq, &slot.owner, want) {
+                Ok(()) => Ok((slot, head)),
+                Err(now) => claim_pop_slow(self, head, now, waiting),
+            };
         }
-    }
-
-    /// Moves `head` from `from` up to `to` unless others already moved it
-    /// that far.
-    #[inline]
-    pub(super) fn advance_head(&self, from: u64, to: u64) {
-        let head = &self.parts.body.ring.head.pos;
-        let mut cur = from;
-        // Relaxed: bookkeeping; the slots' seq words synchronise the data.
-        while let Err(now) = head.compare_exchange(cur, to, Ordering::Relaxed, Ordering::Relaxed) {
-            if to.wrapping_sub(now) as i64 <= 0 {
-                break;
-            }
-            cur = now;
-        }
+        claim_pop_slow(self, head, seq, waiting)
     }
 
     #[cold]
@@ -293,72 +189,48 @@ impl<'a> MsgQueue<'a> {
     /// any sleeps.
     #[inline]
     pub(super) fn free_slot(&self, slot: &Slot, pos: u64) {
-        slot.owner.store(0, Ordering::Relaxed);
-        // Release: pairs with the Acquire load of seq in `claim_push`: our
-        // read of the bytes is done before the slot is written again.
+        clear_owner(&slot.owner);
+        // Release: pairs with the Acquire load of seq in `take_push`: our
+        // read of the bytes is done before the slot is written again; and
+        // orders the clear above. A plain store: the slot is ours (`R`).
         slot.seq.store(
             free_stamp(pos.wrapping_add(self.capacity)),
             Ordering::Release,
         );
-        self.wake_producers();
+        advance(&self.parts.body.ring.head.pos, pos.wrapping_add(1));
+        wake_producers(&self.parts.body.ring);
     }
 
-    /// Unblocks a slot that a blocked call found stuck in flight, if it can
-    /// be done safely; returns whether the slot changed. As
-    /// `MpmcRing::recover`: an untaken claim is stolen (`F` to `S`), a dead
-    /// producer's `W` becomes `S`, a dead consumer's `R` is freed.
+    /// [`recover`] for this queue.
     #[cold]
     pub(super) fn recover(&self, stuck: Stuck, check_owner: bool) -> bool {
-        let Stuck { pos, seq } = stuck;
-        let slot = self.slot(pos);
-        let to = if seq == self.free(pos) {
-            full_stamp(pos) | SKIPPED
-        } else if seq & (BUSY | SKIPPED) == BUSY && check_owner {
-            let to = if stamp(seq) == self.free(pos) {
-                full_stamp(pos) | SKIPPED
-            } else if stamp(seq) == full_stamp(pos.wrapping_sub(self.capacity)) {
-                self.free(pos)
-            } else {
-                return false;
-            };
-            if !clear_dead_owner(&slot.seq, &slot.owner, seq) {
-                return false;
-            }
-            to
-        } else {
-            return false;
-        };
-        // AcqRel: Release so that whoever takes the slot next sees it after
-        // us (and our clear of `owner`); Acquire so that we see the last
-        // owner's accesses before handing it on. Relaxed on failure: left
-        // alone.
-        let done = slot
-            .seq
-            .compare_exchange(seq, to, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-        if done {
-            if to & SKIPPED != 0 {
-                self.wake_consumers();
-            } else {
-                self.wake_producers();
-            }
-        }
-        done
+        recover(self, stuck, check_owner)
     }
 
+    /// Wakes one consumer if any sleeps.
     #[inline]
     pub(super) fn wake_consumers(&self) {
-        let c = &self.parts.body.ring.control;
-        if sleepers(&c.empty_sleepers) != 0 {
-            wake(&c.not_empty, false);
-        }
+        wake_consumers(&self.parts.body.ring);
     }
+}
 
-    #[inline]
-    pub(super) fn wake_producers(&self) {
-        let c = &self.parts.body.ring.control;
-        if sleepers(&c.full_sleepers) != 0 {
-            wake(&c.not_full, false);
-        }
+impl<'a> Ring<'a> for MsgQueue<'a> {
+    type Slot = Slot;
+    #[inline(always)]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    #[inline(always)]
+    fn body(&self) -> &'a MpmcBody {
+        let body: &'a MsgBody = self.parts.body;
+        &body.ring
+    }
+    #[inline(always)]
+    fn slot(&self, pos: u64) -> &'a Slot {
+        MsgQueue::slot(self, pos)
+    }
+    #[inline(always)]
+    fn words(slot: &Slot) -> (&AtomicU64, &AtomicU64) {
+        (&slot.seq, &slot.owner)
     }
 }

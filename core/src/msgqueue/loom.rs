@@ -5,6 +5,7 @@
 extern crate std;
 
 use super::*;
+use crate::mpmc::slot::busy;
 use crate::test_util::leak;
 use ::loom::thread;
 use std::vec::Vec;
@@ -151,23 +152,58 @@ fn producer_dies(last_act: fn(MsgQueue<'static>)) {
 #[test]
 fn msgqueue_producer_dies_mid_send() {
     producer_dies(|q| {
-        // Fails if its claim was stolen and the queue then looked full: a
-        // death with nothing taken, also fine.
-        if let Ok(mut w) = q.try_send_ref() {
-            w[0] = 9;
-            core::mem::forget(w);
-        }
+        // Two slots, two messages: never full.
+        let mut w = q.try_send_ref().unwrap();
+        w[0] = 9;
+        core::mem::forget(w);
     });
 }
 
-/// A producer dies between its claim on `tail` and its take of the slot:
-/// the consumer steals the claim.
+/// A producer dies right after the CAS that took its slot, before it
+/// records its identity (its publish would move `tail` on): the other
+/// producer walks past the held slot from the stale `tail`, and the
+/// consumer, once the owner's pid is dead, steps over the held slot to the
+/// 2.
 #[test]
-fn msgqueue_producer_dies_between_claim_and_take() {
+fn msgqueue_producer_dies_between_take_and_record() {
     producer_dies(|q| {
-        let tail = &q.parts.body.ring.tail.pos;
-        let t = tail.load(Ordering::Relaxed);
-        let _ = tail.compare_exchange(t, t + 1, Ordering::SeqCst, Ordering::Relaxed);
+        let t = q.parts.body.ring.tail.pos.load(Ordering::Relaxed);
+        let want = q.free(t);
+        let _ = q.slot(t).seq.compare_exchange(
+            want,
+            busy(want, crate::sync::current_identity()),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
+    });
+}
+
+/// `close` races a send and a draining consumer: the send either lands
+/// (and the consumer gets its message before Disconnected) or fails with
+/// Disconnected (and the consumer gets nothing); never a message lost
+/// behind a Disconnected, or one that appears after it. Fails without the
+/// producer's read of the flag after its claim (`closed_after_claim`) or
+/// the consumer's second look at the slot (`empty_or_drained`).
+#[test]
+fn msgqueue_close_races_a_send() {
+    ::loom::model(|| {
+        let q = queue(2);
+        let p = thread::spawn(move || q.send(&msg(1)).is_ok());
+        let c = thread::spawn(move || {
+            let first = recv(q);
+            let second = if first.is_ok() { recv(q) } else { first };
+            (first, second)
+        });
+        q.close();
+        let sent = p.join().unwrap();
+        let (first, second) = c.join().unwrap();
+        if sent {
+            assert_eq!((first, second), (Ok(1), Err(RecvError::Disconnected)));
+        } else {
+            assert_eq!(first, Err(RecvError::Disconnected));
+        }
+        let mut buf = [0u8; MAX as usize];
+        assert_eq!(q.try_recv_into(&mut buf), Err(RecvError::Disconnected));
     });
 }
 

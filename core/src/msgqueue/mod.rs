@@ -50,7 +50,7 @@
 //!  0        128          256          384            512        640
 //!  +--------+------------+------------+--------------+----------+----------------+---------------------------+
 //!  | header | tail: u64  | head: u64  | not_empty ec | config   | Slot 0, 1, ... | data 0 | data 1 | ...      |
-//!  | (kind  | + CLOSED   |            | not_full ec  | max_msg  | seq: u64       | stride | stride |          |
+//!  | (kind  | (a hint)   | (a hint)   | not_full ec  | max_msg  | seq: u64       | stride | stride |          |
 //!  | Msg-   |            |            | sleepers     | stride   | owner: u64     | bytes  | bytes  |          |
 //!  | Queue) |            |            | closed       |          | len: u64, pad  |        |        |          |
 //!  +--------+------------+------------+--------------+----------+----------------+---------------------------+
@@ -69,9 +69,10 @@
 //! # Protocol
 //!
 //! The protocol is [`crate::mpmc`]'s, slot for slot: the same `seq` states
-//! (`F`, `W`, `V`, `S`, `R`), the same claim on `tail` then take of the
-//! slot by a producer, the same take of the slot by a consumer, the same
-//! blocking (spin, then sleep on an eventcount, woken only when someone
+//! (`F`, `W`, `V`, `S`, `R`), the same claims (a producer's or consumer's
+//! CAS that takes the slot, with `tail` and `head` as hints), the same
+//! closed flag (the control line's `closed` word, read by a producer after
+//! its claim), the same blocking (spin, then sleep on an eventcount, woken only when someone
 //! sleeps), and the same recovery of slots held by processes that died
 //! (see "Processes killed in the middle of an operation" in
 //! [`crate::mpmc`]). A producer writes the message's bytes and its length
@@ -95,8 +96,10 @@
 //! process: a byte of shared memory can change neither. A message's
 //! length is read from the slot and checked against the cached
 //! `max_message` before any byte is touched; a longer one is reported as
-//! [`RecvError::BadLength`] (and consumed). A `seq` word that contradicts
-//! the indices is [`SendError::Corrupt`]/[`RecvError::Corrupt`]. No state of
+//! [`RecvError::BadLength`] (and consumed). A `seq` word in a state no
+//! slot can be in is [`SendError::Corrupt`]/[`RecvError::Corrupt`]; stamps
+//! that contradict the hints are walked past for a bounded number of laps,
+//! after which the queue looks full or empty. No state of
 //! the memory makes a call read or write outside the region, or panic.
 
 use core::fmt;
@@ -104,13 +107,12 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::time::Duration;
 
-use crate::mpmc::blocking::{block_on, sleepers, wake, Miss, Poll, Stuck, Taken};
+use crate::mpmc::blocking::{block_on, Miss, Poll, Stuck};
 use crate::mpmc::slot::{
-    busy, clear_dead_owner, free_stamp, full_stamp, stamp, stamp_diff, valid_capacity, MpmcBody,
-    BUSY, CLOSED, SKIPPED,
+    clear_owner, free_stamp, free_word, full_stamp, valid_capacity, MpmcBody, SKIPPED,
 };
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
-use crate::sync::{current_identity, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 use crate::time::Deadline;
 use crate::wait::Spin;
 
@@ -159,7 +161,7 @@ struct MsgBody {
 
 /// One slot's words; its message bytes are in the data area.
 #[repr(C)]
-struct Slot {
+pub(crate) struct Slot {
     /// The [`crate::mpmc`] sequence word.
     seq: AtomicU64,
     /// The identity word of the process that owns the slot (`W` or `R`),
@@ -268,13 +270,12 @@ impl core::panic::RefUnwindSafe for MsgQueue<'_> {}
 impl fmt::Debug for MsgQueue<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = &self.parts.body.ring;
-        let tail = b.tail.pos.load(Ordering::Relaxed);
         f.debug_struct("MsgQueue")
             .field("capacity", &self.capacity)
             .field("max_message", &self.max_message)
-            .field("tail", &(tail & !CLOSED))
+            .field("tail", &b.tail.pos.load(Ordering::Relaxed))
             .field("head", &b.head.pos.load(Ordering::Relaxed))
-            .field("closed", &(tail & CLOSED != 0))
+            .field("closed", &(b.control.closed.load(Ordering::Relaxed) != 0))
             .finish()
     }
 }
@@ -445,14 +446,17 @@ impl<'a> MsgQueue<'a> {
         self.max_message
     }
 
-    /// The number of messages in the queue, approximately: positions
-    /// claimed by producers minus positions claimed by consumers, clamped
-    /// to `0..=capacity`. It counts operations in progress as done.
+    /// The number of messages in the queue, approximately: the hints of
+    /// the next send and receive positions (`tail` and `head`), read one
+    /// after the other while others may move both, clamped to
+    /// `0..=capacity`. It counts sends and receives in progress as done; a
+    /// hint moved back by a stalled thread can make it off until the next
+    /// send or receive moves that hint on.
     pub fn len(&self) -> u64 {
         let b = &self.parts.body.ring;
         // Relaxed: an advisory snapshot, no data is read on its strength.
         let head = b.head.pos.load(Ordering::Relaxed);
-        let tail = b.tail.pos.load(Ordering::Relaxed) & !CLOSED;
+        let tail = b.tail.pos.load(Ordering::Relaxed);
         if tail <= head {
             0
         } else {
@@ -474,20 +478,20 @@ impl<'a> MsgQueue<'a> {
     /// receives return what is left and then `Disconnected`. Wakes every
     /// sleeper. Closing twice is harmless; a queue cannot be reopened.
     pub fn close(&self) {
-        let b = &self.parts.body.ring;
-        // AcqRel: as in `MpmcRing::close`: the flag is an RMW in `tail`'s
-        // modification order, so every send claim lands before it or fails.
-        b.tail.pos.fetch_or(CLOSED, Ordering::AcqRel);
-        // Relaxed: a hint for receives; the bit in `tail` is the authority.
-        b.control.closed.store(1, Ordering::Relaxed);
-        b.control.not_empty.notify_all();
-        b.control.not_full.notify_all();
+        let c = &self.parts.body.ring.control;
+        // SeqCst: as in `MpmcRing::close`, ordered against every send's
+        // claim and the drained test of receives (see
+        // `mpmc::claim::closed_after_claim`): a send whose claim comes after
+        // a receive's "closed and drained" sees the flag and fails.
+        c.closed.store(1, Ordering::SeqCst);
+        c.not_empty.notify_all();
+        c.not_full.notify_all();
     }
 
     /// Whether [`close`](Self::close) was called (by any process).
     pub fn is_closed(&self) -> bool {
-        // Acquire: pairs with the Release in `close`.
-        self.parts.body.ring.tail.pos.load(Ordering::Acquire) & CLOSED != 0
+        // Acquire: pairs with the store in `close` (SeqCst, so Release).
+        self.parts.body.ring.control.closed.load(Ordering::Acquire) != 0
     }
 
     // -- sending -------------------------------------------------------------
@@ -582,7 +586,7 @@ impl<'a> MsgQueue<'a> {
     fn write_and_publish(&self, slot: &'a Slot, pos: u64, msg: &[u8]) {
         debug_assert!(msg.len() <= self.max_message);
         let dst = self.data_ptr(pos);
-        // SAFETY: the slot is ours (`W`, taken by the CAS in `take_free`,
+        // SAFETY: the slot is ours (`W`, taken by the CAS in `take_push`,
         // whose Acquire pairs with the last consumer's freeing Release):
         // nobody else accesses its bytes until we publish. `dst` points to
         // `stride >= max_message >= msg.len()` bytes of the data area, which

@@ -1,6 +1,7 @@
 extern crate std;
 
 use super::*;
+use crate::mpmc::slot::{busy, BUSY};
 use crate::test_util::{buf, bytes, Line};
 use std::format;
 use std::vec;
@@ -275,7 +276,7 @@ fn garbage_memory_never_panics() {
                 0 => next(),
                 1 => next() % 16,
                 2 => busy(full_stamp(next() % 8), next()),
-                _ => next() | CLOSED,
+                _ => next() | 1 << 63,
             };
             let w = next() as usize % (words + 2);
             if w < words {
@@ -400,6 +401,79 @@ fn threads_exactly_once_with_mixed_sizes() {
         assert_eq!(count, 3 * PER);
         assert_eq!(sum, (3 * PER - 1) * 3 * PER / 2);
     });
+}
+
+/// A producer that took the slot at `tail` and was killed before it
+/// recorded its identity (or moved `tail` on): the next send walks past
+/// the held slot; a blocking receive steps over it once its pid is found
+/// dead, a non-blocking one does not.
+#[test]
+fn a_writer_killed_before_its_record_is_walked_past() {
+    with_queue(4, 8, |q| {
+        // A pid above every real one: never alive.
+        let dead = (1 << crate::identity::PID_BITS) - 1;
+        q.slot(0).seq.store(busy(0, dead), Ordering::Relaxed);
+        q.try_send(b"next").unwrap();
+        assert_eq!(q.parts.body.ring.tail.pos.load(Ordering::Relaxed), 2);
+        let mut out = [0u8; 8];
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+        assert_eq!(
+            q.recv_into_timeout(&mut out, Duration::from_secs(30)),
+            Ok(4)
+        );
+        assert_eq!(&out[..4], b"next");
+    });
+}
+
+/// `tail` and `head` are hints moved on by plain stores, so a thread that
+/// stalls between its load and its store can move one back, by laps:
+/// calls walk (and jump) forward from there instead of calling the queue
+/// corrupt.
+#[test]
+fn hints_stale_by_laps_are_walked_forward() {
+    with_queue(4, 8, |q| {
+        let b = &q.parts.body.ring;
+        let mut out = [0u8; 8];
+        for i in 0..20u8 {
+            q.try_send(&[i]).unwrap();
+            assert_eq!(q.try_recv_into(&mut out), Ok(1));
+            assert_eq!(out[0], i);
+        }
+        // Five laps back: slot 0 says "free for 20".
+        b.head.pos.store(0, Ordering::Relaxed);
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+        assert_eq!(b.head.pos.load(Ordering::Relaxed), 20);
+        b.tail.pos.store(1, Ordering::Relaxed);
+        q.try_send(&[20]).unwrap();
+        assert_eq!(b.tail.pos.load(Ordering::Relaxed), 21);
+        b.tail.pos.store(2, Ordering::Relaxed);
+        q.try_send(&[21]).unwrap();
+        assert_eq!(b.tail.pos.load(Ordering::Relaxed), 22);
+        assert!(q.len() <= 4);
+        b.head.pos.store(1, Ordering::Relaxed);
+        assert_eq!(q.try_recv_into(&mut out), Ok(1));
+        assert_eq!(out[0], 20);
+        b.head.pos.store(2, Ordering::Relaxed);
+        assert_eq!(q.try_recv_into(&mut out), Ok(1));
+        assert_eq!(out[0], 21);
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+        assert_eq!(b.head.pos.load(Ordering::Relaxed), 22);
+    });
+}
+
+/// A `seq` word in no state a slot can be in (skipped and busy, skipped
+/// with an even stamp, an owner without the busy bit) is reported, by
+/// sends and receives alike.
+#[test]
+fn impossible_slot_words_are_corrupt() {
+    for word in [SKIPPED | BUSY | 5, SKIPPED | 4, 1 << 40 | 4] {
+        with_queue(4, 8, |q| {
+            q.slot(0).seq.store(word, Ordering::Relaxed);
+            assert_eq!(q.try_send(b"x"), Err(SendError::Corrupt));
+            let mut out = [0u8; 8];
+            assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Corrupt));
+        });
+    }
 }
 
 #[test]

@@ -78,7 +78,11 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"MPROCrg\x01");
 /// longer carrying the closed bit); the control line's `closed` word is the
 /// closed flag (same bytes, new meaning: a version-6 process would claim on
 /// `tail`).
-pub const LAYOUT_VERSION: u32 = 7;
+/// 8: a message queue's send claims by its CAS on the slot, as an MPMC
+/// push (7), and its `tail` is a hint without the closed bit; its control
+/// line's `closed` word is the closed flag (same bytes, new meaning: a
+/// version-7 process would claim on `tail` and steal claims).
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Size and alignment of [`RegionHeader`]; also the alignment a region's
 /// memory must have (page-aligned mappings always do).
