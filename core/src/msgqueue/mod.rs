@@ -542,6 +542,7 @@ impl<'a> MsgQueue<'a> {
     /// # Errors
     ///
     /// As [`try_send`](Self::try_send), except `Full`.
+    #[inline]
     pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
         self.send_deadline(msg, None)
     }
@@ -553,6 +554,7 @@ impl<'a> MsgQueue<'a> {
     ///
     /// [`SendError::Full`] if it stayed full until the timeout; else as
     /// [`try_send`](Self::try_send).
+    #[inline]
     pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
         match self.try_send(msg) {
             Err(SendError::Full) => self.send_slow(msg, Some(Deadline::after(timeout))),
@@ -566,6 +568,7 @@ impl<'a> MsgQueue<'a> {
     /// # Errors
     ///
     /// As [`send_timeout`](Self::send_timeout).
+    #[inline]
     pub fn send_deadline(&self, msg: &[u8], deadline: Option<Deadline>) -> Result<(), SendError> {
         match self.try_send(msg) {
             Err(SendError::Full) => self.send_slow(msg, deadline),
@@ -683,6 +686,7 @@ impl<'a> MsgQueue<'a> {
     /// # Errors
     ///
     /// As [`try_recv_into`](Self::try_recv_into), except `Empty`.
+    #[inline]
     pub fn recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
         self.recv_into_deadline(buf, None)
     }
@@ -694,6 +698,7 @@ impl<'a> MsgQueue<'a> {
     ///
     /// [`RecvError::Empty`] if it stayed empty until the timeout; else as
     /// [`try_recv_into`](Self::try_recv_into).
+    #[inline]
     pub fn recv_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize, RecvError> {
         match self.try_recv_into(buf) {
             Err(RecvError::Empty) => self.recv_slow(buf, Some(Deadline::after(timeout))),
@@ -707,6 +712,7 @@ impl<'a> MsgQueue<'a> {
     /// # Errors
     ///
     /// As [`recv_into_timeout`](Self::recv_into_timeout).
+    #[inline]
     pub fn recv_into_deadline(
         &self,
         buf: &mut [u8],
