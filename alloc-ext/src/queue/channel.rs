@@ -145,14 +145,8 @@ impl<T: Pod> Queue<T> {
         inner.seg.peers.add(me, Side::Sender, 1)?;
         inner.seg.peers.add(me, Side::Receiver, 1)?;
         Ok((
-            Sender {
-                inner: Arc::clone(&inner),
-                local: Local::new(Side::Sender),
-            },
-            Receiver {
-                inner,
-                local: Local::new(Side::Receiver),
-            },
+            Sender::with(Arc::clone(&inner), Local::new(Side::Sender)),
+            Receiver::with(inner, Local::new(Side::Receiver)),
         ))
     }
 }
@@ -169,14 +163,8 @@ pub(crate) fn open_pair<T: Pod>(name: &str) -> Result<(Sender<T>, Receiver<T>), 
         return Err(e.into());
     }
     Ok((
-        Sender {
-            inner: Arc::clone(&inner),
-            local: Local::new(Side::Sender),
-        },
-        Receiver {
-            inner,
-            local: Local::new(Side::Receiver),
-        },
+        Sender::with(Arc::clone(&inner), Local::new(Side::Sender)),
+        Receiver::with(inner, Local::new(Side::Receiver)),
     ))
 }
 
@@ -306,6 +294,10 @@ impl<T: Pod> Inner<T> {
 /// counted across processes).
 pub struct Sender<T: Pod> {
     inner: Arc<Inner<T>>,
+    /// A copy of `inner.ring` (a `Copy` view into the segment that `inner`
+    /// keeps mapped, and never outlives it): one load chain fewer per call
+    /// than going through the `Arc`.
+    ring: MpmcRing<'static, T>,
     local: Local,
 }
 
@@ -326,10 +318,10 @@ impl<T: Pod> Clone for Sender<T> {
     /// a table full of other live processes, see [`Queue::max_peers`]);
     /// [`try_clone`](Sender::try_clone) returns that as an error.
     fn clone(&self) -> Self {
-        Self {
-            local: self.local.clone_in(&self.inner.seg.peers),
-            inner: Arc::clone(&self.inner),
-        }
+        Self::with(
+            Arc::clone(&self.inner),
+            self.local.clone_in(&self.inner.seg.peers),
+        )
     }
 }
 
@@ -358,16 +350,23 @@ impl<T: Pod> Sender<T> {
     /// full of other live processes, see [`Queue::max_peers`], or 65535
     /// senders in this process).
     pub fn try_clone(&self) -> Result<Self, QueueError> {
-        Ok(Self {
-            local: self.local.try_clone_in(&self.inner.seg.peers)?,
-            inner: Arc::clone(&self.inner),
-        })
+        let local = self.local.try_clone_in(&self.inner.seg.peers)?;
+        Ok(Self::with(Arc::clone(&self.inner), local))
+    }
+
+    /// A handle of `inner`, counted (or to be counted) as `local` says.
+    fn with(inner: Arc<Inner<T>>, local: Local) -> Self {
+        Self {
+            ring: inner.ring,
+            inner,
+            local,
+        }
     }
 
     #[inline]
     fn ring(&self) -> &MpmcRing<'static, T> {
         self.local.ensure(&self.inner.seg.peers);
-        &self.inner.ring
+        &self.ring
     }
 
     /// Sends `v` if there is room, without blocking.
@@ -595,7 +594,7 @@ impl<T: Pod> Sender<T> {
     /// was reused; segment and attach errors.
     pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
         let (inner, local) = Inner::claim(token, Side::Sender)?;
-        Ok(Self { inner, local })
+        Ok(Self::with(inner, local))
     }
 
     pub(crate) fn peers(&self) -> &multiproc_core::peers::Peers<'static> {
@@ -639,6 +638,10 @@ impl<T: Pod> Sender<T> {
 /// The receiving side of a [`Queue`]: `Clone`, `Send`, `Sync`.
 pub struct Receiver<T: Pod> {
     inner: Arc<Inner<T>>,
+    /// A copy of `inner.ring` (a `Copy` view into the segment that `inner`
+    /// keeps mapped, and never outlives it): one load chain fewer per call
+    /// than going through the `Arc`.
+    ring: MpmcRing<'static, T>,
     local: Local,
 }
 
@@ -657,10 +660,10 @@ impl<T: Pod> Clone for Receiver<T> {
     ///
     /// As [`Sender::clone`].
     fn clone(&self) -> Self {
-        Self {
-            local: self.local.clone_in(&self.inner.seg.peers),
-            inner: Arc::clone(&self.inner),
-        }
+        Self::with(
+            Arc::clone(&self.inner),
+            self.local.clone_in(&self.inner.seg.peers),
+        )
     }
 }
 
@@ -687,16 +690,23 @@ impl<T: Pod> Receiver<T> {
     ///
     /// As [`Sender::try_clone`].
     pub fn try_clone(&self) -> Result<Self, QueueError> {
-        Ok(Self {
-            local: self.local.try_clone_in(&self.inner.seg.peers)?,
-            inner: Arc::clone(&self.inner),
-        })
+        let local = self.local.try_clone_in(&self.inner.seg.peers)?;
+        Ok(Self::with(Arc::clone(&self.inner), local))
+    }
+
+    /// A handle of `inner`, counted (or to be counted) as `local` says.
+    fn with(inner: Arc<Inner<T>>, local: Local) -> Self {
+        Self {
+            ring: inner.ring,
+            inner,
+            local,
+        }
     }
 
     #[inline]
     fn ring(&self) -> &MpmcRing<'static, T> {
         self.local.ensure(&self.inner.seg.peers);
-        &self.inner.ring
+        &self.ring
     }
 
     /// Receives the oldest value, without blocking.
@@ -924,7 +934,7 @@ impl<T: Pod> Receiver<T> {
     /// As [`Sender::from_token`].
     pub fn from_token(token: &[u8]) -> Result<Self, QueueError> {
         let (inner, local) = Inner::claim(token, Side::Receiver)?;
-        Ok(Self { inner, local })
+        Ok(Self::with(inner, local))
     }
 
     /// Closes the queue for everyone; see [`Sender::close`].
