@@ -72,38 +72,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// publishes a value.
     #[inline(always)]
     pub(super) fn take_push(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
-        let body = self.parts.body;
-        // Relaxed: spares a closed ring a claim that would only be
-        // skipped; the authority is read after the claim.
-        if body.control.closed.load(Ordering::Relaxed) != 0 {
-            return Err(Miss::Closed);
-        }
-        // Relaxed: a guess; the slot's seq (Acquire) carries the
-        // synchronisation, and its CAS decides who pushes.
-        let tail = body.tail.pos.load(Ordering::Relaxed);
-        let slot = self.slot(tail);
-        // Acquire: pairs with the Release store in `free_slot`: the last
-        // consumer's read of this slot is done before we write it.
-        let seq = slot.seq.load(Ordering::Acquire);
-        // The common case inline (the hint is exact and the slot free for
-        // it), the rest out of line, so that a push stays small enough to
-        // inline into its caller.
-        let want = self.free(tail);
-        if seq == want {
-            return match self.take(slot, want) {
-                Ok(()) => Ok((slot, tail)),
-                Err(now) => take_push_slow(self, tail, now, waiting),
-            };
-        }
-        take_push_slow(self, tail, seq, waiting)
-    }
-
-    /// Takes `slot` from the state `want` (`F` or `V`) to busy, owned by
-    /// this process, and records the owner; the word found instead if it
-    /// was not `want` (or the weak CAS failed spuriously).
-    #[inline(always)]
-    fn take(&self, slot: &Slot<T>, want: u64) -> Result<(), u64> {
-        take(&slot.seq, &slot.owner, want)
+        take_push(self, waiting)
     }
 
     /// Whether the ring was closed, read by a producer after the CAS that
@@ -124,27 +93,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             return None;
         }
         let (_, first) = self.take_push(false).ok()?;
-        let limit = (max as u64).min(self.capacity);
-        let me = current_identity();
-        let mut n = 1u64;
-        while n < limit {
-            let pos = first.wrapping_add(n);
-            let slot = self.slot(pos);
-            let want = self.free(pos);
-            // Orderings as in `take_push`. The position after one we took
-            // is the first untaken one until someone takes it, so a
-            // success keeps the run contiguous; a failure ends it.
-            if slot
-                .seq
-                .compare_exchange(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-            {
-                break;
-            }
-            record_owner(&slot.owner, me);
-            n += 1;
-        }
-        Some((first, n as usize))
+        let n = take_following(self, first, max, |pos| self.free(pos));
+        Some((first, n))
     }
 
     /// Publishes the value of position `pos` and wakes one consumer if
@@ -196,24 +146,7 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
     /// closed flag, to tell "closed and drained".
     #[inline(always)]
     pub(super) fn claim_pop_in(&self, waiting: bool) -> Result<(&'a Slot<T>, u64), Miss> {
-        let body = self.parts.body;
-        // Relaxed: a guess; the slot's seq (Acquire) synchronises, and its
-        // CAS decides who pops.
-        let head = body.head.pos.load(Ordering::Relaxed);
-        let slot = self.slot(head);
-        // Acquire: pairs with the Release store in `publish`: the value
-        // is written before we read it.
-        let seq = slot.seq.load(Ordering::Acquire);
-        // The common case inline (the hint is exact and the slot holds its
-        // value), the rest out of line, as in `take_push`.
-        let want = full_stamp(head);
-        if seq == want {
-            return match self.take(slot, want) {
-                Ok(()) => Ok((slot, head)),
-                Err(now) => claim_pop_slow(self, head, now, waiting),
-            };
-        }
-        claim_pop_slow(self, head, seq, waiting)
+        claim_pop(self, waiting)
     }
 
     /// Takes up to `max` consecutive published slots from the oldest on
@@ -224,28 +157,8 @@ impl<'a, T: Pod> MpmcRing<'a, T> {
             return None;
         }
         let (_, first) = self.claim_pop().ok()?;
-        let limit = (max as u64).min(self.capacity);
-        let me = current_identity();
-        let mut n = 1u64;
-        while n < limit {
-            let pos = first.wrapping_add(n);
-            let want = full_stamp(pos);
-            // Orderings as in `claim_pop`. The position after one we took
-            // is the oldest untaken one until someone takes it, so a
-            // success keeps the run contiguous; a failure (taken, skipped,
-            // not published) ends it.
-            let slot = self.slot(pos);
-            if slot
-                .seq
-                .compare_exchange(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-            {
-                break;
-            }
-            record_owner(&slot.owner, me);
-            n += 1;
-        }
-        Some((first, n as usize))
+        let n = take_following(self, first, max, full_stamp);
+        Some((first, n))
     }
 
     /// Frees the slot of position `pos` for the next lap and wakes one
@@ -323,6 +236,97 @@ impl<'a, T: Pod> Ring<'a> for MpmcRing<'a, T> {
     fn words(slot: &Slot<T>) -> (&AtomicU64, &AtomicU64) {
         (&slot.seq, &slot.owner)
     }
+}
+
+/// A push's claim, without the read of the closed flag after it (the
+/// caller's, [`closed_after_claim`], before it publishes a value): takes
+/// the slot of the first position no producer has taken yet (`F` to `W`,
+/// owned by this process). The common case inline (the hint is exact and
+/// the slot free for it), the rest in [`take_push_slow`], so that a push
+/// stays small enough to inline into its caller. Both rings'
+/// (`MpmcRing::take_push`, `MsgQueue::take_push`).
+#[inline(always)]
+pub(crate) fn take_push<'a, R: Ring<'a>>(r: &R, waiting: bool) -> Result<(&'a R::Slot, u64), Miss> {
+    let body = r.body();
+    // Relaxed: spares a closed ring a claim that would only be skipped;
+    // the authority is read after the claim.
+    if body.control.closed.load(Ordering::Relaxed) != 0 {
+        return Err(Miss::Closed);
+    }
+    // Relaxed: a guess; the slot's seq (Acquire) carries the
+    // synchronisation, and its CAS decides who pushes.
+    let tail = body.tail.pos.load(Ordering::Relaxed);
+    let slot = r.slot(tail);
+    let (seq_word, owner) = R::words(slot);
+    // Acquire: pairs with the Release store in `free_slot`: the last
+    // consumer's read of this slot is done before we write it.
+    let seq = seq_word.load(Ordering::Acquire);
+    let want = free_word(r.capacity(), tail);
+    if seq == want {
+        return match take(seq_word, owner, want) {
+            Ok(()) => Ok((slot, tail)),
+            Err(now) => take_push_slow(r, tail, now, waiting),
+        };
+    }
+    take_push_slow(r, tail, seq, waiting)
+}
+
+/// A pop's claim: takes the oldest published slot (`V` to `R`, owned by
+/// this process). The common case inline (the hint is exact and the slot
+/// holds its value), the rest (skipped slots, walks, empty, closed and
+/// drained) in [`claim_pop_slow`]. Both rings' (`MpmcRing::claim_pop_in`,
+/// `MsgQueue::claim_pop`).
+#[inline(always)]
+pub(crate) fn claim_pop<'a, R: Ring<'a>>(r: &R, waiting: bool) -> Result<(&'a R::Slot, u64), Miss> {
+    // Relaxed: a guess; the slot's seq (Acquire) synchronises, and its CAS
+    // decides who pops.
+    let head = r.body().head.pos.load(Ordering::Relaxed);
+    let slot = r.slot(head);
+    let (seq_word, owner) = R::words(slot);
+    // Acquire: pairs with the Release store in `publish`: the value is
+    // written before we read it.
+    let seq = seq_word.load(Ordering::Acquire);
+    let want = full_stamp(head);
+    if seq == want {
+        return match take(seq_word, owner, want) {
+            Ok(()) => Ok((slot, head)),
+            Err(now) => claim_pop_slow(r, head, now, waiting),
+        };
+    }
+    claim_pop_slow(r, head, seq, waiting)
+}
+
+/// Takes the slots of the positions after `first` (which this thread
+/// took) while each is in the state `want(pos)` (free for a push run,
+/// published for a pop run), up to `max` slots in all counting `first`
+/// and at most the capacity; returns how many it holds now, `first`
+/// included. The position after one we took is the first untaken one
+/// until someone takes it, so a success keeps the run contiguous; a
+/// failure (taken, skipped, not ready) ends it. Orderings as in [`take`],
+/// with a strong CAS: a spurious failure would only end the run early.
+pub(crate) fn take_following<'a, R: Ring<'a>>(
+    r: &R,
+    first: u64,
+    max: usize,
+    want: impl Fn(u64) -> u64,
+) -> usize {
+    let limit = (max as u64).min(r.capacity());
+    let me = current_identity();
+    let mut n = 1u64;
+    while n < limit {
+        let pos = first.wrapping_add(n);
+        let want = want(pos);
+        let (seq_word, owner) = R::words(r.slot(pos));
+        if seq_word
+            .compare_exchange(want, busy(want, me), Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            break;
+        }
+        record_owner(owner, me);
+        n += 1;
+    }
+    n as usize
 }
 
 /// A push's claim (`MpmcRing::take_push`, `MsgQueue::take_push`) past

@@ -7,8 +7,8 @@
 
 use super::*;
 use crate::mpmc::claim::{
-    advance, claim_pop_slow, closed_after_claim, recover, take, take_push_slow, wake_consumers,
-    wake_producers, Ring,
+    advance, claim_pop, closed_after_claim, recover, take_push, wake_consumers, wake_producers,
+    Ring,
 };
 
 impl<'a> MsgQueue<'a> {
@@ -41,12 +41,6 @@ impl<'a> MsgQueue<'a> {
         unsafe { self.data.as_ptr().add(i * self.stride) }
     }
 
-    /// The `seq` word `F(pos)`: [`free_word`] (0 in the first lap).
-    #[inline(always)]
-    pub(super) fn free(&self, pos: u64) -> u64 {
-        free_word(self.capacity, pos)
-    }
-
     /// Claims the next push position by taking its slot (`W`) and returns
     /// it; when `waiting` (a blocked send polls), a full queue is told
     /// apart as [`Miss::Idle`] or [`Miss::InFlight`]. As
@@ -69,27 +63,7 @@ impl<'a> MsgQueue<'a> {
     /// the rest in [`take_push_slow`].
     #[inline(always)]
     fn take_push(&self, waiting: bool) -> Result<(&'a Slot, u64), Miss> {
-        let body = &self.parts.body.ring;
-        // Relaxed: spares a closed queue a claim that would only be
-        // skipped; the authority is read after the claim.
-        if body.control.closed.load(Ordering::Relaxed) != 0 {
-            return Err(Miss::Closed);
-        }
-        // Relaxed: a guess; the slot's seq (Acquire) carries the
-        // synchronisation, and its CAS decides who sends.
-        let tail = body.tail.pos.load(Ordering::Relaxed);
-        let slot = self.slot(tail);
-        // Acquire: pairs with the Release store in `free_slot`: the last
-        // consumer's read of this slot is done before we write it.
-        let seq = slot.seq.load(Ordering::Acquire);
-        let want = self.free(tail);
-        if seq == want {
-            return match take(&slot.seq, &slot.owner, want) {
-                Ok(()) => Ok((slot, tail)),
-                Err(now) => take_push_slow(self, tail, now, waiting),
-            };
-        }
-        take_push_slow(self, tail, seq, waiting)
+        take_push(self, waiting)
     }
 
     #[cold]
@@ -145,22 +119,7 @@ impl<'a> MsgQueue<'a> {
     /// [`claim_pop_slow`].
     #[inline(always)]
     pub(super) fn claim_pop(&self, waiting: bool) -> Result<(&'a Slot, u64), Miss> {
-        let body = &self.parts.body.ring;
-        // Relaxed: a guess; the slot's seq (Acquire) synchronises, and its
-        // CAS decides who receives.
-        let head = body.head.pos.load(Ordering::Relaxed);
-        let slot = self.slot(head);
-        // Acquire: pairs with the Release store in `publish`: the bytes
-        // and the length are written before we read them.
-        let seq = slot.seq.load(Ordering::Acquire);
-        let want = full_stamp(head);
-        if seq == want {
-            return match take(&slot.seq, &slot.owner, want) {
-                Ok(()) => Ok((slot, head)),
-                Err(now) => claim_pop_slow(self, head, now, waiting),
-            };
-        }
-        claim_pop_slow(self, head, seq, waiting)
+        claim_pop(self, waiting)
     }
 
     #[cold]

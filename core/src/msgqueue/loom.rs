@@ -5,7 +5,7 @@
 extern crate std;
 
 use super::*;
-use crate::mpmc::slot::busy;
+use crate::mpmc::slot::{busy, free_word};
 use crate::test_util::leak;
 use ::loom::thread;
 use std::vec::Vec;
@@ -168,7 +168,7 @@ fn msgqueue_producer_dies_mid_send() {
 fn msgqueue_producer_dies_between_take_and_record() {
     producer_dies(|q| {
         let t = q.parts.body.ring.tail.pos.load(Ordering::Relaxed);
-        let want = q.free(t);
+        let want = free_word(q.capacity(), t);
         let _ = q.slot(t).seq.compare_exchange(
             want,
             busy(want, crate::sync::current_identity()),

@@ -108,9 +108,7 @@ use core::ptr::NonNull;
 use core::time::Duration;
 
 use crate::mpmc::blocking::{block_on, Miss, Poll, Stuck};
-use crate::mpmc::slot::{
-    clear_owner, free_stamp, free_word, full_stamp, valid_capacity, MpmcBody, SKIPPED,
-};
+use crate::mpmc::slot::{clear_owner, free_stamp, full_stamp, valid_capacity, MpmcBody, SKIPPED};
 use crate::region::{AttachError, ElemType, InitError, Kind, Layout, Parts, Region, ShmSafe, Spec};
 use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 use crate::time::Deadline;

@@ -1,7 +1,7 @@
 extern crate std;
 
 use super::*;
-use crate::mpmc::slot::{busy, BUSY};
+use crate::mpmc::slot::{busy, free_word, BUSY};
 use crate::test_util::{buf, bytes, Line};
 use std::format;
 use std::vec;
@@ -330,7 +330,10 @@ fn a_dead_writers_slot_is_stepped_over() {
         q.try_send(b"next").unwrap();
         let slot = q.slot(pos);
         // A pid above every real one: never alive.
-        let dead = busy(q.free(pos), (1 << crate::identity::PID_BITS) - 1);
+        let dead = busy(
+            free_word(q.capacity(), pos),
+            (1 << crate::identity::PID_BITS) - 1,
+        );
         slot.seq.store(dead, Ordering::Relaxed);
         slot.owner.store(0, Ordering::Relaxed);
         let mut out = [0u8; 8];
